@@ -1,0 +1,185 @@
+//! What flows between a front end and the app: [`Command`]s in, [`Event`]s out.
+//!
+//! A front end (line mode, pipes, later a TUI or JSON) only speaks these two
+//! types, which is what makes it replaceable. The words shown to a user live
+//! here too, in [`Event::render`], so every front end says the same thing
+//! and the classic mode's exact output lines are defined in one place.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::sanitize::push_inert;
+
+/// What the user asks the app to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send one line of text to the peer.
+    Send(String),
+}
+
+/// Something that happened, for a front end to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The listener is bound.
+    Listening {
+        /// The address bound, with the real port when 0 was asked for.
+        addr: SocketAddr,
+    },
+    /// The listener waits for a peer.
+    Waiting,
+    /// A connection attempt started.
+    Connecting {
+        /// The address as the user gave it.
+        to: String,
+    },
+    /// Our connection attempt succeeded.
+    Connected,
+    /// A peer connected to our listener.
+    PeerConnected {
+        /// The peer's address.
+        from: SocketAddr,
+    },
+    /// The chat is ready for typing.
+    Ready,
+    /// The peer sent a line. The text is as received (decoded lossily);
+    /// it is made inert only when rendered.
+    Message {
+        /// The line, without its newline.
+        text: String,
+    },
+    /// The peer went away, cleanly or not.
+    PeerDisconnected,
+    /// Something the user should know that is not part of the conversation.
+    Notice(Notice),
+}
+
+/// A notice: a dropped line, a refused peer, a connection error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The peer sent a line over the limit; it was dropped.
+    IncomingTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A line the user typed is over the limit; it was not sent.
+    OutgoingTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A second peer tried to connect during a chat and was told so.
+    TurnedAway {
+        /// That peer's address.
+        from: SocketAddr,
+    },
+    /// The connection failed during a chat.
+    ConnectionError(String),
+}
+
+impl Event {
+    /// Appends the line a user sees for this event, without a newline.
+    ///
+    /// ```
+    /// use rust_p2p_chat::chat::Event;
+    ///
+    /// let mut out = String::new();
+    /// Event::Message { text: "hi \x1b[31m".into() }.render(&mut out);
+    /// assert_eq!(out, "Peer: hi ^[[31m");
+    /// ```
+    pub fn render(&self, out: &mut String) {
+        use fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = match self {
+            Event::Message { text } => {
+                out.push_str("Peer: ");
+                push_inert(out, text);
+                Ok(())
+            }
+            Event::Listening { addr } => write!(out, "Listening on: {addr}"),
+            Event::Waiting => write!(out, "Waiting for peer to connect..."),
+            Event::Connecting { to } => write!(out, "Connecting to {to}..."),
+            Event::Connected => write!(out, "Connected to peer!"),
+            Event::PeerConnected { from } => write!(out, "Peer connected from: {from}"),
+            Event::Ready => write!(
+                out,
+                "Type messages and press Enter to send (Ctrl+C to exit)"
+            ),
+            Event::PeerDisconnected => write!(out, "Peer disconnected"),
+            Event::Notice(notice) => write!(out, "{notice}"),
+        };
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        self.render(&mut out);
+        f.write_str(&out)
+    }
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::IncomingTooLong { limit } => write!(
+                f,
+                "Dropped a message from peer: longer than the {limit}-byte line limit"
+            ),
+            Notice::OutgoingTooLong { limit } => write!(
+                f,
+                "Not sent: your line is longer than the {limit}-byte line limit"
+            ),
+            Notice::TurnedAway { from } => {
+                write!(f, "Turned away {from}: already in a chat")
+            }
+            Notice::ConnectionError(cause) => {
+                write!(f, "Connection error: {}", super::sanitize::Inert(cause))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_lines_are_exact() {
+        let addr: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let peer: SocketAddr = "127.0.0.1:5555".parse().unwrap();
+        let cases = [
+            (Event::Listening { addr }, "Listening on: 0.0.0.0:8080"),
+            (Event::Waiting, "Waiting for peer to connect..."),
+            (
+                Event::Connecting {
+                    to: "127.0.0.1:8080".into(),
+                },
+                "Connecting to 127.0.0.1:8080...",
+            ),
+            (Event::Connected, "Connected to peer!"),
+            (
+                Event::PeerConnected { from: peer },
+                "Peer connected from: 127.0.0.1:5555",
+            ),
+            (
+                Event::Ready,
+                "Type messages and press Enter to send (Ctrl+C to exit)",
+            ),
+            (
+                Event::Message {
+                    text: "hello".into(),
+                },
+                "Peer: hello",
+            ),
+            (Event::PeerDisconnected, "Peer disconnected"),
+        ];
+        for (event, line) in cases {
+            assert_eq!(event.to_string(), line);
+        }
+    }
+
+    #[test]
+    fn notices_name_the_limit() {
+        let event = Event::Notice(Notice::IncomingTooLong { limit: 1024 });
+        assert!(event.to_string().contains("1024-byte"));
+    }
+}

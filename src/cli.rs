@@ -1,0 +1,260 @@
+//! The command line: flags (clap) and the classic interactive prompts.
+//!
+//! The prompts read answers as lines from any `BufRead`, so they work the
+//! same on a terminal and on a pipe (`printf '\n9001\n' | rust-p2p-chat`),
+//! and they are tested without a terminal. An invalid answer gets a
+//! one-line explanation and the same question again.
+
+use std::io::{self, BufRead, Write};
+
+use clap::Parser;
+
+use crate::app::Role;
+use crate::chat::address::{parse_listen_port, PeerAddress, DEFAULT_PORT};
+use crate::chat::line::DEFAULT_MAX_LINE;
+
+/// Longest prompt answer read; the rest of a longer line is skipped.
+const MAX_ANSWER: usize = 1024;
+
+/// Invalid answers tolerated before the prompts give up (a script feeding
+/// wrong answers would otherwise loop forever).
+const MAX_ATTEMPTS: usize = 20;
+
+/// A serverless peer-to-peer chat: two peers talk directly over TCP.
+///
+/// With no flags it asks whether to listen or whom to connect to.
+#[derive(Debug, Parser)]
+#[command(name = "rust-p2p-chat", version, about)]
+pub struct Args {
+    /// Listen for a peer on 0.0.0.0:PORT (default 8080; 0 picks a free port).
+    #[arg(
+        short,
+        long,
+        value_name = "PORT",
+        num_args = 0..=1,
+        default_missing_value = "8080",
+        conflicts_with = "connect"
+    )]
+    pub listen: Option<u16>,
+
+    /// Connect to a peer at HOST:PORT (IPv4, [IPv6] or a host name).
+    #[arg(short, long, value_name = "HOST:PORT")]
+    pub connect: Option<PeerAddress>,
+
+    /// Use the plain protocol: one UTF-8 line per message, as `nc` speaks.
+    #[arg(long)]
+    pub plain: bool,
+
+    /// Longest line accepted from the peer or sent to it, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE, value_parser = parse_max_line)]
+    pub max_line: usize,
+}
+
+impl Args {
+    /// The role the flags ask for, if any.
+    pub fn role(&self) -> Option<Role> {
+        match (&self.connect, self.listen) {
+            (Some(addr), _) => Some(Role::Connect(addr.clone())),
+            (None, Some(port)) => Some(Role::Listen { port }),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The largest `--max-line` accepted: 1 GiB.
+const MAX_LINE_LIMIT: usize = 1 << 30;
+
+fn parse_max_line(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_LINE_LIMIT).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of bytes from 1 to {MAX_LINE_LIMIT}"
+        )),
+    }
+}
+
+/// Why the prompts did not produce a role.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// Input ended before a valid answer was given.
+    #[error("no answer at the prompt: standard input ended")]
+    NoAnswer,
+    /// Too many invalid answers in a row.
+    #[error("no valid answer after {MAX_ATTEMPTS} attempts")]
+    TooManyAttempts,
+    /// The terminal could not be read or written.
+    #[error("could not use the terminal: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Shows the banner and asks whether to listen or connect.
+///
+/// When `echo_newline` is set (input is not a terminal, so the answer is not
+/// echoed), a newline follows each answer so later lines start on their own.
+///
+/// ```
+/// use rust_p2p_chat::{app::Role, cli::prompt_role};
+///
+/// let mut input = &b"\n9001\n"[..];
+/// let mut output = Vec::new();
+/// let role = prompt_role(&mut input, &mut output, true)?;
+/// assert_eq!(role, Role::Listen { port: 9001 });
+/// # Ok::<(), rust_p2p_chat::cli::PromptError>(())
+/// ```
+pub fn prompt_role(
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+    echo_newline: bool,
+) -> Result<Role, PromptError> {
+    writeln!(out, "P2P Chat Application")?;
+    writeln!(out, "Usage:")?;
+    writeln!(
+        out,
+        "  1. Start as server: just press Enter when prompted for address"
+    )?;
+    writeln!(
+        out,
+        "  2. Connect to peer: enter address as ip:port (e.g., 127.0.0.1:8080)"
+    )?;
+    writeln!(out)?;
+    let answer = ask(
+        input,
+        out,
+        echo_newline,
+        "Enter peer address (or press Enter to start as server): ",
+        |answer| {
+            if answer.trim().is_empty() {
+                Ok(None)
+            } else {
+                answer.parse::<PeerAddress>().map(Some)
+            }
+        },
+    )?;
+    if let Some(addr) = answer {
+        return Ok(Role::Connect(addr));
+    }
+    let question = format!("Enter port to listen on (default {DEFAULT_PORT}): ");
+    let port = ask(input, out, echo_newline, &question, parse_listen_port)?;
+    Ok(Role::Listen { port })
+}
+
+fn ask<T, E: std::fmt::Display>(
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+    echo_newline: bool,
+    question: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<T, PromptError> {
+    for _ in 0..MAX_ATTEMPTS {
+        write!(out, "{question}")?;
+        out.flush()?;
+        let answer = read_answer(input)?.ok_or(PromptError::NoAnswer)?;
+        if echo_newline {
+            writeln!(out)?;
+        }
+        match parse(&answer) {
+            Ok(value) => return Ok(value),
+            Err(e) => writeln!(out, "{e}")?,
+        }
+    }
+    Err(PromptError::TooManyAttempts)
+}
+
+/// Reads one answer line, at most [`MAX_ANSWER`] bytes of it; `None` at EOF.
+fn read_answer(input: &mut impl BufRead) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let n = io::Read::take(&mut *input, MAX_ANSWER as u64).read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') && n == MAX_ANSWER {
+        // Skip the rest of an overlong line; the answer will be rejected.
+        let mut rest = Vec::new();
+        input.read_until(b'\n', &mut rest)?;
+    }
+    Ok(Some(
+        String::from_utf8_lossy(&line)
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &str) -> (Result<Role, PromptError>, String) {
+        let mut input = input.as_bytes();
+        let mut out = Vec::new();
+        let role = prompt_role(&mut input, &mut out, false);
+        (role, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn banner_and_first_prompt_are_exact() {
+        let (_, out) = run("");
+        assert_eq!(
+            out,
+            "P2P Chat Application\nUsage:\n  1. Start as server: just press Enter when prompted for address\n  2. Connect to peer: enter address as ip:port (e.g., 127.0.0.1:8080)\n\nEnter peer address (or press Enter to start as server): "
+        );
+    }
+
+    #[test]
+    fn enter_then_enter_listens_on_8080() {
+        let (role, out) = run("\n\n");
+        assert_eq!(role.unwrap(), Role::Listen { port: 8080 });
+        assert!(out.ends_with("Enter port to listen on (default 8080): "));
+    }
+
+    #[test]
+    fn address_answer_connects() {
+        let (role, _) = run("127.0.0.1:9000\r\n");
+        assert_eq!(
+            role.unwrap(),
+            Role::Connect("127.0.0.1:9000".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn invalid_answers_are_explained_and_asked_again() {
+        let (role, out) = run("127.0.0.1:99999\nlocalhost\n\nport\n7000\n");
+        assert_eq!(role.unwrap(), Role::Listen { port: 7000 });
+        assert!(out.contains("invalid port '99999'"));
+        assert!(out.contains("'localhost' has no port"));
+        assert!(out.contains("invalid port 'port'"));
+        assert_eq!(out.matches("Enter peer address").count(), 3);
+        assert_eq!(out.matches("Enter port to listen on").count(), 2);
+    }
+
+    #[test]
+    fn eof_at_a_prompt_is_an_error() {
+        let (role, _) = run("\n");
+        assert!(matches!(role, Err(PromptError::NoAnswer)));
+    }
+
+    #[test]
+    fn endless_wrong_answers_give_up() {
+        let (role, _) = run(&"nonsense\n".repeat(100));
+        assert!(matches!(role, Err(PromptError::TooManyAttempts)));
+    }
+
+    #[test]
+    fn overlong_answer_is_rejected_and_skipped() {
+        let input = format!("{}\n127.0.0.1:1\n", "x".repeat(5000));
+        let (role, _) = run(&input);
+        assert_eq!(role.unwrap(), Role::Connect("127.0.0.1:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let args = Args::try_parse_from(["x", "--listen"]).unwrap();
+        assert_eq!(args.role(), Some(Role::Listen { port: 8080 }));
+        let args = Args::try_parse_from(["x", "-l", "0", "--plain"]).unwrap();
+        assert_eq!(args.role(), Some(Role::Listen { port: 0 }));
+        let args = Args::try_parse_from(["x", "-c", "[::1]:5"]).unwrap();
+        assert_eq!(args.role(), Some(Role::Connect("[::1]:5".parse().unwrap())));
+        assert!(Args::try_parse_from(["x", "-c", "nowhere"]).is_err());
+        assert!(Args::try_parse_from(["x", "-l", "1", "-c", "h:1"]).is_err());
+        assert!(Args::try_parse_from(["x", "--max-line", "0"]).is_err());
+    }
+}

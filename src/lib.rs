@@ -1,0 +1,50 @@
+//! rust-p2p-chat: a serverless chat in which peers talk directly.
+//!
+//! The binary is a thin shell over this library. Another program can use
+//! the same engine to listen or connect, send lines and receive events,
+//! without any terminal:
+//!
+//! ```
+//! use rust_p2p_chat::classic::{self, Config, Received};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let listener = classic::Listener::bind("127.0.0.1:0".parse()?, Config::default()).await?;
+//!     let address = listener.local_addr()?.to_string().parse()?;
+//!
+//!     let (alice, bob) = tokio::join!(listener.accept(), classic::connect(&address, Config::default()));
+//!     let (mut alice, mut bob) = (alice?, bob?);
+//!
+//!     bob.send("hello, alice").await?;
+//!     assert_eq!(alice.next_event().await?, Received::Message("hello, alice".into()));
+//!
+//!     drop(bob);
+//!     assert_eq!(alice.next_event().await?, Received::Disconnected);
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! # Where things are
+//!
+//! - [`chat`]: plain data and pure logic — [`Event`](chat::Event) and
+//!   [`Command`](chat::Command), line splitting with a size limit, making peer
+//!   text safe for a terminal, address parsing. No I/O. Start here to change
+//!   what a user sees: every status line is written in
+//!   [`Event::render`](chat::Event::render).
+//! - [`classic`]: the plain-protocol engine (TCP, one line per message).
+//! - [`app`]: runs a chat between a front end and an engine; the only place
+//!   that knows both.
+//! - [`ui`]: front ends (pipes, interactive line editor). They speak only
+//!   `Command` and `Event`; add a front end here.
+//! - [`cli`]: flags and the interactive prompts.
+//!
+//! Engines import `chat` and never each other; front ends import `app` and
+//! `chat`, never an engine.
+
+pub mod app;
+pub mod chat;
+pub mod classic;
+pub mod cli;
+pub mod ui;

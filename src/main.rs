@@ -1,0 +1,98 @@
+//! The `rust-p2p-chat` binary: parse the command line, ask the prompts,
+//! pick a front end, run the app, and map the outcome to an exit code
+//! (0 normal, 1 runtime error, 2 usage error).
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::sync::mpsc;
+
+use rust_p2p_chat::app::{self, Options, Shutdown};
+use rust_p2p_chat::cli::{prompt_role, Args, PromptError};
+use rust_p2p_chat::ui::{pipe, terminal, Style};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let role = match args.role() {
+        Some(role) => role,
+        None => {
+            let echo_newline = !io::stdin().is_terminal();
+            match prompt_role(&mut io::stdin().lock(), &mut io::stdout(), echo_newline) {
+                Ok(role) => role,
+                Err(e @ (PromptError::NoAnswer | PromptError::TooManyAttempts)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+                Err(e) => return fail(e.into()),
+            }
+        }
+    };
+    let options = Options {
+        role,
+        max_line: args.max_line,
+    };
+    match run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(error: anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::from(1)
+}
+
+fn run(options: Options) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
+    let (shutdown, shutdown_rx) = Shutdown::new();
+    let (commands_tx, commands_rx) = mpsc::channel(app::COMMAND_QUEUE);
+    let (events_tx, events_rx) = mpsc::channel(app::EVENT_QUEUE);
+
+    let result = runtime.block_on(async {
+        spawn_signal_handler(shutdown.clone())?;
+        if interactive {
+            let app = app::run(options, commands_rx, events_tx, shutdown_rx);
+            let style = Style::detect(true);
+            terminal::run(app, commands_tx, events_rx, shutdown, style)
+                .await
+                .context("terminal failed")?
+                .map_err(anyhow::Error::from)
+        } else {
+            let style = Style::detect(io::stdout().is_terminal());
+            pipe::spawn_input(options.max_line, commands_tx, events_tx.downgrade())
+                .context("could not start the input thread")?;
+            let output = pipe::spawn_output(events_rx, style, shutdown)
+                .context("could not start the output thread")?;
+            let result = app::run(options, commands_rx, events_tx, shutdown_rx).await;
+            // The app dropped its event sender: the output thread drains
+            // what is left and ends.
+            let _ = output.join();
+            result.map_err(anyhow::Error::from)
+        }
+    });
+    // The stdin thread may be blocked in a read; it ends with the process.
+    runtime.shutdown_background();
+    result
+}
+
+/// Ctrl+C (outside the line editor, which handles its own) and SIGTERM ask
+/// for a clean shutdown.
+fn spawn_signal_handler(shutdown: Shutdown) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        shutdown.trigger();
+    });
+    Ok(())
+}

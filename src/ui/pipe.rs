@@ -1,0 +1,213 @@
+//! The pipe front end: stdin lines in, status and message lines out.
+//!
+//! Each direction runs on its own thread doing plain blocking I/O, so a
+//! consumer that stops reading our stdout never stalls what we send, and a
+//! producer that floods stdin never stalls what we show. Output is written
+//! in batches: everything already queued goes out in one `write`, and the
+//! batch is flushed as soon as the queue runs dry, which keeps interactive
+//! latency low and bulk throughput high. Notices go to stderr, so stdout
+//! carries only status lines and one `Peer: ` line per message.
+
+use std::io::{self, Read, Write};
+use std::thread::{self, JoinHandle};
+
+use tokio::sync::mpsc;
+
+use super::Style;
+use crate::app::Shutdown;
+use crate::chat::line::{Frame, LineSplitter};
+use crate::chat::{Command, Event, Notice};
+
+/// Bytes asked of stdin in one read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A batch of output is written once it reaches this size, even if more
+/// events are queued.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Reads lines from stdin on a thread and sends them as commands. The
+/// thread ends at EOF (dropping `commands`, which tells the app that input
+/// ended) or when the app is gone. Notices about our own input go to
+/// `events` while the app still runs.
+pub fn spawn_input(
+    max_line: usize,
+    commands: mpsc::Sender<Command>,
+    events: mpsc::WeakSender<Event>,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || read_input(io::stdin().lock(), max_line, &commands, &events))
+}
+
+fn read_input(
+    mut input: impl Read,
+    max_line: usize,
+    commands: &mpsc::Sender<Command>,
+    events: &mpsc::WeakSender<Event>,
+) {
+    let mut lines = LineSplitter::new(max_line);
+    let mut chunk = vec![0; READ_CHUNK];
+    loop {
+        let end = match input.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(n) => {
+                lines.push(&chunk[..n]);
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A broken stdin is an end of input like any other.
+            Err(_) => true,
+        };
+        loop {
+            let frame = if end {
+                lines.finish()
+            } else {
+                lines.next_frame()
+            };
+            let delivered = match frame {
+                None => break,
+                Some(Frame::Line(text)) => commands.blocking_send(Command::Send(text)).is_ok(),
+                Some(Frame::TooLong { limit }) => match events.upgrade() {
+                    Some(events) => events
+                        .blocking_send(Event::Notice(Notice::OutgoingTooLong { limit }))
+                        .is_ok(),
+                    None => false,
+                },
+            };
+            if !delivered {
+                return;
+            }
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+/// Shows events on a thread until the app drops its sender. If stdout
+/// breaks (the reader went away), the app is told to shut down and the
+/// remaining events are discarded.
+pub fn spawn_output(
+    events: mpsc::Receiver<Event>,
+    style: Style,
+    shutdown: Shutdown,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new().name("stdout".into()).spawn(move || {
+        let result = write_output(events, style, &mut io::stdout().lock(), &mut io::stderr());
+        if result.is_err() {
+            shutdown.trigger();
+        }
+    })
+}
+
+fn write_output(
+    mut events: mpsc::Receiver<Event>,
+    style: Style,
+    out: &mut impl Write,
+    notices: &mut impl Write,
+) -> io::Result<()> {
+    let mut batch = String::with_capacity(WRITE_BATCH);
+    let mut notice_batch = String::new();
+    let outcome = loop {
+        let Some(first) = events.blocking_recv() else {
+            break Ok(());
+        };
+        let mut next = Some(first);
+        while let Some(event) = next {
+            match event {
+                Event::Notice(_) => style.render(&event, &mut notice_batch),
+                _ => style.render(&event, &mut batch),
+            }
+            next = if batch.len() < WRITE_BATCH {
+                events.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let written = out
+            .write_all(batch.as_bytes())
+            .and_then(|()| out.flush())
+            .and_then(|()| notices.write_all(notice_batch.as_bytes()));
+        if let Err(e) = written {
+            break Err(e);
+        }
+        batch.clear();
+        notice_batch.clear();
+    };
+    if outcome.is_err() {
+        // Keep the app from blocking on a full queue while it shuts down.
+        while events.blocking_recv().is_some() {}
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_lines_become_commands_and_long_lines_a_notice() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (etx, mut erx) = mpsc::channel(16);
+        let input: &[u8] = b"hello\r\n0123456789abc\nlast";
+        read_input(input, 8, &tx, &etx.downgrade());
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(Command::Send(text)) = rx.blocking_recv() {
+            sent.push(text);
+        }
+        assert_eq!(sent, ["hello", "last"]);
+        assert_eq!(
+            erx.try_recv().ok(),
+            Some(Event::Notice(Notice::OutgoingTooLong { limit: 8 }))
+        );
+    }
+
+    #[test]
+    fn output_goes_to_stdout_and_notices_to_stderr() {
+        let (tx, rx) = mpsc::channel(16);
+        tx.blocking_send(Event::Message {
+            text: "hi\x1b".into(),
+        })
+        .unwrap();
+        tx.blocking_send(Event::Notice(Notice::IncomingTooLong { limit: 4 }))
+            .unwrap();
+        tx.blocking_send(Event::PeerDisconnected).unwrap();
+        drop(tx);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        write_output(rx, Style::plain(), &mut out, &mut err).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Peer: hi^[\nPeer disconnected\n"
+        );
+        assert!(String::from_utf8(err).unwrap().contains("4-byte"));
+    }
+
+    #[test]
+    fn broken_output_drains_the_queue() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let producer = thread::spawn(move || {
+            for i in 0..100 {
+                if tx
+                    .blocking_send(Event::Message {
+                        text: i.to_string(),
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        assert!(write_output(rx, Style::plain(), &mut Broken, &mut Vec::new()).is_err());
+        producer.join().unwrap();
+    }
+}

@@ -1,0 +1,93 @@
+//! The interactive front end: a line editor with history (up/down), and
+//! incoming messages printed above the line being typed.
+//!
+//! One loop owns the editor. It polls the editor first on every turn, which
+//! also prints whatever was queued for display, so the editor's print queue
+//! never holds more than one batch; then it takes events from the app and
+//! queues them as one batch. Ctrl+C asks the app to shut down; Ctrl+D ends
+//! the input like EOF on a pipe. The terminal is restored on every way out.
+
+use std::future::Future;
+use std::io::Write;
+
+use rustyline_async::{Readline, ReadlineError, ReadlineEvent};
+use tokio::sync::mpsc;
+
+use super::Style;
+use crate::app::Shutdown;
+use crate::chat::{Command, Event};
+
+/// The input prompt.
+const PROMPT: &str = "> ";
+
+/// Lines of typed history kept for up/down.
+const HISTORY: usize = 500;
+
+/// Largest batch of output queued at once.
+const PRINT_BATCH: usize = 64 * 1024;
+
+/// Runs `app` with the terminal as its front end, returning the app's
+/// result once it ends and the terminal is restored.
+pub async fn run<F: Future>(
+    app: F,
+    commands: mpsc::Sender<Command>,
+    mut events: mpsc::Receiver<Event>,
+    shutdown: Shutdown,
+    style: Style,
+) -> Result<F::Output, ReadlineError> {
+    let (mut editor, mut printer) = Readline::new(PROMPT.to_owned())?;
+    editor.set_max_history(HISTORY);
+    let mut commands = Some(commands);
+    let mut batch = String::new();
+    tokio::pin!(app);
+    let output = loop {
+        tokio::select! {
+            biased;
+            input = editor.readline() => match input {
+                Ok(ReadlineEvent::Line(line)) => {
+                    editor.add_history_entry(line.clone());
+                    if let Some(tx) = &commands {
+                        if tx.send(Command::Send(line)).await.is_err() {
+                            commands = None;
+                        }
+                    }
+                }
+                Ok(ReadlineEvent::Eof) => commands = None,
+                Ok(ReadlineEvent::Interrupted) => shutdown.trigger(),
+                Err(_) => {
+                    shutdown.trigger();
+                    commands = None;
+                }
+            },
+            output = &mut app => break output,
+            Some(event) = events.recv() => {
+                let mut next = Some(event);
+                while let Some(event) = next {
+                    style.render(&event, &mut batch);
+                    next = if batch.len() < PRINT_BATCH { events.try_recv().ok() } else { None };
+                }
+                print(&mut printer, &mut batch);
+            }
+        }
+    };
+    while let Ok(event) = events.try_recv() {
+        style.render(&event, &mut batch);
+        if batch.len() >= PRINT_BATCH {
+            print(&mut printer, &mut batch);
+            editor.flush()?;
+        }
+    }
+    print(&mut printer, &mut batch);
+    editor.flush()?;
+    Ok(output)
+}
+
+/// Queues a batch of lines for the editor to print above the input line.
+fn print(printer: &mut impl Write, batch: &mut String) {
+    if !batch.is_empty() {
+        // The queue is drained on every turn of the loop, so it has room;
+        // if the terminal is gone there is nobody to tell.
+        let _ = printer.write_all(batch.as_bytes());
+        batch.clear();
+    }
+}
