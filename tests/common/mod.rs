@@ -1,0 +1,297 @@
+//! Shared helpers: start the real binary on a free port, feed it lines, and
+//! wait (with a timeout) for what it prints.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The longest any single wait in a test may take.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_rust-p2p-chat");
+
+/// A running `rust-p2p-chat` process with piped stdin, stdout and stderr.
+pub struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    /// Every stdout line seen so far, for error messages.
+    pub seen: Vec<String>,
+}
+
+impl Peer {
+    /// Starts the binary with `args`.
+    pub fn start(args: &[&str]) -> Peer {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        let stdin = child.stdin.take();
+        let stdout = lines_of(child.stdout.take().expect("stdout"));
+        let stderr = lines_of(child.stderr.take().expect("stderr"));
+        Peer {
+            child,
+            stdin,
+            stdout,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Starts a plain listener on a free port; returns it and the port.
+    pub fn listen(extra: &[&str]) -> (Peer, u16) {
+        let mut args = vec!["--plain", "--listen", "0"];
+        args.extend_from_slice(extra);
+        let mut peer = Peer::start(&args);
+        let line = peer.expect_prefix("Listening on: 0.0.0.0:");
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in the Listening line");
+        peer.expect_line("Waiting for peer to connect...");
+        (peer, port)
+    }
+
+    /// Starts a plain peer connecting to 127.0.0.1:`port` and waits until
+    /// it is connected.
+    pub fn connect(port: u16) -> Peer {
+        let mut peer = Peer::start(&["--plain", "--connect", &format!("127.0.0.1:{port}")]);
+        peer.expect_line("Connected to peer!");
+        peer.expect_line("Type messages and press Enter to send (Ctrl+C to exit)");
+        peer
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Writes one line to the process's stdin.
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes());
+    }
+
+    /// Writes raw bytes to the process's stdin.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Closes stdin (EOF).
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line, or `None` on EOF; panics after [`TIMEOUT`].
+    pub fn next_line(&mut self) -> Option<String> {
+        match self.stdout.recv_timeout(TIMEOUT) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!(
+                    "no output within {TIMEOUT:?}; seen so far: {:?}",
+                    self.tail()
+                )
+            }
+        }
+    }
+
+    /// Waits for a stdout line equal to `want`, skipping others.
+    pub fn expect_line(&mut self, want: &str) {
+        self.expect_matching(|line| line == want, want);
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns it.
+    pub fn expect_prefix(&mut self, prefix: &str) -> String {
+        self.expect_matching(|line| line.starts_with(prefix), prefix)
+    }
+
+    fn expect_matching(&mut self, matches: impl Fn(&str) -> bool, what: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            match self.next_line() {
+                Some(line) if matches(&line) => return line,
+                Some(_) => {}
+                None => panic!("output ended before {what:?}; seen: {:?}", self.tail()),
+            }
+        }
+        panic!("no {what:?} within {TIMEOUT:?}; seen: {:?}", self.tail())
+    }
+
+    /// The next stdout line, which must be exactly `want`.
+    pub fn expect_next(&mut self, want: &str) {
+        let line = self.next_line();
+        assert_eq!(line.as_deref(), Some(want), "seen: {:?}", self.tail());
+    }
+
+    /// Waits for a stderr line containing `part`; returns it.
+    pub fn expect_stderr(&mut self, part: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(part) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no stderr line with {part:?}; stderr: {seen:?}")
+    }
+
+    /// Waits for the process to exit; kills it and panics after [`TIMEOUT`].
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        panic!(
+            "process did not exit within {TIMEOUT:?}; seen: {:?}",
+            self.tail()
+        )
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    fn tail(&self) -> &[String] {
+        let from = self.seen.len().saturating_sub(10);
+        &self.seen[from..]
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                    }
+                    if tx
+                        .send(String::from_utf8_lossy(&line).into_owned())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// A raw TCP peer, the way `nc` talks to the program.
+pub struct RawPeer {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl RawPeer {
+    /// Connects to 127.0.0.1:`port`.
+    pub fn connect(port: u16) -> RawPeer {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        RawPeer::from_stream(stream)
+    }
+
+    /// Wraps an accepted stream.
+    pub fn from_stream(stream: TcpStream) -> RawPeer {
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        stream.set_write_timeout(Some(TIMEOUT)).expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        RawPeer { stream, reader }
+    }
+
+    /// Writes raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to peer");
+    }
+
+    /// Reads one line (without the newline); `None` on EOF.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                assert_eq!(line.pop(), Some(b'\n'), "line without newline: {line:?}");
+                Some(String::from_utf8_lossy(&line).into_owned())
+            }
+            Err(e) => panic!("read from peer: {e}"),
+        }
+    }
+
+    /// Closes our sending direction.
+    pub fn finish(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Closes the connection abruptly with a TCP reset.
+    pub fn reset(self) {
+        socket2::SockRef::from(&self.stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("set linger");
+        drop(self.stream);
+    }
+}
+
+/// A listening socket on a free loopback port, standing in for a peer.
+pub fn raw_listener() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    (listener, port)
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let (listener, port) = raw_listener();
+    drop(listener);
+    port
+}
