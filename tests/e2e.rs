@@ -1,0 +1,171 @@
+//! End to end: the real binary driven as a person drives it (a terminal),
+//! as a script drives it (pipes), and as `nc` talks to it (a raw socket).
+
+mod common;
+
+use std::process::Command;
+
+use common::{raw_listener, Peer, RawPeer, BIN, TIMEOUT};
+use rexpect::session::{spawn_with_options, Options, PtySession};
+
+/// Starts the binary with `args` in a pseudo-terminal of 80x24.
+fn in_terminal(args: &str) -> PtySession {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("stty cols 80 rows 24 && exec '{BIN}' {args}"))
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let options = Options::new().timeout_ms(Some(TIMEOUT.as_millis() as u64));
+    spawn_with_options(command, options).expect("spawn in a pseudo-terminal")
+}
+
+#[test]
+fn terminal_prompts_then_chat_like_a_person() {
+    let mut term = in_terminal("");
+    term.exp_string("P2P Chat Application").unwrap();
+    term.exp_string("Enter peer address (or press Enter to start as server): ")
+        .unwrap();
+    term.send_line("").unwrap();
+    term.exp_string("Enter port to listen on (default 8080): ")
+        .unwrap();
+    // An invalid answer is explained and asked again.
+    term.send_line("eighty").unwrap();
+    term.exp_string("invalid port 'eighty'").unwrap();
+    term.exp_string("Enter port to listen on (default 8080): ")
+        .unwrap();
+    term.send_line("0").unwrap();
+    let (_, port) = term.exp_regex(r"Listening on: 0\.0\.0\.0:\d+").unwrap();
+    let port: u16 = port.rsplit(':').next().unwrap().parse().unwrap();
+    term.exp_string("Waiting for peer to connect...").unwrap();
+
+    let mut peer = RawPeer::connect(port);
+    term.exp_string("Peer connected from: 127.0.0.1:").unwrap();
+    term.exp_string("Type messages and press Enter to send (Ctrl+C to exit)")
+        .unwrap();
+
+    // A hostile line arrives inert.
+    peer.send(b"hello \x1b]0;pwned\x07\x1b[2J\n");
+    term.exp_string("Peer: hello ^[]0;pwned^G^[[2J").unwrap();
+
+    // Typing: Enter in a raw-mode terminal is a carriage return.
+    term.send("hi from the terminal\r").unwrap();
+    term.flush().unwrap();
+    assert_eq!(peer.read_line().as_deref(), Some("hi from the terminal"));
+
+    // History: up arrow recalls the last line, Enter sends it again.
+    term.send("\x1b[A\r").unwrap();
+    term.flush().unwrap();
+    assert_eq!(peer.read_line().as_deref(), Some("hi from the terminal"));
+
+    // A message arriving while a line is half typed does not garble it.
+    term.send("half typ").unwrap();
+    term.flush().unwrap();
+    peer.send(b"interrupting\n");
+    term.exp_string("Peer: interrupting").unwrap();
+    term.send("ed\r").unwrap();
+    term.flush().unwrap();
+    assert_eq!(peer.read_line().as_deref(), Some("half typed"));
+
+    // Ctrl+C exits cleanly.
+    term.send_control('c').unwrap();
+    term.exp_eof().unwrap();
+    let status = term.process().wait().unwrap();
+    assert!(format!("{status:?}").starts_with("Exited("), "{status:?}");
+    assert!(format!("{status:?}").ends_with(", 0)"), "{status:?}");
+}
+
+#[test]
+fn terminal_connect_prompt_and_ctrl_d() {
+    let (listener, port) = raw_listener();
+    let mut term = in_terminal("");
+    term.exp_string("Enter peer address (or press Enter to start as server): ")
+        .unwrap();
+    term.send_line(&format!("127.0.0.1:{port}")).unwrap();
+    term.exp_string(&format!("Connecting to 127.0.0.1:{port}..."))
+        .unwrap();
+    term.exp_string("Connected to peer!").unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let mut peer = RawPeer::from_stream(stream);
+    peer.send(b"welcome\n");
+    term.exp_string("Peer: welcome").unwrap();
+    term.send("last words\r").unwrap();
+    term.send_control('d').unwrap();
+    assert_eq!(peer.read_line().as_deref(), Some("last words"));
+    assert_eq!(peer.read_line(), None, "Ctrl+D closes the chat");
+    peer.finish();
+    term.exp_eof().unwrap();
+}
+
+#[test]
+fn prompts_answered_through_a_pipe() {
+    let mut listener = Peer::start(&[]);
+    listener.send("");
+    listener.send("0");
+    listener.expect_line("P2P Chat Application");
+    let line = listener.expect_prefix("Listening on: 0.0.0.0:");
+    let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    listener.expect_next("Waiting for peer to connect...");
+
+    let mut connector = Peer::start(&[]);
+    connector.send(&format!("127.0.0.1:{port}"));
+    connector.expect_line(&format!("Connecting to 127.0.0.1:{port}..."));
+    connector.expect_next("Connected to peer!");
+    connector.expect_next("Type messages and press Enter to send (Ctrl+C to exit)");
+
+    listener.expect_prefix("Peer connected from: 127.0.0.1:");
+    listener.expect_next("Type messages and press Enter to send (Ctrl+C to exit)");
+    connector.send("through a pipe");
+    listener.expect_next("Peer: through a pipe");
+    listener.send("and back");
+    connector.expect_next("Peer: and back");
+
+    // In a pipe, nothing but status and message lines reaches stdout.
+    for line in listener.seen.iter().chain(&connector.seen) {
+        assert!(!line.contains('\x1b'), "decoration in a pipe: {line:?}");
+    }
+}
+
+#[test]
+fn piped_lines_are_delivered_and_the_program_exits() {
+    let (listener, port) = raw_listener();
+    let script = format!("printf 'a\\nb\\n' | '{BIN}' --plain --connect 127.0.0.1:{port}");
+    let child = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let mut peer = RawPeer::from_stream(stream);
+    assert_eq!(peer.read_line().as_deref(), Some("a"));
+    assert_eq!(peer.read_line().as_deref(), Some("b"));
+    assert_eq!(peer.read_line(), None);
+    peer.finish();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+}
+
+#[test]
+fn talks_to_a_raw_socket_like_nc() {
+    let (listener, port) = raw_listener();
+    let mut chat = Peer::start(&["--plain", "--connect", &format!("127.0.0.1:{port}")]);
+    let (stream, _) = listener.accept().unwrap();
+    let mut nc = RawPeer::from_stream(stream);
+    chat.expect_line("Connected to peer!");
+
+    // nc sends CRLF lines, in one segment and split over several.
+    nc.send(b"first\r\nsec");
+    nc.send(b"ond\nthird\n");
+    chat.expect_line("Peer: first");
+    chat.expect_next("Peer: second");
+    chat.expect_next("Peer: third");
+
+    chat.send("reply with unicode: ✓ ü");
+    assert_eq!(nc.read_line().as_deref(), Some("reply with unicode: ✓ ü"));
+
+    // nc quits: the connecting side reports it and exits 0.
+    nc.finish();
+    drop(nc);
+    chat.expect_next("Peer disconnected");
+    assert!(chat.wait_exit().success());
+}
