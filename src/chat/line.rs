@@ -101,17 +101,7 @@ impl LineSplitter {
                         self.discarding = false;
                         continue;
                     }
-                    let mut line = &self.buf[line_start..end];
-                    if let [rest @ .., b'\r'] = line {
-                        line = rest;
-                    }
-                    let frame = if line.len() > self.max_line {
-                        Frame::TooLong {
-                            limit: self.max_line,
-                        }
-                    } else {
-                        Frame::Line(decode(line))
-                    };
+                    let frame = to_frame(&self.buf[line_start..end], self.max_line);
                     self.compact_if_empty();
                     return Some(frame);
                 }
@@ -145,17 +135,7 @@ impl LineSplitter {
             self.clear();
             return None;
         }
-        let mut line = &self.buf[self.start..];
-        if let [rest @ .., b'\r'] = line {
-            line = rest;
-        }
-        let frame = if line.len() > self.max_line {
-            Frame::TooLong {
-                limit: self.max_line,
-            }
-        } else {
-            Frame::Line(decode(line))
-        };
+        let frame = to_frame(&self.buf[self.start..], self.max_line);
         self.clear();
         Some(frame)
     }
@@ -179,6 +159,19 @@ impl LineSplitter {
 
 /// Capacity kept after a long line has been consumed.
 const SHRINK_TO: usize = 64 * 1024;
+
+/// A line's bytes (newline removed) as a frame: a trailing `\r` is
+/// dropped, the length checked, the text decoded.
+fn to_frame(mut line: &[u8], max_line: usize) -> Frame {
+    if let [rest @ .., b'\r'] = line {
+        line = rest;
+    }
+    if line.len() > max_line {
+        Frame::TooLong { limit: max_line }
+    } else {
+        Frame::Line(decode(line))
+    }
+}
 
 fn decode(line: &[u8]) -> String {
     match String::from_utf8_lossy(line) {
