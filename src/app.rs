@@ -26,8 +26,9 @@ use crate::classic::{self, Incoming, Outgoing, Received, Session};
 /// Capacity of the channel of commands from a front end.
 pub const COMMAND_QUEUE: usize = 1024;
 
-/// Capacity of the channel of events to a front end.
-pub const EVENT_QUEUE: usize = 1024;
+/// Capacity of the channel of events to a front end. Small, because one
+/// event may carry a batch of lines (see [`BATCH_BYTES`]).
+pub const EVENT_QUEUE: usize = 64;
 
 /// How long, after our input ended and our side was closed, we keep
 /// showing what the peer still sends before we close the connection.
@@ -260,11 +261,21 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Shows what the peer sends until it disconnects. Returns false when the
-/// front end is gone.
+/// front end is gone. Lines that arrived together go out as one
+/// [`Event::Messages`], so a flood costs one event per read, not per line.
 async fn receive(incoming: &mut Incoming, events: &mpsc::Sender<Event>) -> bool {
     loop {
         let event = match incoming.next().await {
-            Ok(Received::Message(text)) => Event::Message { text },
+            Ok(Received::Message(text)) => {
+                let (event, after) = gather(text, incoming);
+                if events.send(event).await.is_err() {
+                    return false;
+                }
+                match after {
+                    Some(event) => event,
+                    None => continue,
+                }
+            }
             Ok(Received::TooLong { limit }) => Event::Notice(Notice::IncomingTooLong { limit }),
             Ok(Received::Disconnected) => return true,
             Err(e) => {
@@ -278,6 +289,43 @@ async fn receive(incoming: &mut Incoming, events: &mpsc::Sender<Event>) -> bool 
             return false;
         }
     }
+}
+
+/// Lines in one event are capped, in count and in bytes, so a front end
+/// shows them promptly and the event queue's memory stays small.
+const BATCH_LINES: usize = 1024;
+
+/// See [`BATCH_LINES`]; the first line of a batch may exceed it alone.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// Collects `first` and the lines already read after it into one event;
+/// also returns a notice that stopped the collection, if one did.
+fn gather(first: String, incoming: &mut Incoming) -> (Event, Option<Event>) {
+    let mut bytes = first.len();
+    let mut texts = vec![first];
+    let mut after = None;
+    while texts.len() < BATCH_LINES && bytes < BATCH_BYTES {
+        match incoming.try_next() {
+            Some(Received::Message(text)) => {
+                bytes += text.len();
+                texts.push(text);
+            }
+            Some(Received::TooLong { limit }) => {
+                after = Some(Event::Notice(Notice::IncomingTooLong { limit }));
+                break;
+            }
+            Some(Received::Disconnected) | None => break,
+        }
+    }
+    let event = match texts.pop() {
+        Some(text) if texts.is_empty() => Event::Message { text },
+        Some(last) => {
+            texts.push(last);
+            Event::Messages { texts }
+        }
+        None => Event::Messages { texts },
+    };
+    (event, after)
 }
 
 /// Sends what the user types, flushing whenever the input runs dry, until

@@ -47,6 +47,13 @@ pub enum Event {
         /// The line, without its newline.
         text: String,
     },
+    /// Several lines from the peer that arrived together, in order: the
+    /// same as one [`Event::Message`] per line, without the cost of an
+    /// event each when thousands arrive at once.
+    Messages {
+        /// The lines, oldest first, without newlines.
+        texts: Vec<String>,
+    },
     /// The peer went away, cleanly or not.
     PeerDisconnected,
     /// Something the user should know that is not part of the conversation.
@@ -92,6 +99,16 @@ impl Event {
             Event::Message { text } => {
                 out.push_str("Peer: ");
                 push_inert(out, text);
+                Ok(())
+            }
+            Event::Messages { texts } => {
+                for (i, text) in texts.iter().enumerate() {
+                    if i > 0 {
+                        out.push('\n');
+                    }
+                    out.push_str("Peer: ");
+                    push_inert(out, text);
+                }
                 Ok(())
             }
             Event::Listening { addr } => write!(out, "Listening on: {addr}"),

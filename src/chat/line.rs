@@ -174,6 +174,10 @@ fn to_frame(mut line: &[u8], max_line: usize) -> Frame {
 }
 
 fn decode(line: &[u8]) -> String {
+    // Valid UTF-8 is the common case and has the faster check.
+    if let Ok(text) = std::str::from_utf8(line) {
+        return text.to_owned();
+    }
     match String::from_utf8_lossy(line) {
         Cow::Borrowed(text) => text.to_owned(),
         Cow::Owned(text) => text,

@@ -24,11 +24,7 @@ use std::fmt;
 /// assert_eq!(out, "hi^[]52;c;ZXZpbA==^G there\tyou");
 /// ```
 pub fn push_inert(out: &mut String, text: &str) {
-    let bytes = text.as_bytes();
-    let safe = bytes
-        .iter()
-        .position(|&b| !is_plain_ascii(b))
-        .unwrap_or(bytes.len());
+    let safe = plain_prefix(text.as_bytes());
     out.push_str(&text[..safe]);
     for c in text[safe..].chars() {
         push_char_inert(out, c);
@@ -66,6 +62,35 @@ impl fmt::Display for Inert<'_> {
     }
 }
 
+/// Length of the leading run of bytes that need no escaping, checked eight
+/// bytes at a time: a word holds only printable ASCII when no byte is below
+/// 0x20, none is 0x7f and none has the high bit set.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let mut checked = 0;
+    for word in words.by_ref() {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(word);
+        let v = u64::from_le_bytes(array);
+        let below_space = v.wrapping_sub(ONES * 0x20) & !v;
+        let del = {
+            let x = v ^ (ONES * 0x7f);
+            x.wrapping_sub(ONES) & !x
+        };
+        if (v | below_space | del) & HIGH != 0 {
+            break;
+        }
+        checked += 8;
+    }
+    checked
+        + bytes[checked..]
+            .iter()
+            .position(|&b| !is_plain_ascii(b))
+            .unwrap_or(bytes.len() - checked)
+}
+
 /// True when the byte is printable ASCII or a tab: nothing to escape.
 fn is_plain_ascii(b: u8) -> bool {
     b == b'\t' || (0x20..0x7f).contains(&b)
@@ -98,6 +123,27 @@ fn push_char_inert(out: &mut String, c: char) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_prefix_matches_a_byte_by_byte_scan() {
+        let naive = |b: &[u8]| {
+            b.iter()
+                .position(|&c| !is_plain_ascii(c))
+                .unwrap_or(b.len())
+        };
+        let specials = [0u8, 0x09, 0x1b, 0x1f, 0x20, 0x7e, 0x7f, 0x80, 0xc2, 0xff];
+        for len in 0..20 {
+            for at in 0..=len {
+                for &special in &specials {
+                    let mut bytes = vec![b'a'; len];
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    assert_eq!(plain_prefix(&bytes), naive(&bytes), "{bytes:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn plain_text_is_unchanged() {

@@ -43,7 +43,7 @@ impl Style {
     pub fn render(&self, event: &Event, out: &mut String) {
         let color = match event {
             _ if !self.color => None,
-            Event::Message { .. } => None,
+            Event::Message { .. } | Event::Messages { .. } => None,
             Event::Notice(_) => Some(NOTICE_COLOR),
             _ => Some(STATUS_COLOR),
         };
