@@ -10,7 +10,9 @@ use std::io::{self, BufRead, Write};
 use clap::Parser;
 
 use crate::app::Role;
-use crate::chat::address::{parse_listen_port, PeerAddress, DEFAULT_PORT};
+use std::path::PathBuf;
+
+use crate::chat::address::{parse_listen_port, DialTarget, DEFAULT_PORT};
 use crate::chat::line::DEFAULT_MAX_LINE;
 
 /// Longest prompt answer read; the rest of a longer line is skipped.
@@ -20,12 +22,17 @@ const MAX_ANSWER: usize = 1024;
 /// wrong answers would otherwise loop forever).
 const MAX_ATTEMPTS: usize = 20;
 
-/// A serverless peer-to-peer chat: two peers talk directly over TCP.
+/// A serverless peer-to-peer chat: two peers talk directly, end-to-end
+/// encrypted (or in plain text with --plain).
 ///
 /// With no flags it asks whether to listen or whom to connect to.
 #[derive(Debug, Parser)]
 #[command(name = "rust-p2p-chat", version, about)]
 pub struct Args {
+    /// What to do instead of chatting.
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// Listen for a peer on 0.0.0.0:PORT (default 8080; 0 picks a free port).
     #[arg(
         short,
@@ -37,13 +44,25 @@ pub struct Args {
     )]
     pub listen: Option<u16>,
 
-    /// Connect to a peer at HOST:PORT (IPv4, [IPv6] or a host name).
+    /// Connect to a peer at HOST:PORT (IPv4, [IPv6] or a host name), or at
+    /// a multiaddr such as /ip4/1.2.3.4/tcp/9000/p2p/PEER_ID.
     #[arg(short, long, value_name = "HOST:PORT")]
-    pub connect: Option<PeerAddress>,
+    pub connect: Option<DialTarget>,
 
-    /// Use the plain protocol: one UTF-8 line per message, as `nc` speaks.
+    /// Use the plain protocol: one UTF-8 line per message, unencrypted, as
+    /// `nc` and older programs speak it.
     #[arg(long)]
     pub plain: bool,
+
+    /// Chat only with this peer (peer ID or fingerprint); any other is
+    /// refused.
+    #[arg(long, value_name = "PEER_ID_OR_FINGERPRINT", conflicts_with = "plain")]
+    pub expect: Option<String>,
+
+    /// Where the identity key and known peers are kept (default: the
+    /// platform's data directory).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
 
     /// Longest line accepted from the peer or sent to it, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE, value_parser = parse_max_line)]
@@ -59,6 +78,14 @@ impl Args {
             (None, None) => None,
         }
     }
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Subcommand {
+    /// Print our peer ID and fingerprint (creating the identity on first
+    /// use) and exit.
+    Id,
 }
 
 /// The largest `--max-line` accepted: 1 GiB.
@@ -126,7 +153,7 @@ pub fn prompt_role(
             if answer.trim().is_empty() {
                 Ok(None)
             } else {
-                answer.parse::<PeerAddress>().map(Some)
+                answer.parse::<DialTarget>().map(Some)
             }
         },
     )?;

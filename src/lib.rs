@@ -47,4 +47,7 @@ pub mod app;
 pub mod chat;
 pub mod classic;
 pub mod cli;
+pub mod identity;
+pub mod net;
+pub mod store;
 pub mod ui;

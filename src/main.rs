@@ -9,12 +9,20 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::sync::mpsc;
 
-use rust_p2p_chat::app::{self, Options, Shutdown};
-use rust_p2p_chat::cli::{prompt_role, Args, PromptError};
+use rust_p2p_chat::app::{self, Options, Protocol, Shutdown};
+use rust_p2p_chat::cli::{prompt_role, Args, PromptError, Subcommand};
+use rust_p2p_chat::identity::{self, Identity};
+use rust_p2p_chat::store::KnownPeers;
 use rust_p2p_chat::ui::{pipe, terminal, Style};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.command == Some(Subcommand::Id) {
+        return match show_identity(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
     let role = match args.role() {
         Some(role) => role,
         None => {
@@ -29,14 +37,47 @@ fn main() -> ExitCode {
             }
         }
     };
+    let protocol = if args.plain {
+        Protocol::Plain
+    } else {
+        match secure_protocol(&args) {
+            Ok(protocol) => protocol,
+            Err(e) => return fail(e),
+        }
+    };
     let options = Options {
         role,
         max_line: args.max_line,
+        protocol,
     };
     match run(options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
+}
+
+/// The data directory: `--data-dir`, or the platform's.
+fn data_dir(args: &Args) -> anyhow::Result<std::path::PathBuf> {
+    match &args.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => identity::default_data_dir()
+            .context("no data directory found for this user: give one with --data-dir DIR"),
+    }
+}
+
+fn secure_protocol(args: &Args) -> anyhow::Result<Protocol> {
+    let dir = data_dir(args)?;
+    let identity = Identity::load_or_create(&dir)?;
+    let known = KnownPeers::open(&dir)?;
+    Ok(Protocol::secure(identity, known, args.expect.clone()))
+}
+
+/// `rust-p2p-chat id`.
+fn show_identity(args: &Args) -> anyhow::Result<()> {
+    let identity = Identity::load_or_create(&data_dir(args)?)?;
+    println!("Peer ID: {}", identity.peer_id());
+    println!("Fingerprint: {}", identity.fingerprint());
+    Ok(())
 }
 
 fn fail(error: anyhow::Error) -> ExitCode {

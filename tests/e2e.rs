@@ -22,7 +22,7 @@ fn in_terminal(args: &str) -> PtySession {
 
 #[test]
 fn terminal_prompts_then_chat_like_a_person() {
-    let mut term = in_terminal("");
+    let mut term = in_terminal("--plain");
     term.exp_string("P2P Chat Application").unwrap();
     term.exp_string("Enter peer address (or press Enter to start as server): ")
         .unwrap();
@@ -78,7 +78,7 @@ fn terminal_prompts_then_chat_like_a_person() {
 #[test]
 fn terminal_connect_prompt_and_ctrl_d() {
     let (listener, port) = raw_listener();
-    let mut term = in_terminal("");
+    let mut term = in_terminal("--plain");
     term.exp_string("Enter peer address (or press Enter to start as server): ")
         .unwrap();
     term.send_line(&format!("127.0.0.1:{port}")).unwrap();
@@ -99,7 +99,7 @@ fn terminal_connect_prompt_and_ctrl_d() {
 
 #[test]
 fn prompts_answered_through_a_pipe() {
-    let mut listener = Peer::start(&[]);
+    let mut listener = Peer::start(&["--plain"]);
     listener.send("");
     listener.send("0");
     listener.expect_line("P2P Chat Application");
@@ -107,7 +107,7 @@ fn prompts_answered_through_a_pipe() {
     let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
     listener.expect_next("Waiting for peer to connect...");
 
-    let mut connector = Peer::start(&[]);
+    let mut connector = Peer::start(&["--plain"]);
     connector.send(&format!("127.0.0.1:{port}"));
     connector.expect_line(&format!("Connecting to 127.0.0.1:{port}..."));
     connector.expect_next("Connected to peer!");

@@ -113,6 +113,50 @@ impl FromStr for PeerAddress {
     }
 }
 
+/// Where to connect: `HOST:PORT`, or a full multiaddr
+/// (`/ip4/1.2.3.4/tcp/9000/p2p/ID`, secure protocol only; checked by the
+/// engine that dials it).
+///
+/// ```
+/// use rust_p2p_chat::chat::address::DialTarget;
+///
+/// assert!(matches!("127.0.0.1:9000".parse(), Ok(DialTarget::Address(_))));
+/// assert!(matches!("/ip4/127.0.0.1/tcp/9000".parse(), Ok(DialTarget::Multiaddr(_))));
+/// assert!("nonsense".parse::<DialTarget>().is_err());
+/// # Ok::<(), rust_p2p_chat::chat::address::AddressError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialTarget {
+    /// A host and port.
+    Address(PeerAddress),
+    /// A multiaddr, as typed.
+    Multiaddr(String),
+}
+
+impl fmt::Display for DialTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialTarget::Address(addr) => addr.fmt(f),
+            DialTarget::Multiaddr(addr) => f.write_str(addr),
+        }
+    }
+}
+
+impl FromStr for DialTarget {
+    type Err = AddressError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.starts_with('/') {
+            if s.len() > 1024 || s.chars().any(char::is_control) {
+                return Err(AddressError::InvalidHost(s.chars().take(64).collect()));
+            }
+            return Ok(DialTarget::Multiaddr(s.to_owned()));
+        }
+        s.parse().map(DialTarget::Address)
+    }
+}
+
 /// Checks a host's shape; returns its IP address when it is one.
 fn parse_host(host: &str) -> Result<Option<IpAddr>, AddressError> {
     if let Ok(ip) = host.parse::<IpAddr>() {

@@ -8,13 +8,35 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::sanitize::push_inert;
+use super::sanitize::{push_inert, Inert};
 
 /// What the user asks the app to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Send one line of text to the peer.
     Send(String),
+}
+
+/// What an engine read from the peer: the same for every protocol, so the
+/// app runs a chat the same way over any of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// One message, decoded lossily as UTF-8. Not yet made safe for a
+    /// terminal: see [`crate::chat::sanitize`].
+    Message(String),
+    /// A message over the limit was dropped; reported once, when the limit
+    /// was crossed.
+    TooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A frame that could not be decoded was dropped (secure protocol).
+    Malformed,
+    /// The peer said it is busy in another chat (secure protocol).
+    Busy,
+    /// The peer closed the connection or it broke off. Returned again on
+    /// every later call.
+    Disconnected,
 }
 
 /// Something that happened, for a front end to show.
@@ -56,6 +78,46 @@ pub enum Event {
     },
     /// The peer went away, cleanly or not.
     PeerDisconnected,
+    /// Our own identity, shown when a secure engine starts.
+    OwnIdentity {
+        /// Our peer ID.
+        peer_id: String,
+        /// Our fingerprint.
+        fingerprint: String,
+    },
+    /// Who the peer is, proven by the secure handshake.
+    PeerIdentity {
+        /// The peer's ID.
+        peer_id: String,
+        /// The peer's fingerprint, to read out and compare.
+        fingerprint: String,
+        /// Whether the user marked this peer as verified earlier.
+        verified: bool,
+    },
+    /// The chat is end-to-end encrypted.
+    Encrypted,
+    /// The identity behind an address (or name) the user trusted changed.
+    /// Shown before anything that peer says.
+    KeyChanged {
+        /// The address or name.
+        label: String,
+        /// The peer ID trusted for it.
+        previous: String,
+        /// The peer ID now answering.
+        now: String,
+    },
+    /// The safety number of this chat, for `/verify`.
+    SafetyNumber {
+        /// 60 digits in groups of five.
+        number: String,
+    },
+    /// The peer was marked as verified (`/trust`).
+    Trusted {
+        /// The peer's ID.
+        peer_id: String,
+    },
+    /// Help or a hint for the commands typed in a chat.
+    Help(String),
     /// Something the user should know that is not part of the conversation.
     Notice(Notice),
 }
@@ -80,6 +142,22 @@ pub enum Notice {
     },
     /// The connection failed during a chat.
     ConnectionError(String),
+    /// The peer sent a frame that could not be decoded; it was dropped.
+    Malformed,
+    /// The peer we reached is busy in another chat.
+    PeerBusy,
+    /// The peer has not read what we sent for a while.
+    PeerSlow {
+        /// Seconds without progress so far.
+        seconds: u64,
+    },
+    /// A peer with another identity than the one expected was turned away.
+    Unexpected {
+        /// Its peer ID.
+        peer_id: String,
+    },
+    /// Known peers could not be recorded.
+    Store(String),
 }
 
 impl Event {
@@ -121,6 +199,40 @@ impl Event {
                 "Type messages and press Enter to send (Ctrl+C to exit)"
             ),
             Event::PeerDisconnected => write!(out, "Peer disconnected"),
+            Event::OwnIdentity {
+                peer_id,
+                fingerprint,
+            } => write!(out, "Your identity: {peer_id} (fingerprint {fingerprint})"),
+            Event::PeerIdentity {
+                peer_id,
+                fingerprint,
+                verified,
+            } => write!(
+                out,
+                "Peer identity: {peer_id} (fingerprint {fingerprint}){}",
+                if *verified { ", verified" } else { "" }
+            ),
+            Event::Encrypted => write!(
+                out,
+                "The chat is end-to-end encrypted (Noise, Ed25519 identities); type /verify to compare safety numbers"
+            ),
+            Event::KeyChanged {
+                label,
+                previous,
+                now,
+            } => write!(
+                out,
+                "WARNING: THE IDENTITY OF {} HAS CHANGED!\n\
+                 WARNING: you trusted {previous}, but {now} answered.\n\
+                 WARNING: someone may be impersonating your peer. Compare safety numbers (/verify) before trusting it (/trust).",
+                Inert(label)
+            ),
+            Event::SafetyNumber { number } => write!(
+                out,
+                "Safety number: {number}\n(your peer sees the same number only if no one is in between; compare it out of band, then /trust)"
+            ),
+            Event::Trusted { peer_id } => write!(out, "Marked {peer_id} as verified"),
+            Event::Help(text) => write!(out, "{text}"),
             Event::Notice(notice) => write!(out, "{notice}"),
         };
     }
@@ -149,8 +261,18 @@ impl fmt::Display for Notice {
                 write!(f, "Turned away {from}: already in a chat")
             }
             Notice::ConnectionError(cause) => {
-                write!(f, "Connection error: {}", super::sanitize::Inert(cause))
+                write!(f, "Connection error: {}", Inert(cause))
             }
+            Notice::Malformed => write!(f, "Dropped a frame from peer: it could not be decoded"),
+            Notice::PeerBusy => write!(f, "The peer is busy in another chat; try again later"),
+            Notice::PeerSlow { seconds } => write!(
+                f,
+                "The peer has not read what you sent for {seconds} s; it will be dropped if it does not catch up"
+            ),
+            Notice::Unexpected { peer_id } => {
+                write!(f, "Turned away {peer_id}: not the identity expected")
+            }
+            Notice::Store(cause) => write!(f, "Could not record known peers: {}", Inert(cause)),
         }
     }
 }

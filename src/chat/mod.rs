@@ -4,10 +4,47 @@
 //! without sockets and importable from anywhere. Engines and front ends
 //! import `chat`; `chat` imports nothing of ours.
 
+use std::io;
+
 pub mod address;
+pub mod command;
 pub mod event;
 pub mod line;
+pub mod safety;
 pub mod sanitize;
 
-pub use address::PeerAddress;
-pub use event::{Command, Event, Notice};
+pub use address::{DialTarget, PeerAddress};
+pub use event::{Command, Event, Notice, Received};
+
+/// A short, lower-case description of an I/O error, without the OS error
+/// number that `io::Error`'s own `Display` appends.
+///
+/// ```
+/// use rust_p2p_chat::chat::describe_io;
+///
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// assert_eq!(describe_io(&refused), "connection refused");
+/// ```
+pub fn describe_io(error: &io::Error) -> String {
+    use io::ErrorKind as K;
+    let text = match error.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset by peer",
+        K::ConnectionAborted => "connection aborted",
+        K::AddrInUse => "address already in use",
+        K::AddrNotAvailable => "address not available on this machine",
+        K::PermissionDenied => "permission denied",
+        K::TimedOut => "timed out",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        K::BrokenPipe => "connection closed by peer",
+        _ => {
+            let text = error.to_string();
+            return match text.find(" (os error") {
+                Some(end) => text[..end].to_owned(),
+                None => text,
+            };
+        }
+    };
+    text.to_owned()
+}

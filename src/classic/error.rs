@@ -3,6 +3,8 @@
 use std::io;
 use std::net::SocketAddr;
 
+pub(crate) use crate::chat::describe_io as describe;
+
 /// What went wrong in the plain protocol engine.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -55,32 +57,6 @@ pub enum Error {
     /// A message to send contains a newline, which would split it in two.
     #[error("a message cannot contain a newline")]
     MessageHasNewline,
-}
-
-/// A short, lower-case description of an I/O error, without the OS error
-/// number that `io::Error`'s own `Display` appends.
-pub(crate) fn describe(error: &io::Error) -> String {
-    use io::ErrorKind as K;
-    let text = match error.kind() {
-        K::ConnectionRefused => "connection refused",
-        K::ConnectionReset => "connection reset by peer",
-        K::ConnectionAborted => "connection aborted",
-        K::AddrInUse => "address already in use",
-        K::AddrNotAvailable => "address not available on this machine",
-        K::PermissionDenied => "permission denied",
-        K::TimedOut => "timed out",
-        K::HostUnreachable => "host unreachable",
-        K::NetworkUnreachable => "network unreachable",
-        K::BrokenPipe => "connection closed by peer",
-        _ => {
-            let text = error.to_string();
-            return match text.find(" (os error") {
-                Some(end) => text[..end].to_owned(),
-                None => text,
-            };
-        }
-    };
-    text.to_owned()
 }
 
 #[cfg(test)]

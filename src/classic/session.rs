@@ -12,6 +12,7 @@ use super::error::Error;
 use super::{Config, BUSY_LINE};
 use crate::chat::line::{Frame, LineSplitter};
 use crate::chat::PeerAddress;
+pub use crate::chat::Received;
 
 /// Bytes asked of the socket in one read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -97,23 +98,6 @@ pub async fn connect(addr: &PeerAddress, config: Config) -> Result<Session, Erro
 pub struct Session {
     incoming: Incoming,
     outgoing: Outgoing,
-}
-
-/// What the peer sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Received {
-    /// One line, without its newline, decoded lossily as UTF-8. Not yet
-    /// made safe for a terminal: see [`crate::chat::sanitize`].
-    Message(String),
-    /// A line over the limit was dropped; reported once, when the limit was
-    /// crossed.
-    TooLong {
-        /// The limit in bytes.
-        limit: usize,
-    },
-    /// The peer closed the connection or it broke off. Returned again on
-    /// every later call.
-    Disconnected,
 }
 
 impl Session {

@@ -1,0 +1,478 @@
+//! The session owner: one task that runs a chat between a front end and an
+//! engine.
+//!
+//! A front end hands the app a bounded channel of [`Command`]s and takes a
+//! bounded channel of [`Event`]s; it never sees a socket. The app drives an
+//! engine (the plain protocol in [`plain`], the secure one in [`secure`]):
+//! it listens or connects, then runs the two directions of a chat
+//! concurrently inside one task (`select!` over two futures, no extra
+//! spawns), so a peer that is slow to read never stops us from showing what
+//! it sends, and the reverse. Both channels are bounded: a fast sender is
+//! slowed down by backpressure, never buffered without limit. The chat loop
+//! is written once, over the [`Inbound`] and [`Outbound`] halves that both
+//! engines provide.
+//!
+//! Input ending (stdin EOF, Ctrl+D) means "nothing more to say": everything
+//! queued is sent, our side of the connection is closed, and the chat ends
+//! when the peer closes too (or after [`LINGER`]). Shutdown (Ctrl+C, SIGTERM)
+//! ends the chat at once.
+
+mod plain;
+mod secure;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::chat::command::{self, Input};
+use crate::chat::{Command, DialTarget, Event, Notice, Received};
+use crate::identity::Identity;
+use crate::store::KnownPeers;
+use crate::{classic, identity, net, store};
+
+pub use secure::Secure;
+
+/// Capacity of the channel of commands from a front end.
+pub const COMMAND_QUEUE: usize = 1024;
+
+/// Capacity of the channel of events to a front end. Small, because one
+/// event may carry a batch of lines (see [`BATCH_BYTES`]).
+pub const EVENT_QUEUE: usize = 64;
+
+/// How long, after our input ended and our side was closed, we keep
+/// showing what the peer still sends before we close the connection.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// A peer that has not taken what we send for this long is reported slow.
+pub const SLOW_AFTER: Duration = Duration::from_secs(5);
+
+/// A peer that has not taken what we send for this long is dropped.
+pub const DROP_AFTER: Duration = Duration::from_secs(30);
+
+/// Lines in one event are capped, in count and in bytes, so a front end
+/// shows them promptly and the event queue's memory stays small.
+const BATCH_LINES: usize = 1024;
+
+/// See [`BATCH_LINES`]; the first line of a batch may exceed it alone.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// Errors that end the app.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The plain protocol engine failed.
+    #[error(transparent)]
+    Classic(#[from] classic::Error),
+    /// The secure engine failed.
+    #[error(transparent)]
+    Net(#[from] net::Error),
+    /// Our identity could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] identity::Error),
+    /// The known peers could not be read.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The peer is not who `--expect` named.
+    #[error("refusing {peer} (fingerprint {fingerprint}): expected {expected}")]
+    UnexpectedPeer {
+        /// What the user expected.
+        expected: String,
+        /// Who answered.
+        peer: String,
+        /// Its fingerprint.
+        fingerprint: String,
+    },
+    /// A multiaddr was given with the plain protocol.
+    #[error(
+        "'{0}' is a multiaddr, which only the secure protocol dials: give HOST:PORT with --plain"
+    )]
+    MultiaddrInPlainMode(String),
+}
+
+/// Who starts the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Listen on `0.0.0.0:port` and chat with whoever connects, one peer
+    /// after another.
+    Listen {
+        /// The port; 0 lets the system choose.
+        port: u16,
+    },
+    /// Connect to a peer, chat, and end when the chat ends.
+    Connect(DialTarget),
+}
+
+/// Which protocol to speak.
+pub enum Protocol {
+    /// The classic plain protocol: one line per message over TCP.
+    Plain,
+    /// The secure protocol on libp2p.
+    Secure(Box<Secure>),
+}
+
+impl Protocol {
+    /// The secure protocol with our identity and memory of peers.
+    pub fn secure(identity: Identity, known: KnownPeers, expect: Option<String>) -> Self {
+        Protocol::Secure(Box::new(Secure {
+            identity,
+            known,
+            expect,
+        }))
+    }
+}
+
+/// What to run.
+pub struct Options {
+    /// Listen or connect.
+    pub role: Role,
+    /// The longest line accepted or sent, in bytes.
+    pub max_line: usize,
+    /// The protocol.
+    pub protocol: Protocol,
+}
+
+/// Asks the app to stop; cloned into whatever may need to (signal handler,
+/// a front end on Ctrl+C).
+#[derive(Debug, Clone)]
+pub struct Shutdown(Arc<watch::Sender<bool>>);
+
+impl Shutdown {
+    /// A new shutdown switch and the receiver the app watches.
+    pub fn new() -> (Self, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (Self(Arc::new(tx)), rx)
+    }
+
+    /// Tells the app to stop.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Runs the chat described by `options` until it is over: for a connecting
+/// peer when the chat ends, for a listener when input ends or on shutdown.
+pub async fn run(
+    options: Options,
+    mut commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let mut chat = Chat {
+        commands: &mut commands,
+        events: &events,
+        shutdown: &mut shutdown,
+    };
+    match options.protocol {
+        Protocol::Plain => plain::run(options.role, options.max_line, &mut chat).await,
+        Protocol::Secure(secure) => {
+            secure::run(options.role, options.max_line, *secure, &mut chat).await
+        }
+    }
+}
+
+/// Why a chat ended.
+enum End {
+    /// The peer went away.
+    PeerLeft,
+    /// Our input ended; the chat was closed after it was delivered.
+    InputClosed,
+    /// Shutdown was asked for, or the front end is gone.
+    Stopped,
+}
+
+/// The receiving half of a chat, whatever the engine.
+trait Inbound {
+    /// What the peer sends next; an error is shown and ends the chat.
+    async fn next(&mut self) -> Result<Received, String>;
+    /// What is already read, without waiting.
+    fn try_next(&mut self) -> Option<Received>;
+}
+
+/// Why a message was not sent.
+enum SendError {
+    /// Over the limit: not sent, the chat goes on.
+    TooLong { limit: usize },
+    /// The connection failed.
+    Failed(String),
+}
+
+/// The sending half of a chat, whatever the engine.
+trait Outbound {
+    async fn queue(&mut self, text: &str) -> Result<(), SendError>;
+    async fn flush(&mut self) -> Result<(), SendError>;
+    async fn close(&mut self) -> Result<(), SendError>;
+}
+
+/// What slash commands act on; only the secure protocol has them.
+trait Commands {
+    /// Handles a command line; `None` means "send it as a message".
+    fn handle<'a>(&mut self, line: &'a str) -> Handled<'a>;
+}
+
+/// What a typed line turned out to be.
+enum Handled<'a> {
+    /// Send this text.
+    Send(&'a str),
+    /// Show this and send nothing.
+    Show(Event),
+    /// End the chat as if input had ended.
+    Quit,
+}
+
+/// Every line is a message (the plain protocol).
+struct NoCommands;
+
+impl Commands for NoCommands {
+    fn handle<'a>(&mut self, line: &'a str) -> Handled<'a> {
+        Handled::Send(line)
+    }
+}
+
+/// The app's side of the front-end channels, borrowed for one run.
+struct Chat<'a> {
+    commands: &'a mut mpsc::Receiver<Command>,
+    events: &'a mpsc::Sender<Event>,
+    shutdown: &'a mut watch::Receiver<bool>,
+}
+
+impl Chat<'_> {
+    /// Shows an event; false when the front end is gone.
+    async fn show(&self, event: Event) -> bool {
+        self.events.send(event).await.is_ok()
+    }
+
+    /// Resolves when shutdown is asked for.
+    async fn stopped(&mut self) {
+        stopped(self.shutdown).await
+    }
+
+    /// Runs one chat. While it runs, `others` turns away other peers.
+    async fn run(
+        &mut self,
+        incoming: &mut impl Inbound,
+        outgoing: &mut impl Outbound,
+        commands: &mut impl Commands,
+        others: impl Future<Output = ()>,
+    ) -> End {
+        if !self.show(Event::Ready).await {
+            return End::Stopped;
+        }
+        let end = self.converse(incoming, outgoing, commands, others).await;
+        if matches!(end, End::PeerLeft) && !self.show(Event::PeerDisconnected).await {
+            return End::Stopped;
+        }
+        end
+    }
+
+    /// Both directions of one chat, until it ends.
+    async fn converse(
+        &mut self,
+        incoming: &mut impl Inbound,
+        outgoing: &mut impl Outbound,
+        commands: &mut impl Commands,
+        others: impl Future<Output = ()>,
+    ) -> End {
+        let events = self.events;
+        let inbound = receive(incoming, events);
+        let outbound = send(outgoing, self.commands, commands, events);
+        let stopped = stopped(self.shutdown);
+        tokio::pin!(inbound, outbound, others, stopped);
+        tokio::select! {
+            front_end_open = &mut inbound => {
+                if front_end_open { End::PeerLeft } else { End::Stopped }
+            }
+            sent_all = &mut outbound => {
+                if sent_all {
+                    // Keep showing what the peer still says until it closes.
+                    tokio::select! {
+                        _ = &mut inbound => {}
+                        _ = tokio::time::sleep(LINGER) => {}
+                        _ = &mut others => {}
+                        _ = &mut stopped => {}
+                    }
+                    End::InputClosed
+                } else {
+                    End::PeerLeft
+                }
+            }
+            _ = &mut others => End::Stopped,
+            _ = &mut stopped => End::Stopped,
+        }
+    }
+}
+
+/// Resolves when shutdown is asked for.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            // The switch is gone, so nobody can ask any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Shows what the peer sends until it disconnects. Returns false when the
+/// front end is gone. Lines that arrived together go out as one
+/// [`Event::Messages`], so a flood costs one event per read, not per line.
+async fn receive(incoming: &mut impl Inbound, events: &mpsc::Sender<Event>) -> bool {
+    loop {
+        let event = match incoming.next().await {
+            Ok(Received::Message(text)) => {
+                let (event, after) = gather(text, incoming);
+                if events.send(event).await.is_err() {
+                    return false;
+                }
+                match after {
+                    Some(event) => event,
+                    None => continue,
+                }
+            }
+            Ok(Received::Disconnected) => return true,
+            Ok(other) => match notice_for(other) {
+                Some(event) => event,
+                None => continue,
+            },
+            Err(e) => {
+                return events
+                    .send(Event::Notice(Notice::ConnectionError(e)))
+                    .await
+                    .is_ok();
+            }
+        };
+        if events.send(event).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// The notice for something received that is not a message.
+fn notice_for(received: Received) -> Option<Event> {
+    let notice = match received {
+        Received::TooLong { limit } => Notice::IncomingTooLong { limit },
+        Received::Malformed => Notice::Malformed,
+        Received::Busy => Notice::PeerBusy,
+        Received::Message(_) | Received::Disconnected => return None,
+    };
+    Some(Event::Notice(notice))
+}
+
+/// Collects `first` and the lines already read after it into one event;
+/// also returns a notice that stopped the collection, if one did.
+fn gather(first: String, incoming: &mut impl Inbound) -> (Event, Option<Event>) {
+    let mut bytes = first.len();
+    let mut texts = vec![first];
+    let mut after = None;
+    while texts.len() < BATCH_LINES && bytes < BATCH_BYTES {
+        match incoming.try_next() {
+            Some(Received::Message(text)) => {
+                bytes += text.len();
+                texts.push(text);
+            }
+            Some(other) => {
+                after = notice_for(other);
+                break;
+            }
+            None => break,
+        }
+    }
+    let event = match texts.pop() {
+        Some(text) if texts.is_empty() => Event::Message { text },
+        Some(last) => {
+            texts.push(last);
+            Event::Messages { texts }
+        }
+        None => Event::Messages { texts },
+    };
+    (event, after)
+}
+
+/// Sends what the user types, flushing whenever the input runs dry, until
+/// the input ends (true: all sent and our side closed) or the connection
+/// fails or stalls (false).
+async fn send(
+    outgoing: &mut impl Outbound,
+    commands: &mut mpsc::Receiver<Command>,
+    handler: &mut impl Commands,
+    events: &mpsc::Sender<Event>,
+) -> bool {
+    'input: while let Some(command) = commands.recv().await {
+        let mut next = Some(command);
+        while let Some(Command::Send(line)) = next {
+            match handler.handle(&line) {
+                Handled::Send(text) => match unstalled(outgoing.queue(text), events).await {
+                    Ok(()) => {}
+                    Err(SendError::TooLong { limit }) => {
+                        let _ = events
+                            .send(Event::Notice(Notice::OutgoingTooLong { limit }))
+                            .await;
+                    }
+                    Err(SendError::Failed(e)) => return report_failure(e, events).await,
+                },
+                Handled::Show(event) => {
+                    let _ = events.send(event).await;
+                }
+                Handled::Quit => break 'input,
+            }
+            next = commands.try_recv().ok();
+        }
+        if let Err(e) = unstalled(outgoing.flush(), events).await {
+            return report_failure(describe_send(e), events).await;
+        }
+    }
+    match unstalled(outgoing.close(), events).await {
+        Ok(()) => true,
+        Err(e) => report_failure(describe_send(e), events).await,
+    }
+}
+
+/// Runs a send step; if the peer has not taken our data after
+/// [`SLOW_AFTER`], says so, and gives up after [`DROP_AFTER`].
+async fn unstalled(
+    step: impl Future<Output = Result<(), SendError>>,
+    events: &mpsc::Sender<Event>,
+) -> Result<(), SendError> {
+    tokio::pin!(step);
+    if let Ok(result) = tokio::time::timeout(SLOW_AFTER, &mut step).await {
+        return result;
+    }
+    let _ = events
+        .send(Event::Notice(Notice::PeerSlow {
+            seconds: SLOW_AFTER.as_secs(),
+        }))
+        .await;
+    match tokio::time::timeout(DROP_AFTER - SLOW_AFTER, &mut step).await {
+        Ok(result) => result,
+        Err(_) => Err(SendError::Failed(format!(
+            "the peer read nothing for {} s; dropped it",
+            DROP_AFTER.as_secs()
+        ))),
+    }
+}
+
+fn describe_send(error: SendError) -> String {
+    match error {
+        SendError::TooLong { limit } => format!("message over the {limit}-byte limit"),
+        SendError::Failed(e) => e,
+    }
+}
+
+async fn report_failure(error: String, events: &mpsc::Sender<Event>) -> bool {
+    let _ = events
+        .send(Event::Notice(Notice::ConnectionError(error)))
+        .await;
+    false
+}
+
+/// The slash commands of a secure chat.
+fn parse_command<'a>(line: &'a str, secure: &mut secure::ChatContext<'_>) -> Handled<'a> {
+    match command::parse(line) {
+        Input::Text(text) => Handled::Send(text),
+        Input::Verify => Handled::Show(secure.safety_number()),
+        Input::Trust => Handled::Show(secure.trust()),
+        Input::Id => Handled::Show(secure.own_identity()),
+        Input::Help => Handled::Show(Event::Help(command::HELP.into())),
+        Input::Quit => Handled::Quit,
+        Input::Unknown(word) => Handled::Show(Event::Help(command::unknown_hint(word))),
+    }
+}

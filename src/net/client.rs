@@ -1,0 +1,279 @@
+//! The handle the rest of the program holds, and the chat sessions it opens.
+//!
+//! [`Client`] is cheap to clone; each method sends a request to the event
+//! loop and awaits its answer. Chat sessions run on libp2p streams (one
+//! stream per chat, opened with `libp2p-stream`), outside the event loop:
+//! reading and writing a stream never waits on the swarm task, which is
+//! what lets a chat move hundreds of thousands of messages a second.
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+
+use super::event_loop::Request;
+use super::frame::{FrameReader, FrameWriter};
+use super::{Config, Error, CHAT_PROTOCOL};
+use crate::chat::Received;
+
+type Stream = Compat<libp2p::Stream>;
+
+/// A handle on the running network engine.
+#[derive(Clone)]
+pub struct Client {
+    pub(super) requests: mpsc::Sender<Request>,
+    pub(super) control: libp2p_stream::Control,
+    pub(super) local: PeerId,
+    pub(super) config: Config,
+}
+
+impl Client {
+    /// Our own peer ID.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// Listens on TCP `0.0.0.0:port` (0: a free port); returns the address
+    /// bound, with the real port.
+    pub async fn listen(&self, port: u16) -> Result<SocketAddr, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Listen { port, reply }).await?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Connects to `addr` and completes the secure handshake; returns the
+    /// peer's proven identity. A `/p2p/ID` at the end of the address must
+    /// match it.
+    pub async fn dial(&self, addr: &Multiaddr) -> Result<PeerId, Error> {
+        let mut addr = addr.clone();
+        let peer = match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => {
+                addr.pop();
+                Some(peer)
+            }
+            _ => None,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Dial {
+            addr: addr.clone(),
+            peer,
+            reply,
+        })
+        .await?;
+        match tokio::time::timeout(self.config.dial_timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| Error::Stopped)?,
+            Err(_) => Err(Error::Dial {
+                addr: addr.to_string(),
+                cause: "timed out".into(),
+            }),
+        }
+    }
+
+    /// The address a connected peer is at, if it is connected.
+    pub async fn peer_address(&self, peer: PeerId) -> Option<Multiaddr> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::PeerAddress { peer, reply })
+            .await
+            .ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Closes every connection to `peer`.
+    pub async fn disconnect(&self, peer: PeerId) {
+        let _ = self.request(Request::Disconnect { peer }).await;
+    }
+
+    /// Opens a chat with a connected peer.
+    pub async fn open_chat(&mut self, peer: PeerId) -> Result<Session, Error> {
+        let stream = self
+            .control
+            .open_stream(peer, CHAT_PROTOCOL)
+            .await
+            .map_err(|e| Error::OpenChat {
+                peer,
+                cause: e.to_string(),
+            })?;
+        Ok(Session::new(peer, stream.compat(), &self.config))
+    }
+
+    /// Starts accepting chats that peers open with us. Only one acceptor
+    /// may exist at a time.
+    pub fn accept_chats(&mut self) -> Result<ChatStreams, Error> {
+        let inner = self
+            .control
+            .accept(CHAT_PROTOCOL)
+            .map_err(|_| Error::AlreadyAccepting)?;
+        Ok(ChatStreams {
+            inner,
+            config: self.config.clone(),
+        })
+    }
+
+    async fn request(&self, request: Request) -> Result<(), Error> {
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+}
+
+/// Chats that peers open with us, in the order they arrive. Must be
+/// polled continually: libp2p drops incoming streams that wait too long.
+pub struct ChatStreams {
+    inner: libp2p_stream::IncomingStreams,
+    config: Config,
+}
+
+impl ChatStreams {
+    /// The next chat a peer opened. Cancel-safe.
+    pub async fn next(&mut self) -> Option<Session> {
+        let (peer, stream) = self.inner.next().await?;
+        Some(Session::new(peer, stream.compat(), &self.config))
+    }
+}
+
+/// One chat with one peer over an encrypted stream.
+pub struct Session {
+    incoming: Incoming,
+    outgoing: Outgoing,
+}
+
+impl Session {
+    fn new(peer: PeerId, stream: Stream, config: &Config) -> Self {
+        let (read, write) = tokio::io::split(stream);
+        Self {
+            incoming: Incoming {
+                peer,
+                reader: FrameReader::new(read, config.max_message),
+            },
+            outgoing: Outgoing {
+                peer,
+                writer: FrameWriter::new(write),
+                max_message: config.max_message,
+            },
+        }
+    }
+
+    /// Who the chat is with.
+    pub fn peer(&self) -> PeerId {
+        self.incoming.peer
+    }
+
+    /// Splits into halves that can be used at the same time.
+    pub fn split(self) -> (Incoming, Outgoing) {
+        (self.incoming, self.outgoing)
+    }
+
+    /// Tells the peer we are busy and closes the stream.
+    pub async fn turn_away(self) {
+        let mut outgoing = self.outgoing;
+        let _ = tokio::time::timeout(super::TURN_AWAY_TIMEOUT, async move {
+            outgoing.writer.busy().await?;
+            outgoing.writer.close().await
+        })
+        .await;
+    }
+
+    /// Waits for what the peer sends next.
+    pub async fn next_event(&mut self) -> Result<Received, Error> {
+        self.incoming.next().await
+    }
+
+    /// Sends one message and flushes it.
+    pub async fn send(&mut self, text: &str) -> Result<(), Error> {
+        self.outgoing.queue(text).await?;
+        self.outgoing.flush().await
+    }
+}
+
+/// The receiving half of a chat.
+pub struct Incoming {
+    peer: PeerId,
+    reader: FrameReader<ReadHalf<Stream>>,
+}
+
+impl Incoming {
+    /// Waits for what the peer sends next. Cancel-safe. A broken stream
+    /// (the connection closed, or pings went unanswered) is reported as
+    /// [`Received::Disconnected`], like a clean end.
+    pub async fn next(&mut self) -> Result<Received, Error> {
+        match self.reader.next().await {
+            Ok(received) => Ok(received),
+            Err(e) if is_disconnect(&e) => Ok(Received::Disconnected),
+            Err(source) => Err(Error::Io {
+                peer: self.peer,
+                source,
+            }),
+        }
+    }
+
+    /// What the peer sent that is already read, without waiting.
+    pub fn try_next(&mut self) -> Option<Received> {
+        self.reader.try_next()
+    }
+}
+
+/// The sending half of a chat.
+pub struct Outgoing {
+    peer: PeerId,
+    writer: FrameWriter<WriteHalf<Stream>>,
+    max_message: usize,
+}
+
+impl Outgoing {
+    /// Adds a message to the send buffer; it goes out when the buffer
+    /// fills or on [`flush`](Self::flush).
+    pub async fn queue(&mut self, text: &str) -> Result<(), Error> {
+        if text.len() > self.max_message {
+            return Err(Error::MessageTooLong {
+                len: text.len(),
+                limit: self.max_message,
+            });
+        }
+        let sent_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.writer
+            .queue(text, sent_ms)
+            .await
+            .map_err(|source| Error::Io {
+                peer: self.peer,
+                source,
+            })
+    }
+
+    /// Sends everything queued. Cancel-safe.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.writer.flush().await.map_err(|source| Error::Io {
+            peer: self.peer,
+            source,
+        })
+    }
+
+    /// Sends everything queued and closes our direction of the stream.
+    pub async fn close(&mut self) -> Result<(), Error> {
+        self.writer.close().await.map_err(|source| Error::Io {
+            peer: self.peer,
+            source,
+        })
+    }
+}
+
+fn is_disconnect(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        error.kind(),
+        K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe
+            | K::UnexpectedEof
+            | K::NotConnected
+            // yamux reports a stream of a closed connection as "other".
+            | K::Other
+    )
+}

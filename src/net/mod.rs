@@ -1,0 +1,233 @@
+//! The secure engine: an authenticated, encrypted chat on rust-libp2p.
+//!
+//! Connections are TCP, secured with Noise (XX handshake, keys bound to
+//! Ed25519 identities, so a peer ID is proven, not claimed) and multiplexed
+//! with Yamux. A chat is one stream of our own protocol,
+//! [`CHAT_PROTOCOL`], carrying length-prefixed frames (see [`frame`]).
+//!
+//! The swarm lives in one task ([`event_loop`]); everything else talks to
+//! it through a [`Client`]. This module imports `chat` and no other engine.
+
+mod behaviour;
+mod client;
+mod event_loop;
+pub mod frame;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use tokio::sync::mpsc;
+
+pub use behaviour::{
+    MAX_ESTABLISHED, MAX_ESTABLISHED_PER_PEER, MAX_PENDING_INCOMING, PING_INTERVAL, PING_TIMEOUT,
+};
+pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
+
+use crate::chat::line::DEFAULT_MAX_LINE;
+use crate::chat::{describe_io, PeerAddress};
+
+/// The chat stream protocol.
+pub const CHAT_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/chat/1.0.0");
+
+/// Capacity of the channel of requests to the event loop.
+const REQUEST_QUEUE: usize = 64;
+
+/// How long a peer that is turned away gets to read that we are busy.
+const TURN_AWAY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Settings of the secure engine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The longest message accepted or sent, in bytes.
+    pub max_message: usize,
+    /// How long a connection attempt (with its handshake) may take.
+    pub dial_timeout: Duration,
+    /// A connection with no open stream closes after this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message: DEFAULT_MAX_LINE,
+            dial_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What went wrong in the secure engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The network stack could not be set up.
+    #[error("could not start the network: {0}")]
+    Start(String),
+    /// The listening socket could not be opened.
+    #[error("could not listen on 0.0.0.0:{port}: {cause}")]
+    Listen {
+        /// The port asked for.
+        port: u16,
+        /// The cause.
+        cause: String,
+    },
+    /// A host name could not be resolved.
+    #[error("could not resolve host '{host}': {cause}")]
+    Resolve {
+        /// The name looked up.
+        host: String,
+        /// The cause.
+        cause: String,
+    },
+    /// A multiaddr could not be parsed or is not one we can dial.
+    #[error("invalid address '{addr}': {cause}")]
+    InvalidAddress {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        cause: String,
+    },
+    /// A connection could not be established or secured.
+    #[error("could not connect to {addr}: {cause}")]
+    Dial {
+        /// The address tried.
+        addr: String,
+        /// The cause.
+        cause: String,
+    },
+    /// The chat stream could not be opened.
+    #[error("could not open a chat with {peer}: {cause}")]
+    OpenChat {
+        /// The peer.
+        peer: PeerId,
+        /// The cause.
+        cause: String,
+    },
+    /// Reading from or writing to the peer failed.
+    #[error("connection with {peer} failed: {}", describe_io(.source))]
+    Io {
+        /// The peer.
+        peer: PeerId,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A message to send is longer than the limit.
+    #[error("message is {len} bytes, over the {limit}-byte limit")]
+    MessageTooLong {
+        /// The message's length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Something already accepts chats.
+    #[error("chats are already being accepted")]
+    AlreadyAccepting,
+    /// The engine's task has ended.
+    #[error("the network engine has stopped")]
+    Stopped,
+}
+
+/// Starts the engine with our identity; it runs until every [`Client`]
+/// clone is dropped.
+pub fn start(keypair: Keypair, config: Config) -> Result<Client, Error> {
+    let local = keypair.public().to_peer_id();
+    let idle = config.idle_timeout;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .map_err(|e| Error::Start(e.to_string()))?
+        .with_behaviour(|_| behaviour::Behaviour::new())
+        .map_err(|e| Error::Start(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    let control = swarm.behaviour().stream.new_control();
+    let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
+    tokio::spawn(event_loop::EventLoop::new(swarm, requests_rx).run());
+    Ok(Client {
+        requests,
+        control,
+        local,
+        config,
+    })
+}
+
+/// The multiaddr to dial for an address typed as `HOST:PORT`; a host name
+/// is resolved here, so its errors read like the plain mode's.
+pub async fn resolve(addr: &PeerAddress) -> Result<Multiaddr, Error> {
+    let ip = match addr.ip() {
+        Some(ip) => ip,
+        None => tokio::net::lookup_host((addr.host(), addr.port()))
+            .await
+            .map_err(|e| Error::Resolve {
+                host: addr.host().to_owned(),
+                cause: describe_io(&e),
+            })?
+            .next()
+            .map(|a| a.ip())
+            .ok_or_else(|| Error::Resolve {
+                host: addr.host().to_owned(),
+                cause: "no address found".into(),
+            })?,
+    };
+    Ok(Multiaddr::from(ip).with(Protocol::Tcp(addr.port())))
+}
+
+/// Parses a multiaddr typed by the user (`/ip4/1.2.3.4/tcp/9000/p2p/ID`).
+pub fn parse_multiaddr(text: &str) -> Result<Multiaddr, Error> {
+    let addr: Multiaddr =
+        text.parse()
+            .map_err(|e: libp2p::multiaddr::Error| Error::InvalidAddress {
+                addr: text.to_owned(),
+                cause: e.to_string(),
+            })?;
+    if socket_addr(&addr).is_none() {
+        return Err(Error::InvalidAddress {
+            addr: text.to_owned(),
+            cause: "expected /ip4/ADDR/tcp/PORT or /ip6/ADDR/tcp/PORT, optionally ending in /p2p/PEER_ID".into(),
+        });
+    }
+    Ok(addr)
+}
+
+/// The IP and TCP port of a multiaddr, if it has them.
+pub fn socket_addr(addr: &Multiaddr) -> Option<SocketAddr> {
+    let mut ip: Option<IpAddr> = None;
+    for protocol in addr.iter() {
+        match protocol {
+            Protocol::Ip4(v4) => ip = Some(v4.into()),
+            Protocol::Ip6(v6) => ip = Some(v6.into()),
+            Protocol::Tcp(port) => return ip.map(|ip| SocketAddr::new(ip, port)),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The peer ID at the end of a multiaddr, if there is one.
+pub fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiaddrs_give_their_socket_address_and_peer() {
+        let peer = Keypair::generate_ed25519().public().to_peer_id();
+        let addr = parse_multiaddr(&format!("/ip4/127.0.0.1/tcp/9000/p2p/{peer}")).unwrap();
+        assert_eq!(socket_addr(&addr), Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(peer_in(&addr), Some(peer));
+        assert!(parse_multiaddr("/ip4/127.0.0.1/udp/9000").is_err());
+        assert!(parse_multiaddr("/nonsense").is_err());
+    }
+}
