@@ -712,7 +712,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn an_unreadable_dir_is_a_write_or_read_error_not_a_panic() {
+    fn an_unwritable_dir_is_a_write_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         set_mode(dir.path(), 0o500);
         let result = Identity::load_or_create(dir.path());

@@ -6,6 +6,7 @@
 //! reading and writing a stream never waits on the swarm task, which is
 //! what lets a chat move hundreds of thousands of messages a second.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,7 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use super::event_loop::Request;
@@ -30,6 +31,7 @@ pub struct Client {
     pub(super) control: libp2p_stream::Control,
     pub(super) local: PeerId,
     pub(super) config: Config,
+    pub(super) presence: watch::Receiver<HashSet<PeerId>>,
 }
 
 impl Client {
@@ -98,7 +100,12 @@ impl Client {
                 peer,
                 cause: e.to_string(),
             })?;
-        Ok(Session::new(peer, stream.compat(), &self.config))
+        Ok(Session::new(
+            peer,
+            stream.compat(),
+            &self.config,
+            self.presence.clone(),
+        ))
     }
 
     /// Starts accepting chats that peers open with us. Only one acceptor
@@ -111,6 +118,7 @@ impl Client {
         Ok(ChatStreams {
             inner,
             config: self.config.clone(),
+            presence: self.presence.clone(),
         })
     }
 
@@ -127,13 +135,19 @@ impl Client {
 pub struct ChatStreams {
     inner: libp2p_stream::IncomingStreams,
     config: Config,
+    presence: watch::Receiver<HashSet<PeerId>>,
 }
 
 impl ChatStreams {
     /// The next chat a peer opened. Cancel-safe.
     pub async fn next(&mut self) -> Option<Session> {
         let (peer, stream) = self.inner.next().await?;
-        Some(Session::new(peer, stream.compat(), &self.config))
+        Some(Session::new(
+            peer,
+            stream.compat(),
+            &self.config,
+            self.presence.clone(),
+        ))
     }
 }
 
@@ -144,12 +158,22 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(peer: PeerId, stream: Stream, config: &Config) -> Self {
+    fn new(
+        peer: PeerId,
+        stream: Stream,
+        config: &Config,
+        presence: watch::Receiver<HashSet<PeerId>>,
+    ) -> Self {
         let (read, write) = tokio::io::split(stream);
         Self {
             incoming: Incoming {
                 peer,
                 reader: FrameReader::new(read, config.max_message),
+                gone: Departure {
+                    peer,
+                    presence,
+                    seen: false,
+                },
             },
             outgoing: Outgoing {
                 peer,
@@ -195,6 +219,39 @@ impl Session {
 pub struct Incoming {
     peer: PeerId,
     reader: FrameReader<ReadHalf<Stream>>,
+    gone: Departure,
+}
+
+/// Watches for the end of a peer's last connection.
+///
+/// When we close a connection ourselves (its pings went unanswered), yamux
+/// closes it without waking the streams' readers, so a read on the chat
+/// stream would wait forever; the event loop's record of who is connected
+/// tells us instead.
+struct Departure {
+    peer: PeerId,
+    presence: watch::Receiver<HashSet<PeerId>>,
+    /// The peer was seen connected (the stream may arrive before the event
+    /// loop has recorded its connection).
+    seen: bool,
+}
+
+impl Departure {
+    /// Resolves once the peer was connected and no longer is. Cancel-safe.
+    async fn wait(&mut self) {
+        loop {
+            let present = self.presence.borrow_and_update().contains(&self.peer);
+            if present {
+                self.seen = true;
+            } else if self.seen {
+                return;
+            }
+            if self.presence.changed().await.is_err() {
+                // The engine stopped: nobody is connected any more.
+                return;
+            }
+        }
+    }
 }
 
 impl Incoming {
@@ -202,7 +259,12 @@ impl Incoming {
     /// (the connection closed, or pings went unanswered) is reported as
     /// [`Received::Disconnected`], like a clean end.
     pub async fn next(&mut self) -> Result<Received, Error> {
-        match self.reader.next().await {
+        let read = tokio::select! {
+            biased;
+            read = self.reader.next() => read,
+            () = self.gone.wait() => Ok(Received::Disconnected),
+        };
+        match read {
             Ok(received) => Ok(received),
             Err(e) if is_disconnect(&e) => Ok(Received::Disconnected),
             Err(source) => Err(Error::Io {

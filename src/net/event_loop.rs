@@ -8,7 +8,7 @@
 //!
 //! [`Client`]: super::Client
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 
 use futures::StreamExt;
@@ -16,7 +16,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::{socket_addr, Error};
@@ -53,6 +53,8 @@ pub(super) struct EventLoop {
     dials: HashMap<ConnectionId, PendingDial>,
     /// Where each connected peer is, from its latest connection.
     addresses: HashMap<PeerId, Multiaddr>,
+    /// The peers with at least one connection, for sessions to watch.
+    presence: watch::Sender<HashSet<PeerId>>,
 }
 
 struct PendingListen {
@@ -66,13 +68,18 @@ struct PendingDial {
 }
 
 impl EventLoop {
-    pub(super) fn new(swarm: Swarm<Behaviour>, requests: mpsc::Receiver<Request>) -> Self {
+    pub(super) fn new(
+        swarm: Swarm<Behaviour>,
+        requests: mpsc::Receiver<Request>,
+        presence: watch::Sender<HashSet<PeerId>>,
+    ) -> Self {
         Self {
             swarm,
             requests,
             listens: HashMap::new(),
             dials: HashMap::new(),
             addresses: HashMap::new(),
+            presence,
         }
     }
 
@@ -174,6 +181,9 @@ impl EventLoop {
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 self.addresses.insert(peer_id, addr);
+                self.presence.send_modify(|peers| {
+                    peers.insert(peer_id);
+                });
                 if let Some(pending) = self.dials.remove(&connection_id) {
                     let _ = pending.reply.send(Ok(peer_id));
                 }
@@ -184,6 +194,9 @@ impl EventLoop {
                 ..
             } => {
                 self.addresses.remove(&peer_id);
+                self.presence.send_modify(|peers| {
+                    peers.remove(&peer_id);
+                });
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,

@@ -13,13 +13,14 @@ mod client;
 mod event_loop;
 pub mod frame;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use behaviour::{
     MAX_ESTABLISHED, MAX_ESTABLISHED_PER_PEER, MAX_PENDING_INCOMING, PING_INTERVAL, PING_TIMEOUT,
@@ -148,12 +149,14 @@ pub fn start(keypair: Keypair, config: Config) -> Result<Client, Error> {
         .build();
     let control = swarm.behaviour().stream.new_control();
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
-    tokio::spawn(event_loop::EventLoop::new(swarm, requests_rx).run());
+    let (presence, presence_rx) = watch::channel(HashSet::new());
+    tokio::spawn(event_loop::EventLoop::new(swarm, requests_rx, presence).run());
     Ok(Client {
         requests,
         control,
         local,
         config,
+        presence: presence_rx,
     })
 }
 

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -72,6 +73,43 @@ impl Peer {
         peer
     }
 
+    /// Starts a secure listener on a free port with its data in `dir`;
+    /// returns it, the port and its own peer ID.
+    pub fn secure_listen(dir: &Path, extra: &[&str]) -> (Peer, u16, String) {
+        let dir = dir.to_str().expect("utf-8 temp path");
+        let mut args = vec!["--listen", "0", "--data-dir", dir];
+        args.extend_from_slice(extra);
+        let mut peer = Peer::start(&args);
+        let own = peer.expect_prefix("Your identity: ");
+        let line = peer.expect_prefix("Listening on: 0.0.0.0:");
+        let port = line
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in the Listening line");
+        peer.expect_line("Waiting for peer to connect...");
+        (peer, port, peer_id_of(&own))
+    }
+
+    /// Starts a secure peer connecting to 127.0.0.1:`port` with its data
+    /// in `dir`, without waiting for anything.
+    pub fn secure_connect(port: u16, dir: &Path, extra: &[&str]) -> Peer {
+        let dir = dir.to_str().expect("utf-8 temp path");
+        let target = format!("127.0.0.1:{port}");
+        let mut args = vec!["--connect", &target, "--data-dir", dir];
+        args.extend_from_slice(extra);
+        Peer::start(&args)
+    }
+
+    /// Waits for the secure introduction (peer identity, encryption,
+    /// ready); returns the peer ID shown.
+    pub fn expect_secure_chat(&mut self) -> String {
+        let identity = self.expect_prefix("Peer identity: ");
+        self.expect_prefix("The chat is end-to-end encrypted");
+        self.expect_line("Type messages and press Enter to send (Ctrl+C to exit)");
+        peer_id_of(&identity)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -95,17 +133,32 @@ impl Peer {
 
     /// The next stdout line, or `None` on EOF; panics after [`TIMEOUT`].
     pub fn next_line(&mut self) -> Option<String> {
-        match self.stdout.recv_timeout(TIMEOUT) {
+        self.next_line_within(TIMEOUT)
+    }
+
+    /// Waits up to `limit` for a stdout line equal to `want`, skipping
+    /// others.
+    pub fn expect_line_within(&mut self, want: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.next_line_within(left) {
+                Some(line) if line == want => return,
+                Some(_) => {}
+                None => panic!("output ended before {want:?}; seen: {:?}", self.tail()),
+            }
+        }
+        panic!("no {want:?} within {limit:?}; seen: {:?}", self.tail())
+    }
+
+    fn next_line_within(&mut self, limit: Duration) -> Option<String> {
+        match self.stdout.recv_timeout(limit) {
             Ok(line) => {
                 self.seen.push(line.clone());
                 Some(line)
             }
             Err(RecvTimeoutError::Disconnected) => None,
             Err(RecvTimeoutError::Timeout) => {
-                panic!(
-                    "no output within {TIMEOUT:?}; seen so far: {:?}",
-                    self.tail()
-                )
+                panic!("no output within {limit:?}; seen so far: {:?}", self.tail())
             }
         }
     }
@@ -227,6 +280,22 @@ fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// The peer ID in a `Your identity: ID (fingerprint ...)` or
+/// `Peer identity: ...` line.
+pub fn peer_id_of(line: &str) -> String {
+    line.split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("peer ID in the identity line")
+        .to_owned()
+}
+
+/// The fingerprint in an identity line.
+pub fn fingerprint_of(line: &str) -> String {
+    let start = line.find("(fingerprint ").expect("fingerprint in line") + "(fingerprint ".len();
+    line[start..start + 19].to_owned()
 }
 
 /// A raw TCP peer, the way `nc` talks to the program.

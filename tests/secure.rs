@@ -1,0 +1,357 @@
+//! The secure mode, black box: two real binaries on 127.0.0.1, each with
+//! its own data directory.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{fingerprint_of, peer_id_of, Peer, RawPeer, TIMEOUT};
+use tempfile::TempDir;
+
+fn data_dir() -> TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// A listener and a connector in a secure chat; returns them with their
+/// peer IDs as each saw the other.
+fn secure_pair(a: &TempDir, b: &TempDir) -> (Peer, Peer, u16) {
+    let (mut listener, port, listener_id) = Peer::secure_listen(a.path(), &[]);
+    let mut connector = Peer::secure_connect(port, b.path(), &[]);
+    let connector_id = peer_id_of(&connector.expect_prefix("Your identity: "));
+    connector.expect_line(&format!("Connecting to 127.0.0.1:{port}..."));
+    connector.expect_line("Connected to peer!");
+    assert_eq!(connector.expect_secure_chat(), listener_id);
+    listener.expect_prefix("Peer connected from: 127.0.0.1:");
+    assert_eq!(listener.expect_secure_chat(), connector_id);
+    (listener, connector, port)
+}
+
+#[test]
+fn two_binaries_chat_encrypted_in_both_directions_at_once() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut listener, mut connector, _) = secure_pair(&a, &b);
+    const N: usize = 2000;
+    // Both send at the same time, before reading anything.
+    let mut batch_l = String::new();
+    let mut batch_c = String::new();
+    for i in 0..N {
+        batch_l.push_str(&format!("from listener {i}\n"));
+        batch_c.push_str(&format!("from connector {i}\n"));
+    }
+    listener.send_bytes(batch_l.as_bytes());
+    connector.send_bytes(batch_c.as_bytes());
+    for i in 0..N {
+        connector.expect_next(&format!("Peer: from listener {i}"));
+        listener.expect_next(&format!("Peer: from connector {i}"));
+    }
+    // Identical lines are two messages.
+    connector.send("same");
+    connector.send("same");
+    listener.expect_next("Peer: same");
+    listener.expect_next("Peer: same");
+    connector.close_input();
+    listener.expect_next("Peer disconnected");
+    listener.expect_next("Waiting for peer to connect...");
+    assert!(connector.wait_exit().success());
+}
+
+/// Relays one connection between `port` and a new local port, recording
+/// every byte that passes in either direction.
+fn recording_proxy(port: u16) -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let front = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let proxy_port = front.local_addr().expect("addr").port();
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&recorded);
+    thread::spawn(move || {
+        let Ok((client, _)) = front.accept() else {
+            return;
+        };
+        let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+            return;
+        };
+        let pipe = |mut from: TcpStream, mut to: TcpStream, log: Arc<Mutex<Vec<u8>>>| {
+            thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                // Bounded: ends when either side closes, or after TIMEOUT
+                // of silence.
+                let _ = from.set_read_timeout(Some(TIMEOUT));
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 || to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    log.lock().expect("log").extend_from_slice(&buf[..n]);
+                }
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            })
+        };
+        let up = pipe(
+            client.try_clone().expect("clone"),
+            server.try_clone().expect("clone"),
+            Arc::clone(&log),
+        );
+        let down = pipe(server, client, log);
+        let _ = up.join();
+        let _ = down.join();
+    });
+    (proxy_port, recorded)
+}
+
+#[test]
+fn no_message_text_appears_on_the_wire() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut listener, port, _) = Peer::secure_listen(a.path(), &[]);
+    let (proxy_port, recorded) = recording_proxy(port);
+    let mut connector = Peer::secure_connect(proxy_port, b.path(), &[]);
+    connector.expect_secure_chat();
+    listener.expect_secure_chat();
+    let secret_out = "attack at dawn, bring the blue folder";
+    let secret_back = "understood: blue folder at dawn";
+    connector.send(secret_out);
+    listener.expect_next(&format!("Peer: {secret_out}"));
+    listener.send(secret_back);
+    connector.expect_next(&format!("Peer: {secret_back}"));
+    connector.close_input();
+    listener.expect_line("Peer disconnected");
+    assert!(connector.wait_exit().success());
+
+    let wire = recorded.lock().expect("log").clone();
+    assert!(
+        wire.len() > 200,
+        "the proxy saw the chat: {} bytes",
+        wire.len()
+    );
+    for secret in [secret_out, secret_back, "blue folder", "dawn"] {
+        assert!(
+            !wire.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret:?} found in plain text on the wire"
+        );
+    }
+}
+
+#[test]
+fn identity_persists_across_restarts_and_id_prints_it() {
+    let dir = data_dir();
+    let path = dir.path().to_str().expect("utf-8");
+    let mut first = Peer::start(&["id", "--data-dir", path]);
+    let id_line = first.expect_prefix("Peer ID: ");
+    let fp_line = first.expect_prefix("Fingerprint: ");
+    assert!(first.wait_exit().success());
+    let peer_id = id_line["Peer ID: ".len()..].to_owned();
+    assert!(peer_id.starts_with("12D3KooW"), "{peer_id}");
+
+    let mut second = Peer::start(&["id", "--data-dir", path]);
+    second.expect_line(&id_line);
+    second.expect_line(&fp_line);
+    assert!(second.wait_exit().success());
+
+    let (mut listener, _, own) = Peer::secure_listen(dir.path(), &[]);
+    assert_eq!(own, peer_id);
+    listener.signal("TERM");
+    assert!(listener.wait_exit().success());
+
+    // Owner-only permissions on the key.
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.path().join("identity.key");
+    let mode = std::fs::metadata(&key)
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_key_file_open_to_others_or_corrupt_is_refused_not_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = data_dir();
+    let path = dir.path().to_str().expect("utf-8");
+    let mut peer = Peer::start(&["id", "--data-dir", path]);
+    assert!(peer.wait_exit().success());
+    let key = dir.path().join("identity.key");
+    let original = std::fs::read(&key).expect("key");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut peer = Peer::start(&["--listen", "0", "--data-dir", path]);
+    peer.expect_stderr("chmod 600");
+    assert_eq!(peer.wait_exit().code(), Some(1));
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(&key, b"not a key").expect("write");
+    let mut peer = Peer::start(&["id", "--data-dir", path]);
+    peer.expect_stderr("identity.key");
+    assert_eq!(peer.wait_exit().code(), Some(1));
+    assert_eq!(std::fs::read(&key).expect("key"), b"not a key");
+    assert_ne!(original, b"not a key");
+}
+
+#[test]
+fn expect_refuses_another_identity_and_accepts_the_right_one() {
+    let (a, b, c) = (data_dir(), data_dir(), data_dir());
+    let (mut listener, port, listener_id) = Peer::secure_listen(a.path(), &[]);
+
+    // Somebody else's identity.
+    let mut other = Peer::start(&["id", "--data-dir", c.path().to_str().expect("utf-8")]);
+    let other_id = other.expect_prefix("Peer ID: ")["Peer ID: ".len()..].to_owned();
+    assert!(other.wait_exit().success());
+    let mut refused = Peer::secure_connect(port, b.path(), &["--expect", &other_id]);
+    let error = refused.expect_stderr("refusing");
+    assert!(error.contains(&listener_id), "{error}");
+    assert!(error.contains(&other_id), "{error}");
+    assert_eq!(refused.wait_exit().code(), Some(1));
+    assert!(
+        !refused.seen.iter().any(|l| l.starts_with("Type messages")),
+        "no chat with the wrong peer"
+    );
+
+    // The right one, named by its fingerprint typed in lower case.
+    let (mut probe, _, _) = Peer::secure_listen(a.path(), &[]);
+    let fingerprint = {
+        let line = probe
+            .seen
+            .iter()
+            .find(|l| l.starts_with("Your identity: "))
+            .expect("identity line")
+            .clone();
+        fingerprint_of(&line).to_lowercase()
+    };
+    drop(probe);
+    let mut accepted = Peer::secure_connect(port, b.path(), &["--expect", &fingerprint]);
+    accepted.expect_secure_chat();
+    listener.expect_secure_chat();
+    accepted.send("hello, the right you");
+    listener.expect_line("Peer: hello, the right you");
+}
+
+#[test]
+fn safety_numbers_match_on_both_ends_and_trust_is_remembered() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut listener, mut connector, port) = secure_pair(&a, &b);
+    listener.send("/verify");
+    connector.send("/verify");
+    let mine = listener.expect_prefix("Safety number: ");
+    let theirs = connector.expect_prefix("Safety number: ");
+    assert_eq!(mine, theirs);
+    assert_eq!(mine.len(), "Safety number: ".len() + 12 * 5 + 11);
+    // Neither command went to the peer as a message.
+    connector.send("//verify is escaped");
+    listener.expect_line("Peer: /verify is escaped");
+
+    connector.send("/trust");
+    connector.expect_prefix("Marked ");
+    connector.close_input();
+    assert!(connector.wait_exit().success());
+    listener.expect_line("Waiting for peer to connect...");
+
+    // Next time the peer is shown as verified.
+    let mut again = Peer::secure_connect(port, b.path(), &[]);
+    let identity = again.expect_prefix("Peer identity: ");
+    assert!(identity.ends_with(", verified"), "{identity}");
+}
+
+#[test]
+fn a_changed_key_behind_a_trusted_address_raises_a_warning_first() {
+    let (a, b, c) = (data_dir(), data_dir(), data_dir());
+    let (mut original, port, original_id) = Peer::secure_listen(a.path(), &[]);
+    let mut connector = Peer::secure_connect(port, b.path(), &[]);
+    connector.expect_secure_chat();
+    original.expect_secure_chat();
+    connector.send("/trust");
+    connector.expect_prefix("Marked ");
+    connector.close_input();
+    assert!(connector.wait_exit().success());
+    original.expect_line("Peer disconnected");
+    original.signal("TERM");
+    assert!(original.wait_exit().success());
+
+    // Another key answers at the same address.
+    let port_arg = port.to_string();
+    let c_path = c.path().to_str().expect("utf-8");
+    let mut impostor = Peer::start(&["--listen", &port_arg, "--data-dir", c_path]);
+    impostor.expect_line("Waiting for peer to connect...");
+    impostor.send("trust me");
+    let mut connector = Peer::secure_connect(port, b.path(), &[]);
+    let warning = connector.expect_prefix("WARNING: THE IDENTITY OF 127.0.0.1:");
+    assert!(warning.contains("HAS CHANGED"), "{warning}");
+    let detail = connector.expect_prefix("WARNING: you trusted");
+    assert!(detail.contains(&original_id), "{detail}");
+    connector.expect_secure_chat();
+    connector.expect_line("Peer: trust me");
+    // The warning came before anything the peer said.
+    let warned_at = connector
+        .seen
+        .iter()
+        .position(|l| l.starts_with("WARNING: THE IDENTITY"));
+    let said_at = connector.seen.iter().position(|l| l == "Peer: trust me");
+    assert!(warned_at < said_at);
+}
+
+#[test]
+fn plain_clients_do_not_disturb_a_secure_listener_or_its_chat() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut listener, mut connector, port) = secure_pair(&a, &b);
+    // An nc-style client types a line; another connects and says nothing;
+    // a third sends garbage and resets.
+    let mut typist = RawPeer::connect(port);
+    typist.send(b"hello? is this plain text?\n");
+    let _silent = RawPeer::connect(port);
+    let mut garbage = RawPeer::connect(port);
+    garbage.send(&[0xff; 4096]);
+    garbage.reset();
+    connector.send("still here");
+    listener.expect_next("Peer: still here");
+    listener.send("me too");
+    connector.expect_next("Peer: me too");
+    // The plain client gets nothing it could show as a message, and is
+    // dropped.
+    let mut got = Vec::new();
+    let _ = typist.stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = typist.stream.read_to_end(&mut got);
+    assert!(!String::from_utf8_lossy(&got).contains("Peer"));
+    assert!(
+        !listener.seen.iter().any(|l| l.contains("hello?")),
+        "plain text shown as a message"
+    );
+}
+
+#[test]
+fn a_second_secure_peer_is_told_the_listener_is_busy() {
+    let (a, b, c) = (data_dir(), data_dir(), data_dir());
+    let (mut listener, mut connector, port) = secure_pair(&a, &b);
+    let mut second = Peer::secure_connect(port, c.path(), &[]);
+    second.expect_stderr("busy");
+    second.expect_line("Peer disconnected");
+    assert!(second.wait_exit().success());
+    listener.expect_stderr("already in a chat");
+    connector.send("undisturbed");
+    listener.expect_next("Peer: undisturbed");
+}
+
+#[test]
+fn hostile_text_is_rendered_inert_and_oversized_messages_dropped() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut listener, port, _) = Peer::secure_listen(a.path(), &["--max-line", "64"]);
+    let mut connector = Peer::secure_connect(port, b.path(), &["--max-line", "1000"]);
+    connector.expect_secure_chat();
+    listener.expect_secure_chat();
+    connector.send("\x1b]52;c;ZXZpbA==\x07\x1b[2Jgone");
+    listener.expect_next("Peer: ^[]52;c;ZXZpbA==^G^[[2Jgone");
+    connector.send(&"x".repeat(500));
+    listener.expect_stderr("64-byte");
+    connector.send_bytes(b"caf\xc3\x28\n");
+    listener.expect_next("Peer: caf\u{fffd}(");
+}
+
+#[test]
+fn a_peer_that_stops_answering_is_noticed_within_30_seconds() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut listener, connector, _) = secure_pair(&a, &b);
+    let start = Instant::now();
+    connector.signal("STOP");
+    listener.expect_line_within("Peer disconnected", Duration::from_secs(40));
+    let took = start.elapsed();
+    connector.signal("CONT");
+    assert!(took < Duration::from_secs(30), "noticed after {took:?}");
+}
