@@ -207,7 +207,7 @@ fn expect_refuses_another_identity_and_accepts_the_right_one() {
     );
 
     // The right one, named by its fingerprint typed in lower case.
-    let (mut probe, _, _) = Peer::secure_listen(a.path(), &[]);
+    let (probe, _, _) = Peer::secure_listen(a.path(), &[]);
     let fingerprint = {
         let line = probe
             .seen
