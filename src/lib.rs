@@ -34,14 +34,22 @@
 //!   what a user sees: every status line is written in
 //!   [`Event::render`](chat::Event::render).
 //! - [`classic`]: the plain-protocol engine (TCP, one line per message).
+//! - [`net`]: the secure engine on rust-libp2p (Noise, Yamux, our chat
+//!   stream protocol in [`net::frame`]); one task owns the swarm, the rest
+//!   holds a [`net::Client`].
+//! - [`identity`]: our key on disk, fingerprints of peer IDs.
+//! - [`store`]: what is remembered between runs (known and trusted peers).
 //! - [`app`]: runs a chat between a front end and an engine; the only place
-//!   that knows both.
+//!   that knows both. The chat loop is written once for both protocols;
+//!   slash commands of the secure chat are handled there.
 //! - [`ui`]: front ends (pipes, interactive line editor). They speak only
 //!   `Command` and `Event`; add a front end here.
 //! - [`cli`]: flags and the interactive prompts.
 //!
 //! Engines import `chat` and never each other; front ends import `app` and
-//! `chat`, never an engine.
+//! `chat`, never an engine. To add a slash command: parse it in
+//! [`chat::command`], act on it in `app`. To change what a user sees:
+//! [`chat::Event::render`].
 
 pub mod app;
 pub mod chat;

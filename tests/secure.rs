@@ -355,3 +355,38 @@ fn a_peer_that_stops_answering_is_noticed_within_30_seconds() {
     connector.signal("CONT");
     assert!(took < Duration::from_secs(30), "noticed after {took:?}");
 }
+
+#[test]
+fn a_peer_that_stops_reading_is_reported_slow_then_dropped_and_memory_stays_bounded() {
+    let (a, b) = (data_dir(), data_dir());
+    let a_path = a.path().to_str().expect("utf-8");
+    // The listener's own reader (its terminal) stops reading: it keeps its
+    // connection alive but takes nothing more from the chat stream.
+    let port = common::closed_port();
+    let port_arg = port.to_string();
+    let listener = Peer::start_unread(&["--listen", &port_arg, "--data-dir", a_path]);
+    common::wait_for_port(port);
+    let mut connector = Peer::secure_connect(port, b.path(), &[]);
+    connector.expect_secure_chat();
+    // Flood: far more than every buffer on the way can hold.
+    let mut stdin = connector.take_stdin();
+    let flooder = thread::spawn(move || {
+        let line = format!("{}\n", "f".repeat(1023));
+        let block = line.repeat(1024);
+        for _ in 0..200 {
+            if stdin.write_all(block.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    connector.expect_stderr("has not read what you sent");
+    let rss = listener.peak_rss_kib();
+    assert!(rss < 128 * 1024, "flooded listener grew to {rss} KiB");
+    let error = connector.expect_stderr_within("dropped it", Duration::from_secs(40));
+    assert!(error.contains("read nothing"), "{error}");
+    connector.expect_line("Peer disconnected");
+    let rss = connector.peak_rss_kib();
+    assert!(rss < 128 * 1024, "flooding connector grew to {rss} KiB");
+    drop(connector);
+    let _ = flooder.join();
+}

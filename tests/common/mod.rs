@@ -19,6 +19,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_rust-p2p-chat");
 /// A running `rust-p2p-chat` process with piped stdin, stdout and stderr.
 pub struct Peer {
     child: Child,
+    /// Stdout left unread (see [`Peer::start_unread`]); kept open.
+    unread: Option<std::process::ChildStdout>,
     stdin: Option<ChildStdin>,
     stdout: Receiver<String>,
     stderr: Receiver<String>,
@@ -29,6 +31,17 @@ pub struct Peer {
 impl Peer {
     /// Starts the binary with `args`.
     pub fn start(args: &[&str]) -> Peer {
+        Peer::spawn(args, true)
+    }
+
+    /// Starts the binary with `args` and never reads its stdout, like a
+    /// user whose terminal stopped scrolling: once the pipe is full, the
+    /// program cannot show anything more.
+    pub fn start_unread(args: &[&str]) -> Peer {
+        Peer::spawn(args, false)
+    }
+
+    fn spawn(args: &[&str], read_stdout: bool) -> Peer {
         let mut child = Command::new(BIN)
             .args(args)
             .env("NO_COLOR", "1")
@@ -38,10 +51,16 @@ impl Peer {
             .spawn()
             .expect("start the binary");
         let stdin = child.stdin.take();
-        let stdout = lines_of(child.stdout.take().expect("stdout"));
+        let out = child.stdout.take().expect("stdout");
+        let (stdout, unread) = if read_stdout {
+            (lines_of(out), None)
+        } else {
+            (mpsc::channel().1, Some(out))
+        };
         let stderr = lines_of(child.stderr.take().expect("stderr"));
         Peer {
             child,
+            unread,
             stdin,
             stdout,
             stderr,
@@ -126,6 +145,11 @@ impl Peer {
         stdin.flush().expect("flush stdin");
     }
 
+    /// Takes stdin, to write to it from another thread.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin still open")
+    }
+
     /// Closes stdin (EOF).
     pub fn close_input(&mut self) {
         self.stdin = None;
@@ -193,7 +217,12 @@ impl Peer {
 
     /// Waits for a stderr line containing `part`; returns it.
     pub fn expect_stderr(&mut self, part: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
+        self.expect_stderr_within(part, TIMEOUT)
+    }
+
+    /// Waits up to `limit` for a stderr line containing `part`.
+    pub fn expect_stderr_within(&mut self, part: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         let mut seen = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
@@ -232,13 +261,22 @@ impl Peer {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// Peak resident memory in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("read /proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc status")
+            .expect("memory figure in /proc status")
     }
 
     fn tail(&self) -> &[String] {
@@ -363,4 +401,16 @@ pub fn closed_port() -> u16 {
     let (listener, port) = raw_listener();
     drop(listener);
     port
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on port {port}");
 }
