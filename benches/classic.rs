@@ -1,49 +1,203 @@
-//! Classic-mode benchmark: the plain protocol between two processes on
-//! loopback, beside `socat TCP-LISTEN:P STDIO` in the same run.
+//! Benchmark of both protocols between real processes on loopback, beside
+//! `socat TCP-LISTEN:P STDIO` in the same run.
 //!
-//! Run with `cargo bench --bench classic`. `BENCH_LINES` (default 100000)
-//! sets the lines per throughput run, `BENCH_RUNS` (default 5) the runs whose
-//! median is reported, `BENCH_SAMPLES` (default 2000) the latency samples.
+//! Run with `cargo bench --bench classic`. Knobs (environment):
+//! - `BENCH_LINES` (default 100000): 64-byte lines (messages) per
+//!   throughput run;
+//! - `BENCH_LINES_1K` (default `BENCH_LINES / 5`, so 20000): 1 KiB
+//!   messages per run between two processes;
+//! - `BENCH_RUNS` (default 5): runs whose median is reported;
+//! - `BENCH_SAMPLES` (default 2000): latency samples each way;
+//! - `BENCH_STARTS` (default 10): starts timed for the start-up figure;
+//! - `BENCH_ONLY`: a comma-separated choice of `plain`, `secure`, `socat`
+//!   (default all three).
 //!
-//! For each program under test the benchmark starts it listening, connects
-//! one TCP socket to it, and measures:
-//! - inbound: lines written to the socket until all are read from the
-//!   program's stdout (a pipe);
-//! - outbound: lines written to the program's stdin (a pipe) until all are
-//!   read from the socket;
-//! - one-way latency of single lines both ways, timed with one clock;
-//! - RSS while listening (idle) and its peak after the load (loaded).
+//! Sections, each printed as soon as it is measured:
+//! 1. `plain`/`socat`: one program against a raw socket held by the
+//!    benchmark (see `support::against_socket`), the program's plain mode
+//!    and socat measured alike, with their ratio;
+//! 2. `secure`/`plain`: two processes of the binary chatting, A listening
+//!    and B connecting, stdin to stdout each way (see `support::pair`);
+//! 3. start-up time to the `Listening on:` line (see `support::startup`);
+//! 4. the secure mode against the bars of its issue, with the plain mode
+//!    beside it. A missed bar is reported, and the run still succeeds.
+//!
+//! A line of N bytes is N-1 bytes of text and its newline, so "64 B" and
+//! "1 KiB" messages are the same bytes on stdin in both modes. MB here is
+//! MiB (VmRSS / 1024).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread;
-use std::time::{Duration, Instant};
+mod support;
 
-const LINE_BYTES: usize = 64;
-/// Longest any single measurement may take before the benchmark gives up.
-const DEADLINE: Duration = Duration::from_secs(120);
+use std::io::Write;
+
+use support::against_socket::{self, Subject, LINE_BYTES};
+use support::pair::{self, Load, Mode, PairFigures};
+use support::process::socat_available;
+use support::startup::{self, DataDir, StartUp};
+use support::{env_usize, grouped, machine, mb};
+
+/// The secure mode's bars, from the issue that asked for it.
+const BAR_MESSAGES_PER_S: f64 = 500_000.0;
+const BAR_P99_MS: f64 = 1.0;
+const BAR_IDLE_RSS_MB: f64 = 12.0;
+const BAR_START_UP_MS: f64 = 100.0;
+
+/// What the environment asks for.
+struct Knobs {
+    lines: usize,
+    lines_1k: usize,
+    runs: usize,
+    samples: usize,
+    starts: usize,
+    plain: bool,
+    secure: bool,
+    socat: bool,
+}
+
+impl Knobs {
+    fn from_env() -> Result<Knobs, String> {
+        let lines = env_usize("BENCH_LINES", 100_000).max(1);
+        let (mut plain, mut secure, mut socat) = (true, true, true);
+        if let Ok(only) = std::env::var("BENCH_ONLY") {
+            (plain, secure, socat) = (false, false, false);
+            for part in only.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match part {
+                    "plain" => plain = true,
+                    "secure" => secure = true,
+                    "socat" => socat = true,
+                    other => {
+                        return Err(format!(
+                            "BENCH_ONLY: unknown section {other:?}; expected plain, secure or socat, comma-separated"
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(Knobs {
+            lines,
+            lines_1k: env_usize("BENCH_LINES_1K", (lines / 5).max(1)).max(1),
+            runs: env_usize("BENCH_RUNS", 5).max(1),
+            samples: env_usize("BENCH_SAMPLES", 2_000).max(1),
+            starts: env_usize("BENCH_STARTS", 10).max(1),
+            plain,
+            secure,
+            socat,
+        })
+    }
+}
+
+/// What the run measured, for the summary at the end.
+#[derive(Default)]
+struct Results {
+    secure_pair: Option<PairFigures>,
+    plain_pair: Option<PairFigures>,
+    secure_start: Option<StartUp>,
+    plain_start: Option<StartUp>,
+}
 
 fn main() {
-    let lines = env_usize("BENCH_LINES", 100_000);
-    let runs = env_usize("BENCH_RUNS", 5).max(1);
-    let samples = env_usize("BENCH_SAMPLES", 2_000).max(1);
+    let knobs = match Knobs::from_env() {
+        Ok(knobs) => knobs,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     println!("{}", machine());
-    println!("{lines} lines of {LINE_BYTES} bytes per run, median of {runs} runs, {samples} latency samples\n");
+    let mut failures = 0;
+    let mut fail = |section: &str, error: String| {
+        failures += 1;
+        println!("{section}: FAILED: {error}\n");
+    };
 
-    let ours = measure(&Subject::Ours, lines, runs, samples);
-    let socat = if socat_available() {
-        Some(measure(&Subject::Socat, lines, runs, samples))
+    if knobs.plain || knobs.socat {
+        against_a_socket(&knobs, &mut fail);
+    }
+
+    let mut results = Results::default();
+    if knobs.secure || knobs.plain {
+        println!(
+            "Two processes on 127.0.0.1: A listens, B connects; a message is one line on the \
+             sender's stdin\nand one `Peer: ` line on the receiver's stdout. Messages/s: median \
+             of {} runs of {} x 64 B and {} x 1 KiB;\nlatency of single 64 B messages, {} samples \
+             each way.",
+            knobs.runs, knobs.lines, knobs.lines_1k, knobs.samples
+        );
+        let loads = [
+            Load {
+                bytes: 64,
+                messages: knobs.lines,
+            },
+            Load {
+                bytes: 1024,
+                messages: knobs.lines_1k,
+            },
+        ];
+        print_pair_header();
+        for (mode, wanted) in [(Mode::Secure, knobs.secure), (Mode::Plain, knobs.plain)] {
+            if !wanted {
+                continue;
+            }
+            match pair::measure(mode, &loads, knobs.runs, knobs.samples) {
+                Ok(figures) => {
+                    print_pair_row(mode.name(), &figures);
+                    match mode {
+                        Mode::Secure => results.secure_pair = Some(figures),
+                        Mode::Plain => results.plain_pair = Some(figures),
+                    }
+                }
+                Err(e) => fail(&format!("{} pair", mode.name()), e),
+            }
+        }
+        println!();
+        measure_start_up(&knobs, &mut results, &mut fail);
+        print_resources(&results);
+        print_problems(&results);
+    }
+
+    if knobs.secure {
+        print_bars(&results);
+    }
+    if failures > 0 {
+        println!("\n{failures} section(s) failed; see above");
+        std::process::exit(1);
+    }
+}
+
+/// Section 1: the plain mode and socat against a raw socket.
+fn against_a_socket(knobs: &Knobs, fail: &mut impl FnMut(&str, String)) {
+    println!(
+        "One program against a raw socket: {} lines of {LINE_BYTES} bytes per run, median of {} runs, {} latency samples\n",
+        knobs.lines, knobs.runs, knobs.samples
+    );
+    let measure =
+        |subject| against_socket::measure(subject, knobs.lines, knobs.runs, knobs.samples);
+    let ours = if knobs.plain {
+        measure(&Subject::Ours)
+            .map_err(|e| fail("rust-p2p-chat --plain", e))
+            .ok()
+    } else {
+        None
+    };
+    let socat = if !knobs.socat {
+        None
+    } else if socat_available() {
+        measure(&Subject::Socat).map_err(|e| fail("socat", e)).ok()
     } else {
         println!("socat not found: install it (apt-get install socat) for the comparison\n");
         None
     };
-
-    print_row_header();
-    print_row("rust-p2p-chat", &ours);
+    if ours.is_none() && socat.is_none() {
+        return;
+    }
+    print_socket_header();
+    if let Some(ours) = &ours {
+        print_socket_row("rust-p2p-chat", ours);
+    }
     if let Some(socat) = &socat {
-        print_row("socat", socat);
+        print_socket_row("socat", socat);
+    }
+    if let (Some(ours), Some(socat)) = (&ours, &socat) {
         println!();
         println!("ratio (ours / socat):");
         println!(
@@ -63,330 +217,21 @@ fn main() {
             ours.out_latency.p99 / socat.out_latency.p99
         );
     }
-    println!(
-        "\nidle RSS {:.1} MB (bar: <= 4 MB)",
-        ours.idle_rss_kib as f64 / 1024.0
-    );
-}
-
-enum Subject {
-    Ours,
-    Socat,
-}
-
-struct Figures {
-    /// Lines per second, socket to stdout.
-    inbound: f64,
-    /// Lines per second, stdin to socket.
-    outbound: f64,
-    in_latency: Latency,
-    out_latency: Latency,
-    idle_rss_kib: u64,
-    loaded_rss_kib: u64,
-}
-
-struct Latency {
-    /// Microseconds.
-    p50: f64,
-    p99: f64,
-}
-
-fn measure(subject: &Subject, lines: usize, runs: usize, samples: usize) -> Figures {
-    let mut target = Target::start(subject);
-    let idle_rss_kib = status_kib(target.child.id(), "VmRSS:");
-    let mut socket = target.connect(subject);
-    let mut inbound_rx = LineCounter::spawn(target.stdout.take().expect("stdout taken once"));
-    let mut outbound_rx = LineCounter::spawn(socket.try_clone().expect("clone socket"));
-    let stdin = target.child.stdin.as_mut().expect("stdin piped");
-
-    let payload = payload(lines);
-    // Warm up both directions once before measuring.
-    let warm = lines.min(1000);
-    inbound_rx.expect(warm);
-    push_socket(&mut socket, &payload[..warm * LINE_BYTES]);
-    inbound_rx.arrived();
-    outbound_rx.expect(warm);
-    push_stdin(stdin, &payload[..warm * LINE_BYTES]);
-    outbound_rx.arrived();
-
-    let mut inbound = Vec::with_capacity(runs);
-    let mut outbound = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        inbound_rx.expect(lines);
-        let start = Instant::now();
-        push_socket(&mut socket, &payload);
-        let end = inbound_rx.arrived();
-        inbound.push(lines as f64 / (end - start).as_secs_f64());
-
-        outbound_rx.expect(lines);
-        let start = Instant::now();
-        push_stdin(stdin, &payload);
-        let end = outbound_rx.arrived();
-        outbound.push(lines as f64 / (end - start).as_secs_f64());
+    if let Some(ours) = &ours {
+        println!("\nidle RSS {:.1} MB (bar: <= 4 MB)", mb(ours.idle_rss_kib));
     }
-
-    let line = &payload[..LINE_BYTES];
-    let mut in_samples = Vec::with_capacity(samples);
-    let mut out_samples = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        inbound_rx.expect(1);
-        let start = Instant::now();
-        push_socket(&mut socket, line);
-        in_samples.push((inbound_rx.arrived() - start).as_secs_f64() * 1e6);
-        outbound_rx.expect(1);
-        let start = Instant::now();
-        push_stdin(stdin, line);
-        out_samples.push((outbound_rx.arrived() - start).as_secs_f64() * 1e6);
-    }
-    let loaded_rss_kib = status_kib(target.child.id(), "VmHWM:");
-    drop(socket);
-    target.stop();
-
-    Figures {
-        inbound: median(&mut inbound),
-        outbound: median(&mut outbound),
-        in_latency: latency(&mut in_samples),
-        out_latency: latency(&mut out_samples),
-        idle_rss_kib,
-        loaded_rss_kib,
-    }
+    println!();
+    let _ = std::io::stdout().flush();
 }
 
-/// A program under test, listening on a loopback port.
-struct Target {
-    child: Child,
-    stdout: Option<BufReader<std::process::ChildStdout>>,
-    port: u16,
-}
-
-impl Target {
-    fn start(subject: &Subject) -> Target {
-        match subject {
-            Subject::Ours => {
-                let mut child = Command::new(env!("CARGO_BIN_EXE_rust-p2p-chat"))
-                    .args(["--plain", "--listen", "0"])
-                    .env("NO_COLOR", "1")
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .expect("start rust-p2p-chat");
-                let mut stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
-                let listening = read_status(&mut stdout, "Listening on: ");
-                let port = listening
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.trim().parse().ok())
-                    .expect("port in the Listening line");
-                read_status(&mut stdout, "Waiting for peer");
-                Target {
-                    child,
-                    stdout: Some(stdout),
-                    port,
-                }
-            }
-            Subject::Socat => {
-                let port = free_port();
-                let child = Command::new("socat")
-                    .args([
-                        &format!("TCP-LISTEN:{port},reuseaddr,bind=127.0.0.1"),
-                        "STDIO",
-                    ])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .expect("start socat");
-                let mut child = child;
-                let stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
-                wait_listening(port);
-                Target {
-                    child,
-                    stdout: Some(stdout),
-                    port,
-                }
-            }
-        }
-    }
-
-    fn connect(&mut self, subject: &Subject) -> TcpStream {
-        let socket = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        socket.set_nodelay(true).expect("nodelay");
-        if let Subject::Ours = subject {
-            let stdout = self.stdout.as_mut().expect("stdout present");
-            read_status(stdout, "Type messages");
-        }
-        socket
-    }
-
-    fn stop(mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Reads status lines until one starts with `prefix`, at most 20 lines.
-fn read_status(stdout: &mut impl BufRead, prefix: &str) -> String {
-    for _ in 0..20 {
-        let mut line = String::new();
-        let n = stdout.read_line(&mut line).expect("read status line");
-        assert!(n > 0, "program closed stdout before printing {prefix:?}");
-        if line.starts_with(prefix) {
-            return line;
-        }
-    }
-    panic!("no status line starting with {prefix:?}");
-}
-
-/// Counts newlines on a stream in a thread: `expect(n)` then `arrived()`
-/// gives the instant the n-th next newline was read.
-struct LineCounter {
-    requests: Sender<usize>,
-    done: Receiver<Instant>,
-}
-
-impl LineCounter {
-    fn spawn(mut source: impl Read + Send + 'static) -> LineCounter {
-        let (requests, request_rx) = mpsc::channel::<usize>();
-        let (done_tx, done) = mpsc::channel();
-        thread::spawn(move || {
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut surplus = 0usize;
-            while let Ok(mut wanted) = request_rx.recv() {
-                let used = surplus.min(wanted);
-                surplus -= used;
-                wanted -= used;
-                while wanted > 0 {
-                    let n = match source.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let found = memchr_count(&buf[..n]);
-                    let used = found.min(wanted);
-                    wanted -= used;
-                    surplus += found - used;
-                }
-                if done_tx.send(Instant::now()).is_err() {
-                    return;
-                }
-            }
-        });
-        LineCounter { requests, done }
-    }
-
-    /// Starts counting the next `lines` lines; call before sending them so
-    /// the counter drains the stream while the sender writes.
-    fn expect(&mut self, lines: usize) {
-        self.requests.send(lines).expect("line counter alive");
-    }
-
-    /// The instant the lines asked for by `expect` had all arrived.
-    fn arrived(&mut self) -> Instant {
-        self.done
-            .recv_timeout(DEADLINE)
-            .expect("lines arrived before the deadline")
-    }
-}
-
-fn memchr_count(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b == b'\n').count()
-}
-
-fn push_socket(socket: &mut TcpStream, bytes: &[u8]) {
-    socket.write_all(bytes).expect("write to socket");
-}
-
-fn push_stdin(stdin: &mut ChildStdin, bytes: &[u8]) {
-    stdin.write_all(bytes).expect("write to stdin");
-    stdin.flush().expect("flush stdin");
-}
-
-/// `lines` lines of exactly LINE_BYTES bytes including the newline.
-fn payload(lines: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(lines * LINE_BYTES);
-    for i in 0..lines {
-        let start = out.len();
-        write!(out, "{i:08} ").expect("write to vec");
-        while out.len() - start < LINE_BYTES - 1 {
-            out.push(b'a' + (out.len() % 26) as u8);
-        }
-        out.push(b'\n');
-    }
-    out
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Waits until something accepts on the port, probing with a connection
-/// that is never used (socat is started without `fork`, so probing would
-/// consume its one connection): look in /proc/net/tcp instead.
-fn wait_listening(port: u16) {
-    let needle = format!(":{port:04X} 00000000:0000 0A");
-    for _ in 0..500 {
-        if std::fs::read_to_string("/proc/net/tcp").is_ok_and(|t| t.contains(&needle)) {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!("socat did not listen on port {port}");
-}
-
-fn socat_available() -> bool {
-    Command::new("socat")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn latency(samples: &mut [f64]) -> Latency {
-    samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Latency {
-        p50: at(0.50),
-        p99: at(0.99),
-    }
-}
-
-fn print_row_header() {
+fn print_socket_header() {
     println!(
         "{:<14} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "", "in lines/s", "out lines/s", "in p50", "in p99", "out p50", "out p99", "idle", "loaded"
     );
 }
 
-fn print_row(name: &str, f: &Figures) {
+fn print_socket_row(name: &str, f: &against_socket::Figures) {
     println!(
         "{:<14} {:>12.0} {:>12.0} {:>7.0}us {:>7.0}us {:>7.0}us {:>7.0}us {:>6.1}MB {:>6.1}MB",
         name,
@@ -396,31 +241,275 @@ fn print_row(name: &str, f: &Figures) {
         f.in_latency.p99,
         f.out_latency.p50,
         f.out_latency.p99,
-        f.idle_rss_kib as f64 / 1024.0,
-        f.loaded_rss_kib as f64 / 1024.0,
+        mb(f.idle_rss_kib),
+        mb(f.loaded_rss_kib),
     );
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    format!("machine: {cpu}, {cores} cores, Linux {kernel}")
+/// Section 3: start-up of a secure listener (with an identity on disk, and
+/// creating one) and of a plain one.
+fn measure_start_up(knobs: &Knobs, results: &mut Results, fail: &mut impl FnMut(&str, String)) {
+    if knobs.secure {
+        let measured = tempfile::Builder::new()
+            .prefix("rust-p2p-chat-bench-")
+            .tempdir()
+            .map_err(|e| format!("could not create a temp dir: {e}"))
+            .and_then(|dir| {
+                let shared = dir.path().join("shared");
+                // One start, not timed, creates the identity the timed
+                // starts load.
+                startup::measure(Mode::Secure, Some(DataDir::Shared(&shared)), 1)?;
+                let existing =
+                    startup::measure(Mode::Secure, Some(DataDir::Shared(&shared)), knobs.starts)?;
+                let fresh = startup::measure(
+                    Mode::Secure,
+                    Some(DataDir::FreshUnder(dir.path())),
+                    knobs.starts,
+                )?;
+                Ok((existing, fresh))
+            });
+        match measured {
+            Ok((existing, fresh)) => {
+                println!(
+                    "secure start-up with a new identity: median {:.1} ms ({:.1}-{:.1} ms, {} starts)\n",
+                    fresh.median_ms, fresh.min_ms, fresh.max_ms, fresh.starts
+                );
+                results.secure_start = Some(existing);
+            }
+            Err(e) => fail("secure start-up", e),
+        }
+    }
+    if knobs.plain {
+        match startup::measure(Mode::Plain, None, knobs.starts) {
+            Ok(plain) => results.plain_start = Some(plain),
+            Err(e) => fail("plain start-up", e),
+        }
+    }
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+fn print_pair_header() {
+    println!(
+        "\n{:<8} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "",
+        "64 B A->B",
+        "64 B B->A",
+        "1 KiB A->B",
+        "1 KiB B->A",
+        "p50 A->B",
+        "p99 A->B",
+        "p50 B->A",
+        "p99 B->A"
+    );
+}
+
+fn print_pair_row(name: &str, f: &PairFigures) {
+    let rate = |i: usize, a_to_b: bool| {
+        f.throughput.get(i).map_or_else(
+            || "-".to_owned(),
+            |t| grouped(if a_to_b { t.a_to_b } else { t.b_to_a }),
+        )
+    };
+    println!(
+        "{:<8} {:>11} {:>11} {:>11} {:>11} {:>7.0}us {:>7.0}us {:>7.0}us {:>7.0}us",
+        name,
+        rate(0, true),
+        rate(0, false),
+        rate(1, true),
+        rate(1, false),
+        f.a_to_b.p50,
+        f.a_to_b.p99,
+        f.b_to_a.p50,
+        f.b_to_a.p99,
+    );
+    let _ = std::io::stdout().flush();
+}
+
+fn print_resources(results: &Results) {
+    println!(
+        "{:<8} {:>9} {:>10} {:>9} {:>9} {:>22}",
+        "", "idle RSS", "idle anon", "loaded A", "loaded B", "start-up median (range)"
+    );
+    let rows = [
+        ("secure", &results.secure_pair, &results.secure_start),
+        ("plain", &results.plain_pair, &results.plain_start),
+    ];
+    for (name, pair, start) in rows {
+        if pair.is_none() && start.is_none() {
+            continue;
+        }
+        let memory = |kib: fn(&PairFigures) -> u64| {
+            pair.as_ref()
+                .map_or_else(|| "-".to_owned(), |p| format!("{:.1}MB", mb(kib(p))))
+        };
+        let start = start.as_ref().map_or_else(
+            || "-".to_owned(),
+            |s| format!("{:.1}ms ({:.1}-{:.1})", s.median_ms, s.min_ms, s.max_ms),
+        );
+        println!(
+            "{:<8} {:>9} {:>10} {:>9} {:>9} {:>22}",
+            name,
+            memory(|p| p.idle_rss_kib),
+            memory(|p| p.idle_anon_kib),
+            memory(|p| p.loaded_a_kib),
+            memory(|p| p.loaded_b_kib),
+            start
+        );
+    }
+    println!(
+        "(idle: A's VmRSS right after `Waiting for peer to connect...`, and its RssAnon, which \
+         leaves out\n the mapped binary and libraries; loaded: VmHWM after all the load;\n \
+         start-up: spawn to `Listening on:` read, identity already on disk, {} starts)",
+        results
+            .secure_start
+            .as_ref()
+            .or(results.plain_start.as_ref())
+            .map_or(0, |s| s.starts)
+    );
+}
+
+fn print_problems(results: &Results) {
+    for (name, pair) in [
+        ("secure", &results.secure_pair),
+        ("plain", &results.plain_pair),
+    ] {
+        let Some(pair) = pair else { continue };
+        for problem in &pair.problems {
+            println!("{name} pair: PROBLEM: {problem}");
+        }
+    }
+}
+
+/// A bar a figure must meet.
+enum Bar {
+    AtLeast(f64),
+    Below(f64),
+    AtMost(f64),
+}
+
+impl Bar {
+    fn met(&self, value: f64) -> bool {
+        match *self {
+            Bar::AtLeast(bar) => value >= bar,
+            Bar::Below(bar) => value < bar,
+            Bar::AtMost(bar) => value <= bar,
+        }
+    }
+
+    fn show(&self, decimals: usize) -> String {
+        let (sign, bar) = match *self {
+            Bar::AtLeast(bar) => (">=", bar),
+            Bar::Below(bar) => ("<", bar),
+            Bar::AtMost(bar) => ("<=", bar),
+        };
+        format!("{sign} {}", figure(bar, decimals))
+    }
+}
+
+/// One line of the bars table.
+struct BarRow {
+    name: &'static str,
+    secure: Option<f64>,
+    plain: Option<f64>,
+    bar: Bar,
+    decimals: usize,
+}
+
+/// A figure with `decimals` decimals; counts (0 decimals) grouped.
+fn figure(value: f64, decimals: usize) -> String {
+    if decimals == 0 {
+        grouped(value)
+    } else {
+        format!("{value:.decimals$}")
+    }
+}
+
+/// Section 4: the secure mode against its bars, the plain mode beside it.
+fn print_bars(results: &Results) {
+    let secure = results.secure_pair.as_ref();
+    let plain = results.plain_pair.as_ref();
+    let rate = |p: Option<&PairFigures>, a_to_b: bool| {
+        p.and_then(|p| p.throughput.first())
+            .map(|t| if a_to_b { t.a_to_b } else { t.b_to_a })
+    };
+    let p99_ms = |p: Option<&PairFigures>, a_to_b: bool| {
+        p.map(|p| if a_to_b { p.a_to_b.p99 } else { p.b_to_a.p99 } / 1e3)
+    };
+    let idle_mb = |p: Option<&PairFigures>| p.map(|p| mb(p.idle_rss_kib));
+    let start_ms = |s: &Option<StartUp>| s.as_ref().map(|s| s.median_ms);
+    let rows = [
+        BarRow {
+            name: "64 B messages/s A->B",
+            secure: rate(secure, true),
+            plain: rate(plain, true),
+            bar: Bar::AtLeast(BAR_MESSAGES_PER_S),
+            decimals: 0,
+        },
+        BarRow {
+            name: "64 B messages/s B->A",
+            secure: rate(secure, false),
+            plain: rate(plain, false),
+            bar: Bar::AtLeast(BAR_MESSAGES_PER_S),
+            decimals: 0,
+        },
+        BarRow {
+            name: "p99 latency A->B (ms)",
+            secure: p99_ms(secure, true),
+            plain: p99_ms(plain, true),
+            bar: Bar::Below(BAR_P99_MS),
+            decimals: 3,
+        },
+        BarRow {
+            name: "p99 latency B->A (ms)",
+            secure: p99_ms(secure, false),
+            plain: p99_ms(plain, false),
+            bar: Bar::Below(BAR_P99_MS),
+            decimals: 3,
+        },
+        BarRow {
+            name: "idle RSS (MB)",
+            secure: idle_mb(secure),
+            plain: idle_mb(plain),
+            bar: Bar::AtMost(BAR_IDLE_RSS_MB),
+            decimals: 1,
+        },
+        BarRow {
+            name: "start-up (ms)",
+            secure: start_ms(&results.secure_start),
+            plain: start_ms(&results.plain_start),
+            bar: Bar::Below(BAR_START_UP_MS),
+            decimals: 1,
+        },
+    ];
+    println!(
+        "\nThe secure mode against its bars (a miss is reported, not fatal); plain beside it:"
+    );
+    println!(
+        "  {:<24} {:>12} {:>12} {:>6} {:>12}",
+        "", "secure", "bar", "", "plain"
+    );
+    let mut missed = 0;
+    for row in &rows {
+        let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| figure(v, row.decimals));
+        let verdict = match row.secure {
+            None => "n/a",
+            Some(v) if row.bar.met(v) => "ok",
+            Some(_) => "MISS",
+        };
+        if verdict != "ok" {
+            missed += 1;
+        }
+        println!(
+            "  {:<24} {:>12} {:>12} {:>6} {:>12}",
+            row.name,
+            show(row.secure),
+            row.bar.show(row.decimals),
+            verdict,
+            show(row.plain)
+        );
+    }
+    if missed == 0 {
+        println!("all {} bars met", rows.len());
+    } else {
+        println!("{missed} of {} bars missed or not measured", rows.len());
+    }
 }
