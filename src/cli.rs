@@ -33,14 +33,15 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Subcommand>,
 
-    /// Listen for a peer on 0.0.0.0:PORT (default 8080; 0 picks a free port).
+    /// Listen for peers on 0.0.0.0:PORT (default 8080; 0 picks a free
+    /// port). With --connect (secure mode), a joining peer also accepts
+    /// others.
     #[arg(
         short,
         long,
         value_name = "PORT",
         num_args = 0..=1,
-        default_missing_value = "8080",
-        conflicts_with = "connect"
+        default_missing_value = "8080"
     )]
     pub listen: Option<u16>,
 
@@ -59,6 +60,19 @@ pub struct Args {
     #[arg(long, value_name = "PEER_ID_OR_FINGERPRINT", conflicts_with = "plain")]
     pub expect: Option<String>,
 
+    /// The room to join (secure mode).
+    #[arg(long, value_name = "NAME", default_value = crate::chat::room::DEFAULT_ROOM,
+          conflicts_with = "plain", value_parser = parse_room)]
+    pub room: String,
+
+    /// Your nick, shown to others (secure mode).
+    #[arg(long, value_name = "NICK", conflicts_with = "plain", value_parser = parse_nick)]
+    pub name: Option<String>,
+
+    /// Do not look for peers on the LAN with mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+
     /// Where the identity key and known peers are kept (default: the
     /// platform's data directory).
     #[arg(long, value_name = "DIR", global = true)]
@@ -70,13 +84,20 @@ pub struct Args {
 }
 
 impl Args {
-    /// The role the flags ask for, if any.
+    /// The role the flags ask for, if any. With both `--connect` and
+    /// `--listen`, the role is to connect; [`Args::also_listen`] says where
+    /// to listen as well.
     pub fn role(&self) -> Option<Role> {
         match (&self.connect, self.listen) {
             (Some(addr), _) => Some(Role::Connect(addr.clone())),
             (None, Some(port)) => Some(Role::Listen { port }),
             (None, None) => None,
         }
+    }
+
+    /// The port to listen on besides connecting.
+    pub fn also_listen(&self) -> Option<u16> {
+        self.connect.as_ref().and(self.listen)
     }
 }
 
@@ -86,6 +107,18 @@ pub enum Subcommand {
     /// Print our peer ID and fingerprint (creating the identity on first
     /// use) and exit.
     Id,
+}
+
+fn parse_room(value: &str) -> Result<String, String> {
+    crate::chat::room::check_room(value)
+        .map(|()| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn parse_nick(value: &str) -> Result<String, String> {
+    crate::chat::room::check_nick(value)
+        .map(|()| value.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// The largest `--max-line` accepted: 1 GiB.
@@ -281,7 +314,12 @@ mod tests {
         let args = Args::try_parse_from(["x", "-c", "[::1]:5"]).unwrap();
         assert_eq!(args.role(), Some(Role::Connect("[::1]:5".parse().unwrap())));
         assert!(Args::try_parse_from(["x", "-c", "nowhere"]).is_err());
-        assert!(Args::try_parse_from(["x", "-l", "1", "-c", "h:1"]).is_err());
+        let both = Args::try_parse_from(["x", "-l", "1", "-c", "h:1"]).unwrap();
+        assert_eq!(both.role(), Some(Role::Connect("h:1".parse().unwrap())));
+        assert_eq!(both.also_listen(), Some(1));
+        assert!(Args::try_parse_from(["x", "--room", "bad name"]).is_err());
+        assert!(Args::try_parse_from(["x", "--name", "Peer-1234"]).is_err());
+        assert!(Args::try_parse_from(["x", "--plain", "--room", "r"]).is_err());
         assert!(Args::try_parse_from(["x", "--max-line", "0"]).is_err());
     }
 }

@@ -17,6 +17,10 @@ use rust_p2p_chat::ui::{pipe, terminal, Style};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.plain && args.connect.is_some() && args.listen.is_some() {
+        eprintln!("error: --plain cannot listen and connect at once: give --listen or --connect");
+        return ExitCode::from(2);
+    }
     if args.command == Some(Subcommand::Id) {
         return match show_identity(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -69,7 +73,14 @@ fn secure_protocol(args: &Args) -> anyhow::Result<Protocol> {
     let dir = data_dir(args)?;
     let identity = Identity::load_or_create(&dir)?;
     let known = KnownPeers::open(&dir)?;
-    Ok(Protocol::secure(identity, known, args.expect.clone()))
+    let mut protocol = Protocol::secure(identity, known, args.room.clone());
+    if let Protocol::Secure(secure) = &mut protocol {
+        secure.expect = args.expect.clone();
+        secure.nick = args.name.clone();
+        secure.mdns = !args.no_mdns;
+        secure.also_listen = args.also_listen();
+    }
+    Ok(protocol)
 }
 
 /// `rust-p2p-chat id`.

@@ -207,7 +207,7 @@ fn usage_errors_exit_with_2() {
     for args in [
         &["--connect", "nowhere"][..],
         &["--bogus"],
-        &["-l", "1", "-c", "h:1"],
+        &["--plain", "-l", "1", "-c", "h:1"],
     ] {
         let mut peer = Peer::start(args);
         assert_eq!(peer.wait_exit().code(), Some(2), "{args:?}");

@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::chat::command::{self, Input};
 use crate::chat::{Command, DialTarget, Event, Notice, Received};
 use crate::identity::Identity;
 use crate::store::KnownPeers;
@@ -83,6 +82,9 @@ pub enum Error {
         /// Its fingerprint.
         fingerprint: String,
     },
+    /// An option's value is not valid.
+    #[error("{0}")]
+    Usage(String),
     /// A multiaddr was given with the plain protocol.
     #[error(
         "'{0}' is a multiaddr, which only the secure protocol dials: give HOST:PORT with --plain"
@@ -112,12 +114,17 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// The secure protocol with our identity and memory of peers.
-    pub fn secure(identity: Identity, known: KnownPeers, expect: Option<String>) -> Self {
+    /// The secure protocol with our identity and memory of peers, in
+    /// `room` by default.
+    pub fn secure(identity: Identity, known: KnownPeers, room: String) -> Self {
         Protocol::Secure(Box::new(Secure {
             identity,
             known,
-            expect,
+            expect: None,
+            nick: None,
+            room,
+            mdns: true,
+            also_listen: None,
         }))
     }
 }
@@ -204,31 +211,6 @@ trait Outbound {
     async fn close(&mut self) -> Result<(), SendError>;
 }
 
-/// What slash commands act on; only the secure protocol has them.
-trait Commands {
-    /// Handles a command line; `None` means "send it as a message".
-    fn handle<'a>(&mut self, line: &'a str) -> Handled<'a>;
-}
-
-/// What a typed line turned out to be.
-enum Handled<'a> {
-    /// Send this text.
-    Send(&'a str),
-    /// Show this and send nothing.
-    Show(Event),
-    /// End the chat as if input had ended.
-    Quit,
-}
-
-/// Every line is a message (the plain protocol).
-struct NoCommands;
-
-impl Commands for NoCommands {
-    fn handle<'a>(&mut self, line: &'a str) -> Handled<'a> {
-        Handled::Send(line)
-    }
-}
-
 /// The app's side of the front-end channels, borrowed for one run.
 struct Chat<'a> {
     commands: &'a mut mpsc::Receiver<Command>,
@@ -252,13 +234,12 @@ impl Chat<'_> {
         &mut self,
         incoming: &mut impl Inbound,
         outgoing: &mut impl Outbound,
-        commands: &mut impl Commands,
         others: impl Future<Output = ()>,
     ) -> End {
         if !self.show(Event::Ready).await {
             return End::Stopped;
         }
-        let end = self.converse(incoming, outgoing, commands, others).await;
+        let end = self.converse(incoming, outgoing, others).await;
         if matches!(end, End::PeerLeft) && !self.show(Event::PeerDisconnected).await {
             return End::Stopped;
         }
@@ -270,12 +251,11 @@ impl Chat<'_> {
         &mut self,
         incoming: &mut impl Inbound,
         outgoing: &mut impl Outbound,
-        commands: &mut impl Commands,
         others: impl Future<Output = ()>,
     ) -> End {
         let events = self.events;
         let inbound = receive(incoming, events);
-        let outbound = send(outgoing, self.commands, commands, events);
+        let outbound = send(outgoing, self.commands, events);
         let stopped = stopped(self.shutdown);
         tokio::pin!(inbound, outbound, others, stopped);
         tokio::select! {
@@ -393,26 +373,19 @@ fn gather(first: String, incoming: &mut impl Inbound) -> (Event, Option<Event>) 
 async fn send(
     outgoing: &mut impl Outbound,
     commands: &mut mpsc::Receiver<Command>,
-    handler: &mut impl Commands,
     events: &mpsc::Sender<Event>,
 ) -> bool {
-    'input: while let Some(command) = commands.recv().await {
+    while let Some(command) = commands.recv().await {
         let mut next = Some(command);
         while let Some(Command::Send(line)) = next {
-            match handler.handle(&line) {
-                Handled::Send(text) => match unstalled(outgoing.queue(text), events).await {
-                    Ok(()) => {}
-                    Err(SendError::TooLong { limit }) => {
-                        let _ = events
-                            .send(Event::Notice(Notice::OutgoingTooLong { limit }))
-                            .await;
-                    }
-                    Err(SendError::Failed(e)) => return report_failure(e, events).await,
-                },
-                Handled::Show(event) => {
-                    let _ = events.send(event).await;
+            match unstalled(outgoing.queue(&line), events).await {
+                Ok(()) => {}
+                Err(SendError::TooLong { limit }) => {
+                    let _ = events
+                        .send(Event::Notice(Notice::OutgoingTooLong { limit }))
+                        .await;
                 }
-                Handled::Quit => break 'input,
+                Err(SendError::Failed(e)) => return report_failure(e, events).await,
             }
             next = commands.try_recv().ok();
         }
@@ -462,17 +435,4 @@ async fn report_failure(error: String, events: &mpsc::Sender<Event>) -> bool {
         .send(Event::Notice(Notice::ConnectionError(error)))
         .await;
     false
-}
-
-/// The slash commands of a secure chat.
-fn parse_command<'a>(line: &'a str, secure: &mut secure::ChatContext<'_>) -> Handled<'a> {
-    match command::parse(line) {
-        Input::Text(text) => Handled::Send(text),
-        Input::Verify => Handled::Show(secure.safety_number()),
-        Input::Trust => Handled::Show(secure.trust()),
-        Input::Id => Handled::Show(secure.own_identity()),
-        Input::Help => Handled::Show(Event::Help(command::HELP.into())),
-        Input::Quit => Handled::Quit,
-        Input::Unknown(word) => Handled::Show(Event::Help(command::unknown_hint(word))),
-    }
 }

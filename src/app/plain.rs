@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{Chat, End, Error, Inbound, NoCommands, Outbound, Role, SendError};
+use super::{Chat, End, Error, Inbound, Outbound, Role, SendError};
 use crate::chat::{DialTarget, Event, Notice, Received};
 use crate::classic::{self, Incoming, Outgoing};
 
@@ -45,13 +45,8 @@ pub(super) async fn run(role: Role, max_line: usize, chat: &mut Chat<'_>) -> Res
                 return Ok(());
             }
             let (mut incoming, mut outgoing) = session.split();
-            chat.run(
-                &mut incoming,
-                &mut outgoing,
-                &mut NoCommands,
-                std::future::pending(),
-            )
-            .await;
+            chat.run(&mut incoming, &mut outgoing, std::future::pending())
+                .await;
             Ok(())
         }
         Role::Listen { port } => {
@@ -91,10 +86,7 @@ pub(super) async fn run(role: Role, max_line: usize, chat: &mut Chat<'_>) -> Res
                 }
                 let (mut incoming, mut outgoing) = session.split();
                 let others = turn_away_others(&listener, chat.events);
-                match chat
-                    .run(&mut incoming, &mut outgoing, &mut NoCommands, others)
-                    .await
-                {
+                match chat.run(&mut incoming, &mut outgoing, others).await {
                     End::PeerLeft => continue,
                     End::InputClosed | End::Stopped => return Ok(()),
                 }

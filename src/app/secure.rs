@@ -1,28 +1,55 @@
-//! Running a chat over the secure protocol (the default).
+//! Running the secure chat: rooms of any number of peers on rust-libp2p.
 //!
-//! The flow and the words are the classic mode's; on top, each side shows
-//! who the peer is (proven by the Noise handshake), warns loudly before
-//! anything is shown when an address the user trusted now answers with
-//! another key, refuses a peer that `--expect` does not name, and handles
-//! `/verify` and `/trust`.
+//! Every secure chat is a room (`lobby` unless another is named). Typed
+//! lines are published to the current room in batches (one gossipsub
+//! message per burst of input); what arrives is put back in each author's
+//! order by [`Ordering`] and shown once. Two peers alone in a room see the
+//! classic lines (`Peer: TEXT`, `Peer disconnected`); in a bigger room
+//! members are shown by nick or short fingerprint, with join and leave
+//! lines. Members learn each other's addresses from their hellos and
+//! connect directly, so a room outlives whoever started it.
+//!
+//! On top of the rooms: identities proven by the Noise handshake, a loud
+//! warning before anything is shown when an address or nick the user
+//! trusted now answers with another key, `--expect`, `/verify` and
+//! `/trust`, and direct messages (`/msg`) on the two-peer stream protocol.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use libp2p::PeerId;
-use tokio::sync::{mpsc, Semaphore};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::mpsc;
 
-use super::{
-    parse_command, Chat, Commands, End, Error, Handled, Inbound, Outbound, Role, SendError,
-};
+use super::{stopped, unstalled, Chat, Error, Role, SendError, LINGER};
+use crate::chat::command::{self, Input};
+use crate::chat::room::{check_nick, check_room, Delivery, Member, Ordering, Roster};
 use crate::chat::safety::safety_number;
-use crate::chat::{DialTarget, Event, Notice, Received};
+use crate::chat::{Command, DialTarget, Event, Notice, Received};
 use crate::identity::{self, Identity};
-use crate::net::{self, ChatStreams, Client, Incoming, Outgoing, Session};
+use crate::net::room_frame::{Body, RoomFrame};
+use crate::net::{self, Client, NetEvent};
 use crate::store::{Check, KnownPeers};
 
-/// At most this many peers are being turned away at once.
-const MAX_TURNING_AWAY: usize = 8;
+/// How long a gap in a member's messages is waited for before what came
+/// after it is shown anyway.
+const GAP_WAIT: Duration = Duration::from_secs(3);
+
+/// Lines typed while nobody else is in the room are kept (up to this many)
+/// and sent when someone arrives.
+const MAX_PENDING_LINES: usize = 10_000;
+
+/// At most one hello per room in this time, however many members arrive.
+const HELLO_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Direct messages waiting to be shown.
+const DIRECT_QUEUE: usize = 256;
+
+/// How long a direct message may take to be delivered.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lines in one published batch at most.
+const BATCH_LINES: usize = 4096;
 
 /// What the secure protocol needs beyond the common options.
 pub struct Secure {
@@ -30,24 +57,59 @@ pub struct Secure {
     pub identity: Identity,
     /// The peers we have met and trusted.
     pub known: KnownPeers,
-    /// `--expect`: the only peer ID or fingerprint to chat with.
+    /// `--expect`: the only peer ID or fingerprint to connect to.
     pub expect: Option<String>,
+    /// Our nick.
+    pub nick: Option<String>,
+    /// The room to join first.
+    pub room: String,
+    /// Find peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// A port to listen on as well when connecting (`--listen` with
+    /// `--connect`).
+    pub also_listen: Option<u16>,
 }
 
 pub(super) async fn run(
     role: Role,
     max_line: usize,
-    mut secure: Secure,
+    secure: Secure,
     chat: &mut Chat<'_>,
 ) -> Result<(), Error> {
+    check_room(&secure.room).map_err(|e| Error::Usage(e.to_string()))?;
+    if let Some(nick) = &secure.nick {
+        check_nick(nick).map_err(|e| Error::Usage(e.to_string()))?;
+    }
     let config = net::Config {
         max_message: max_line,
+        mdns: secure.mdns,
         ..net::Config::default()
     };
-    let mut client = net::start(secure.identity.keypair().clone(), config)?;
+    let (mut client, net_events) = net::start(secure.identity.keypair().clone(), config)?;
+    let direct = accept_direct(&mut client)?;
     if !chat.show(own_identity(&secure.identity)).await {
         return Ok(());
     }
+    let mut room = RoomChat::new(client, secure, role.clone(), max_line);
+    let listen_port = match &role {
+        Role::Listen { port } => Some(*port),
+        Role::Connect(_) => room.secure.also_listen,
+    };
+    match listen_port {
+        Some(port) => {
+            let bound = room.client.listen(port).await?;
+            if !chat.show(Event::Listening { addr: bound }).await {
+                return Ok(());
+            }
+        }
+        // A connecting peer listens too, on any free port, so that other
+        // members can connect to it and the room holds together.
+        None => {
+            room.client.listen(0).await?;
+        }
+    }
+    let first_room = room.secure.room.clone();
+    room.join(&first_room).await?;
     match role {
         Role::Connect(target) => {
             if !chat
@@ -63,135 +125,964 @@ pub(super) async fn run(
                 DialTarget::Multiaddr(addr) => net::parse_multiaddr(addr)?,
             };
             let peer = tokio::select! {
-                peer = client.dial(&addr) => peer?,
+                peer = room.client.dial(&addr) => peer?,
                 _ = chat.stopped() => return Ok(()),
             };
-            if let Some(expected) = &secure.expect {
+            if let Some(expected) = &room.secure.expect {
                 if !identity::matches_expected(expected, &peer) {
-                    client.disconnect(peer).await;
+                    room.client.disconnect(peer).await;
                     return Err(unexpected(expected, &peer));
                 }
             }
-            let session = tokio::select! {
-                session = client.open_chat(peer) => session?,
-                _ = chat.stopped() => return Ok(()),
-            };
-            if !chat.show(Event::Connected).await {
+            room.label = Some(target.to_string());
+            room.first_peer = Some(peer);
+            if !chat.show(Event::Connected).await || !room.introduce(chat.events, peer).await {
                 return Ok(());
             }
-            let label = target.to_string();
-            if !introduce(&mut secure, chat, peer, Some(&label)).await {
+            room.ready = true;
+            if !chat.show(Event::Ready).await {
                 return Ok(());
             }
-            chat_with(
-                session,
-                &mut secure,
-                Some(label),
-                chat,
-                std::future::pending(),
-            )
-            .await;
-            Ok(())
         }
-        Role::Listen { port } => {
-            let mut chats = client.accept_chats()?;
-            let bound = client.listen(port).await?;
-            if !chat.show(Event::Listening { addr: bound }).await {
+        Role::Listen { .. } => {
+            if !chat.show(Event::Waiting).await {
                 return Ok(());
             }
-            loop {
-                if !chat.show(Event::Waiting).await {
-                    return Ok(());
-                }
-                let session = loop {
-                    let session = tokio::select! {
-                        session = chats.next() => session.ok_or(net::Error::Stopped)?,
-                        _ = chat.stopped() => return Ok(()),
-                    };
-                    match &secure.expect {
-                        Some(expected)
-                            if !identity::matches_expected(expected, &session.peer()) =>
-                        {
-                            let peer_id = session.peer().to_string();
-                            tokio::spawn(session.turn_away());
-                            chat.show(Event::Notice(Notice::Unexpected { peer_id }))
-                                .await;
+        }
+    }
+    room.run(chat, net_events, direct).await;
+    Ok(())
+}
+
+/// Accepts direct-message streams and hands their messages on.
+fn accept_direct(client: &mut Client) -> Result<mpsc::Receiver<(PeerId, String)>, Error> {
+    let mut chats = client.accept_chats()?;
+    let (tx, rx) = mpsc::channel(DIRECT_QUEUE);
+    tokio::spawn(async move {
+        while let Some(session) = chats.next().await {
+            let tx = tx.clone();
+            let peer = session.peer();
+            tokio::spawn(async move {
+                let (mut incoming, _outgoing) = session.split();
+                // A direct stream carries a few messages; bounded in time.
+                let _ = tokio::time::timeout(DIRECT_TIMEOUT, async {
+                    while let Ok(Received::Message(text)) = incoming.next().await {
+                        if tx.send((peer, text)).await.is_err() {
+                            return;
                         }
-                        _ => break session,
                     }
-                };
-                let peer = session.peer();
-                let from = peer_socket(&client, peer).await;
-                if !chat.show(Event::PeerConnected { from }).await {
-                    return Ok(());
+                })
+                .await;
+            });
+        }
+    });
+    Ok(rx)
+}
+
+/// The state of the chat in rooms.
+struct RoomChat {
+    client: Client,
+    secure: Secure,
+    role: Role,
+    /// The longest line shown or sent.
+    max_line: usize,
+    /// This run of the program, so our sequence numbers may restart.
+    session: u64,
+    /// The next line number per room, and a counter for hellos.
+    next_seq: HashMap<String, u64>,
+    hello_seq: u64,
+    last_hello: HashMap<String, Instant>,
+    rooms: BTreeMap<String, Roster>,
+    current: Option<String>,
+    order: Ordering,
+    /// Gaps waited for: (author/room key, session) -> deadline.
+    gaps: HashMap<(String, u64), Instant>,
+    /// Peers whose identity was shown.
+    introduced: HashSet<PeerId>,
+    /// Lines typed while alone in the room.
+    pending: Vec<String>,
+    /// The address we connected to, as typed.
+    label: Option<String>,
+    /// The peer we connected to.
+    first_peer: Option<PeerId>,
+    /// "Type messages..." was shown.
+    ready: bool,
+    /// Nicks whose key changed from a trusted one: warned once.
+    warned: HashSet<(String, PeerId)>,
+}
+
+impl RoomChat {
+    fn new(client: Client, secure: Secure, role: Role, max_line: usize) -> Self {
+        Self {
+            client,
+            secure,
+            role,
+            max_line,
+            session: random_session(),
+            next_seq: HashMap::new(),
+            hello_seq: 0,
+            last_hello: HashMap::new(),
+            rooms: BTreeMap::new(),
+            current: None,
+            order: Ordering::default(),
+            gaps: HashMap::new(),
+            introduced: HashSet::new(),
+            pending: Vec::new(),
+            label: None,
+            first_peer: None,
+            ready: false,
+            warned: HashSet::new(),
+        }
+    }
+
+    async fn join(&mut self, room: &str) -> Result<(), Error> {
+        if !self.rooms.contains_key(room) {
+            self.client.join(room).await?;
+            self.rooms.insert(room.to_owned(), Roster::default());
+        }
+        self.current = Some(room.to_owned());
+        Ok(())
+    }
+
+    /// The main loop: what the user types, what the network says, gaps
+    /// that time out, until input ends, shutdown, or (for a peer that
+    /// connected) the chat empties.
+    async fn run(
+        &mut self,
+        chat: &mut Chat<'_>,
+        mut net_events: mpsc::Receiver<NetEvent>,
+        mut direct: mpsc::Receiver<(PeerId, String)>,
+    ) {
+        let shutdown = &mut *chat.shutdown;
+        let commands = &mut *chat.commands;
+        let events = chat.events;
+        loop {
+            let gap_deadline = self.gaps.values().min().copied();
+            let gap_timer = async {
+                match gap_deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
                 }
-                if !introduce(&mut secure, chat, peer, None).await {
-                    return Ok(());
+            };
+            tokio::select! {
+                _ = stopped(shutdown) => return,
+                command = commands.recv() => match command {
+                    Some(Command::Send(line)) => {
+                        let mut lines = vec![line];
+                        while lines.len() < BATCH_LINES {
+                            match commands.try_recv() {
+                                Ok(Command::Send(line)) => lines.push(line),
+                                Err(_) => break,
+                            }
+                        }
+                        if !self.on_input(events, lines).await {
+                            return;
+                        }
+                    }
+                    None => {
+                        // Everything typed went out; let it travel, then end.
+                        tokio::time::sleep(LINGER).await;
+                        return;
+                    }
+                },
+                event = net_events.recv() => match event {
+                    Some(event) => {
+                        if !self.on_net_event(events, event).await {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                Some((peer, text)) = direct.recv() => {
+                    let from = self.display_anywhere(&peer);
+                    if events.send(Event::Direct { from, text }).await.is_err() {
+                        return;
+                    }
                 }
-                let others = turn_away_others(&mut chats, &client, chat.events);
-                match chat_with(session, &mut secure, None, chat, others).await {
-                    End::PeerLeft => continue,
-                    End::InputClosed | End::Stopped => return Ok(()),
+                () = gap_timer => {
+                    if !self.give_up_gaps(events).await {
+                        return;
+                    }
                 }
             }
         }
     }
-}
 
-/// Runs one chat on a session.
-async fn chat_with(
-    session: Session,
-    secure: &mut Secure,
-    label: Option<String>,
-    chat: &mut Chat<'_>,
-    others: impl std::future::Future<Output = ()>,
-) -> End {
-    let peer = session.peer();
-    let (mut incoming, mut outgoing) = session.split();
-    let mut context = ChatContext {
-        secure,
-        peer,
-        label,
-    };
-    chat.run(&mut incoming, &mut outgoing, &mut context, others)
-        .await
-}
+    /// Handles typed lines: commands act, text is published in batches.
+    async fn on_input(&mut self, events: &mpsc::Sender<Event>, lines: Vec<String>) -> bool {
+        let mut batch: Vec<String> = Vec::new();
+        let mut batch_bytes = 0;
+        for line in lines {
+            let text = match command::parse(&line) {
+                Input::Text(text) => text.to_owned(),
+                Input::Quit => {
+                    self.publish_lines(events, std::mem::take(&mut batch)).await;
+                    return false;
+                }
+                other => {
+                    self.publish_lines(events, std::mem::take(&mut batch)).await;
+                    batch_bytes = 0;
+                    let reply = self.on_command(other).await;
+                    if let Some(event) = reply {
+                        if events.send(event).await.is_err() {
+                            return false;
+                        }
+                    }
+                    continue;
+                }
+            };
+            if text.len() > self.max_line {
+                let limit = self.max_line;
+                let notice = Event::Notice(Notice::OutgoingTooLong { limit });
+                if events.send(notice).await.is_err() {
+                    return false;
+                }
+                continue;
+            }
+            // A batch stays within its size, unless one line alone is
+            // bigger (a room message holds a batch or one long line).
+            if !batch.is_empty() && batch_bytes + text.len() > self.client.batch_bytes() {
+                self.publish_lines(events, std::mem::take(&mut batch)).await;
+                batch_bytes = 0;
+            }
+            batch_bytes += text.len();
+            batch.push(text);
+        }
+        self.publish_lines(events, batch).await;
+        true
+    }
 
-/// Shows who the peer is, after a loud warning if its key changed.
-/// False when the front end is gone.
-async fn introduce(
-    secure: &mut Secure,
-    chat: &Chat<'_>,
-    peer: PeerId,
-    label: Option<&str>,
-) -> bool {
-    if let Check::Changed {
-        label,
-        previous,
-        was_trusted: true,
-    } = secure.known.check(label, &peer)
-    {
-        let warning = Event::KeyChanged {
-            label,
-            previous: previous.to_string(),
-            now: peer.to_string(),
+    /// Publishes lines to the current room, or keeps them while alone.
+    async fn publish_lines(&mut self, events: &mpsc::Sender<Event>, texts: Vec<String>) {
+        if texts.is_empty() {
+            return;
+        }
+        let Some(room) = self.current.clone() else {
+            let _ = events
+                .send(Event::Notice(Notice::NotSent(
+                    "you are in no room; /join one".into(),
+                )))
+                .await;
+            return;
         };
-        if !chat.show(warning).await {
+        if self.rooms.get(&room).is_none_or(Roster::is_empty) {
+            let room_left = MAX_PENDING_LINES.saturating_sub(self.pending.len());
+            if texts.len() > room_left {
+                let _ = events
+                    .send(Event::Notice(Notice::NotSent(format!(
+                        "no one else is in #{room}, and {MAX_PENDING_LINES} lines already wait"
+                    ))))
+                    .await;
+            }
+            self.pending.extend(texts.into_iter().take(room_left));
+            return;
+        }
+        let seq = self.next_seq.entry(room.clone()).or_insert(1);
+        let frame = RoomFrame {
+            session: self.session,
+            seq: *seq,
+            attempt: 0,
+            body: Body::Lines {
+                sent_ms: now_ms(),
+                nick: self.secure.nick.clone(),
+                texts,
+            },
+        };
+        if let Body::Lines { texts, .. } = &frame.body {
+            *seq += texts.len() as u64;
+        }
+        let publish = async {
+            self.client
+                .publish(&room, &frame)
+                .await
+                .map_err(|e| SendError::Failed(e.to_string()))
+        };
+        if let Err(e) = unstalled(publish, events).await {
+            let cause = match e {
+                SendError::Failed(cause) => cause,
+                SendError::TooLong { limit } => format!("over the {limit}-byte limit"),
+            };
+            let _ = events
+                .send(Event::Notice(Notice::ConnectionError(cause)))
+                .await;
+            // The members that took nothing for so long are dropped.
+            if let Some(roster) = self.rooms.get(&room) {
+                let members: Vec<PeerId> =
+                    roster.iter().filter_map(|(p, _)| p.parse().ok()).collect();
+                for peer in members {
+                    self.client.disconnect(peer).await;
+                }
+            }
+        }
+    }
+
+    /// Says hello in a room: our nick and addresses.
+    async fn hello(&mut self, room: &str, force: bool) {
+        let now = Instant::now();
+        if !force
+            && self
+                .last_hello
+                .get(room)
+                .is_some_and(|at| now.duration_since(*at) < HELLO_INTERVAL)
+        {
+            return;
+        }
+        self.last_hello.insert(room.to_owned(), now);
+        self.hello_seq += 1;
+        let addrs = self
+            .client
+            .listen_addrs()
+            .await
+            .iter()
+            .map(|a| a.to_vec())
+            .take(16)
+            .collect();
+        let frame = RoomFrame {
+            session: self.session,
+            seq: self.hello_seq,
+            attempt: 0,
+            body: Body::Hello {
+                nick: self.secure.nick.clone(),
+                addrs,
+            },
+        };
+        let _ = self.client.publish(room, &frame).await;
+    }
+
+    async fn on_command(&mut self, input: Input<'_>) -> Option<Event> {
+        let info = |text: String| Some(Event::Info(text));
+        match input {
+            Input::Text(_) | Input::Quit => None,
+            Input::Help => Some(Event::Help(command::HELP.into())),
+            Input::Unknown(word) => Some(Event::Help(command::unknown_hint(word))),
+            Input::Usage(usage) => Some(Event::Help(format!("Usage: {usage}"))),
+            Input::Id => Some(own_identity(&self.secure.identity)),
+            Input::Nick(nick) => {
+                if let Err(e) = check_nick(nick) {
+                    return info(e.to_string());
+                }
+                self.secure.nick = Some(nick.to_owned());
+                let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    self.hello(&room, true).await;
+                }
+                info(format!("You are now known as {nick}"))
+            }
+            Input::Join(room) => {
+                if let Err(e) = check_room(room) {
+                    return info(e.to_string());
+                }
+                if self.join(room).await.is_err() {
+                    return info("the network engine has stopped".into());
+                }
+                self.hello(room, true).await;
+                let members = self.rooms.get(room).map_or(0, Roster::len);
+                info(format!("Now in #{room} ({members} other member(s))"))
+            }
+            Input::Leave(room) => {
+                let Some(room) = room.map(str::to_owned).or_else(|| self.current.clone()) else {
+                    return info("you are in no room".into());
+                };
+                if self.rooms.remove(&room).is_none() {
+                    return info(format!(
+                        "you are not in #{}",
+                        crate::chat::sanitize::inert(&room)
+                    ));
+                }
+                self.hello_seq += 1;
+                let frame = RoomFrame {
+                    session: self.session,
+                    seq: self.hello_seq,
+                    attempt: 0,
+                    body: Body::Leave,
+                };
+                let _ = self.client.publish(&room, &frame).await;
+                let _ = self.client.leave(&room).await;
+                if self.current.as_deref() == Some(room.as_str()) {
+                    self.current = self.rooms.keys().next().cloned();
+                }
+                match &self.current {
+                    Some(now) => info(format!("Left #{room}; now in #{now}")),
+                    None => info(format!("Left #{room}; you are in no room (/join one)")),
+                }
+            }
+            Input::Rooms => {
+                let mut text = String::from("Rooms:");
+                for (name, roster) in &self.rooms {
+                    let mark = if self.current.as_deref() == Some(name) {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    text.push_str(&format!(
+                        "\n {mark} #{name} ({} other member(s))",
+                        roster.len()
+                    ));
+                }
+                info(text)
+            }
+            Input::Peers => {
+                let peers = self.client.peers().await;
+                let mut text = format!("Peers connected: {}", peers.len());
+                for p in peers {
+                    let addr = p
+                        .addr
+                        .as_ref()
+                        .and_then(net::socket_addr)
+                        .map_or_else(|| "?".into(), |a| a.to_string());
+                    let rtt = p.rtt.map_or_else(
+                        || "?".into(),
+                        |d| format!("{:.1} ms", d.as_secs_f64() * 1e3),
+                    );
+                    text.push_str(&format!(
+                        "\n  {}  {}  {}  {}",
+                        self.display_anywhere(&p.peer),
+                        fingerprint_of(&p.peer),
+                        addr,
+                        rtt
+                    ));
+                }
+                info(text)
+            }
+            Input::Msg { to, text } => {
+                let peer = match self.resolve(to) {
+                    Ok(peer) => peer,
+                    Err(e) => return info(e),
+                };
+                let mut client = self.client.clone();
+                let text = text.to_owned();
+                let result = tokio::time::timeout(DIRECT_TIMEOUT, async move {
+                    let mut session = client.open_chat(peer).await?;
+                    session.send(&text).await?;
+                    let (_, mut outgoing) = session.split();
+                    outgoing.close().await
+                })
+                .await;
+                match result {
+                    Ok(Ok(())) => info(format!("Sent to {} only", self.display_anywhere(&peer))),
+                    Ok(Err(e)) => Some(Event::Notice(Notice::NotSent(e.to_string()))),
+                    Err(_) => Some(Event::Notice(Notice::NotSent("timed out".into()))),
+                }
+            }
+            Input::Verify(who) => {
+                let peer = match self.target(who) {
+                    Ok(peer) => peer,
+                    Err(e) => return info(e),
+                };
+                match identity::peer_key_bytes(&peer) {
+                    Some(theirs) => Some(Event::SafetyNumber {
+                        number: safety_number(&self.secure.identity.public_key_bytes(), &theirs),
+                    }),
+                    None => info("this peer's key type has no safety number".into()),
+                }
+            }
+            Input::Trust(who) => {
+                let peer = match self.target(who) {
+                    Ok(peer) => peer,
+                    Err(e) => return info(e),
+                };
+                let mut result = Ok(());
+                if self.first_peer == Some(peer) {
+                    result = self.secure.known.trust(self.label.as_deref(), &peer);
+                }
+                if result.is_ok() {
+                    result = self.secure.known.trust(None, &peer);
+                }
+                if let (Ok(()), Some(nick)) = (&result, self.nick_of(&peer)) {
+                    result = self.secure.known.trust(Some(&name_label(&nick)), &peer);
+                }
+                for roster in self.rooms.values_mut() {
+                    if let Some(member) = roster.get(&peer.to_string()).cloned() {
+                        roster.rename(&peer.to_string(), member.nick, false);
+                    }
+                }
+                match result {
+                    Ok(()) => Some(Event::Trusted {
+                        peer_id: peer.to_string(),
+                    }),
+                    Err(e) => Some(Event::Notice(Notice::Store(e.to_string()))),
+                }
+            }
+        }
+    }
+
+    /// The member a command names, or the only other member of the room.
+    fn target(&self, who: Option<&str>) -> Result<PeerId, String> {
+        match who {
+            Some(who) => self.resolve(who),
+            None => {
+                let roster = self
+                    .current
+                    .as_ref()
+                    .and_then(|r| self.rooms.get(r))
+                    .ok_or("you are in no room")?;
+                let mut members = roster.iter();
+                match (members.next(), members.next()) {
+                    (Some((peer, _)), None) => peer.parse().map_err(|_| "unknown peer".into()),
+                    (None, _) => Err("no one else is here".into()),
+                    _ => Err("there are several members here: name one".into()),
+                }
+            }
+        }
+    }
+
+    /// A member by display name or nick, in any room.
+    fn resolve(&self, who: &str) -> Result<PeerId, String> {
+        let mut found: Vec<String> = Vec::new();
+        for roster in self.rooms.values() {
+            for peer in roster.find(who) {
+                if !found.contains(&peer) {
+                    found.push(peer);
+                }
+            }
+        }
+        match found.as_slice() {
+            [one] => one.parse().map_err(|_| "unknown peer".into()),
+            [] => Err(format!(
+                "no member called {}",
+                crate::chat::sanitize::inert(who)
+            )),
+            _ => Err(format!(
+                "several members are called {}: add the #XXXX suffix shown",
+                crate::chat::sanitize::inert(who)
+            )),
+        }
+    }
+
+    fn nick_of(&self, peer: &PeerId) -> Option<String> {
+        let key = peer.to_string();
+        self.rooms
+            .values()
+            .find_map(|r| r.get(&key).and_then(|m| m.nick.clone()))
+    }
+
+    /// How a peer is shown: as in the current room if it is there, else as
+    /// in any room it is in.
+    fn display_anywhere(&self, peer: &PeerId) -> String {
+        let key = peer.to_string();
+        if let Some(roster) = self.current.as_ref().and_then(|r| self.rooms.get(r)) {
+            if roster.contains(&key) {
+                return roster.display(&key);
+            }
+        }
+        self.rooms.values().find(|r| r.contains(&key)).map_or_else(
+            || format!("Peer-{}", short(&fingerprint_of(peer))),
+            |r| r.display(&key),
+        )
+    }
+
+    /// Shows who a newly connected peer is, after a loud warning if the
+    /// address we typed was trusted for another key. False when the front
+    /// end is gone.
+    async fn introduce(&mut self, events: &mpsc::Sender<Event>, peer: PeerId) -> bool {
+        let chat = ChatEvents(events);
+        if !self.introduced.insert(peer) {
+            return true;
+        }
+        let label = if self.first_peer == Some(peer) {
+            self.label.clone()
+        } else {
+            None
+        };
+        if let Check::Changed {
+            label,
+            previous,
+            was_trusted: true,
+        } = self.secure.known.check(label.as_deref(), &peer)
+        {
+            let warning = Event::KeyChanged {
+                label,
+                previous: previous.to_string(),
+                now: peer.to_string(),
+            };
+            if !chat.show(warning).await {
+                return false;
+            }
+        }
+        let identity = Event::PeerIdentity {
+            peer_id: peer.to_string(),
+            fingerprint: fingerprint_of(&peer),
+            verified: self.secure.known.is_trusted(&peer),
+        };
+        if !chat.show(identity).await || !chat.show(Event::Encrypted).await {
             return false;
         }
+        if let Err(e) = self.secure.known.record_seen(label.as_deref(), &peer) {
+            return chat.show(Event::Notice(Notice::Store(e.to_string()))).await;
+        }
+        true
     }
-    let identity = Event::PeerIdentity {
-        peer_id: peer.to_string(),
-        fingerprint: fingerprint_of(&peer),
-        verified: secure.known.is_trusted(&peer),
-    };
-    if !chat.show(identity).await || !chat.show(Event::Encrypted).await {
-        return false;
+
+    async fn on_net_event(&mut self, events: &mpsc::Sender<Event>, event: NetEvent) -> bool {
+        let chat_events = ChatEvents(events);
+        match event {
+            NetEvent::Connected {
+                peer,
+                addr,
+                inbound,
+            } => {
+                if inbound {
+                    if let Some(expected) = &self.secure.expect {
+                        if !identity::matches_expected(expected, &peer) {
+                            self.client.disconnect(peer).await;
+                            let peer_id = peer.to_string();
+                            return chat_events.notice(Notice::Unexpected { peer_id }).await;
+                        }
+                    }
+                }
+                if inbound && matches!(self.role, Role::Listen { .. }) {
+                    let from = net::socket_addr(&addr)
+                        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+                    if !chat_events.show(Event::PeerConnected { from }).await {
+                        return false;
+                    }
+                    if !self.introduce(events, peer).await {
+                        return false;
+                    }
+                }
+                true
+            }
+            NetEvent::Disconnected { peer } => {
+                let key = peer.to_string();
+                let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    if !self.member_left(events, &room, &key).await {
+                        return false;
+                    }
+                }
+                self.introduced.remove(&peer);
+                self.end_if_deserted(events).await
+            }
+            NetEvent::Subscribed { peer, room } => {
+                if !self.rooms.contains_key(&room) {
+                    return true;
+                }
+                if !self.member_joined(events, &room, peer, None).await {
+                    return false;
+                }
+                self.hello(&room, false).await;
+                true
+            }
+            NetEvent::Unsubscribed { peer, room } => {
+                self.member_left(events, &room, &peer.to_string()).await
+                    && self.end_if_deserted(events).await
+            }
+            NetEvent::Room {
+                room,
+                author,
+                frame,
+            } => self.on_room_frame(events, room, author, frame).await,
+            NetEvent::Throttled { peer } => {
+                let who = self.display_anywhere(&peer);
+                chat_events.notice(Notice::Throttled { who }).await
+            }
+            NetEvent::Banned { peer } => {
+                let who = self.display_anywhere(&peer);
+                chat_events.notice(Notice::Banned { who }).await
+            }
+            NetEvent::Rejected { .. } => chat_events.notice(Notice::Malformed).await,
+            NetEvent::NotPublished { room, cause } => {
+                chat_events
+                    .notice(Notice::NotSent(format!("#{room}: {cause}")))
+                    .await
+            }
+            NetEvent::Slow { peer } => {
+                let who = self.display_anywhere(&peer);
+                chat_events.notice(Notice::MemberSlow { who }).await
+            }
+            NetEvent::SlowDropped { peer } => {
+                let who = self.display_anywhere(&peer);
+                chat_events
+                    .notice(Notice::ConnectionError(format!(
+                        "{} read nothing for {} s; dropped it",
+                        crate::chat::sanitize::inert(&who),
+                        net::SLOW_DROP_AFTER.as_secs()
+                    )))
+                    .await
+            }
+        }
     }
-    if let Err(e) = secure.known.record_seen(label, &peer) {
-        return chat.show(Event::Notice(Notice::Store(e.to_string()))).await;
+
+    async fn on_room_frame(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: String,
+        author: PeerId,
+        frame: RoomFrame,
+    ) -> bool {
+        if !self.rooms.contains_key(&room) {
+            return true;
+        }
+        let key = author.to_string();
+        match frame.body {
+            Body::Hello { nick, addrs } => {
+                let addrs: Vec<Multiaddr> = addrs
+                    .into_iter()
+                    .filter_map(|a| Multiaddr::try_from(a).ok())
+                    .collect();
+                if !addrs.is_empty() {
+                    self.client.introduce(author, addrs).await;
+                }
+                self.member_joined(events, &room, author, Some(nick)).await
+            }
+            Body::Leave => {
+                self.member_left(events, &room, &key).await && self.end_if_deserted(events).await
+            }
+            Body::Lines { nick, texts, .. } => {
+                if !self.member_joined(events, &room, author, Some(nick)).await {
+                    return false;
+                }
+                let order_key = format!("{key}/{room}");
+                match self
+                    .order
+                    .accept(&order_key, frame.session, frame.seq, texts)
+                {
+                    Delivery::Show(texts) => self.show_lines(events, &room, &key, texts).await,
+                    Delivery::Gap { .. } => {
+                        self.gaps
+                            .entry((order_key, frame.session))
+                            .or_insert_with(|| Instant::now() + GAP_WAIT);
+                        true
+                    }
+                    Delivery::Duplicate => true,
+                }
+            }
+        }
     }
-    true
+
+    async fn show_lines(
+        &self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        peer: &str,
+        mut texts: Vec<String>,
+    ) -> bool {
+        let before = texts.len();
+        texts.retain(|t| t.len() <= self.max_line);
+        if texts.len() < before {
+            let limit = self.max_line;
+            let notice = Event::Notice(Notice::IncomingTooLong { limit });
+            if events.send(notice).await.is_err() {
+                return false;
+            }
+        }
+        if texts.is_empty() {
+            return true;
+        }
+        let Some(roster) = self.rooms.get(room) else {
+            return true;
+        };
+        let from = roster.display(peer);
+        let room = (self.current.as_deref() != Some(room)).then(|| room.to_owned());
+        events
+            .send(Event::Lines { from, room, texts })
+            .await
+            .is_ok()
+    }
+
+    /// Shows what was held behind gaps that were waited for long enough.
+    async fn give_up_gaps(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        let now = Instant::now();
+        let due: Vec<(String, u64)> = self
+            .gaps
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (order_key, session) in due {
+            self.gaps.remove(&(order_key.clone(), session));
+            let (texts, lost) = self.order.skip_gap(&order_key, session);
+            let Some((peer, room)) = order_key.split_once('/') else {
+                continue;
+            };
+            let (peer, room) = (peer.to_owned(), room.to_owned());
+            if lost > 0 {
+                let who = self
+                    .rooms
+                    .get(&room)
+                    .map_or_else(|| "Peer".into(), |r| r.display(&peer));
+                if events
+                    .send(Event::Notice(Notice::Lost { who, count: lost }))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            if !self.show_lines(events, &room, &peer, texts).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Records a member (and its nick, when known); shows a join line the
+    /// first time, a rename when the nick changed. Sends what was typed
+    /// while alone once someone is here.
+    async fn member_joined(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        peer: PeerId,
+        nick: Option<Option<String>>,
+    ) -> bool {
+        let key = peer.to_string();
+        let impostor = match nick.as_ref().and_then(|n| n.as_deref()) {
+            Some(nick) => self.is_impostor(nick, &peer),
+            None => false,
+        };
+        if let Some(Some(nick)) = &nick {
+            if impostor && self.warned.insert((nick.clone(), peer)) {
+                let warning = Event::KeyChanged {
+                    label: format!("the nick {nick}"),
+                    previous: self.trusted_for(nick).unwrap_or_default(),
+                    now: peer.to_string(),
+                };
+                if events.send(warning).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        let Some(roster) = self.rooms.get_mut(room) else {
+            return true;
+        };
+        let was_alone = roster.is_empty();
+        if !roster.contains(&key) {
+            let member = Member {
+                nick: nick.clone().flatten(),
+                fingerprint: fingerprint_of(&peer),
+                impostor,
+            };
+            roster.join(&key, member);
+            let who = roster.display(&key);
+            let two_person = roster.len() == 1;
+            // Two peers alone keep the classic lines (the connection was
+            // announced already); a room says who came.
+            if !(two_person && self.introduced.contains(&peer)) {
+                let event = Event::Joined {
+                    who,
+                    room: room.to_owned(),
+                };
+                if events.send(event).await.is_err() {
+                    return false;
+                }
+            }
+        } else if let Some(nick) = nick {
+            let old = roster.display(&key);
+            if roster.get(&key).map(|m| &m.nick) != Some(&nick) {
+                roster.rename(&key, nick, impostor);
+                let new = roster.display(&key);
+                if old != new && events.send(Event::Renamed { old, new }).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        if was_alone && self.current.as_deref() == Some(room) {
+            if !self.ready {
+                self.ready = true;
+                if events.send(Event::Ready).await.is_err() {
+                    return false;
+                }
+            }
+            let pending = std::mem::take(&mut self.pending);
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            for text in pending {
+                if !batch.is_empty()
+                    && (bytes + text.len() > self.client.batch_bytes()
+                        || batch.len() >= BATCH_LINES)
+                {
+                    self.publish_lines(events, std::mem::take(&mut batch)).await;
+                    bytes = 0;
+                }
+                bytes += text.len();
+                batch.push(text);
+            }
+            self.publish_lines(events, batch).await;
+        }
+        true
+    }
+
+    /// Removes a member; shows a leave line (or the classic disconnect).
+    async fn member_left(&mut self, events: &mpsc::Sender<Event>, room: &str, peer: &str) -> bool {
+        let Some(roster) = self.rooms.get_mut(room) else {
+            return true;
+        };
+        let who = roster.display(peer);
+        if roster.leave(peer).is_none() {
+            return true;
+        }
+        self.order.forget(&format!("{peer}/{room}"));
+        let event = if roster.is_empty() && self.current.as_deref() == Some(room) {
+            Event::PeerDisconnected
+        } else {
+            Event::Left {
+                who,
+                room: room.to_owned(),
+            }
+        };
+        events.send(event).await.is_ok()
+    }
+
+    /// When the current room empties: a peer that connected (and does not
+    /// listen) is done, as in the classic mode; a listener waits again.
+    async fn end_if_deserted(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        let empty = self
+            .current
+            .as_ref()
+            .and_then(|r| self.rooms.get(r))
+            .is_none_or(Roster::is_empty);
+        if !empty || !self.ready {
+            return true;
+        }
+        match self.role {
+            Role::Connect(_) if self.secure.also_listen.is_none() => false,
+            _ => {
+                self.ready = false;
+                events.send(Event::Waiting).await.is_ok()
+            }
+        }
+    }
+
+    fn is_impostor(&self, nick: &str, peer: &PeerId) -> bool {
+        matches!(
+            self.secure.known.check(Some(&name_label(nick)), peer),
+            Check::Changed {
+                was_trusted: true,
+                ..
+            }
+        )
+    }
+
+    fn trusted_for(&self, nick: &str) -> Option<String> {
+        // The known-peers store answers "changed from": ask it with a
+        // throwaway ID to learn the bound one.
+        let probe = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        match self.secure.known.check(Some(&name_label(nick)), &probe) {
+            Check::Changed { previous, .. } => Some(previous.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// Sends events, for the few places that only notify.
+struct ChatEvents<'a>(&'a mpsc::Sender<Event>);
+
+impl ChatEvents<'_> {
+    async fn show(&self, event: Event) -> bool {
+        self.0.send(event).await.is_ok()
+    }
+
+    async fn notice(&self, notice: Notice) -> bool {
+        self.show(Event::Notice(notice)).await
+    }
+}
+
+/// The known-peers label of a nick.
+fn name_label(nick: &str) -> String {
+    format!("name:{nick}")
 }
 
 fn own_identity(identity: &Identity) -> Event {
@@ -205,6 +1096,10 @@ fn fingerprint_of(peer: &PeerId) -> String {
     identity::peer_fingerprint(peer).unwrap_or_else(|| "unavailable".into())
 }
 
+fn short(fingerprint: &str) -> String {
+    crate::chat::room::short_fingerprint(fingerprint)
+}
+
 fn unexpected(expected: &str, peer: &PeerId) -> Error {
     Error::UnexpectedPeer {
         expected: crate::chat::sanitize::inert(expected),
@@ -213,102 +1108,17 @@ fn unexpected(expected: &str, peer: &PeerId) -> Error {
     }
 }
 
-/// Where a connected peer is, for the `Peer connected from:` line.
-async fn peer_socket(client: &Client, peer: PeerId) -> SocketAddr {
-    client
-        .peer_address(peer)
-        .await
-        .and_then(|addr| net::socket_addr(&addr))
-        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Turns away every peer that opens a chat while one runs. Never returns
-/// while the front end is open.
-async fn turn_away_others(chats: &mut ChatStreams, client: &Client, events: &mpsc::Sender<Event>) {
-    let slots = Arc::new(Semaphore::new(MAX_TURNING_AWAY));
-    while let Some(session) = chats.next().await {
-        let from = peer_socket(client, session.peer()).await;
-        if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-            tokio::spawn(async move {
-                session.turn_away().await;
-                drop(slot);
-            });
-        }
-        if events
-            .send(Event::Notice(Notice::TurnedAway { from }))
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-    std::future::pending::<()>().await;
-}
-
-/// What the commands of one chat act on.
-pub(super) struct ChatContext<'a> {
-    secure: &'a mut Secure,
-    peer: PeerId,
-    label: Option<String>,
-}
-
-impl ChatContext<'_> {
-    pub(super) fn safety_number(&self) -> Event {
-        match identity::peer_key_bytes(&self.peer) {
-            Some(theirs) => Event::SafetyNumber {
-                number: safety_number(&self.secure.identity.public_key_bytes(), &theirs),
-            },
-            None => Event::Help("This peer's key type has no safety number.".into()),
-        }
-    }
-
-    pub(super) fn trust(&mut self) -> Event {
-        match self.secure.known.trust(self.label.as_deref(), &self.peer) {
-            Ok(()) => Event::Trusted {
-                peer_id: self.peer.to_string(),
-            },
-            Err(e) => Event::Notice(Notice::Store(e.to_string())),
-        }
-    }
-
-    pub(super) fn own_identity(&self) -> Event {
-        own_identity(&self.secure.identity)
-    }
-}
-
-impl Commands for ChatContext<'_> {
-    fn handle<'a>(&mut self, line: &'a str) -> Handled<'a> {
-        parse_command(line, self)
-    }
-}
-
-impl Inbound for Incoming {
-    async fn next(&mut self) -> Result<Received, String> {
-        Incoming::next(self).await.map_err(|e| e.to_string())
-    }
-
-    fn try_next(&mut self) -> Option<Received> {
-        Incoming::try_next(self)
-    }
-}
-
-impl Outbound for Outgoing {
-    async fn queue(&mut self, text: &str) -> Result<(), SendError> {
-        Outgoing::queue(self, text).await.map_err(send_error)
-    }
-
-    async fn flush(&mut self) -> Result<(), SendError> {
-        Outgoing::flush(self).await.map_err(send_error)
-    }
-
-    async fn close(&mut self) -> Result<(), SendError> {
-        Outgoing::close(self).await.map_err(send_error)
-    }
-}
-
-fn send_error(error: net::Error) -> SendError {
-    match error {
-        net::Error::MessageTooLong { limit, .. } => SendError::TooLong { limit },
-        other => SendError::Failed(other.to_string()),
-    }
+/// A session number that differs between runs: the clock's nanoseconds
+/// mixed with the process ID. It only has to differ, not be secret.
+fn random_session() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }

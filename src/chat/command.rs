@@ -10,10 +10,29 @@
 pub enum Input<'a> {
     /// A message to send.
     Text(&'a str),
-    /// `/verify`: show the safety number of the chat.
-    Verify,
-    /// `/trust`: mark the peer as verified.
-    Trust,
+    /// `/verify [NICK]`: show the safety number with a member.
+    Verify(Option<&'a str>),
+    /// `/trust [NICK]`: mark a member as verified.
+    Trust(Option<&'a str>),
+    /// `/nick NAME`: choose a nick.
+    Nick(&'a str),
+    /// `/join ROOM`: join a room (or switch to it).
+    Join(&'a str),
+    /// `/leave [ROOM]`: leave a room (the current one by default).
+    Leave(Option<&'a str>),
+    /// `/rooms`: list the rooms joined.
+    Rooms,
+    /// `/peers`: list the peers connected.
+    Peers,
+    /// `/msg NICK TEXT`: a direct message to one member.
+    Msg {
+        /// The member.
+        to: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// A command without its required argument.
+    Usage(&'static str),
     /// `/id`: show our own identity.
     Id,
     /// `/help`: list the commands.
@@ -26,12 +45,18 @@ pub enum Input<'a> {
 
 /// The commands, one per line, as `/help` shows them.
 pub const HELP: &str = "Commands:
-  /verify   show the safety number to compare with your peer
-  /trust    mark the peer as verified (after comparing safety numbers)
-  /id       show your own identity
-  /quit     end the chat
-  /help     this list
-  //text    send a line that starts with /";
+  /nick NAME        choose your nick
+  /join ROOM        join a room, or switch to one joined
+  /leave [ROOM]     leave a room (the current one by default)
+  /rooms            the rooms you are in
+  /peers            connected peers: nick, fingerprint, address, round trip
+  /msg NICK TEXT    a direct message that only NICK sees
+  /verify [NICK]    the safety number to compare with a member
+  /trust [NICK]     mark a member as verified (after comparing)
+  /id               your own identity
+  /quit             leave
+  /help             this list
+  //text            send a line that starts with /";
 
 /// Parses one typed line.
 ///
@@ -39,7 +64,8 @@ pub const HELP: &str = "Commands:
 /// use rust_p2p_chat::chat::command::{parse, Input};
 ///
 /// assert_eq!(parse("hello"), Input::Text("hello"));
-/// assert_eq!(parse("/verify"), Input::Verify);
+/// assert_eq!(parse("/verify"), Input::Verify(None));
+/// assert_eq!(parse("/msg bob hi there"), Input::Msg { to: "bob", text: "hi there" });
 /// assert_eq!(parse("//verify"), Input::Text("/verify"));
 /// assert_eq!(parse("/frobnicate now"), Input::Unknown("/frobnicate"));
 /// ```
@@ -50,10 +76,30 @@ pub fn parse(line: &str) -> Input<'_> {
     if rest.starts_with('/') {
         return Input::Text(rest);
     }
-    let word = line.split_whitespace().next().unwrap_or(line);
+    let mut words = line.split_whitespace();
+    let word = words.next().unwrap_or(line);
+    let arg = words.next();
     match word {
-        "/verify" => Input::Verify,
-        "/trust" => Input::Trust,
+        "/verify" => Input::Verify(arg),
+        "/trust" => Input::Trust(arg),
+        "/nick" => arg.map_or(Input::Usage("/nick NAME"), Input::Nick),
+        "/join" => arg.map_or(Input::Usage("/join ROOM"), Input::Join),
+        "/leave" => Input::Leave(arg),
+        "/rooms" => Input::Rooms,
+        "/peers" => Input::Peers,
+        "/msg" => match arg {
+            Some(to) => {
+                // The text is everything after the nick, as typed.
+                let after_cmd = line[word.len()..].trim_start();
+                let text = after_cmd[to.len()..].trim_start();
+                if text.is_empty() {
+                    Input::Usage("/msg NICK TEXT")
+                } else {
+                    Input::Msg { to, text }
+                }
+            }
+            None => Input::Usage("/msg NICK TEXT"),
+        },
         "/id" => Input::Id,
         "/help" | "/?" => Input::Help,
         "/quit" | "/exit" => Input::Quit,
@@ -75,7 +121,18 @@ mod tests {
 
     #[test]
     fn commands_take_trailing_words_and_escape_with_a_double_slash() {
-        assert_eq!(parse("/trust  "), Input::Trust);
+        assert_eq!(parse("/trust  "), Input::Trust(None));
+        assert_eq!(parse("/trust bob"), Input::Trust(Some("bob")));
+        assert_eq!(parse("/nick"), Input::Usage("/nick NAME"));
+        assert_eq!(parse("/msg bob"), Input::Usage("/msg NICK TEXT"));
+        assert_eq!(
+            parse("/msg bob  two  spaces"),
+            Input::Msg {
+                to: "bob",
+                text: "two  spaces"
+            }
+        );
+        assert_eq!(parse("/leave"), Input::Leave(None));
         assert_eq!(parse("/quit now"), Input::Quit);
         assert_eq!(parse("/"), Input::Unknown("/"));
         assert_eq!(parse("//"), Input::Text("/"));

@@ -118,6 +118,45 @@ pub enum Event {
     },
     /// Help or a hint for the commands typed in a chat.
     Help(String),
+    /// Lines from a room member, in the order its author sent them.
+    Lines {
+        /// How the author is shown (`Peer`, `Peer-XXXX`, a nick).
+        from: String,
+        /// The room, when it is not the current one.
+        room: Option<String>,
+        /// The lines.
+        texts: Vec<String>,
+    },
+    /// A direct message (`/msg`), seen only by us.
+    Direct {
+        /// How the author is shown.
+        from: String,
+        /// The text.
+        text: String,
+    },
+    /// Someone joined a room.
+    Joined {
+        /// How they are shown.
+        who: String,
+        /// The room.
+        room: String,
+    },
+    /// Someone left a room.
+    Left {
+        /// How they were shown.
+        who: String,
+        /// The room.
+        room: String,
+    },
+    /// A member changed nick.
+    Renamed {
+        /// How they were shown.
+        old: String,
+        /// How they are shown now.
+        new: String,
+    },
+    /// An answer to a command (`/rooms`, `/peers`, `/nick`, ...).
+    Info(String),
     /// Something the user should know that is not part of the conversation.
     Notice(Notice),
 }
@@ -158,6 +197,30 @@ pub enum Notice {
     },
     /// Known peers could not be recorded.
     Store(String),
+    /// A member sends faster than allowed; some of its messages dropped.
+    Throttled {
+        /// How it is shown.
+        who: String,
+    },
+    /// A member kept flooding and was disconnected.
+    Banned {
+        /// How it was shown.
+        who: String,
+    },
+    /// Messages from a member never arrived.
+    Lost {
+        /// How it is shown.
+        who: String,
+        /// How many.
+        count: u64,
+    },
+    /// Something typed could not be sent.
+    NotSent(String),
+    /// A room member is not taking what we send.
+    MemberSlow {
+        /// How it is shown.
+        who: String,
+    },
 }
 
 impl Event {
@@ -232,7 +295,35 @@ impl Event {
                 "Safety number: {number}\n(your peer sees the same number only if no one is in between; compare it out of band, then /trust)"
             ),
             Event::Trusted { peer_id } => write!(out, "Marked {peer_id} as verified"),
-            Event::Help(text) => write!(out, "{text}"),
+            Event::Help(text) | Event::Info(text) => write!(out, "{text}"),
+            Event::Lines { from, room, texts } => {
+                for (i, text) in texts.iter().enumerate() {
+                    if i > 0 {
+                        out.push('\n');
+                    }
+                    if let Some(room) = room {
+                        out.push('#');
+                        out.push_str(room);
+                        out.push(' ');
+                    }
+                    push_inert(out, from);
+                    out.push_str(": ");
+                    push_inert(out, text);
+                }
+                Ok(())
+            }
+            Event::Direct { from, text } => {
+                out.push_str("[direct] ");
+                push_inert(out, from);
+                out.push_str(": ");
+                push_inert(out, text);
+                Ok(())
+            }
+            Event::Joined { who, room } => write!(out, "{} joined #{room}", Inert(who)),
+            Event::Left { who, room } => write!(out, "{} left #{room}", Inert(who)),
+            Event::Renamed { old, new } => {
+                write!(out, "{} is now known as {}", Inert(old), Inert(new))
+            }
             Event::Notice(notice) => write!(out, "{notice}"),
         };
     }
@@ -273,6 +364,27 @@ impl fmt::Display for Notice {
                 write!(f, "Turned away {peer_id}: not the identity expected")
             }
             Notice::Store(cause) => write!(f, "Could not record known peers: {}", Inert(cause)),
+            Notice::Throttled { who } => write!(
+                f,
+                "{} sends faster than allowed: some of its messages were dropped",
+                Inert(who)
+            ),
+            Notice::Banned { who } => write!(
+                f,
+                "{} kept flooding the room: disconnected and refused from now on",
+                Inert(who)
+            ),
+            Notice::Lost { who, count } => write!(
+                f,
+                "{count} message(s) from {} never arrived",
+                Inert(who)
+            ),
+            Notice::NotSent(cause) => write!(f, "Not sent: {}", Inert(cause)),
+            Notice::MemberSlow { who } => write!(
+                f,
+                "{} has not read what you sent; it will be dropped if it does not catch up",
+                Inert(who)
+            ),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod address;
 pub mod command;
 pub mod event;
 pub mod line;
+pub mod room;
 pub mod safety;
 pub mod sanitize;
 

@@ -2,13 +2,19 @@
 //!
 //! Only what is used: connection limits (so many peers, or a flood of
 //! half-open connections, cannot exhaust us), ping (so a dead peer is
-//! noticed even when nobody types) and generic streams (`libp2p-stream`),
-//! on which the chat protocol runs.
+//! noticed even when nobody types, and `/peers` can show round-trip times),
+//! generic streams (`libp2p-stream`) for direct messages, gossipsub for
+//! rooms (signed messages, strict validation, peer scoring) and mDNS to find
+//! peers on the LAN.
 
 use std::time::Duration;
 
+use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, ping};
+use libp2p::{connection_limits, gossipsub, mdns, ping};
+
+use super::room_frame;
 
 /// Connections still in their handshake, from others.
 pub const MAX_PENDING_INCOMING: u32 = 16;
@@ -25,22 +31,83 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(4);
 /// row close the connection, so a dead peer is found within about 20 s.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Gossipsub's heartbeat: how often meshes are repaired.
+pub const HEARTBEAT: Duration = Duration::from_millis(700);
+
+/// Room messages queued for one peer at most (each up to a batch, 256
+/// KiB): a member that stops reading costs at most this much memory.
+const QUEUE_LEN: usize = 64;
+
+/// A peer's score drops by this much for each invalid room message.
+const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
+
 /// The composed behaviour.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     limits: connection_limits::Behaviour,
-    ping: ping::Behaviour,
+    pub(super) ping: ping::Behaviour,
     pub(super) stream: libp2p_stream::Behaviour,
+    pub(super) gossipsub: gossipsub::Behaviour,
+    pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// Scoring of one room's topic: only invalid messages count against a
+/// peer (a quiet member is normal in a chat, so no delivery quotas).
+pub fn topic_score() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_weight: 0.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: INVALID_MESSAGE_WEIGHT,
+        invalid_message_deliveries_decay: 0.5,
+        ..Default::default()
+    }
 }
 
 impl Behaviour {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(
+        keypair: &Keypair,
+        max_transmit: usize,
+        use_mdns: bool,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .message_id_fn(room_frame::message_id)
+            .max_transmit_size(max_transmit)
+            .heartbeat_interval(HEARTBEAT)
+            .connection_handler_queue_len(QUEUE_LEN)
+            // Publishes wait in a queue as long as the app waits for a
+            // slow member before dropping it.
+            .publish_queue_duration(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut gossipsub: gossipsub::Behaviour = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+            config,
+        )
+        .map_err(|e| e.to_owned())?;
+        gossipsub.with_peer_score(
+            gossipsub::PeerScoreParams::default(),
+            gossipsub::PeerScoreThresholds::default(),
+        )?;
+        let mdns = if use_mdns {
+            let local = keypair.public().to_peer_id();
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                    .map_err(|e| format!("mDNS: {e}"))?,
+            )
+        } else {
+            None
+        };
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
             .with_max_pending_outgoing(Some(MAX_PENDING_OUTGOING))
             .with_max_established(Some(MAX_ESTABLISHED))
             .with_max_established_per_peer(Some(MAX_ESTABLISHED_PER_PEER));
-        Self {
+        Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             ping: ping::Behaviour::new(
                 ping::Config::new()
@@ -48,6 +115,8 @@ impl Behaviour {
                     .with_timeout(PING_TIMEOUT),
             ),
             stream: libp2p_stream::Behaviour::new(),
-        }
+            gossipsub,
+            mdns: Toggle::from(mdns),
+        })
     }
 }

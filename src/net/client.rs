@@ -19,6 +19,7 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use super::event_loop::Request;
 use super::frame::{FrameReader, FrameWriter};
+use super::room_frame::RoomFrame;
 use super::{Config, Error, CHAT_PROTOCOL};
 use crate::chat::Received;
 
@@ -88,6 +89,63 @@ impl Client {
     /// Closes every connection to `peer`.
     pub async fn disconnect(&self, peer: PeerId) {
         let _ = self.request(Request::Disconnect { peer }).await;
+    }
+
+    /// Joins a room (subscribes to its topic).
+    pub async fn join(&self, room: &str) -> Result<(), Error> {
+        self.request(Request::Join {
+            room: room.to_owned(),
+        })
+        .await
+    }
+
+    /// Leaves a room.
+    pub async fn leave(&self, room: &str) -> Result<(), Error> {
+        self.request(Request::Leave {
+            room: room.to_owned(),
+        })
+        .await
+    }
+
+    /// Publishes a room frame. Waits while no member takes what we
+    /// publish (the engine holds a message it could not hand to anyone and
+    /// reads nothing more until it can, or gives up on those members);
+    /// other failures come back as
+    /// [`NetEvent::NotPublished`](super::NetEvent::NotPublished).
+    pub async fn publish(&self, room: &str, frame: &RoomFrame) -> Result<(), Error> {
+        self.request(Request::Publish {
+            room: room.to_owned(),
+            data: frame.encode(),
+        })
+        .await
+    }
+
+    /// Connects to a peer we learned of, unless already connected.
+    pub async fn introduce(&self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let _ = self.request(Request::Introduce { peer, addrs }).await;
+    }
+
+    /// The connected peers, with address and round-trip time.
+    pub async fn peers(&self) -> Vec<super::PeerInfo> {
+        let (reply, answer) = oneshot::channel();
+        if self.request(Request::Peers { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// The addresses we listen on.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let (reply, answer) = oneshot::channel();
+        if self.request(Request::ListenAddrs { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// The largest batch of lines for one room message, in bytes.
+    pub fn batch_bytes(&self) -> usize {
+        self.config.batch_bytes
     }
 
     /// Opens a chat with a connected peer.

@@ -8,17 +8,19 @@
 //!
 //! [`Client`]: super::Client
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::{gossipsub, mdns, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::behaviour::{Behaviour, BehaviourEvent};
+use super::behaviour::{self, Behaviour, BehaviourEvent};
+use super::room_frame::{self, RoomFrame};
 use super::{socket_addr, Error};
 use crate::chat::describe_io;
 
@@ -44,11 +46,122 @@ pub(super) enum Request {
     },
     /// Close every connection to a peer.
     Disconnect { peer: PeerId },
+    /// Subscribe to a room's topic.
+    Join { room: String },
+    /// Unsubscribe from a room's topic.
+    Leave { room: String },
+    /// Publish an encoded room frame.
+    Publish { room: String, data: Vec<u8> },
+    /// Connect to a peer we learned of (peer exchange), unless connected.
+    Introduce { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// What we know of the connected peers.
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    /// The addresses we listen on.
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+}
+
+/// A connected peer, for `/peers`.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// Its ID.
+    pub peer: PeerId,
+    /// Where it is.
+    pub addr: Option<Multiaddr>,
+    /// The last ping's round trip.
+    pub rtt: Option<Duration>,
+}
+
+/// What the network tells the app.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A valid room message.
+    Room {
+        /// The room.
+        room: String,
+        /// Its author (proven by its signature).
+        author: PeerId,
+        /// What it says.
+        frame: RoomFrame,
+    },
+    /// A peer joined a room's topic.
+    Subscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The room.
+        room: String,
+    },
+    /// A peer left a room's topic.
+    Unsubscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The room.
+        room: String,
+    },
+    /// A first connection to a peer was established.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+        /// Its address.
+        addr: Multiaddr,
+        /// Whether it connected to us.
+        inbound: bool,
+    },
+    /// The last connection to a peer closed.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer sends room messages faster than allowed; some were dropped.
+    Throttled {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer kept flooding; it was disconnected and is refused from now on.
+    Banned {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A room message that does not decode was dropped.
+    Rejected {
+        /// Its author.
+        peer: PeerId,
+    },
+    /// A member has not taken what we send for a while.
+    Slow {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A room message could not be published.
+    NotPublished {
+        /// The room.
+        room: String,
+        /// Why.
+        cause: String,
+    },
+    /// A member that took nothing for too long was disconnected.
+    SlowDropped {
+        /// The peer.
+        peer: PeerId,
+    },
 }
 
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     requests: mpsc::Receiver<Request>,
+    events: mpsc::Sender<NetEvent>,
+    rtts: HashMap<PeerId, Duration>,
+    rates: HashMap<PeerId, Rate>,
+    banned: HashSet<PeerId>,
+    /// Events for the app, waiting for room in its channel.
+    outbox: VecDeque<NetEvent>,
+    /// Publishes waiting for a member's queue to have room.
+    pending: VecDeque<PendingPublish>,
+    /// Peers gossipsub reported slow: since when, and last report.
+    slow: HashMap<PeerId, (Instant, Instant)>,
     listens: HashMap<libp2p::core::transport::ListenerId, PendingListen>,
     dials: HashMap<ConnectionId, PendingDial>,
     /// Where each connected peer is, from its latest connection.
@@ -56,6 +169,20 @@ pub(super) struct EventLoop {
     /// The peers with at least one connection, for sessions to watch.
     presence: watch::Sender<HashSet<PeerId>>,
 }
+
+struct PendingPublish {
+    room: String,
+    data: Vec<u8>,
+    attempt: u8,
+    since: Instant,
+}
+
+/// Events held for the app before the swarm stops being polled. Small:
+/// one event may carry a batch of lines.
+const OUTBOX_LIMIT: usize = 16;
+
+/// How often a publish that found every queue full is tried again.
+const PUBLISH_RETRY: Duration = Duration::from_millis(10);
 
 struct PendingListen {
     port: u16,
@@ -71,11 +198,19 @@ impl EventLoop {
     pub(super) fn new(
         swarm: Swarm<Behaviour>,
         requests: mpsc::Receiver<Request>,
+        events: mpsc::Sender<NetEvent>,
         presence: watch::Sender<HashSet<PeerId>>,
     ) -> Self {
         Self {
             swarm,
             requests,
+            events,
+            rtts: HashMap::new(),
+            rates: HashMap::new(),
+            banned: HashSet::new(),
+            slow: HashMap::new(),
+            outbox: VecDeque::new(),
+            pending: VecDeque::new(),
             listens: HashMap::new(),
             dials: HashMap::new(),
             addresses: HashMap::new(),
@@ -85,13 +220,75 @@ impl EventLoop {
 
     /// Runs until every client is dropped.
     pub(super) async fn run(mut self) {
+        let mut retry = tokio::time::interval(PUBLISH_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Never wait on the app: events wait in the outbox, and the
+            // swarm is polled only while the outbox has room (backpressure
+            // on the network, not a deadlock with a busy app).
+            let outbox_open = self.outbox.len() < OUTBOX_LIMIT;
+            let has_event = !self.outbox.is_empty();
+            let publishing = !self.pending.is_empty();
+            let events = self.events.clone();
             tokio::select! {
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                request = self.requests.recv() => match request {
+                permit = events.reserve(), if has_event => {
+                    if let (Ok(permit), Some(event)) = (permit, self.outbox.pop_front()) {
+                        permit.send(event);
+                    }
+                }
+                event = self.swarm.select_next_some(), if outbox_open => self.on_swarm_event(event),
+                request = self.requests.recv(), if !publishing => match request {
                     Some(request) => self.on_request(request),
                     None => return,
                 },
+                _ = retry.tick(), if publishing => self.retry_publishes(),
+            }
+        }
+    }
+
+    /// Queues an event for the app.
+    fn emit(&mut self, event: NetEvent) {
+        self.outbox.push_back(event);
+    }
+
+    /// Publishes that found every member's queue full are tried again
+    /// (under a new attempt byte, so a new gossipsub id) until a member
+    /// takes them or [`SLOW_DROP_AFTER`] passes; meanwhile no new request is
+    /// read, which slows the sender down like a full socket would.
+    fn retry_publishes(&mut self) {
+        while let Some(mut pending) = self.pending.pop_front() {
+            pending.attempt = pending.attempt.wrapping_add(1);
+            if let Some(byte) = pending.data.get_mut(room_frame::ATTEMPT_BYTE) {
+                *byte = pending.attempt;
+            }
+            let topic = room_frame::topic(&pending.room);
+            let result = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic, pending.data.clone());
+            if let Err(gossipsub::PublishError::AllQueuesFull(_)) = result {
+                if pending.since.elapsed() >= SLOW_DROP_AFTER {
+                    // Nobody took it for too long: drop the members that
+                    // do not read, and the message.
+                    let stuck: Vec<PeerId> = self
+                        .swarm
+                        .behaviour()
+                        .gossipsub
+                        .all_peers()
+                        .filter(|(_, topics)| {
+                            topics.contains(&&room_frame::topic(&pending.room).hash())
+                        })
+                        .map(|(peer, _)| *peer)
+                        .collect();
+                    for peer in stuck {
+                        let _ = self.swarm.disconnect_peer_id(peer);
+                        self.emit(NetEvent::SlowDropped { peer });
+                    }
+                    continue;
+                }
+                self.pending.push_front(pending);
+                return;
             }
         }
     }
@@ -139,7 +336,165 @@ impl EventLoop {
             Request::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Request::Join { room } => {
+                let topic = room_frame::topic(&room);
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                let _ = gossipsub.subscribe(&topic);
+                let _ = gossipsub.set_topic_params(topic, behaviour::topic_score());
+            }
+            Request::Leave { room } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .unsubscribe(&room_frame::topic(&room));
+            }
+            Request::Publish { room, data } => {
+                let topic = room_frame::topic(&room);
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic, data.clone())
+                {
+                    Ok(_) => {}
+                    Err(gossipsub::PublishError::AllQueuesFull(_)) => {
+                        self.pending.push_back(PendingPublish {
+                            room,
+                            data,
+                            attempt: 0,
+                            since: Instant::now(),
+                        });
+                    }
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        self.emit(NetEvent::NotPublished {
+                            room,
+                            cause: "no one else is in the room".into(),
+                        });
+                    }
+                    Err(other) => {
+                        let cause = other.to_string();
+                        self.emit(NetEvent::NotPublished { room, cause });
+                    }
+                }
+            }
+            Request::Introduce { peer, addrs } => {
+                if peer != *self.swarm.local_peer_id()
+                    && !self.swarm.is_connected(&peer)
+                    && !self.banned.contains(&peer)
+                    && self.swarm.connected_peers().count() < MAX_INTRODUCED
+                {
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+            }
+            Request::Peers { reply } => {
+                let peers = self
+                    .swarm
+                    .connected_peers()
+                    .map(|peer| PeerInfo {
+                        peer: *peer,
+                        addr: self.addresses.get(peer).cloned(),
+                        rtt: self.rtts.get(peer).copied(),
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Request::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
         }
+    }
+
+    /// A member whose queue overflowed: reported once, dropped when it
+    /// stays slow for [`SLOW_DROP_AFTER`].
+    fn on_slow_peer(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        self.slow
+            .retain(|_, (_, last)| now.duration_since(*last) < SLOW_RESET);
+        let (since, last) = self.slow.entry(peer).or_insert((now, now));
+        *last = now;
+        let since = *since;
+        if since == now {
+            self.emit(NetEvent::Slow { peer });
+        } else if now.duration_since(since) >= SLOW_DROP_AFTER {
+            self.slow.remove(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+            self.emit(NetEvent::SlowDropped { peer });
+        }
+    }
+
+    /// Checks a room message and tells gossipsub whether to pass it on.
+    fn on_room_message(
+        &mut self,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        let (Some(author), Some(room)) = (message.source, room_frame::room_of(&message.topic))
+        else {
+            gossipsub.report_message_validation_result(
+                &id,
+                &source,
+                gossipsub::MessageAcceptance::Reject,
+            );
+            return;
+        };
+        match self.rates.entry(author).or_default().take() {
+            Admit::Yes => {}
+            admit => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &id,
+                        &source,
+                        gossipsub::MessageAcceptance::Ignore,
+                    );
+                match admit {
+                    Admit::FirstDrop => {
+                        self.emit(NetEvent::Throttled { peer: author });
+                    }
+                    Admit::Ban => {
+                        self.banned.insert(author);
+                        self.swarm.behaviour_mut().gossipsub.blacklist_peer(&author);
+                        let _ = self.swarm.disconnect_peer_id(author);
+                        self.emit(NetEvent::Banned { peer: author });
+                    }
+                    Admit::Yes | Admit::Drop => {}
+                }
+                return;
+            }
+        }
+        let frame = match RoomFrame::decode(&message.data) {
+            Ok(frame) => frame,
+            Err(_) => {
+                // Lowers the score of the peer that passed it on.
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &id,
+                        &source,
+                        gossipsub::MessageAcceptance::Reject,
+                    );
+                self.emit(NetEvent::Rejected { peer: author });
+                return;
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, gossipsub::MessageAcceptance::Accept);
+        self.emit(NetEvent::Room {
+            room,
+            author,
+            frame,
+        });
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -180,12 +535,25 @@ impl EventLoop {
                     ConnectedPoint::Dialer { address, .. } => address.clone(),
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
-                self.addresses.insert(peer_id, addr);
+                if self.banned.contains(&peer_id) {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                let first = !self.addresses.contains_key(&peer_id);
+                self.addresses.insert(peer_id, addr.clone());
                 self.presence.send_modify(|peers| {
                     peers.insert(peer_id);
                 });
                 if let Some(pending) = self.dials.remove(&connection_id) {
                     let _ = pending.reply.send(Ok(peer_id));
+                }
+                if first {
+                    let inbound = endpoint.is_listener();
+                    self.emit(NetEvent::Connected {
+                        peer: peer_id,
+                        addr,
+                        inbound,
+                    });
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -194,9 +562,11 @@ impl EventLoop {
                 ..
             } => {
                 self.addresses.remove(&peer_id);
+                self.rtts.remove(&peer_id);
                 self.presence.send_modify(|peers| {
                     peers.remove(&peer_id);
                 });
+                self.emit(NetEvent::Disconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
@@ -214,6 +584,54 @@ impl EventLoop {
             // fails its handshake and is dropped: nothing else is disturbed,
             // and the user, who can do nothing about it, is not told.
             SwarmEvent::IncomingConnectionError { .. } => {}
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                self.rtts.insert(peer, rtt);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => match event {
+                gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                } => self.on_room_message(propagation_source, message_id, message),
+                gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                    if let Some(room) = room_frame::room_of(&topic) {
+                        self.emit(NetEvent::Subscribed {
+                            peer: peer_id,
+                            room,
+                        });
+                    }
+                }
+                gossipsub::Event::SlowPeer { peer_id, .. } => self.on_slow_peer(peer_id),
+                gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                    if let Some(room) = room_frame::room_of(&topic) {
+                        self.emit(NetEvent::Unsubscribed {
+                            peer: peer_id,
+                            room,
+                        });
+                    }
+                }
+                _ => {}
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let local = *self.swarm.local_peer_id();
+                for (peer, addr) in found {
+                    if peer == local
+                        || self.swarm.is_connected(&peer)
+                        || self.banned.contains(&peer)
+                    {
+                        continue;
+                    }
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(vec![addr])
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
                 connection,
                 result: Err(_),
@@ -282,5 +700,100 @@ fn describe_upgrade(error: &std::io::Error) -> String {
             }
         }
         _ => describe_io(error),
+    }
+}
+
+/// Peers we connect to on our own (peer exchange, mDNS) only while we have
+/// fewer connections than this; the rest of a big room is reached through
+/// gossipsub's mesh.
+const MAX_INTRODUCED: usize = 40;
+
+/// Room messages (batches of lines) a peer may author per second,
+/// sustained. Our own program sends at most a few hundred a second however
+/// fast lines are typed, since it batches them.
+pub const RATE_PER_SECOND: f64 = 5_000.0;
+/// ... and in one burst.
+pub const RATE_BURST: f64 = 20_000.0;
+/// Messages dropped over the limit before the peer is disconnected.
+pub const RATE_STRIKES: u32 = 20_000;
+
+/// A slow member is dropped after being slow this long.
+pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(30);
+/// A slow member not reported for this long is fine again.
+const SLOW_RESET: Duration = Duration::from_secs(5);
+
+/// A token bucket per author.
+#[derive(Debug)]
+struct Rate {
+    tokens: f64,
+    last: Instant,
+    strikes: u32,
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Self {
+            tokens: RATE_BURST,
+            last: Instant::now(),
+            strikes: 0,
+        }
+    }
+}
+
+/// Whether a message is let through.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Yes,
+    /// Over the limit, the first time in a while: tell the user.
+    FirstDrop,
+    Drop,
+    /// Over the limit for too long: disconnect.
+    Ban,
+}
+
+impl Rate {
+    fn take(&mut self) -> Admit {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(RATE_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            if self.tokens >= RATE_BURST / 2.0 {
+                self.strikes = 0;
+            }
+            return Admit::Yes;
+        }
+        self.strikes += 1;
+        match self.strikes {
+            1 => Admit::FirstDrop,
+            n if n >= RATE_STRIKES => Admit::Ban,
+            _ => Admit::Drop,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_throttles_then_bans_a_flood() {
+        let mut rate = Rate::default();
+        for _ in 0..RATE_BURST as usize {
+            assert_eq!(rate.take(), Admit::Yes);
+        }
+        // A flood far above the sustained rate: the first drop is
+        // reported, then drops, then a ban.
+        let mut seen = Vec::new();
+        for _ in 0..(RATE_STRIKES as usize * 2) {
+            let admit = rate.take();
+            if seen.last() != Some(&admit) {
+                seen.push(admit);
+            }
+        }
+        let first_drop = seen.iter().position(|a| *a == Admit::FirstDrop);
+        let ban = seen.iter().position(|a| *a == Admit::Ban);
+        assert!(first_drop.is_some() && first_drop < ban, "{seen:?}");
     }
 }

@@ -12,6 +12,7 @@ mod behaviour;
 mod client;
 mod event_loop;
 pub mod frame;
+pub mod room_frame;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +27,7 @@ pub use behaviour::{
     MAX_ESTABLISHED, MAX_ESTABLISHED_PER_PEER, MAX_PENDING_INCOMING, PING_INTERVAL, PING_TIMEOUT,
 };
 pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
+pub use event_loop::{NetEvent, PeerInfo, RATE_BURST, RATE_PER_SECOND, SLOW_DROP_AFTER};
 
 use crate::chat::line::DEFAULT_MAX_LINE;
 use crate::chat::{describe_io, PeerAddress};
@@ -35,6 +37,14 @@ pub const CHAT_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/ch
 
 /// Capacity of the channel of requests to the event loop.
 const REQUEST_QUEUE: usize = 64;
+
+/// Capacity of the channel of network events to the app. Small: one event
+/// may carry a batch of lines.
+const EVENT_QUEUE: usize = 16;
+
+/// Room messages are this much larger than their text at most, besides
+/// the batch (header, nick, signature, protobuf).
+const ROOM_OVERHEAD: usize = 4 * 1024;
 
 /// How long a peer that is turned away gets to read that we are busy.
 const TURN_AWAY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -48,6 +58,10 @@ pub struct Config {
     pub dial_timeout: Duration,
     /// A connection with no open stream closes after this long.
     pub idle_timeout: Duration,
+    /// Find peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// The most bytes of lines one room message carries.
+    pub batch_bytes: usize,
 }
 
 impl Default for Config {
@@ -56,6 +70,8 @@ impl Default for Config {
             max_message: DEFAULT_MAX_LINE,
             dial_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
+            mdns: false,
+            batch_bytes: 256 * 1024,
         }
     }
 }
@@ -131,10 +147,16 @@ pub enum Error {
 }
 
 /// Starts the engine with our identity; it runs until every [`Client`]
-/// clone is dropped.
-pub fn start(keypair: Keypair, config: Config) -> Result<Client, Error> {
+/// clone is dropped. Returns the client and what the network reports.
+pub fn start(
+    keypair: Keypair,
+    config: Config,
+) -> Result<(Client, mpsc::Receiver<NetEvent>), Error> {
     let local = keypair.public().to_peer_id();
     let idle = config.idle_timeout;
+    // A batch holds up to `batch_bytes` of lines, or one longer line.
+    let max_transmit = config.max_message.max(config.batch_bytes) + ROOM_OVERHEAD;
+    let use_mdns = config.mdns;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -143,21 +165,24 @@ pub fn start(keypair: Keypair, config: Config) -> Result<Client, Error> {
             libp2p::yamux::Config::default,
         )
         .map_err(|e| Error::Start(e.to_string()))?
-        .with_behaviour(|_| behaviour::Behaviour::new())
+        .with_behaviour(|key| behaviour::Behaviour::new(key, max_transmit, use_mdns))
         .map_err(|e| Error::Start(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
     let control = swarm.behaviour().stream.new_control();
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (presence, presence_rx) = watch::channel(HashSet::new());
-    tokio::spawn(event_loop::EventLoop::new(swarm, requests_rx, presence).run());
-    Ok(Client {
+    let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let event_loop = event_loop::EventLoop::new(swarm, requests_rx, events, presence);
+    tokio::spawn(event_loop.run());
+    let client = Client {
         requests,
         control,
         local,
         config,
         presence: presence_rx,
-    })
+    };
+    Ok((client, events_rx))
 }
 
 /// The multiaddr to dial for an address typed as `HOST:PORT`; a host name

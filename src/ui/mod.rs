@@ -43,7 +43,10 @@ impl Style {
     pub fn render(&self, event: &Event, out: &mut String) {
         let color = match event {
             _ if !self.color => None,
-            Event::Message { .. } | Event::Messages { .. } => None,
+            Event::Message { .. }
+            | Event::Messages { .. }
+            | Event::Lines { .. }
+            | Event::Direct { .. } => None,
             Event::Notice(_) => Some(NOTICE_COLOR),
             _ => Some(STATUS_COLOR),
         };

@@ -96,7 +96,8 @@ impl Peer {
     /// returns it, the port and its own peer ID.
     pub fn secure_listen(dir: &Path, extra: &[&str]) -> (Peer, u16, String) {
         let dir = dir.to_str().expect("utf-8 temp path");
-        let mut args = vec!["--listen", "0", "--data-dir", dir];
+        // No mDNS: tests run side by side and must not find each other.
+        let mut args = vec!["--listen", "0", "--data-dir", dir, "--no-mdns"];
         args.extend_from_slice(extra);
         let mut peer = Peer::start(&args);
         let own = peer.expect_prefix("Your identity: ");
@@ -115,7 +116,7 @@ impl Peer {
     pub fn secure_connect(port: u16, dir: &Path, extra: &[&str]) -> Peer {
         let dir = dir.to_str().expect("utf-8 temp path");
         let target = format!("127.0.0.1:{port}");
-        let mut args = vec!["--connect", &target, "--data-dir", dir];
+        let mut args = vec!["--connect", &target, "--data-dir", dir, "--no-mdns"];
         args.extend_from_slice(extra);
         Peer::start(&args)
     }
@@ -190,6 +191,11 @@ impl Peer {
     /// Waits for a stdout line equal to `want`, skipping others.
     pub fn expect_line(&mut self, want: &str) {
         self.expect_matching(|line| line == want, want);
+    }
+
+    /// Waits for a stdout line ending with `suffix`; returns it.
+    pub fn expect_suffix(&mut self, suffix: &str) -> String {
+        self.expect_matching(|line| line.ends_with(suffix), suffix)
     }
 
     /// Waits for a stdout line starting with `prefix`; returns it.

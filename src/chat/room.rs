@@ -1,0 +1,464 @@
+//! Rooms, members and names: the pure state of a group chat.
+//!
+//! Everything here is data and decisions, no I/O, so the rules (what a
+//! valid name is, how a member is shown, which messages are new and in
+//! order) are tested without a network. The app feeds in what the network
+//! reports and shows what comes out.
+//!
+//! Messages are identified by author, session and sequence number, never by
+//! their text: two identical lines are two messages. A session is one run
+//! of the author's program (a random number chosen at start), so sequence
+//! numbers may restart without being mistaken for replays.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// The room joined when none is named.
+pub const DEFAULT_ROOM: &str = "lobby";
+
+/// Longest room or nick name, in bytes.
+pub const MAX_NAME: usize = 32;
+
+/// Batches held while waiting for a gap before them to be filled, per
+/// author.
+pub const MAX_HELD_BATCHES: usize = 256;
+
+/// Why a room or nick name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Empty.
+    #[error("a {0} name cannot be empty")]
+    Empty(&'static str),
+    /// Too long.
+    #[error("a {what} name is at most {MAX_NAME} bytes; '{name}' is longer")]
+    TooLong {
+        /// Room or nick.
+        what: &'static str,
+        /// The name, made inert.
+        name: String,
+    },
+    /// A character outside the allowed set.
+    #[error("a {what} name may use letters, digits, '-', '_' and '.'; '{name}' has others")]
+    BadCharacter {
+        /// Room or nick.
+        what: &'static str,
+        /// The name, made inert.
+        name: String,
+    },
+    /// A nick that would read as the label of an unnamed peer.
+    #[error("'{0}' is how unnamed peers are shown; choose another nick")]
+    Reserved(String),
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty(what));
+    }
+    let shown = || super::sanitize::inert(&name.chars().take(64).collect::<String>());
+    if name.len() > MAX_NAME {
+        return Err(NameError::TooLong {
+            what,
+            name: shown(),
+        });
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(NameError::BadCharacter {
+            what,
+            name: shown(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a room name: 1 to 32 letters, digits, `-`, `_` or `.`.
+///
+/// ```
+/// use rust_p2p_chat::chat::room::check_room;
+///
+/// assert!(check_room("lobby").is_ok());
+/// assert!(check_room("rust-dev_2.0").is_ok());
+/// assert!(check_room("no spaces").is_err());
+/// assert!(check_room("").is_err());
+/// ```
+pub fn check_room(name: &str) -> Result<(), NameError> {
+    check_name("room", name)
+}
+
+/// Checks a nick: like a room name, and not `Peer` or `Peer-...`, which
+/// are how unnamed peers are shown.
+///
+/// ```
+/// use rust_p2p_chat::chat::room::check_nick;
+///
+/// assert!(check_nick("alice").is_ok());
+/// assert!(check_nick("Peer-1A2B").is_err());
+/// assert!(check_nick("al\u{1b}ice").is_err());
+/// ```
+pub fn check_nick(name: &str) -> Result<(), NameError> {
+    check_name("nick", name)?;
+    let lower = name.to_lowercase();
+    if lower == "peer" || lower.starts_with("peer-") {
+        return Err(NameError::Reserved(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// A member of a room, as far as we know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its nick, if it chose one.
+    pub nick: Option<String>,
+    /// Its fingerprint (`XXXX XXXX XXXX XXXX`).
+    pub fingerprint: String,
+    /// True when the nick is bound, in the user's known peers, to another
+    /// key that the user trusted.
+    pub impostor: bool,
+}
+
+/// The other members of one room, keyed by peer ID.
+#[derive(Debug, Default, Clone)]
+pub struct Roster {
+    members: BTreeMap<String, Member>,
+}
+
+impl Roster {
+    /// Adds a member; true if it was not there before.
+    pub fn join(&mut self, peer: &str, member: Member) -> bool {
+        self.members.insert(peer.to_owned(), member).is_none()
+    }
+
+    /// Removes a member; the member if it was there.
+    pub fn leave(&mut self, peer: &str) -> Option<Member> {
+        self.members.remove(peer)
+    }
+
+    /// Changes a member's nick; the old one if the member is known.
+    pub fn rename(
+        &mut self,
+        peer: &str,
+        nick: Option<String>,
+        impostor: bool,
+    ) -> Option<Option<String>> {
+        let member = self.members.get_mut(peer)?;
+        member.impostor = impostor;
+        Some(std::mem::replace(&mut member.nick, nick))
+    }
+
+    /// The member, if present.
+    pub fn get(&self, peer: &str) -> Option<&Member> {
+        self.members.get(peer)
+    }
+
+    /// Whether the peer is a member.
+    pub fn contains(&self, peer: &str) -> bool {
+        self.members.contains_key(peer)
+    }
+
+    /// How many other members there are.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether we are alone.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Peer IDs and members, in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Member)> {
+        self.members.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// How a member is shown: its nick (with a fingerprint suffix when
+    /// another member uses the same nick, and a mark when the nick belongs
+    /// to a key the user trusted and this is another key); without a nick,
+    /// `Peer` when it is the only other member (the classic text), else
+    /// `Peer-XXXX`.
+    ///
+    /// ```
+    /// use rust_p2p_chat::chat::room::{Member, Roster};
+    ///
+    /// let member = |nick: Option<&str>, fp: &str| Member {
+    ///     nick: nick.map(String::from),
+    ///     fingerprint: fp.into(),
+    ///     impostor: false,
+    /// };
+    /// let mut roster = Roster::default();
+    /// roster.join("a", member(None, "1A2B 3C4D 5E6F 7A8B"));
+    /// assert_eq!(roster.display("a"), "Peer");
+    /// roster.join("b", member(Some("bob"), "9999 0000 1111 2222"));
+    /// assert_eq!(roster.display("a"), "Peer-1A2B");
+    /// roster.join("c", member(Some("bob"), "3333 4444 5555 6666"));
+    /// assert_eq!(roster.display("c"), "bob#3333");
+    /// ```
+    pub fn display(&self, peer: &str) -> String {
+        let Some(member) = self.members.get(peer) else {
+            return "Peer".into();
+        };
+        let short = short_fingerprint(&member.fingerprint);
+        match &member.nick {
+            None if self.members.len() <= 1 => "Peer".into(),
+            None => format!("Peer-{short}"),
+            Some(nick) => {
+                let shared = self
+                    .members
+                    .iter()
+                    .any(|(other, m)| other != peer && m.nick.as_deref() == Some(nick));
+                let mut shown = if shared {
+                    format!("{nick}#{short}")
+                } else {
+                    nick.clone()
+                };
+                if member.impostor {
+                    shown.push_str("(not the trusted one!)");
+                }
+                shown
+            }
+        }
+    }
+
+    /// The peer IDs whose display name or nick is `name` (a nick may be
+    /// shared; `nick#XXXX` and `Peer-XXXX` pick one).
+    pub fn find(&self, name: &str) -> Vec<String> {
+        self.members
+            .keys()
+            .filter(|peer| {
+                let member = &self.members[*peer];
+                self.display(peer) == name
+                    || member.nick.as_deref() == Some(name)
+                    || format!("Peer-{}", short_fingerprint(&member.fingerprint)) == name
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// The first four hex digits of a fingerprint.
+pub fn short_fingerprint(fingerprint: &str) -> String {
+    fingerprint
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .take(4)
+        .collect()
+}
+
+/// What [`Ordering::accept`] decided about a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Show these texts now, in order (possibly several batches, when a
+    /// gap was filled).
+    Show(Vec<String>),
+    /// Held: messages before it are missing. Ask for `from..=to` from a
+    /// peer that has them.
+    Gap {
+        /// First missing sequence number.
+        from: u64,
+        /// Last missing sequence number.
+        to: u64,
+    },
+    /// Every message in it was shown before.
+    Duplicate,
+}
+
+/// Per-author, per-session delivery order: shows each message once, in the
+/// order its author sent it, holding batches that arrive after a gap.
+#[derive(Debug, Default)]
+pub struct Ordering {
+    authors: HashMap<(String, u64), Author>,
+}
+
+#[derive(Debug, Default)]
+struct Author {
+    /// The next sequence number to show.
+    next: u64,
+    /// Batches that arrived early, by first sequence number.
+    held: BTreeMap<u64, Vec<String>>,
+}
+
+impl Ordering {
+    /// Takes a batch of `texts` numbered from `first` by `author` in
+    /// `session`. The first batch seen from an author's session sets the
+    /// starting point (we may join a room after its first messages).
+    pub fn accept(
+        &mut self,
+        author: &str,
+        session: u64,
+        first: u64,
+        mut texts: Vec<String>,
+    ) -> Delivery {
+        let state = self
+            .authors
+            .entry((author.to_owned(), session))
+            .or_insert_with(|| Author {
+                next: first,
+                held: BTreeMap::new(),
+            });
+        let count = texts.len() as u64;
+        let end = first.saturating_add(count);
+        if end <= state.next || count == 0 {
+            return Delivery::Duplicate;
+        }
+        if first > state.next {
+            if state.held.len() < MAX_HELD_BATCHES {
+                state.held.entry(first).or_insert(texts);
+            }
+            return Delivery::Gap {
+                from: state.next,
+                to: first - 1,
+            };
+        }
+        // Overlap with what was shown: keep the new part.
+        let skip = (state.next - first) as usize;
+        texts.drain(..skip);
+        state.next = end;
+        // Batches held behind this one may now follow.
+        while let Some(entry) = state.held.first_entry() {
+            let held_first = *entry.key();
+            if held_first > state.next {
+                break;
+            }
+            let mut held = entry.remove();
+            let held_end = held_first + held.len() as u64;
+            if held_end > state.next {
+                held.drain(..(state.next - held_first) as usize);
+                texts.extend(held);
+                state.next = held_end;
+            }
+        }
+        Delivery::Show(texts)
+    }
+
+    /// Gives up waiting for a gap: shows what was held from `author`'s
+    /// session, in order, and returns it with the number of messages that
+    /// never came.
+    pub fn skip_gap(&mut self, author: &str, session: u64) -> (Vec<String>, u64) {
+        let Some(state) = self.authors.get_mut(&(author.to_owned(), session)) else {
+            return (Vec::new(), 0);
+        };
+        let mut shown = Vec::new();
+        let mut lost = 0;
+        while let Some((first, mut texts)) = state.held.pop_first() {
+            let end = first + texts.len() as u64;
+            if end <= state.next {
+                continue;
+            }
+            if first > state.next {
+                lost += first - state.next;
+            } else {
+                texts.drain(..(state.next - first) as usize);
+            }
+            shown.extend(texts);
+            state.next = end;
+        }
+        (shown, lost)
+    }
+
+    /// Whether anything is held for `author`'s session.
+    pub fn has_gap(&self, author: &str, session: u64) -> bool {
+        self.authors
+            .get(&(author.to_owned(), session))
+            .is_some_and(|a| !a.held.is_empty())
+    }
+
+    /// Forgets an author (it left): its sessions' state is dropped.
+    pub fn forget(&mut self, author: &str) {
+        self.authors.retain(|(a, _), _| a != author);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_room(&"r".repeat(32)).is_ok());
+        assert!(matches!(
+            check_room(&"r".repeat(33)),
+            Err(NameError::TooLong { .. })
+        ));
+        assert!(matches!(check_nick("peer"), Err(NameError::Reserved(_))));
+        assert!(check_nick("peerless").is_ok());
+        assert!(check_nick("zoë").is_ok());
+        let err = check_nick("a\u{202e}b").unwrap_err().to_string();
+        assert!(!err.contains('\u{202e}'), "{err}");
+    }
+
+    #[test]
+    fn identical_lines_are_two_messages_and_replays_are_dropped() {
+        let mut order = Ordering::default();
+        assert_eq!(
+            order.accept("a", 1, 1, texts(&["hi", "hi"])),
+            Delivery::Show(texts(&["hi", "hi"]))
+        );
+        assert_eq!(
+            order.accept("a", 1, 1, texts(&["hi", "hi"])),
+            Delivery::Duplicate
+        );
+        assert_eq!(
+            order.accept("a", 1, 2, texts(&["hi", "new"])),
+            Delivery::Show(texts(&["new"]))
+        );
+        // Another session of the same author starts afresh.
+        assert_eq!(
+            order.accept("a", 2, 1, texts(&["again"])),
+            Delivery::Show(texts(&["again"]))
+        );
+    }
+
+    #[test]
+    fn a_gap_holds_later_batches_until_it_is_filled() {
+        let mut order = Ordering::default();
+        order.accept("a", 1, 1, texts(&["1"]));
+        assert_eq!(
+            order.accept("a", 1, 4, texts(&["4", "5"])),
+            Delivery::Gap { from: 2, to: 3 }
+        );
+        assert!(order.has_gap("a", 1));
+        assert_eq!(
+            order.accept("a", 1, 2, texts(&["2", "3"])),
+            Delivery::Show(texts(&["2", "3", "4", "5"]))
+        );
+        assert!(!order.has_gap("a", 1));
+    }
+
+    #[test]
+    fn giving_up_on_a_gap_shows_the_rest_and_counts_the_lost() {
+        let mut order = Ordering::default();
+        order.accept("a", 1, 1, texts(&["1"]));
+        order.accept("a", 1, 5, texts(&["5"]));
+        order.accept("a", 1, 3, texts(&["3"]));
+        let (shown, lost) = order.skip_gap("a", 1);
+        assert_eq!(shown, texts(&["3", "5"]));
+        assert_eq!(lost, 2);
+        assert_eq!(
+            order.accept("a", 1, 6, texts(&["6"])),
+            Delivery::Show(texts(&["6"]))
+        );
+    }
+
+    #[test]
+    fn display_names_follow_the_room() {
+        let mut roster = Roster::default();
+        let fp = "ABCD 0000 0000 0000";
+        roster.join(
+            "x",
+            Member {
+                nick: Some("alice".into()),
+                fingerprint: fp.into(),
+                impostor: true,
+            },
+        );
+        assert_eq!(roster.display("x"), "alice(not the trusted one!)");
+        assert_eq!(roster.find("alice"), vec!["x".to_string()]);
+        assert_eq!(roster.rename("x", None, false), Some(Some("alice".into())));
+        assert_eq!(roster.display("x"), "Peer");
+        assert_eq!(roster.find("Peer-ABCD"), vec!["x".to_string()]);
+    }
+}

@@ -1,0 +1,261 @@
+//! What a room message carries on gossipsub.
+//!
+//! A gossipsub message is a fixed 18-byte header (the sender's session, a
+//! kind byte, a sequence number, big-endian, and an attempt byte) followed
+//! by a postcard body. The header alone makes the message id, with the
+//! author's peer ID: ids are author + session + kind + sequence, never a
+//! hash of the text, so a repeated line is a new message and a replayed
+//! one is the same message. The attempt byte lets a publish that found
+//! every queue full be tried again under a fresh gossipsub id; receivers
+//! drop the copy they already have by its sequence number.
+//! Typed lines travel in batches (one gossipsub message per burst of
+//! input), each line numbered `first + i`, which is what lets a room move
+//! hundreds of thousands of lines a second.
+
+use libp2p::gossipsub::{self, MessageId, TopicHash};
+use serde::{Deserialize, Serialize};
+
+use crate::chat::room::{check_nick, check_room};
+
+/// Topic names are this prefix and the room name.
+pub const TOPIC_PREFIX: &str = "rust-p2p-chat/room/";
+
+const HEADER: usize = 18;
+
+/// Where the attempt byte is in an encoded frame.
+pub const ATTEMPT_BYTE: usize = 17;
+
+/// Kind byte of a batch of lines.
+const KIND_LINES: u8 = 0;
+/// Kind byte of a hello (presence, nick, addresses).
+const KIND_HELLO: u8 = 1;
+/// Kind byte of a goodbye.
+const KIND_LEAVE: u8 = 2;
+
+/// The gossipsub topic of a room.
+pub fn topic(room: &str) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{room}"))
+}
+
+/// The room of a topic, if it is a valid room topic.
+pub fn room_of(topic: &TopicHash) -> Option<String> {
+    let room = topic.as_str().strip_prefix(TOPIC_PREFIX)?;
+    check_room(room).ok()?;
+    Some(room.to_owned())
+}
+
+/// A room message, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomFrame {
+    /// The author's session (one run of its program).
+    pub session: u64,
+    /// For lines, the first line's number; else a counter.
+    pub seq: u64,
+    /// Which try at publishing this is (not part of its identity).
+    pub attempt: u8,
+    /// What it says.
+    pub body: Body,
+}
+
+/// The body of a room message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Lines typed, in order, numbered from the frame's `seq`.
+    Lines {
+        /// The author's clock, milliseconds since 1970.
+        sent_ms: u64,
+        /// The author's nick.
+        nick: Option<String>,
+        /// The lines.
+        texts: Vec<String>,
+    },
+    /// "I am here": the author's nick and where it can be reached. Sent on
+    /// joining, on a nick change, and when a new member appears.
+    Hello {
+        /// The author's nick.
+        nick: Option<String>,
+        /// Addresses it listens on, as multiaddr bytes.
+        addrs: Vec<Vec<u8>>,
+    },
+    /// "I am leaving this room."
+    Leave,
+}
+
+impl Body {
+    fn kind(&self) -> u8 {
+        match self {
+            Body::Lines { .. } => KIND_LINES,
+            Body::Hello { .. } => KIND_HELLO,
+            Body::Leave => KIND_LEAVE,
+        }
+    }
+}
+
+/// Why a room message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than its header, or the body does not decode.
+    #[error("malformed room message")]
+    Malformed,
+    /// The header's kind does not match the body.
+    #[error("room message header and body disagree")]
+    Inconsistent,
+    /// A nick that is not valid.
+    #[error("room message with an invalid nick")]
+    BadNick,
+    /// More addresses than allowed.
+    #[error("room message over the size limit")]
+    TooLarge,
+}
+
+impl RoomFrame {
+    /// Encodes the frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + 64);
+        out.extend_from_slice(&self.session.to_be_bytes());
+        out.push(self.body.kind());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.push(self.attempt);
+        // Encoding plain data into a Vec cannot fail.
+        postcard::to_extend(&self.body, out).unwrap_or_default()
+    }
+
+    /// Decodes and checks a frame. Its size is bounded by gossipsub's
+    /// limit; lines longer than the user's limit are for the app to drop,
+    /// so that the rest of their batch is still shown.
+    pub fn decode(data: &[u8]) -> Result<RoomFrame, FrameError> {
+        if data.len() < HEADER {
+            return Err(FrameError::Malformed);
+        }
+        let mut session = [0u8; 8];
+        session.copy_from_slice(&data[..8]);
+        let kind = data[8];
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&data[9..17]);
+        let attempt = data[17];
+        let body: Body =
+            postcard::from_bytes(&data[HEADER..]).map_err(|_| FrameError::Malformed)?;
+        if body.kind() != kind {
+            return Err(FrameError::Inconsistent);
+        }
+        match &body {
+            Body::Lines { nick, .. } => check_optional_nick(nick.as_deref())?,
+            Body::Hello { nick, addrs } => {
+                if addrs.len() > 16 || addrs.iter().any(|a| a.len() > 256) {
+                    return Err(FrameError::TooLarge);
+                }
+                check_optional_nick(nick.as_deref())?;
+            }
+            Body::Leave => {}
+        }
+        Ok(RoomFrame {
+            session: u64::from_be_bytes(session),
+            seq: u64::from_be_bytes(seq),
+            attempt,
+            body,
+        })
+    }
+}
+
+fn check_optional_nick(nick: Option<&str>) -> Result<(), FrameError> {
+    match nick {
+        Some(nick) => check_nick(nick).map_err(|_| FrameError::BadNick),
+        None => Ok(()),
+    }
+}
+
+/// Gossipsub message ids: the author and the header, never the text.
+pub fn message_id(message: &gossipsub::Message) -> MessageId {
+    let mut id = message.source.map(|p| p.to_bytes()).unwrap_or_default();
+    id.extend_from_slice(&message.data[..message.data.len().min(HEADER)]);
+    MessageId::new(&id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(texts: &[&str]) -> RoomFrame {
+        RoomFrame {
+            session: 7,
+            seq: 1,
+            attempt: 0,
+            body: Body::Lines {
+                sent_ms: 5,
+                nick: Some("alice".into()),
+                texts: texts.iter().map(|t| t.to_string()).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        for frame in [
+            lines(&["a", "a", ""]),
+            RoomFrame {
+                session: 1,
+                seq: 9,
+                attempt: 1,
+                body: Body::Hello {
+                    nick: None,
+                    addrs: vec![vec![1, 2, 3]],
+                },
+            },
+            RoomFrame {
+                session: 1,
+                seq: 10,
+                attempt: 0,
+                body: Body::Leave,
+            },
+        ] {
+            assert_eq!(RoomFrame::decode(&frame.encode()), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_refused() {
+        assert_eq!(RoomFrame::decode(&[0; 5]), Err(FrameError::Malformed));
+        let mut data = lines(&["x"]).encode();
+        data[8] = KIND_LEAVE;
+        assert_eq!(RoomFrame::decode(&data), Err(FrameError::Inconsistent));
+        let many_addrs = RoomFrame {
+            session: 1,
+            seq: 1,
+            attempt: 0,
+            body: Body::Hello {
+                nick: None,
+                addrs: vec![vec![0]; 17],
+            },
+        };
+        assert_eq!(
+            RoomFrame::decode(&many_addrs.encode()),
+            Err(FrameError::TooLarge)
+        );
+        let mut bad_nick = lines(&["x"]);
+        if let Body::Lines { nick, .. } = &mut bad_nick.body {
+            *nick = Some("evil\u{1b}[2J".into());
+        }
+        assert_eq!(
+            RoomFrame::decode(&bad_nick.encode()),
+            Err(FrameError::BadNick)
+        );
+    }
+
+    #[test]
+    fn ids_depend_on_author_and_header_not_text() {
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let msg = |frame: &RoomFrame| gossipsub::Message {
+            source: Some(peer),
+            data: frame.encode(),
+            sequence_number: None,
+            topic: topic("lobby").hash(),
+        };
+        let a = lines(&["same"]);
+        let mut b = lines(&["same"]);
+        b.seq = 2;
+        assert_ne!(message_id(&msg(&a)), message_id(&msg(&b)));
+        assert_eq!(message_id(&msg(&a)), message_id(&msg(&lines(&["other"]))));
+    }
+}
