@@ -42,6 +42,14 @@ const MAX_PENDING_LINES: usize = 10_000;
 /// At most one hello per room in this time, however many members arrive.
 const HELLO_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long a member's join waits for its nick before it is shown.
+const ANNOUNCE_WAIT: Duration = Duration::from_millis(1500);
+
+/// Every member says hello this often, so members that missed one (a
+/// message lost, a member that joined through another) still learn of
+/// each other and connect.
+const HELLO_PERIOD: Duration = Duration::from_secs(4);
+
 /// Direct messages waiting to be shown.
 const DIRECT_QUEUE: usize = 256;
 
@@ -209,6 +217,10 @@ struct RoomChat {
     ready: bool,
     /// Nicks whose key changed from a trusted one: warned once.
     warned: HashSet<(String, PeerId)>,
+    /// The nick each peer last announced, in any room.
+    nicks: HashMap<PeerId, String>,
+    /// Members whose join is not shown yet, waiting for their nick.
+    unannounced: HashMap<(String, PeerId), Instant>,
 }
 
 impl RoomChat {
@@ -232,6 +244,8 @@ impl RoomChat {
             first_peer: None,
             ready: false,
             warned: HashSet::new(),
+            nicks: HashMap::new(),
+            unannounced: HashMap::new(),
         }
     }
 
@@ -256,8 +270,15 @@ impl RoomChat {
         let shutdown = &mut *chat.shutdown;
         let commands = &mut *chat.commands;
         let events = chat.events;
+        let mut hellos = tokio::time::interval(HELLO_PERIOD);
+        hellos.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let gap_deadline = self.gaps.values().min().copied();
+            let gap_deadline = self
+                .gaps
+                .values()
+                .chain(self.unannounced.values())
+                .min()
+                .copied();
             let gap_timer = async {
                 match gap_deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -300,8 +321,19 @@ impl RoomChat {
                     }
                 }
                 () = gap_timer => {
-                    if !self.give_up_gaps(events).await {
+                    if !self.give_up_gaps(events).await || !self.announce_due(events).await {
                         return;
+                    }
+                }
+                _ = hellos.tick() => {
+                    let rooms: Vec<String> = self
+                        .rooms
+                        .iter()
+                        .filter(|(_, roster)| !roster.is_empty())
+                        .map(|(room, _)| room.clone())
+                        .collect();
+                    for room in rooms {
+                        self.hello(&room, true).await;
                     }
                 }
             }
@@ -916,6 +948,36 @@ impl RoomChat {
         true
     }
 
+    /// Shows the joins that waited long enough for a nick.
+    async fn announce_due(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        let now = Instant::now();
+        let due: Vec<(String, PeerId)> = self
+            .unannounced
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for slot in due {
+            self.unannounced.remove(&slot);
+            let (room, peer) = slot;
+            let Some(roster) = self.rooms.get(&room) else {
+                continue;
+            };
+            let key = peer.to_string();
+            if !roster.contains(&key) {
+                continue;
+            }
+            let event = Event::Joined {
+                who: roster.display(&key),
+                room,
+            };
+            if events.send(event).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Records a member (and its nick, when known); shows a join line the
     /// first time, a rename when the nick changed. Sends what was typed
     /// while alone once someone is here.
@@ -943,29 +1005,53 @@ impl RoomChat {
                 }
             }
         }
+        if let Some(Some(known)) = &nick {
+            self.nicks.insert(peer, known.clone());
+        }
+        let known_nick = nick
+            .clone()
+            .flatten()
+            .or_else(|| self.nicks.get(&peer).cloned());
+        let introduced = self.introduced.contains(&peer);
         let Some(roster) = self.rooms.get_mut(room) else {
             return true;
         };
         let was_alone = roster.is_empty();
+        let slot = (room.to_owned(), peer);
         if !roster.contains(&key) {
             let member = Member {
-                nick: nick.clone().flatten(),
+                nick: known_nick.clone(),
                 fingerprint: fingerprint_of(&peer),
                 impostor,
             };
             roster.join(&key, member);
-            let who = roster.display(&key);
             let two_person = roster.len() == 1;
-            // Two peers alone keep the classic lines (the connection was
-            // announced already); a room says who came.
-            if !(two_person && self.introduced.contains(&peer)) {
+            if two_person && introduced && room == self.secure.room {
+                // Two peers alone keep the classic lines: the connection
+                // was announced already.
+            } else if known_nick.is_none() {
+                // Its hello (with its nick) is usually a moment behind:
+                // announce it then, or when the wait is over.
+                self.unannounced
+                    .insert(slot, Instant::now() + ANNOUNCE_WAIT);
+            } else {
                 let event = Event::Joined {
-                    who,
+                    who: roster.display(&key),
                     room: room.to_owned(),
                 };
                 if events.send(event).await.is_err() {
                     return false;
                 }
+            }
+        } else if self.unannounced.contains_key(&slot) && known_nick.is_some() {
+            self.unannounced.remove(&slot);
+            roster.rename(&key, known_nick, impostor);
+            let event = Event::Joined {
+                who: roster.display(&key),
+                room: room.to_owned(),
+            };
+            if events.send(event).await.is_err() {
+                return false;
             }
         } else if let Some(nick) = nick {
             let old = roster.display(&key);
@@ -1012,9 +1098,14 @@ impl RoomChat {
         if roster.leave(peer).is_none() {
             return true;
         }
+        let never_announced = peer
+            .parse::<PeerId>()
+            .is_ok_and(|p| self.unannounced.remove(&(room.to_owned(), p)).is_some());
         self.order.forget(&format!("{peer}/{room}"));
         let event = if roster.is_empty() && self.current.as_deref() == Some(room) {
             Event::PeerDisconnected
+        } else if never_announced {
+            return true;
         } else {
             Event::Left {
                 who,

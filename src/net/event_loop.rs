@@ -366,6 +366,10 @@ impl EventLoop {
                             since: Instant::now(),
                         });
                     }
+                    // Hellos and goodbyes to an empty room go nowhere, and
+                    // that is fine; typed lines are reported.
+                    Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+                        if !room_frame::is_lines(&data) => {}
                     Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
                         self.emit(NetEvent::NotPublished {
                             room,

@@ -164,9 +164,17 @@ fn check_optional_nick(nick: Option<&str>) -> Result<(), FrameError> {
     }
 }
 
-/// Gossipsub message ids: the author and the header, never the text.
+/// Whether encoded frame data carries typed lines (not a hello or leave).
+pub fn is_lines(data: &[u8]) -> bool {
+    data.get(8) == Some(&KIND_LINES)
+}
+
+/// Gossipsub message ids: the author, the room and the header, never the
+/// text (sequence numbers count per room).
 pub fn message_id(message: &gossipsub::Message) -> MessageId {
     let mut id = message.source.map(|p| p.to_bytes()).unwrap_or_default();
+    id.extend_from_slice(message.topic.as_str().as_bytes());
+    id.push(0);
     id.extend_from_slice(&message.data[..message.data.len().min(HEADER)]);
     MessageId::new(&id)
 }
@@ -257,5 +265,8 @@ mod tests {
         b.seq = 2;
         assert_ne!(message_id(&msg(&a)), message_id(&msg(&b)));
         assert_eq!(message_id(&msg(&a)), message_id(&msg(&lines(&["other"]))));
+        let mut elsewhere = msg(&a);
+        elsewhere.topic = topic("side").hash();
+        assert_ne!(message_id(&msg(&a)), message_id(&elsewhere));
     }
 }

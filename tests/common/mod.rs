@@ -41,8 +41,18 @@ impl Peer {
         Peer::spawn(args, false)
     }
 
+    /// Starts `program` with `args` (for example the binary inside a
+    /// network namespace, through `ip netns exec`).
+    pub fn start_with_program(program: &str, args: &[&str]) -> Peer {
+        Peer::spawn_program(program, args, true)
+    }
+
     fn spawn(args: &[&str], read_stdout: bool) -> Peer {
-        let mut child = Command::new(BIN)
+        Peer::spawn_program(BIN, args, read_stdout)
+    }
+
+    fn spawn_program(program: &str, args: &[&str], read_stdout: bool) -> Peer {
+        let mut child = Command::new(program)
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
@@ -159,6 +169,14 @@ impl Peer {
     /// The next stdout line, or `None` on EOF; panics after [`TIMEOUT`].
     pub fn next_line(&mut self) -> Option<String> {
         self.next_line_within(TIMEOUT)
+    }
+
+    /// The next stdout line, waiting at most `limit`.
+    pub fn expect_any_within(&mut self, limit: Duration) -> String {
+        match self.next_line_within(limit) {
+            Some(line) => line,
+            None => panic!("output ended; seen: {:?}", self.tail()),
+        }
     }
 
     /// Waits up to `limit` for a stdout line equal to `want`, skipping
