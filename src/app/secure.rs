@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::{Multiaddr, PeerId};
@@ -23,10 +24,11 @@ use tokio::sync::mpsc;
 
 use super::{stopped, unstalled, Chat, Error, Role, SendError, LINGER};
 use crate::chat::command::{self, Input};
-use crate::chat::room::{check_nick, check_room, Delivery, Member, Ordering, Roster};
+use crate::chat::room::{check_nick, check_room, Delivery, Member, Ordering, Recent, Roster};
 use crate::chat::safety::safety_number;
 use crate::chat::{Command, DialTarget, Event, Notice, Received};
 use crate::identity::{self, Identity};
+use crate::net::fetch::{FetchReply, FetchRequest};
 use crate::net::room_frame::{Body, RoomFrame};
 use crate::net::{self, Client, NetEvent};
 use crate::store::{Check, KnownPeers};
@@ -49,6 +51,9 @@ const ANNOUNCE_WAIT: Duration = Duration::from_millis(1500);
 /// message lost, a member that joined through another) still learn of
 /// each other and connect.
 const HELLO_PERIOD: Duration = Duration::from_secs(4);
+
+/// Fetch answers waiting to be handled.
+const FETCHED_QUEUE: usize = 64;
 
 /// Direct messages waiting to be shown.
 const DIRECT_QUEUE: usize = 256;
@@ -98,7 +103,10 @@ pub(super) async fn run(
     if !chat.show(own_identity(&secure.identity)).await {
         return Ok(());
     }
-    let mut room = RoomChat::new(client, secure, role.clone(), max_line);
+    let recent = Arc::new(Mutex::new(Recent::default()));
+    serve_fetches(&mut client, Arc::clone(&recent))?;
+    let (fetched_tx, fetched) = mpsc::channel(FETCHED_QUEUE);
+    let mut room = RoomChat::new(client, secure, role.clone(), max_line, recent, fetched_tx);
     let listen_port = match &role {
         Role::Listen { port } => Some(*port),
         Role::Connect(_) => room.secure.also_listen,
@@ -158,7 +166,33 @@ pub(super) async fn run(
             }
         }
     }
-    room.run(chat, net_events, direct).await;
+    room.run(chat, net_events, direct, fetched).await;
+    Ok(())
+}
+
+/// Answers other members' fetches from the recent lines we keep.
+fn serve_fetches(client: &mut Client, recent: Arc<Mutex<Recent>>) -> Result<(), Error> {
+    let mut requests = client.accept_fetches()?;
+    tokio::spawn(async move {
+        while let Some((_peer, mut fetch)) = requests.next().await {
+            let recent = Arc::clone(&recent);
+            tokio::spawn(async move {
+                let Ok(request) = fetch.request().await else {
+                    return;
+                };
+                let reply = request
+                    .author()
+                    .and_then(|author| {
+                        let key = format!("{author}/{}", request.room);
+                        let recent = recent.lock().ok()?;
+                        recent.range(&key, request.session, request.from, request.to)
+                    })
+                    .map(|(first, texts)| FetchReply { first, texts })
+                    .unwrap_or_default();
+                let _ = fetch.reply(&reply).await;
+            });
+        }
+    });
     Ok(())
 }
 
@@ -221,11 +255,25 @@ struct RoomChat {
     nicks: HashMap<PeerId, String>,
     /// Members whose join is not shown yet, waiting for their nick.
     unannounced: HashMap<(String, PeerId), Instant>,
+    /// Recent lines of every author, ours included, for members that
+    /// missed some.
+    recent: Arc<Mutex<Recent>>,
+    /// Where fetched lines come back.
+    fetched_tx: mpsc::Sender<(FetchRequest, FetchReply)>,
 }
 
 impl RoomChat {
-    fn new(client: Client, secure: Secure, role: Role, max_line: usize) -> Self {
+    fn new(
+        client: Client,
+        secure: Secure,
+        role: Role,
+        max_line: usize,
+        recent: Arc<Mutex<Recent>>,
+        fetched_tx: mpsc::Sender<(FetchRequest, FetchReply)>,
+    ) -> Self {
         Self {
+            recent,
+            fetched_tx,
             client,
             secure,
             role,
@@ -266,6 +314,7 @@ impl RoomChat {
         chat: &mut Chat<'_>,
         mut net_events: mpsc::Receiver<NetEvent>,
         mut direct: mpsc::Receiver<(PeerId, String)>,
+        mut fetched: mpsc::Receiver<(FetchRequest, FetchReply)>,
     ) {
         let shutdown = &mut *chat.shutdown;
         let commands = &mut *chat.commands;
@@ -317,6 +366,11 @@ impl RoomChat {
                 Some((peer, text)) = direct.recv() => {
                     let from = self.display_anywhere(&peer);
                     if events.send(Event::Direct { from, text }).await.is_err() {
+                        return;
+                    }
+                }
+                Some((request, reply)) = fetched.recv() => {
+                    if !self.on_fetched(events, request, reply).await {
                         return;
                     }
                 }
@@ -421,6 +475,10 @@ impl RoomChat {
             },
         };
         if let Body::Lines { texts, .. } = &frame.body {
+            let key = format!("{}/{room}", self.client.local_peer_id());
+            if let Ok(mut recent) = self.recent.lock() {
+                recent.record(&key, self.session, *seq, texts);
+            }
             *seq += texts.len() as u64;
         }
         let publish = async {
@@ -802,8 +860,9 @@ impl RoomChat {
             NetEvent::Room {
                 room,
                 author,
+                via,
                 frame,
-            } => self.on_room_frame(events, room, author, frame).await,
+            } => self.on_room_frame(events, room, author, via, frame).await,
             NetEvent::Throttled { peer } => {
                 let who = self.display_anywhere(&peer);
                 chat_events.notice(Notice::Throttled { who }).await
@@ -840,6 +899,7 @@ impl RoomChat {
         events: &mpsc::Sender<Event>,
         room: String,
         author: PeerId,
+        via: PeerId,
         frame: RoomFrame,
     ) -> bool {
         if !self.rooms.contains_key(&room) {
@@ -865,20 +925,87 @@ impl RoomChat {
                     return false;
                 }
                 let order_key = format!("{key}/{room}");
+                if let Ok(mut recent) = self.recent.lock() {
+                    recent.record(&order_key, frame.session, frame.seq, &texts);
+                }
                 match self
                     .order
                     .accept(&order_key, frame.session, frame.seq, texts)
                 {
                     Delivery::Show(texts) => self.show_lines(events, &room, &key, texts).await,
-                    Delivery::Gap { .. } => {
-                        self.gaps
-                            .entry((order_key, frame.session))
-                            .or_insert_with(|| Instant::now() + GAP_WAIT);
+                    Delivery::Gap { from, to } => {
+                        let slot = (order_key, frame.session);
+                        if let std::collections::hash_map::Entry::Vacant(gap) =
+                            self.gaps.entry(slot)
+                        {
+                            gap.insert(Instant::now() + GAP_WAIT);
+                            let request = FetchRequest {
+                                room: room.clone(),
+                                author: author.to_bytes(),
+                                session: frame.session,
+                                from,
+                                to,
+                            };
+                            self.fetch_missing(request, author, via);
+                        }
                         true
                     }
                     Delivery::Duplicate => true,
                 }
             }
+        }
+    }
+
+    /// Asks the author for the lines missing before a gap (it has all it
+    /// sent), else the member that passed the later ones on; the answer
+    /// comes back through `fetched`.
+    fn fetch_missing(&self, request: FetchRequest, author: PeerId, via: PeerId) {
+        let mut client = self.client.clone();
+        let fetched = self.fetched_tx.clone();
+        tokio::spawn(async move {
+            let mut reply = FetchReply::default();
+            for peer in [author, via] {
+                if let Ok(got) = client.fetch(peer, &request).await {
+                    if !got.texts.is_empty() {
+                        reply = got;
+                        break;
+                    }
+                }
+            }
+            let _ = fetched.send((request, reply)).await;
+        });
+    }
+
+    /// Shows lines fetched to fill a gap (and what waited behind it); what
+    /// stays missing is reported when the gap's wait is over.
+    async fn on_fetched(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        request: FetchRequest,
+        reply: FetchReply,
+    ) -> bool {
+        let Some(author) = request.author() else {
+            return true;
+        };
+        if reply.texts.is_empty() {
+            return true;
+        }
+        let key = author.to_string();
+        let order_key = format!("{key}/{}", request.room);
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.record(&order_key, request.session, reply.first, &reply.texts);
+        }
+        match self
+            .order
+            .accept(&order_key, request.session, reply.first, reply.texts)
+        {
+            Delivery::Show(texts) => {
+                if !self.order.has_gap(&order_key, request.session) {
+                    self.gaps.remove(&(order_key.clone(), request.session));
+                }
+                self.show_lines(events, &request.room, &key, texts).await
+            }
+            Delivery::Gap { .. } | Delivery::Duplicate => true,
         }
     }
 

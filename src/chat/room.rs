@@ -368,9 +368,103 @@ impl Ordering {
     }
 }
 
+/// Lines kept per author, session and room, to give to members that
+/// missed them.
+pub const RECENT_LINES: usize = 20_000;
+
+/// Authors (per session and room) whose recent lines are kept.
+pub const RECENT_AUTHORS: usize = 512;
+
+/// The recent lines of every author, by sequence number, so that a member
+/// that missed some (gossipsub drops under load) can fetch them from us.
+/// Bounded: the oldest lines of an author go first, and the authors not
+/// heard from for longest.
+#[derive(Debug, Default)]
+pub struct Recent {
+    authors: HashMap<(String, u64), RecentLines>,
+    clock: u64,
+}
+
+#[derive(Debug, Default)]
+struct RecentLines {
+    /// Sequence number of `lines[0]`.
+    first: u64,
+    lines: std::collections::VecDeque<String>,
+    used: u64,
+}
+
+impl Recent {
+    /// Records lines numbered from `first` (only the ones that continue or
+    /// overlap what is kept; a jump starts afresh).
+    pub fn record(&mut self, key: &str, session: u64, first: u64, texts: &[String]) {
+        self.clock += 1;
+        if !self.authors.contains_key(&(key.to_owned(), session))
+            && self.authors.len() >= RECENT_AUTHORS
+        {
+            if let Some(oldest) = self
+                .authors
+                .iter()
+                .min_by_key(|(_, r)| r.used)
+                .map(|(k, _)| k.clone())
+            {
+                self.authors.remove(&oldest);
+            }
+        }
+        let entry = self.authors.entry((key.to_owned(), session)).or_default();
+        entry.used = self.clock;
+        let end = entry.first + entry.lines.len() as u64;
+        if entry.lines.is_empty() || first > end || first < entry.first {
+            entry.first = first;
+            entry.lines.clear();
+            entry.lines.extend(texts.iter().cloned());
+        } else {
+            let skip = (end - first) as usize;
+            entry.lines.extend(texts.iter().skip(skip).cloned());
+        }
+        while entry.lines.len() > RECENT_LINES {
+            entry.lines.pop_front();
+            entry.first += 1;
+        }
+    }
+
+    /// The kept lines from `from` to `to` (inclusive), from the first one
+    /// kept in that range: returns the first sequence number and the lines.
+    pub fn range(&self, key: &str, session: u64, from: u64, to: u64) -> Option<(u64, Vec<String>)> {
+        let entry = self.authors.get(&(key.to_owned(), session))?;
+        let end = entry.first + entry.lines.len() as u64;
+        let start = from.max(entry.first);
+        let stop = to.saturating_add(1).min(end);
+        if start >= stop {
+            return None;
+        }
+        let lines = entry
+            .lines
+            .range((start - entry.first) as usize..(stop - entry.first) as usize)
+            .cloned()
+            .collect();
+        Some((start, lines))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_lines_are_kept_in_order_and_bounded() {
+        let mut recent = Recent::default();
+        recent.record("a", 1, 1, &texts(&["1", "2", "3"]));
+        recent.record("a", 1, 3, &texts(&["3", "4"]));
+        assert_eq!(recent.range("a", 1, 2, 3), Some((2, texts(&["2", "3"]))));
+        assert_eq!(recent.range("a", 1, 4, 10), Some((4, texts(&["4"]))));
+        assert_eq!(recent.range("a", 1, 5, 10), None);
+        assert_eq!(recent.range("a", 2, 1, 1), None);
+        let many: Vec<String> = (0..RECENT_LINES + 10).map(|i| i.to_string()).collect();
+        recent.record("b", 1, 1, &many);
+        let (first, lines) = recent.range("b", 1, 1, 20).expect("kept");
+        assert_eq!(first, 11);
+        assert_eq!(lines[0], "10");
+    }
 
     fn texts(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()

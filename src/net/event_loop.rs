@@ -84,6 +84,8 @@ pub enum NetEvent {
         room: String,
         /// Its author (proven by its signature).
         author: PeerId,
+        /// The peer that passed it to us.
+        via: PeerId,
         /// What it says.
         frame: RoomFrame,
     },
@@ -497,6 +499,7 @@ impl EventLoop {
         self.emit(NetEvent::Room {
             room,
             author,
+            via: source,
             frame,
         });
     }

@@ -11,6 +11,7 @@
 mod behaviour;
 mod client;
 mod event_loop;
+pub mod fetch;
 pub mod frame;
 pub mod room_frame;
 

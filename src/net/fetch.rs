@@ -1,0 +1,197 @@
+//! Fetching room lines a member missed, from a peer that has them.
+//!
+//! gossipsub is not reliable: under a burst its bounded queues drop
+//! messages. A member that sees a gap in an author's sequence numbers asks
+//! a peer (the author first) for the missing range on this stream protocol:
+//! one length-prefixed postcard request, one length-prefixed postcard reply,
+//! both bounded in size and time.
+
+use std::io;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+
+use super::{Client, Error};
+
+/// The fetch protocol.
+pub const FETCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/fetch/1.0.0");
+
+/// Largest request accepted, in bytes.
+const MAX_REQUEST: usize = 4 * 1024;
+
+/// Largest reply accepted, in bytes.
+pub const MAX_REPLY: usize = 32 * 1024 * 1024;
+
+/// How long a fetch may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Lines asked for: `from..=to` of one author's session in one room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// The room.
+    pub room: String,
+    /// The author's peer ID, as bytes.
+    pub author: Vec<u8>,
+    /// The author's session.
+    pub session: u64,
+    /// First line wanted.
+    pub from: u64,
+    /// Last line wanted.
+    pub to: u64,
+}
+
+/// The lines given: numbered from `first` (the first kept in the range).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FetchReply {
+    /// Sequence number of the first line.
+    pub first: u64,
+    /// The lines.
+    pub texts: Vec<String>,
+}
+
+impl FetchRequest {
+    /// The author as a peer ID, if the bytes are one.
+    pub fn author(&self) -> Option<PeerId> {
+        PeerId::from_bytes(&self.author).ok()
+    }
+}
+
+impl Client {
+    /// Asks `peer` for missing lines.
+    pub async fn fetch(
+        &mut self,
+        peer: PeerId,
+        request: &FetchRequest,
+    ) -> Result<FetchReply, Error> {
+        let failed = |cause: String| Error::OpenChat { peer, cause };
+        let work = async {
+            let stream = self
+                .control
+                .open_stream(peer, FETCH_PROTOCOL)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let mut stream = stream.compat();
+            write_message(&mut stream, request)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            read_message(&mut stream, MAX_REPLY)
+                .await
+                .map_err(|e| failed(e.to_string()))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, work)
+            .await
+            .map_err(|_| failed("timed out".into()))?
+    }
+
+    /// Starts answering fetches.
+    pub fn accept_fetches(&mut self) -> Result<FetchRequests, Error> {
+        let inner = self
+            .control
+            .accept(FETCH_PROTOCOL)
+            .map_err(|_| Error::AlreadyAccepting)?;
+        Ok(FetchRequests { inner })
+    }
+}
+
+/// Fetch requests from peers, in the order they arrive.
+pub struct FetchRequests {
+    inner: libp2p_stream::IncomingStreams,
+}
+
+impl FetchRequests {
+    /// The next request and the stream to answer it on.
+    pub async fn next(&mut self) -> Option<(PeerId, Fetch)> {
+        let (peer, stream) = self.inner.next().await?;
+        Some((
+            peer,
+            Fetch {
+                stream: stream.compat(),
+            },
+        ))
+    }
+}
+
+/// One fetch to answer.
+pub struct Fetch {
+    stream: Compat<libp2p::Stream>,
+}
+
+impl Fetch {
+    /// Reads the request.
+    pub async fn request(&mut self) -> io::Result<FetchRequest> {
+        tokio::time::timeout(FETCH_TIMEOUT, read_message(&mut self.stream, MAX_REQUEST))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+
+    /// Sends the reply and closes the stream.
+    pub async fn reply(mut self, reply: &FetchReply) -> io::Result<()> {
+        tokio::time::timeout(FETCH_TIMEOUT, async {
+            write_message(&mut self.stream, reply).await?;
+            self.stream.shutdown().await
+        })
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    }
+}
+
+async fn write_message<T: Serialize>(
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
+    message: &T,
+) -> io::Result<()> {
+    let body = postcard::to_allocvec(message)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len =
+        u32::try_from(body.len()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(&body).await?;
+    stream.flush().await
+}
+
+/// Reads one length-prefixed message of at most `max` bytes: the length is
+/// checked before anything is allocated.
+async fn read_message<T: for<'de> Deserialize<'de>>(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    max: usize,
+) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message too large",
+        ));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    postcard::from_bytes(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_oversized_ones_are_refused() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let reply = FetchReply {
+                first: 3,
+                texts: vec!["a".into(), "a".into()],
+            };
+            let mut buf = Vec::new();
+            write_message(&mut buf, &reply).await.unwrap();
+            let back: FetchReply = read_message(&mut &buf[..], 1024).await.unwrap();
+            assert_eq!(back, reply);
+            let refused: io::Result<FetchReply> = read_message(&mut &buf[..], 4).await;
+            assert!(refused.is_err());
+        });
+    }
+}
