@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// The longest any single wait in a test may take.
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_rust-p2p-chat");
