@@ -299,3 +299,26 @@ fn mdns_finds_a_peer_on_the_lan_with_no_address_given() {
     drop(a);
     drop(b);
 }
+
+#[test]
+fn a_trusted_nick_claimed_by_another_key_is_marked() {
+    let (mut alice, port) = member("alice", None);
+    let (mut bob, _) = member("bob", Some(port));
+    await_joins(&mut alice, &["bob".into()]);
+    alice.peer.send("/trust bob");
+    alice.peer.expect_prefix("Marked ");
+    bob.peer.send("/quit");
+    assert!(bob.peer.wait_exit().success());
+    alice.peer.expect_line("Peer disconnected");
+
+    // Someone else takes the nick.
+    let (mut impostor, _) = member("bob", Some(port));
+    let warning = alice
+        .peer
+        .expect_prefix("WARNING: THE IDENTITY OF the nick bob");
+    assert!(warning.contains("HAS CHANGED"), "{warning}");
+    impostor.peer.send("it is me, really");
+    alice
+        .peer
+        .expect_line("bob(not the trusted one!): it is me, really");
+}
