@@ -33,9 +33,12 @@ use crate::net::room_frame::{Body, RoomFrame};
 use crate::net::{self, Client, NetEvent};
 use crate::store::{Check, KnownPeers};
 
-/// How long a gap in a member's messages is waited for before what came
-/// after it is shown anyway.
-const GAP_WAIT: Duration = Duration::from_secs(3);
+/// How long a gap in a member's messages is waited for (and fetched)
+/// before what came after it is shown anyway and the rest reported lost.
+const GAP_WAIT: Duration = Duration::from_secs(10);
+
+/// Missing lines are asked for again this often while waited for.
+const FETCH_RETRY: Duration = Duration::from_secs(1);
 
 /// Lines typed while nobody else is in the room are kept (up to this many)
 /// and sent when someone arrives.
@@ -63,6 +66,17 @@ const DIRECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Lines in one published batch at most.
 const BATCH_LINES: usize = 4096;
+
+/// Lines of an author that are missing and asked for.
+struct Gap {
+    /// When to stop waiting and report them lost.
+    give_up: Instant,
+    /// When to ask again.
+    retry: Instant,
+    request: FetchRequest,
+    author: PeerId,
+    via: PeerId,
+}
 
 /// What the secure protocol needs beyond the common options.
 pub struct Secure {
@@ -170,6 +184,29 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// Fetches missing lines in a task: from the author (it has all it sent),
+/// else from the member that passed later ones on.
+fn spawn_fetch(
+    mut client: Client,
+    fetched: mpsc::Sender<(FetchRequest, FetchReply)>,
+    request: FetchRequest,
+    author: PeerId,
+    via: PeerId,
+) {
+    tokio::spawn(async move {
+        let mut reply = FetchReply::default();
+        for peer in [author, via] {
+            if let Ok(got) = client.fetch(peer, &request).await {
+                if !got.texts.is_empty() {
+                    reply = got;
+                    break;
+                }
+            }
+        }
+        let _ = fetched.send((request, reply)).await;
+    });
+}
+
 /// Answers other members' fetches from the recent lines we keep.
 fn serve_fetches(client: &mut Client, recent: Arc<Mutex<Recent>>) -> Result<(), Error> {
     let mut requests = client.accept_fetches()?;
@@ -237,8 +274,8 @@ struct RoomChat {
     rooms: BTreeMap<String, Roster>,
     current: Option<String>,
     order: Ordering,
-    /// Gaps waited for: (author/room key, session) -> deadline.
-    gaps: HashMap<(String, u64), Instant>,
+    /// Gaps waited for, by (author/room key, session).
+    gaps: HashMap<(String, u64), Gap>,
     /// Peers whose identity was shown.
     introduced: HashSet<PeerId>,
     /// Lines typed while alone in the room.
@@ -325,9 +362,9 @@ impl RoomChat {
             let gap_deadline = self
                 .gaps
                 .values()
-                .chain(self.unannounced.values())
-                .min()
-                .copied();
+                .map(|gap| gap.retry.min(gap.give_up))
+                .chain(self.unannounced.values().copied())
+                .min();
             let gap_timer = async {
                 match gap_deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -534,6 +571,7 @@ impl RoomChat {
             body: Body::Hello {
                 nick: self.secure.nick.clone(),
                 addrs,
+                next: self.next_seq.get(room).copied().unwrap_or(1),
             },
         };
         let _ = self.client.publish(room, &frame).await;
@@ -907,13 +945,20 @@ impl RoomChat {
         }
         let key = author.to_string();
         match frame.body {
-            Body::Hello { nick, addrs } => {
+            Body::Hello { nick, addrs, next } => {
                 let addrs: Vec<Multiaddr> = addrs
                     .into_iter()
                     .filter_map(|a| Multiaddr::try_from(a).ok())
                     .collect();
                 if !addrs.is_empty() {
                     self.client.introduce(author, addrs).await;
+                }
+                // Lines of it we never saw the end of: fetch them.
+                let order_key = format!("{key}/{room}");
+                if let Some(expected) = self.order.next(&order_key, frame.session) {
+                    if next > expected {
+                        self.wait_for_gap(&room, author, via, frame.session, expected, next - 1);
+                    }
                 }
                 self.member_joined(events, &room, author, Some(nick)).await
             }
@@ -934,20 +979,7 @@ impl RoomChat {
                 {
                     Delivery::Show(texts) => self.show_lines(events, &room, &key, texts).await,
                     Delivery::Gap { from, to } => {
-                        let slot = (order_key, frame.session);
-                        if let std::collections::hash_map::Entry::Vacant(gap) =
-                            self.gaps.entry(slot)
-                        {
-                            gap.insert(Instant::now() + GAP_WAIT);
-                            let request = FetchRequest {
-                                room: room.clone(),
-                                author: author.to_bytes(),
-                                session: frame.session,
-                                from,
-                                to,
-                            };
-                            self.fetch_missing(request, author, via);
-                        }
+                        self.wait_for_gap(&room, author, via, frame.session, from, to);
                         true
                     }
                     Delivery::Duplicate => true,
@@ -956,24 +988,57 @@ impl RoomChat {
         }
     }
 
+    /// Starts waiting for missing lines `from..=to` of `author`: asks for
+    /// them now and again every [`FETCH_RETRY`] until they come or
+    /// [`GAP_WAIT`] is over.
+    fn wait_for_gap(
+        &mut self,
+        room: &str,
+        author: PeerId,
+        via: PeerId,
+        session: u64,
+        from: u64,
+        to: u64,
+    ) {
+        let slot = (format!("{author}/{room}"), session);
+        let request = FetchRequest {
+            room: room.to_owned(),
+            author: author.to_bytes(),
+            session,
+            from,
+            to,
+        };
+        let now = Instant::now();
+        match self.gaps.get_mut(&slot) {
+            // Already waiting: remember the furthest end the author reached.
+            Some(gap) => gap.request.to = gap.request.to.max(to),
+            None => {
+                self.fetch_missing(request.clone(), author, via);
+                self.gaps.insert(
+                    slot,
+                    Gap {
+                        give_up: now + GAP_WAIT,
+                        retry: now + FETCH_RETRY,
+                        request,
+                        author,
+                        via,
+                    },
+                );
+            }
+        }
+    }
+
     /// Asks the author for the lines missing before a gap (it has all it
     /// sent), else the member that passed the later ones on; the answer
     /// comes back through `fetched`.
     fn fetch_missing(&self, request: FetchRequest, author: PeerId, via: PeerId) {
-        let mut client = self.client.clone();
-        let fetched = self.fetched_tx.clone();
-        tokio::spawn(async move {
-            let mut reply = FetchReply::default();
-            for peer in [author, via] {
-                if let Ok(got) = client.fetch(peer, &request).await {
-                    if !got.texts.is_empty() {
-                        reply = got;
-                        break;
-                    }
-                }
-            }
-            let _ = fetched.send((request, reply)).await;
-        });
+        spawn_fetch(
+            self.client.clone(),
+            self.fetched_tx.clone(),
+            request,
+            author,
+            via,
+        );
     }
 
     /// Shows lines fetched to fill a gap (and what waited behind it); what
@@ -1000,8 +1065,14 @@ impl RoomChat {
             .accept(&order_key, request.session, reply.first, reply.texts)
         {
             Delivery::Show(texts) => {
-                if !self.order.has_gap(&order_key, request.session) {
-                    self.gaps.remove(&(order_key.clone(), request.session));
+                let slot = (order_key.clone(), request.session);
+                let filled = self.gaps.get(&slot).is_none_or(|gap| {
+                    self.order
+                        .next(&order_key, request.session)
+                        .is_some_and(|next| next > gap.request.to)
+                });
+                if filled && !self.order.has_gap(&order_key, request.session) {
+                    self.gaps.remove(&slot);
                 }
                 self.show_lines(events, &request.room, &key, texts).await
             }
@@ -1039,18 +1110,31 @@ impl RoomChat {
             .is_ok()
     }
 
-    /// Shows what was held behind gaps that were waited for long enough.
+    /// Asks again for gaps still open, and gives up on the ones waited
+    /// for long enough: what was held behind them is shown, the rest is
+    /// reported lost.
     async fn give_up_gaps(&mut self, events: &mpsc::Sender<Event>) -> bool {
         let now = Instant::now();
-        let due: Vec<(String, u64)> = self
-            .gaps
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for (order_key, session) in due {
+        let mut due = Vec::new();
+        for (slot, gap) in self.gaps.iter_mut() {
+            if gap.give_up <= now {
+                due.push((slot.clone(), gap.request.to));
+            } else if gap.retry <= now {
+                gap.retry = now + FETCH_RETRY;
+                let mut request = gap.request.clone();
+                if let Some(next) = self.order.next(&slot.0, slot.1) {
+                    request.from = request.from.max(next);
+                }
+                let (author, via) = (gap.author, gap.via);
+                let client = self.client.clone();
+                let fetched = self.fetched_tx.clone();
+                spawn_fetch(client, fetched, request, author, via);
+            }
+        }
+        for ((order_key, session), to) in due {
             self.gaps.remove(&(order_key.clone(), session));
-            let (texts, lost) = self.order.skip_gap(&order_key, session);
+            let (texts, mut lost) = self.order.skip_gap(&order_key, session);
+            lost += self.order.skip_to(&order_key, session, to + 1);
             let Some((peer, room)) = order_key.split_once('/') else {
                 continue;
             };

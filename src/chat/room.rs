@@ -355,6 +355,28 @@ impl Ordering {
         (shown, lost)
     }
 
+    /// The next sequence number expected from `author`'s session, if any
+    /// line of it was seen.
+    pub fn next(&self, author: &str, session: u64) -> Option<u64> {
+        self.authors
+            .get(&(author.to_owned(), session))
+            .map(|a| a.next)
+    }
+
+    /// Gives up on the lines before `end` that never came (the author said
+    /// it sent up to `end - 1`, but nothing after them arrived to hold):
+    /// returns how many were skipped.
+    pub fn skip_to(&mut self, author: &str, session: u64, end: u64) -> u64 {
+        match self.authors.get_mut(&(author.to_owned(), session)) {
+            Some(state) if end > state.next => {
+                let lost = end - state.next;
+                state.next = end;
+                lost
+            }
+            _ => 0,
+        }
+    }
+
     /// Whether anything is held for `author`'s session.
     pub fn has_gap(&self, author: &str, session: u64) -> bool {
         self.authors
@@ -369,8 +391,15 @@ impl Ordering {
 }
 
 /// Lines kept per author, session and room, to give to members that
-/// missed them.
-pub const RECENT_LINES: usize = 20_000;
+/// missed them...
+pub const RECENT_LINES: usize = 100_000;
+
+/// ... and bytes of them at most...
+pub const RECENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// ... and bytes of all authors together (the least recently heard
+/// author's lines go first).
+pub const RECENT_TOTAL_BYTES: usize = 64 * 1024 * 1024;
 
 /// Authors (per session and room) whose recent lines are kept.
 pub const RECENT_AUTHORS: usize = 512;
@@ -390,6 +419,7 @@ struct RecentLines {
     /// Sequence number of `lines[0]`.
     first: u64,
     lines: std::collections::VecDeque<String>,
+    bytes: usize,
     used: u64,
 }
 
@@ -413,17 +443,38 @@ impl Recent {
         let entry = self.authors.entry((key.to_owned(), session)).or_default();
         entry.used = self.clock;
         let end = entry.first + entry.lines.len() as u64;
-        if entry.lines.is_empty() || first > end || first < entry.first {
+        let skip = if entry.lines.is_empty() || first > end || first < entry.first {
             entry.first = first;
             entry.lines.clear();
-            entry.lines.extend(texts.iter().cloned());
+            entry.bytes = 0;
+            0
         } else {
-            let skip = (end - first) as usize;
-            entry.lines.extend(texts.iter().skip(skip).cloned());
+            (end - first) as usize
+        };
+        for text in texts.iter().skip(skip) {
+            entry.bytes += text.len();
+            entry.lines.push_back(text.clone());
         }
-        while entry.lines.len() > RECENT_LINES {
-            entry.lines.pop_front();
+        while entry.lines.len() > RECENT_LINES
+            || (entry.bytes > RECENT_BYTES && entry.lines.len() > 1)
+        {
+            if let Some(old) = entry.lines.pop_front() {
+                entry.bytes -= old.len();
+            }
             entry.first += 1;
+        }
+        let current = (key.to_owned(), session);
+        while self.authors.values().map(|r| r.bytes).sum::<usize>() > RECENT_TOTAL_BYTES {
+            let Some(oldest) = self
+                .authors
+                .iter()
+                .filter(|(k, _)| **k != current)
+                .min_by_key(|(_, r)| r.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            self.authors.remove(&oldest);
         }
     }
 
@@ -520,6 +571,20 @@ mod tests {
             Delivery::Show(texts(&["2", "3", "4", "5"]))
         );
         assert!(!order.has_gap("a", 1));
+    }
+
+    #[test]
+    fn a_gap_at_the_end_is_skipped_by_count() {
+        let mut order = Ordering::default();
+        order.accept("a", 1, 1, texts(&["1"]));
+        assert_eq!(order.next("a", 1), Some(2));
+        assert_eq!(order.skip_to("a", 1, 5), 3);
+        assert_eq!(order.skip_to("a", 1, 5), 0);
+        assert_eq!(order.accept("a", 1, 4, texts(&["4"])), Delivery::Duplicate);
+        assert_eq!(
+            order.accept("a", 1, 5, texts(&["5"])),
+            Delivery::Show(texts(&["5"]))
+        );
     }
 
     #[test]

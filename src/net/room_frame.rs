@@ -76,6 +76,9 @@ pub enum Body {
         nick: Option<String>,
         /// Addresses it listens on, as multiaddr bytes.
         addrs: Vec<Vec<u8>>,
+        /// The number its next line in this room will have: a member that
+        /// has fewer lines of it missed the last ones, and fetches them.
+        next: u64,
     },
     /// "I am leaving this room."
     Leave,
@@ -140,7 +143,7 @@ impl RoomFrame {
         }
         match &body {
             Body::Lines { nick, .. } => check_optional_nick(nick.as_deref())?,
-            Body::Hello { nick, addrs } => {
+            Body::Hello { nick, addrs, .. } => {
                 if addrs.len() > 16 || addrs.iter().any(|a| a.len() > 256) {
                     return Err(FrameError::TooLarge);
                 }
@@ -207,6 +210,7 @@ mod tests {
                 body: Body::Hello {
                     nick: None,
                     addrs: vec![vec![1, 2, 3]],
+                    next: 4,
                 },
             },
             RoomFrame {
@@ -233,6 +237,7 @@ mod tests {
             body: Body::Hello {
                 nick: None,
                 addrs: vec![vec![0]; 17],
+                next: 1,
             },
         };
         assert_eq!(
