@@ -1,14 +1,18 @@
-//! Helpers of the `classic` benchmark, kept out of its `main` so each part
-//! reads on its own: counting lines on a pipe ([`lines`]), running and
-//! reaping processes with bounded waits ([`process`]), the plain protocol
-//! against a raw socket ([`against_socket`]), two real processes of the
-//! binary talking to each other ([`pair`]) and start-up times
-//! ([`startup`]).
+//! Helpers of the benchmarks, kept out of their `main`s so each part reads
+//! on its own: counting lines on a pipe ([`lines`]), running and reaping
+//! processes with bounded waits, and what /proc says about them
+//! ([`process`]), the plain protocol against a raw socket
+//! ([`against_socket`]), two real processes of the binary talking to each
+//! other ([`pair`]) and start-up times ([`startup`]). `classic` uses all of
+//! them; `rooms` only [`process`] and the figures here, hence the
+//! `allow(dead_code)` (each benchmark is its own crate).
 //!
 //! Every wait here has a deadline and every measurement returns an error
 //! instead of panicking, so one failing section is reported and the others
 //! still run; every child process is owned by a guard that kills and reaps
 //! it, whatever happens.
+
+#![allow(dead_code)]
 
 pub mod against_socket;
 pub mod lines;

@@ -33,10 +33,20 @@ pub enum Ended {
 impl Running {
     /// Starts `command` with stdin and stdout piped and stderr inherited.
     pub fn spawn(name: &str, command: &mut Command) -> Result<Running, String> {
+        Running::spawn_with_stderr(name, command, Stdio::inherit())
+    }
+
+    /// Starts `command` with stdin and stdout piped and stderr going to
+    /// `stderr` (a log file, when many processes would flood the terminal).
+    pub fn spawn_with_stderr(
+        name: &str,
+        command: &mut Command,
+        stderr: Stdio,
+    ) -> Result<Running, String> {
         let child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("could not start {name}: {e}"))?;
         Ok(Running {
@@ -47,7 +57,17 @@ impl Running {
 
     /// Starts the binary under test with `args`, without colour.
     pub fn ours(name: &str, args: &[&str]) -> Result<Running, String> {
-        Running::spawn(name, Command::new(BIN).args(args).env("NO_COLOR", "1"))
+        Running::ours_with_stderr(name, args, Stdio::inherit())
+    }
+
+    /// Starts the binary under test with `args`, without colour, its
+    /// stderr going to `stderr`.
+    pub fn ours_with_stderr(name: &str, args: &[&str], stderr: Stdio) -> Result<Running, String> {
+        Running::spawn_with_stderr(
+            name,
+            Command::new(BIN).args(args).env("NO_COLOR", "1"),
+            stderr,
+        )
     }
 
     fn child(&mut self) -> &mut Child {
@@ -77,6 +97,18 @@ impl Running {
             .stdout
             .take()
             .ok_or_else(|| format!("stdout of {name} already taken"))
+    }
+
+    /// How the process ended, if it has; waits at most `within`.
+    pub fn ended_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.child().try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                Ok(None) | Err(_) => return None,
+            }
+        }
     }
 
     /// Waits up to `within` for the process to end by itself (the caller
@@ -156,6 +188,52 @@ where
             "no status line starting with {prefix:?} within {within:?}"
         )),
     }
+}
+
+/// Time on a CPU and time runnable but waiting for one, summed over the
+/// process's threads (/proc/PID/task/*/schedstat); `None` when the
+/// kernel does not say.
+pub fn sched_times(pid: u32) -> Option<SchedTimes> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = SchedTimes::default();
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        if let (Some(Some(on_cpu)), Some(Some(waiting))) = (fields.next(), fields.next()) {
+            total.on_cpu += Duration::from_nanos(on_cpu);
+            total.waiting += Duration::from_nanos(waiting);
+        }
+    }
+    Some(total)
+}
+
+/// CPU time the whole machine has spent busy (all processes, all CPUs)
+/// since boot, from /proc/stat; `None` when it cannot be read. Beside the
+/// members' own CPU time it shows what else ran during a measurement.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...; /proc/stat
+    // counts in USER_HZ, which is 100 on Linux whatever the kernel's HZ.
+    let all: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some(Duration::from_millis((all - idle) * 10))
+}
+
+/// What [`sched_times`] reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchedTimes {
+    /// Running on a CPU.
+    pub on_cpu: Duration,
+    /// Runnable, waiting for a CPU.
+    pub waiting: Duration,
 }
 
 /// The port in a `Listening on: 0.0.0.0:PORT` line.

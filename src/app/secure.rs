@@ -45,7 +45,7 @@ const FETCH_RETRY: Duration = Duration::from_secs(1);
 const MAX_PENDING_LINES: usize = 10_000;
 
 /// At most one hello per room in this time, however many members arrive.
-const HELLO_INTERVAL: Duration = Duration::from_millis(500);
+const HELLO_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a member's join waits for its nick before it is shown.
 const ANNOUNCE_WAIT: Duration = Duration::from_millis(1500);
@@ -155,7 +155,7 @@ pub(super) async fn run(
                 DialTarget::Multiaddr(addr) => net::parse_multiaddr(addr)?,
             };
             let peer = tokio::select! {
-                peer = room.client.dial(&addr) => peer?,
+                peer = dial_with_retries(&room.client, &addr) => peer?,
                 _ = chat.stopped() => return Ok(()),
             };
             if let Some(expected) = &room.secure.expect {
@@ -231,6 +231,26 @@ fn serve_fetches(client: &mut Client, recent: Arc<Mutex<Recent>>) -> Result<(), 
         }
     });
     Ok(())
+}
+
+/// Connection attempts when a member is busy with other handshakes.
+const DIAL_ATTEMPTS: u32 = 4;
+
+/// Connects, trying again (after 0.5, 1, 2 s) when the handshake failed,
+/// which is what a member at its limit of handshakes in progress looks
+/// like (many peers joining at once); a refused connection is final.
+async fn dial_with_retries(client: &Client, addr: &Multiaddr) -> Result<PeerId, net::Error> {
+    let mut wait = Duration::from_millis(500);
+    for _ in 1..DIAL_ATTEMPTS {
+        match client.dial(addr).await {
+            Err(net::Error::Dial { cause, .. }) if cause.contains("handshake") => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    client.dial(addr).await
 }
 
 /// Accepts direct-message streams and hands their messages on.
@@ -747,6 +767,14 @@ impl RoomChat {
                 let mut members = roster.iter();
                 match (members.next(), members.next()) {
                     (Some((peer, _)), None) => peer.parse().map_err(|_| "unknown peer".into()),
+                    // The peer we connected to, before it shows in the room.
+                    (None, _)
+                        if self
+                            .first_peer
+                            .is_some_and(|p| self.introduced.contains(&p)) =>
+                    {
+                        self.first_peer.ok_or_else(|| "no one else is here".into())
+                    }
                     (None, _) => Err("no one else is here".into()),
                     _ => Err("there are several members here: name one".into()),
                 }

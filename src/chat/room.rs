@@ -271,6 +271,9 @@ pub struct Ordering {
 
 #[derive(Debug, Default)]
 struct Author {
+    /// The first sequence number shown: lines before it that arrive later
+    /// (reordered on the way) are still new.
+    floor: u64,
     /// The next sequence number to show.
     next: u64,
     /// Batches that arrived early, by first sequence number.
@@ -292,12 +295,24 @@ impl Ordering {
             .authors
             .entry((author.to_owned(), session))
             .or_insert_with(|| Author {
+                floor: first,
                 next: first,
                 held: BTreeMap::new(),
             });
         let count = texts.len() as u64;
         let end = first.saturating_add(count);
-        if end <= state.next || count == 0 {
+        if count == 0 {
+            return Delivery::Duplicate;
+        }
+        if first < state.floor {
+            // Earlier than anything shown: it was overtaken on the way.
+            // Show the part before the first line shown, once.
+            let below = (state.floor.min(end) - first) as usize;
+            texts.truncate(below);
+            state.floor = first;
+            return Delivery::Show(texts);
+        }
+        if end <= state.next {
             return Delivery::Duplicate;
         }
         if first > state.next {
@@ -571,6 +586,24 @@ mod tests {
             Delivery::Show(texts(&["2", "3", "4", "5"]))
         );
         assert!(!order.has_gap("a", 1));
+    }
+
+    #[test]
+    fn a_batch_overtaken_on_the_way_is_still_shown_once() {
+        let mut order = Ordering::default();
+        assert_eq!(
+            order.accept("a", 1, 3, texts(&["3"])),
+            Delivery::Show(texts(&["3"]))
+        );
+        assert_eq!(
+            order.accept("a", 1, 1, texts(&["1", "2", "3"])),
+            Delivery::Show(texts(&["1", "2"]))
+        );
+        assert_eq!(
+            order.accept("a", 1, 1, texts(&["1", "2"])),
+            Delivery::Duplicate
+        );
+        assert_eq!(order.accept("a", 1, 2, texts(&["2"])), Delivery::Duplicate);
     }
 
     #[test]

@@ -17,9 +17,9 @@ use libp2p::{connection_limits, gossipsub, mdns, ping};
 use super::room_frame;
 
 /// Connections still in their handshake, from others.
-pub const MAX_PENDING_INCOMING: u32 = 16;
+pub const MAX_PENDING_INCOMING: u32 = 64;
 /// Connections of ours still in their handshake.
-pub const MAX_PENDING_OUTGOING: u32 = 16;
+pub const MAX_PENDING_OUTGOING: u32 = 64;
 /// Established connections, all peers together.
 pub const MAX_ESTABLISHED: u32 = 64;
 /// Established connections to one peer.
@@ -89,10 +89,13 @@ impl Behaviour {
             config,
         )
         .map_err(|e| e.to_owned())?;
-        gossipsub.with_peer_score(
-            gossipsub::PeerScoreParams::default(),
-            gossipsub::PeerScoreThresholds::default(),
-        )?;
+        // No penalty for many peers on one address: a LAN behind one NAT,
+        // or several members on one host, is normal for a chat.
+        let score = gossipsub::PeerScoreParams {
+            ip_colocation_factor_weight: 0.0,
+            ..Default::default()
+        };
+        gossipsub.with_peer_score(score, gossipsub::PeerScoreThresholds::default())?;
         let mdns = if use_mdns {
             let local = keypair.public().to_peer_id();
             Some(
