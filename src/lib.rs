@@ -34,9 +34,13 @@
 //!   what a user sees: every status line is written in
 //!   [`Event::render`](chat::Event::render).
 //! - [`classic`]: the plain-protocol engine (TCP, one line per message).
-//! - [`net`]: the secure engine on rust-libp2p (Noise, Yamux, our chat
-//!   stream protocol in [`net::frame`]); one task owns the swarm, the rest
-//!   holds a [`net::Client`].
+//! - [`net`]: the secure engine on rust-libp2p (Noise, Yamux, gossipsub
+//!   rooms with the wire format in [`net::room_frame`], mDNS, the direct
+//!   message stream protocol in [`net::frame`], fetching missed lines in
+//!   [`net::fetch`]); one task owns the swarm, the rest holds a
+//!   [`net::Client`].
+//! - [`chat::room`]: rooms, members, display names, per-author ordering
+//!   and gap detection, recent lines, as pure logic.
 //! - [`identity`]: our key on disk, fingerprints of peer IDs.
 //! - [`store`]: what is remembered between runs (known and trusted peers).
 //! - [`app`]: runs a chat between a front end and an engine; the only place
