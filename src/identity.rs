@@ -179,10 +179,8 @@ impl Identity {
             path: path.to_owned(),
             source,
         };
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(read_error(e)),
+        let Some(file) = open_if_exists(path).map_err(read_error)? else {
+            return Ok(None);
         };
         let metadata = file.metadata().map_err(read_error)?;
         if !metadata.is_file() {
@@ -243,6 +241,15 @@ impl Identity {
     /// Our fingerprint, `XXXX XXXX XXXX XXXX`, for people to compare.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.public_key)
+    }
+}
+
+/// Opens a file of the data directory; `None` when it does not exist yet.
+pub(crate) fn open_if_exists(path: &Path) -> io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -37,12 +37,7 @@ fn member(nick: &str, via: Option<u16>) -> (Member, u16) {
         args.extend_from_slice(&["--connect", target]);
     }
     let mut peer = Peer::start(&args);
-    let line = peer.expect_prefix("Listening on: 0.0.0.0:");
-    let port = line
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let port = common::port_of(&peer.expect_prefix("Listening on: 0.0.0.0:"));
     (
         Member {
             peer,

@@ -453,18 +453,19 @@ impl RoomChat {
 
     /// Handles typed lines: commands act, text is published in batches.
     async fn on_input(&mut self, events: &mpsc::Sender<Event>, lines: Vec<String>) -> bool {
-        let mut batch: Vec<String> = Vec::new();
-        let mut batch_bytes = 0;
+        // Text between commands goes out together, in batches.
+        let mut run: Vec<String> = Vec::new();
         for line in lines {
             let text = match command::parse(&line) {
                 Input::Text(text) => text.to_owned(),
                 Input::Quit => {
-                    self.publish_lines(events, std::mem::take(&mut batch)).await;
+                    self.publish_in_batches(events, std::mem::take(&mut run))
+                        .await;
                     return false;
                 }
                 other => {
-                    self.publish_lines(events, std::mem::take(&mut batch)).await;
-                    batch_bytes = 0;
+                    self.publish_in_batches(events, std::mem::take(&mut run))
+                        .await;
                     let reply = self.on_command(other).await;
                     if let Some(event) = reply {
                         if events.send(event).await.is_err() {
@@ -482,17 +483,29 @@ impl RoomChat {
                 }
                 continue;
             }
-            // A batch stays within its size, unless one line alone is
-            // bigger (a room message holds a batch or one long line).
-            if !batch.is_empty() && batch_bytes + text.len() > self.client.batch_bytes() {
+            run.push(text);
+        }
+        self.publish_in_batches(events, run).await;
+        true
+    }
+
+    /// Publishes lines in batches of at most [`BATCH_LINES`] lines and the
+    /// client's batch size in bytes, unless one line alone is bigger (a
+    /// room message holds a batch or one long line).
+    async fn publish_in_batches(&mut self, events: &mpsc::Sender<Event>, texts: Vec<String>) {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for text in texts {
+            if !batch.is_empty()
+                && (bytes + text.len() > self.client.batch_bytes() || batch.len() >= BATCH_LINES)
+            {
                 self.publish_lines(events, std::mem::take(&mut batch)).await;
-                batch_bytes = 0;
+                bytes = 0;
             }
-            batch_bytes += text.len();
+            bytes += text.len();
             batch.push(text);
         }
         self.publish_lines(events, batch).await;
-        true
     }
 
     /// Publishes lines to the current room, or keeps them while alone.
@@ -1228,15 +1241,16 @@ impl RoomChat {
         nick: Option<Option<String>>,
     ) -> bool {
         let key = peer.to_string();
-        let impostor = match nick.as_ref().and_then(|n| n.as_deref()) {
-            Some(nick) => self.is_impostor(nick, &peer),
-            None => false,
-        };
-        if let Some(Some(nick)) = &nick {
-            if impostor && self.warned.insert((nick.clone(), peer)) {
+        let trusted_owner = nick
+            .as_ref()
+            .and_then(|n| n.as_deref())
+            .and_then(|nick| self.trusted_owner(nick, &peer));
+        let impostor = trusted_owner.is_some();
+        if let (Some(Some(nick)), Some(previous)) = (&nick, trusted_owner) {
+            if self.warned.insert((nick.clone(), peer)) {
                 let warning = Event::KeyChanged {
                     label: format!("the nick {nick}"),
-                    previous: self.trusted_for(nick).unwrap_or_default(),
+                    previous: previous.to_string(),
                     now: peer.to_string(),
                 };
                 if events.send(warning).await.is_err() {
@@ -1310,20 +1324,7 @@ impl RoomChat {
                 }
             }
             let pending = std::mem::take(&mut self.pending);
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            for text in pending {
-                if !batch.is_empty()
-                    && (bytes + text.len() > self.client.batch_bytes()
-                        || batch.len() >= BATCH_LINES)
-                {
-                    self.publish_lines(events, std::mem::take(&mut batch)).await;
-                    bytes = 0;
-                }
-                bytes += text.len();
-                batch.push(text);
-            }
-            self.publish_lines(events, batch).await;
+            self.publish_in_batches(events, pending).await;
         }
         true
     }
@@ -1374,24 +1375,14 @@ impl RoomChat {
         }
     }
 
-    fn is_impostor(&self, nick: &str, peer: &PeerId) -> bool {
-        matches!(
-            self.secure.known.check(Some(&name_label(nick)), peer),
+    /// The peer the user trusted for `nick`, when `peer` is another one.
+    fn trusted_owner(&self, nick: &str, peer: &PeerId) -> Option<PeerId> {
+        match self.secure.known.check(Some(&name_label(nick)), peer) {
             Check::Changed {
+                previous,
                 was_trusted: true,
                 ..
-            }
-        )
-    }
-
-    fn trusted_for(&self, nick: &str) -> Option<String> {
-        // The known-peers store answers "changed from": ask it with a
-        // throwaway ID to learn the bound one.
-        let probe = libp2p::identity::Keypair::generate_ed25519()
-            .public()
-            .to_peer_id();
-        match self.secure.known.check(Some(&name_label(nick)), &probe) {
-            Check::Changed { previous, .. } => Some(previous.to_string()),
+            } => Some(previous),
             _ => None,
         }
     }

@@ -433,6 +433,19 @@ impl EventLoop {
         }
     }
 
+    /// Tells gossipsub what to do with a message held for validation.
+    fn judge(
+        &mut self,
+        id: &gossipsub::MessageId,
+        source: &PeerId,
+        acceptance: gossipsub::MessageAcceptance,
+    ) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, source, acceptance);
+    }
+
     /// Checks a room message and tells gossipsub whether to pass it on.
     fn on_room_message(
         &mut self,
@@ -440,27 +453,15 @@ impl EventLoop {
         id: gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
         let (Some(author), Some(room)) = (message.source, room_frame::room_of(&message.topic))
         else {
-            gossipsub.report_message_validation_result(
-                &id,
-                &source,
-                gossipsub::MessageAcceptance::Reject,
-            );
+            self.judge(&id, &source, gossipsub::MessageAcceptance::Reject);
             return;
         };
         match self.rates.entry(author).or_default().take() {
             Admit::Yes => {}
             admit => {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(
-                        &id,
-                        &source,
-                        gossipsub::MessageAcceptance::Ignore,
-                    );
+                self.judge(&id, &source, gossipsub::MessageAcceptance::Ignore);
                 match admit {
                     Admit::FirstDrop => {
                         self.emit(NetEvent::Throttled { peer: author });
@@ -480,22 +481,12 @@ impl EventLoop {
             Ok(frame) => frame,
             Err(_) => {
                 // Lowers the score of the peer that passed it on.
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(
-                        &id,
-                        &source,
-                        gossipsub::MessageAcceptance::Reject,
-                    );
+                self.judge(&id, &source, gossipsub::MessageAcceptance::Reject);
                 self.emit(NetEvent::Rejected { peer: author });
                 return;
             }
         };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(&id, &source, gossipsub::MessageAcceptance::Accept);
+        self.judge(&id, &source, gossipsub::MessageAcceptance::Accept);
         self.emit(NetEvent::Room {
             room,
             author,

@@ -20,7 +20,6 @@
 //! own copy in memory, and the last to write wins.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,7 +28,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use crate::identity::{create_private_dir, write_private_file, Replace};
+use crate::identity::{create_private_dir, open_if_exists, write_private_file, Replace};
 
 /// The name of the file inside the data directory.
 pub const KNOWN_PEERS_FILE: &str = "known_peers.json";
@@ -348,10 +347,8 @@ fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, Error> {
         path: path.to_owned(),
         source,
     };
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(read_error(e)),
+    let Some(file) = open_if_exists(path).map_err(read_error)? else {
+        return Ok(None);
     };
     let mut bytes = Vec::new();
     file.take(MAX_FILE_LEN + 1)
@@ -632,7 +629,7 @@ mod tests {
     fn a_file_over_the_limit_is_refused_unread() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KNOWN_PEERS_FILE);
-        let file = File::create(&path).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
         file.set_len(MAX_FILE_LEN + 1).unwrap();
         let err = KnownPeers::open(dir.path()).unwrap_err();
         assert!(

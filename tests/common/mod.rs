@@ -83,12 +83,7 @@ impl Peer {
         let mut args = vec!["--plain", "--listen", "0"];
         args.extend_from_slice(extra);
         let mut peer = Peer::start(&args);
-        let line = peer.expect_prefix("Listening on: 0.0.0.0:");
-        let port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port in the Listening line");
+        let port = port_of(&peer.expect_prefix("Listening on: 0.0.0.0:"));
         peer.expect_line("Waiting for peer to connect...");
         (peer, port)
     }
@@ -111,12 +106,7 @@ impl Peer {
         args.extend_from_slice(extra);
         let mut peer = Peer::start(&args);
         let own = peer.expect_prefix("Your identity: ");
-        let line = peer.expect_prefix("Listening on: 0.0.0.0:");
-        let port = line
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port in the Listening line");
+        let port = port_of(&peer.expect_prefix("Listening on: 0.0.0.0:"));
         peer.expect_line("Waiting for peer to connect...");
         (peer, port, peer_id_of(&own))
     }
@@ -342,6 +332,14 @@ fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// The port in a `Listening on: 0.0.0.0:PORT` line.
+pub fn port_of(line: &str) -> u16 {
+    line.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port in the Listening line")
 }
 
 /// The peer ID in a `Your identity: ID (fingerprint ...)` or
