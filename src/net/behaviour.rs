@@ -31,6 +31,11 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(4);
 /// row close the connection, so a dead peer is found within about 20 s.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often mDNS asks the LAN who is there. The default (5 minutes)
+/// means a first query lost while an interface comes up finds nobody for
+/// minutes; a multicast packet every few seconds costs nothing.
+pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Gossipsub's heartbeat: how often meshes are repaired.
 pub const HEARTBEAT: Duration = Duration::from_millis(700);
 
@@ -99,8 +104,14 @@ impl Behaviour {
         let mdns = if use_mdns {
             let local = keypair.public().to_peer_id();
             Some(
-                mdns::tokio::Behaviour::new(mdns::Config::default(), local)
-                    .map_err(|e| format!("mDNS: {e}"))?,
+                mdns::tokio::Behaviour::new(
+                    mdns::Config {
+                        query_interval: MDNS_QUERY_INTERVAL,
+                        ..Default::default()
+                    },
+                    local,
+                )
+                .map_err(|e| format!("mDNS: {e}"))?,
             )
         } else {
             None
