@@ -44,16 +44,27 @@ const FETCH_RETRY: Duration = Duration::from_secs(1);
 /// and sent when someone arrives.
 const MAX_PENDING_LINES: usize = 10_000;
 
-/// At most one hello per room in this time, however many members arrive.
-const HELLO_INTERVAL: Duration = Duration::from_millis(100);
+/// At most one hello per room in this time, however many members arrive:
+/// a newcomer is answered once the interval since our last hello has
+/// passed, together with every other newcomer of that interval. In a room
+/// that forms quickly (dozens of members within a second) each hello is
+/// checked by every member, so answering each arrival on its own would
+/// cost more than everything said.
+const HELLO_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long a member's join waits for its nick before it is shown.
 const ANNOUNCE_WAIT: Duration = Duration::from_millis(1500);
 
-/// Every member says hello this often, so members that missed one (a
-/// message lost, a member that joined through another) still learn of
-/// each other and connect.
+/// Every member says hello this often (plus [`HELLO_PERIOD_PER_MEMBER`]),
+/// so members that missed one (a message lost, a member that joined
+/// through another) still learn of each other and connect, and a lost last
+/// batch is noticed.
 const HELLO_PERIOD: Duration = Duration::from_secs(4);
+
+/// What each other member of the biggest room adds to [`HELLO_PERIOD`]:
+/// every hello is checked by every member, so a room's hellos cost it the
+/// square of its size; this keeps the cost of a quiet room near linear.
+const HELLO_PERIOD_PER_MEMBER: Duration = Duration::from_millis(150);
 
 /// Fetch answers waiting to be handled.
 const FETCHED_QUEUE: usize = 64;
@@ -66,6 +77,16 @@ const DIRECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Lines in one published batch at most.
 const BATCH_LINES: usize = 4096;
+
+/// Rooms with at least this many other members gather a sender's burst
+/// into batches (see `RoomChat::coalesce_window`).
+const COALESCE_FROM_MEMBERS: usize = 8;
+
+/// The wait between one sender's publishes, per other member of the room.
+const COALESCE_PER_MEMBER: Duration = Duration::from_micros(300);
+
+/// The longest wait between one sender's publishes.
+const MAX_COALESCE: Duration = Duration::from_millis(20);
 
 /// Lines of an author that are missing and asked for.
 struct Gap {
@@ -291,6 +312,8 @@ struct RoomChat {
     next_seq: HashMap<String, u64>,
     hello_seq: u64,
     last_hello: HashMap<String, Instant>,
+    /// Rooms with a newcomer not yet greeted, and when to greet it.
+    hello_due: HashMap<String, Instant>,
     rooms: BTreeMap<String, Roster>,
     current: Option<String>,
     order: Ordering,
@@ -339,6 +362,7 @@ impl RoomChat {
             next_seq: HashMap::new(),
             hello_seq: 0,
             last_hello: HashMap::new(),
+            hello_due: HashMap::new(),
             rooms: BTreeMap::new(),
             current: None,
             order: Ordering::default(),
@@ -376,15 +400,26 @@ impl RoomChat {
         let shutdown = &mut *chat.shutdown;
         let commands = &mut *chat.commands;
         let events = chat.events;
-        let mut hellos = tokio::time::interval(HELLO_PERIOD);
-        hellos.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Lines typed and not yet sent, and when they will be (see
+        // `coalesce_window`).
+        let mut typed: Vec<String> = Vec::new();
+        let mut flush_at: Option<Instant> = None;
+        let mut last_flush = Instant::now();
+        let mut next_hello = Instant::now() + HELLO_PERIOD;
         loop {
             let gap_deadline = self
                 .gaps
                 .values()
                 .map(|gap| gap.retry.min(gap.give_up))
                 .chain(self.unannounced.values().copied())
+                .chain(self.hello_due.values().copied())
                 .min();
+            let flush_timer = async {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let gap_timer = async {
                 match gap_deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -393,25 +428,43 @@ impl RoomChat {
             };
             tokio::select! {
                 _ = stopped(shutdown) => return,
-                command = commands.recv() => match command {
+                command = commands.recv(), if typed.len() < BATCH_LINES => match command {
                     Some(Command::Send(line)) => {
-                        let mut lines = vec![line];
-                        while lines.len() < BATCH_LINES {
+                        typed.push(line);
+                        while typed.len() < BATCH_LINES {
                             match commands.try_recv() {
-                                Ok(Command::Send(line)) => lines.push(line),
+                                Ok(Command::Send(line)) => typed.push(line),
                                 Err(_) => break,
                             }
                         }
-                        if !self.on_input(events, lines).await {
-                            return;
+                        let now = Instant::now();
+                        let due = last_flush + self.coalesce_window();
+                        if typed.len() >= BATCH_LINES || now >= due {
+                            flush_at = None;
+                            last_flush = now;
+                            if !self.on_input(events, std::mem::take(&mut typed)).await {
+                                return;
+                            }
+                        } else {
+                            flush_at.get_or_insert(due);
                         }
                     }
                     None => {
+                        if !typed.is_empty() && !self.on_input(events, std::mem::take(&mut typed)).await {
+                            return;
+                        }
                         // Everything typed went out; let it travel, then end.
                         tokio::time::sleep(LINGER).await;
                         return;
                     }
                 },
+                () = flush_timer => {
+                    flush_at = None;
+                    last_flush = Instant::now();
+                    if !self.on_input(events, std::mem::take(&mut typed)).await {
+                        return;
+                    }
+                }
                 event = net_events.recv() => match event {
                     Some(event) => {
                         if !self.on_net_event(events, event).await {
@@ -435,8 +488,10 @@ impl RoomChat {
                     if !self.give_up_gaps(events).await || !self.announce_due(events).await {
                         return;
                     }
+                    self.greet_due().await;
                 }
-                _ = hellos.tick() => {
+                () = tokio::time::sleep_until(next_hello.into()) => {
+                    next_hello = Instant::now() + self.hello_period();
                     let rooms: Vec<String> = self
                         .rooms
                         .iter()
@@ -444,10 +499,30 @@ impl RoomChat {
                         .map(|(room, _)| room.clone())
                         .collect();
                     for room in rooms {
-                        self.hello(&room, true).await;
+                        self.hello(&room).await;
                     }
                 }
             }
+        }
+    }
+
+    /// How long after one publish the next waits, gathering what is typed
+    /// meanwhile into one batch. Every room message costs every member a
+    /// signature check (and a few copies of it arrive), so a sender's
+    /// burst of single lines costs a big room far more than the same lines
+    /// in a few batches. The first line after a pause goes out at once; a
+    /// person never types two lines this close together, so only pipes
+    /// and pastes wait. Rooms of a few members do not wait at all.
+    fn coalesce_window(&self) -> Duration {
+        let members = self
+            .current
+            .as_ref()
+            .and_then(|room| self.rooms.get(room))
+            .map_or(0, Roster::len);
+        if members < COALESCE_FROM_MEMBERS {
+            Duration::ZERO
+        } else {
+            (COALESCE_PER_MEMBER * members as u32).min(MAX_COALESCE)
         }
     }
 
@@ -577,16 +652,9 @@ impl RoomChat {
     }
 
     /// Says hello in a room: our nick and addresses.
-    async fn hello(&mut self, room: &str, force: bool) {
+    async fn hello(&mut self, room: &str) {
         let now = Instant::now();
-        if !force
-            && self
-                .last_hello
-                .get(room)
-                .is_some_and(|at| now.duration_since(*at) < HELLO_INTERVAL)
-        {
-            return;
-        }
+        self.hello_due.remove(room);
         self.last_hello.insert(room.to_owned(), now);
         self.hello_seq += 1;
         let addrs = self
@@ -610,6 +678,37 @@ impl RoomChat {
         let _ = self.client.publish(room, &frame).await;
     }
 
+    /// How long until the next periodic hello: longer in bigger rooms.
+    fn hello_period(&self) -> Duration {
+        let members = self.rooms.values().map(Roster::len).max().unwrap_or(0);
+        HELLO_PERIOD + HELLO_PERIOD_PER_MEMBER * members.min(1000) as u32
+    }
+
+    /// Schedules a hello for a newcomer of `room`: now if we have been
+    /// quiet for [`HELLO_INTERVAL`], else when it has passed.
+    fn greet_soon(&mut self, room: &str) {
+        let now = Instant::now();
+        let at = self
+            .last_hello
+            .get(room)
+            .map_or(now, |last| (*last + HELLO_INTERVAL).max(now));
+        self.hello_due.entry(room.to_owned()).or_insert(at);
+    }
+
+    /// Says the hellos that are due.
+    async fn greet_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .hello_due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(room, _)| room.clone())
+            .collect();
+        for room in due {
+            self.hello(&room).await;
+        }
+    }
+
     async fn on_command(&mut self, input: Input<'_>) -> Option<Event> {
         let info = |text: String| Some(Event::Info(text));
         match input {
@@ -625,7 +724,7 @@ impl RoomChat {
                 self.secure.nick = Some(nick.to_owned());
                 let rooms: Vec<String> = self.rooms.keys().cloned().collect();
                 for room in rooms {
-                    self.hello(&room, true).await;
+                    self.hello(&room).await;
                 }
                 info(format!("You are now known as {nick}"))
             }
@@ -636,7 +735,7 @@ impl RoomChat {
                 if self.join(room).await.is_err() {
                     return info("the network engine has stopped".into());
                 }
-                self.hello(room, true).await;
+                self.hello(room).await;
                 let members = self.rooms.get(room).map_or(0, Roster::len);
                 info(format!("Now in #{room} ({members} other member(s))"))
             }
@@ -926,10 +1025,16 @@ impl RoomChat {
                 if !self.rooms.contains_key(&room) {
                     return true;
                 }
+                let newcomer = !self
+                    .rooms
+                    .get(&room)
+                    .is_some_and(|r| r.contains(&peer.to_string()));
                 if !self.member_joined(events, &room, peer, None).await {
                     return false;
                 }
-                self.hello(&room, false).await;
+                if newcomer {
+                    self.greet_soon(&room);
+                }
                 true
             }
             NetEvent::Unsubscribed { peer, room } => {
@@ -1000,6 +1105,10 @@ impl RoomChat {
                     if next > expected {
                         self.wait_for_gap(&room, author, via, frame.session, expected, next - 1);
                     }
+                }
+                let newcomer = !self.rooms.get(&room).is_some_and(|r| r.contains(&key));
+                if newcomer {
+                    self.greet_soon(&room);
                 }
                 self.member_joined(events, &room, author, Some(nick)).await
             }

@@ -14,6 +14,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{connection_limits, gossipsub, mdns, ping};
 
+use super::address_book::AddressBook;
 use super::room_frame;
 
 /// Connections still in their handshake, from others.
@@ -50,6 +51,7 @@ const INVALID_MESSAGE_WEIGHT: f64 = -100.0;
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     limits: connection_limits::Behaviour,
+    pub(super) addresses: AddressBook,
     pub(super) ping: ping::Behaviour,
     pub(super) stream: libp2p_stream::Behaviour,
     pub(super) gossipsub: gossipsub::Behaviour,
@@ -87,6 +89,12 @@ impl Behaviour {
             // Publishes wait in a queue as long as the app waits for a
             // slow member before dropping it.
             .publish_queue_duration(Duration::from_secs(30))
+            // Chat messages are small, and each copy received costs a
+            // signature check: tell the mesh at once which we have (and
+            // that a message we publish need not come back), so fewer
+            // copies are sent. The default does this only above 1 KB.
+            .idontwant_message_size_threshold(0)
+            .idontwant_on_publish(true)
             .build()
             .map_err(|e| e.to_string())?;
         let mut gossipsub: gossipsub::Behaviour = gossipsub::Behaviour::new(
@@ -123,6 +131,7 @@ impl Behaviour {
             .with_max_established_per_peer(Some(MAX_ESTABLISHED_PER_PEER));
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
+            addresses: AddressBook::default(),
             ping: ping::Behaviour::new(
                 ping::Config::new()
                     .with_interval(PING_INTERVAL)

@@ -385,9 +385,14 @@ impl EventLoop {
                 }
             }
             Request::Introduce { peer, addrs } => {
-                if peer != *self.swarm.local_peer_id()
-                    && !self.swarm.is_connected(&peer)
-                    && !self.banned.contains(&peer)
+                if peer == *self.swarm.local_peer_id() || self.banned.contains(&peer) {
+                    return;
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .addresses
+                    .add(peer, addrs.iter().cloned());
+                if !self.swarm.is_connected(&peer)
                     && self.swarm.connected_peers().count() < MAX_INTRODUCED
                 {
                     let opts = DialOpts::peer_id(peer)
@@ -703,8 +708,9 @@ fn describe_upgrade(error: &std::io::Error) -> String {
 
 /// Peers we connect to on our own (peer exchange, mDNS) only while we have
 /// fewer connections than this; the rest of a big room is reached through
-/// gossipsub's mesh.
-const MAX_INTRODUCED: usize = 40;
+/// gossipsub's mesh (which keeps about six peers per member), and directly
+/// by the address book when a direct message or a fetch is for them.
+const MAX_INTRODUCED: usize = 8;
 
 /// Room messages (batches of lines) a peer may author per second,
 /// sustained. Our own program sends at most a few hundred a second however

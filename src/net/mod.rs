@@ -8,6 +8,7 @@
 //! The swarm lives in one task ([`event_loop`]); everything else talks to
 //! it through a [`Client`]. This module imports `chat` and no other engine.
 
+mod address_book;
 mod behaviour;
 mod client;
 mod event_loop;
