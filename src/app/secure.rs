@@ -1101,10 +1101,12 @@ impl RoomChat {
                 }
                 // Lines of it we never saw the end of: fetch them.
                 let order_key = format!("{key}/{room}");
-                if let Some(expected) = self.order.next(&order_key, frame.session) {
-                    if next > expected {
+                match self.order.next(&order_key, frame.session) {
+                    Some(expected) if next > expected => {
                         self.wait_for_gap(&room, author, via, frame.session, expected, next - 1);
                     }
+                    Some(_) => {}
+                    None => self.order.start_at(&order_key, frame.session, next),
                 }
                 let newcomer = !self.rooms.get(&room).is_some_and(|r| r.contains(&key));
                 if newcomer {

@@ -345,6 +345,20 @@ impl Ordering {
         Delivery::Show(texts)
     }
 
+    /// Sets where `author`'s session starts for us when nothing of it was
+    /// seen yet: its hello says which line comes next, so a batch that
+    /// overtakes an earlier one on the way is held for it rather than
+    /// taken as the start. Does nothing once the session is known.
+    pub fn start_at(&mut self, author: &str, session: u64, next: u64) {
+        self.authors
+            .entry((author.to_owned(), session))
+            .or_insert_with(|| Author {
+                floor: next,
+                next,
+                held: BTreeMap::new(),
+            });
+    }
+
     /// Gives up waiting for a gap: shows what was held from `author`'s
     /// session, in order, and returns it with the number of messages that
     /// never came.
@@ -652,5 +666,22 @@ mod tests {
         assert_eq!(roster.rename("x", None, false), Some(Some("alice".into())));
         assert_eq!(roster.display("x"), "Peer");
         assert_eq!(roster.find("Peer-ABCD"), vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn a_hello_sets_the_start_so_an_overtaking_batch_waits() {
+        let mut order = Ordering::default();
+        order.start_at("a", 1, 10);
+        assert_eq!(
+            order.accept("a", 1, 12, vec!["m12".into()]),
+            Delivery::Gap { from: 10, to: 11 }
+        );
+        assert_eq!(
+            order.accept("a", 1, 10, vec!["m10".into(), "m11".into()]),
+            Delivery::Show(vec!["m10".into(), "m11".into(), "m12".into()])
+        );
+        // Known sessions are not moved.
+        order.start_at("a", 1, 99);
+        assert_eq!(order.next("a", 1), Some(13));
     }
 }
