@@ -73,6 +73,15 @@ pub struct Args {
     #[arg(long)]
     pub no_mdns: bool,
 
+    /// Keep no history on disk: messages live in memory for this run only.
+    #[arg(long)]
+    pub no_history: bool,
+
+    /// How far back, in hours, room members reconcile what they hold when
+    /// they meet again.
+    #[arg(long, value_name = "HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=87_600))]
+    pub sync_window: u32,
+
     /// Where the identity key and known peers are kept (default: the
     /// platform's data directory).
     #[arg(long, value_name = "DIR", global = true)]
@@ -102,11 +111,30 @@ impl Args {
 }
 
 /// Subcommands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum Subcommand {
     /// Print our peer ID and fingerprint (creating the identity on first
     /// use) and exit.
     Id,
+    /// Print the stored history and exit (works while a chat runs).
+    History(HistoryArgs),
+}
+
+/// `rust-p2p-chat history`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct HistoryArgs {
+    /// Only this room.
+    #[arg(long, value_name = "NAME", conflicts_with = "peer")]
+    pub room: Option<String>,
+    /// Only messages with this peer (its peer ID, or HOST:PORT in plain mode).
+    #[arg(long, value_name = "ID")]
+    pub peer: Option<String>,
+    /// The last N messages.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_room(value: &str) -> Result<String, String> {

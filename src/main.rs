@@ -10,9 +10,9 @@ use clap::Parser;
 use tokio::sync::mpsc;
 
 use rust_p2p_chat::app::{self, Options, Protocol, Shutdown};
-use rust_p2p_chat::cli::{prompt_role, Args, PromptError, Subcommand};
+use rust_p2p_chat::cli::{prompt_role, Args, HistoryArgs, PromptError, Subcommand};
 use rust_p2p_chat::identity::{self, Identity};
-use rust_p2p_chat::store::KnownPeers;
+use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Store};
 use rust_p2p_chat::ui::{pipe, terminal, Style};
 
 fn main() -> ExitCode {
@@ -21,11 +21,20 @@ fn main() -> ExitCode {
         eprintln!("error: --plain cannot listen and connect at once: give --listen or --connect");
         return ExitCode::from(2);
     }
-    if args.command == Some(Subcommand::Id) {
-        return match show_identity(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
-        };
+    match &args.command {
+        Some(Subcommand::Id) => {
+            return match show_identity(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Some(Subcommand::History(history)) => {
+            return match show_history(&args, history) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        None => {}
     }
     let role = match args.role() {
         Some(role) => role,
@@ -41,11 +50,14 @@ fn main() -> ExitCode {
             }
         }
     };
-    let protocol = if args.plain {
-        Protocol::Plain
+    let (protocol, _lock) = if args.plain {
+        match plain_store(&args) {
+            Ok(store) => (Protocol::Plain(store), None),
+            Err(e) => return fail(e),
+        }
     } else {
         match secure_protocol(&args) {
-            Ok(protocol) => protocol,
+            Ok((protocol, lock)) => (protocol, Some(lock)),
             Err(e) => return fail(e),
         }
     };
@@ -69,18 +81,100 @@ fn data_dir(args: &Args) -> anyhow::Result<std::path::PathBuf> {
     }
 }
 
-fn secure_protocol(args: &Args) -> anyhow::Result<Protocol> {
+/// The secure protocol, and the lock that keeps a second instance off our
+/// data directory (held until we exit).
+fn secure_protocol(args: &Args) -> anyhow::Result<(Protocol, DirLock)> {
     let dir = data_dir(args)?;
+    let lock = DirLock::acquire(&dir)?;
     let identity = Identity::load_or_create(&dir)?;
     let known = KnownPeers::open(&dir)?;
-    let mut protocol = Protocol::secure(identity, known, args.room.clone());
+    let history = if args.no_history {
+        History::in_memory()?
+    } else {
+        History::open(&dir)?
+    };
+    let store = Store::spawn(history).context("could not start the history store")?;
+    let mut protocol = Protocol::secure(identity, known, args.room.clone(), store);
     if let Protocol::Secure(secure) = &mut protocol {
         secure.expect = args.expect.clone();
         secure.nick = args.name.clone();
         secure.mdns = !args.no_mdns;
         secure.also_listen = args.also_listen();
+        secure.sync_window = std::time::Duration::from_secs(u64::from(args.sync_window) * 3600);
     }
-    Ok(protocol)
+    Ok((protocol, lock))
+}
+
+/// The plain protocol's store: the data directory's history, shared with
+/// other plain chats (it has no identity to guard), or none.
+fn plain_store(args: &Args) -> anyhow::Result<Option<Store>> {
+    if args.no_history {
+        return Ok(None);
+    }
+    let history = History::open(&data_dir(args)?)?;
+    Ok(Some(
+        Store::spawn(history).context("could not start the history store")?,
+    ))
+}
+
+/// `rust-p2p-chat history`: what the store holds, as text or JSON lines.
+fn show_history(args: &Args, options: &HistoryArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let history = History::open_read_only(&data_dir(args)?)?;
+    let filter = Filter {
+        room: options.room.clone(),
+        peer: options.peer.clone(),
+    };
+    let messages = history.query(&filter, options.limit)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    for message in messages {
+        if options.json {
+            let object = serde_json::json!({
+                "id": message.id,
+                "conversation": message.conversation,
+                "room": message.room,
+                "peer": message.peer,
+                "author": message.author,
+                "name": message.name,
+                "ts": rust_p2p_chat::store::rfc3339(message.ts_ms),
+                "text": message.text,
+                "status": message.status.as_str(),
+                "outgoing": message.outgoing,
+                "session": format!("{:016x}", message.session),
+                "line": message.line,
+            });
+            writeln!(out, "{object}")?;
+        } else {
+            let place = message
+                .room
+                .as_ref()
+                .map_or_else(|| message.conversation.clone(), |room| format!("#{room}"));
+            let who = if message.outgoing {
+                "you".to_owned()
+            } else {
+                message
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| message.author.clone())
+            };
+            let status = if message.outgoing {
+                format!(" [{}]", message.status.as_str())
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{} {} {}: {}{status}",
+                rust_p2p_chat::store::rfc3339(message.ts_ms),
+                rust_p2p_chat::chat::sanitize::inert(&place),
+                rust_p2p_chat::chat::sanitize::inert(&who),
+                rust_p2p_chat::chat::sanitize::inert(&message.text),
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// `rust-p2p-chat id`.

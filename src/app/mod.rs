@@ -22,13 +22,13 @@ mod secure;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::chat::{Command, DialTarget, Event, Notice, Received};
 use crate::identity::Identity;
-use crate::store::KnownPeers;
+use crate::store::{KnownPeers, Store};
 use crate::{classic, identity, net, store};
 
 pub use secure::Secure;
@@ -107,8 +107,9 @@ pub enum Role {
 
 /// Which protocol to speak.
 pub enum Protocol {
-    /// The classic plain protocol: one line per message over TCP.
-    Plain,
+    /// The classic plain protocol: one line per message over TCP, kept
+    /// in the store when one is given.
+    Plain(Option<Store>),
     /// The secure protocol on libp2p.
     Secure(Box<Secure>),
 }
@@ -116,7 +117,7 @@ pub enum Protocol {
 impl Protocol {
     /// The secure protocol with our identity and memory of peers, in
     /// `room` by default.
-    pub fn secure(identity: Identity, known: KnownPeers, room: String) -> Self {
+    pub fn secure(identity: Identity, known: KnownPeers, room: String, store: Store) -> Self {
         Protocol::Secure(Box::new(Secure {
             identity,
             known,
@@ -125,7 +126,20 @@ impl Protocol {
             room,
             mdns: true,
             also_listen: None,
+            store,
+            sync_window: DEFAULT_SYNC_WINDOW,
         }))
+    }
+}
+
+/// How far back members reconcile room history when they meet, unless
+/// told otherwise: a week.
+pub const DEFAULT_SYNC_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl Protocol {
+    /// Whether this is the plain protocol.
+    pub fn is_plain(&self) -> bool {
+        matches!(self, Protocol::Plain(_))
     }
 }
 
@@ -171,7 +185,9 @@ pub async fn run(
         shutdown: &mut shutdown,
     };
     match options.protocol {
-        Protocol::Plain => plain::run(options.role, options.max_line, &mut chat).await,
+        Protocol::Plain(store) => {
+            plain::run(options.role, options.max_line, store, &mut chat).await
+        }
         Protocol::Secure(secure) => {
             secure::run(options.role, options.max_line, *secure, &mut chat).await
         }
@@ -435,4 +451,20 @@ async fn report_failure(error: String, events: &mpsc::Sender<Event>) -> bool {
         .send(Event::Notice(Notice::ConnectionError(error)))
         .await;
     false
+}
+
+/// Milliseconds since 1970 by our clock.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A session number that differs between runs: the clock's nanoseconds
+/// mixed with the process ID. It only has to differ, not be secret.
+pub(super) fn random_session() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }

@@ -9,6 +9,14 @@ use tokio::sync::{mpsc, Semaphore};
 use super::{Chat, End, Error, Inbound, Outbound, Role, SendError};
 use crate::chat::{DialTarget, Event, Notice, Received};
 use crate::classic::{self, Incoming, Outgoing};
+use crate::store::{Batch, Status, Store};
+
+/// Writes to the store in flight at most; past that, the chat waits for
+/// the store (memory stays bounded however fast lines come).
+const MAX_WRITES_IN_FLIGHT: usize = 16;
+
+/// Lines kept back for one write at most.
+const WRITE_BATCH: usize = 4096;
 
 /// At most this many peers are being turned away at once; more are closed
 /// without the busy line.
@@ -18,7 +26,12 @@ const MAX_TURNING_AWAY: usize = 8;
 /// persistent failure does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-pub(super) async fn run(role: Role, max_line: usize, chat: &mut Chat<'_>) -> Result<(), Error> {
+pub(super) async fn run(
+    role: Role,
+    max_line: usize,
+    store: Option<Store>,
+    chat: &mut Chat<'_>,
+) -> Result<(), Error> {
     let config = classic::Config {
         max_line,
         ..classic::Config::default()
@@ -44,9 +57,13 @@ pub(super) async fn run(role: Role, max_line: usize, chat: &mut Chat<'_>) -> Res
             if !chat.show(Event::Connected).await {
                 return Ok(());
             }
-            let (mut incoming, mut outgoing) = session.split();
+            let (incoming, outgoing) = session.split();
+            let log = Log::new(store, addr.to_string());
+            let (mut incoming, mut outgoing) = log.wrap(incoming, outgoing);
             chat.run(&mut incoming, &mut outgoing, std::future::pending())
                 .await;
+            incoming.log.flush().await;
+            outgoing.log.flush().await;
             Ok(())
         }
         Role::Listen { port } => {
@@ -84,14 +101,179 @@ pub(super) async fn run(role: Role, max_line: usize, chat: &mut Chat<'_>) -> Res
                 {
                     return Ok(());
                 }
-                let (mut incoming, mut outgoing) = session.split();
+                let peer = session.peer_addr().to_string();
+                let (incoming, outgoing) = session.split();
+                let (mut incoming, mut outgoing) =
+                    Log::new(store.clone(), peer).wrap(incoming, outgoing);
                 let others = turn_away_others(&listener, chat.events);
-                match chat.run(&mut incoming, &mut outgoing, others).await {
+                let end = chat.run(&mut incoming, &mut outgoing, others).await;
+                incoming.log.flush().await;
+                outgoing.log.flush().await;
+                match end {
                     End::PeerLeft => continue,
                     End::InputClosed | End::Stopped => return Ok(()),
                 }
             }
         }
+    }
+}
+
+/// What one side of a plain chat said, on its way to the store: lines
+/// are gathered and written a batch at a time (when the input runs dry or
+/// a batch is full). Plain peers have no identity, so ids are local: this
+/// run's session, the side (`local`, or the peer's address) and a count.
+struct Log {
+    store: Option<Store>,
+    peer: String,
+    author: String,
+    outgoing: bool,
+    session: u64,
+    next_line: u64,
+    lines: Vec<String>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Log {
+    fn new(store: Option<Store>, peer: String) -> Log {
+        Log {
+            store,
+            author: peer.clone(),
+            peer,
+            outgoing: false,
+            session: super::random_session(),
+            next_line: 0,
+            lines: Vec::new(),
+            in_flight: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
+        }
+    }
+
+    /// Logs for both sides of one chat.
+    fn wrap(self, incoming: Incoming, outgoing: Outgoing) -> (Logged<Incoming>, Logged<Outgoing>) {
+        let ours = Log {
+            store: self.store.clone(),
+            peer: self.peer.clone(),
+            author: "local".into(),
+            outgoing: true,
+            session: self.session,
+            next_line: 0,
+            lines: Vec::new(),
+            in_flight: Arc::clone(&self.in_flight),
+        };
+        (
+            Logged {
+                inner: incoming,
+                log: self,
+            },
+            Logged {
+                inner: outgoing,
+                log: ours,
+            },
+        )
+    }
+
+    fn push(&mut self, text: &str) {
+        if self.store.is_some() {
+            self.lines.push(text.to_owned());
+        }
+    }
+
+    /// Writes what was gathered if a write may start now (else it waits
+    /// for the next flush).
+    fn try_flush(&mut self) {
+        if let Ok(slot) = Arc::clone(&self.in_flight).try_acquire_owned() {
+            self.write(slot);
+        }
+    }
+
+    /// Writes what was gathered. Waits only when too many writes are
+    /// already in flight.
+    async fn flush(&mut self) {
+        if self.store.is_none() || self.lines.is_empty() {
+            return;
+        }
+        let Ok(slot) = Arc::clone(&self.in_flight).acquire_owned().await else {
+            return;
+        };
+        self.write(slot);
+    }
+
+    fn write(&mut self, slot: tokio::sync::OwnedSemaphorePermit) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        let texts = std::mem::take(&mut self.lines);
+        let first = self.next_line;
+        self.next_line += texts.len() as u64;
+        let batch = Batch {
+            conversation: format!("plain:{}", self.peer),
+            room: None,
+            peer: Some(self.peer.clone()),
+            author: self.author.clone(),
+            session: self.session,
+            first_line: first,
+            name: None,
+            ts_ms: super::now_ms(),
+            texts,
+            outgoing: self.outgoing,
+            status: if self.outgoing {
+                Status::Sent
+            } else {
+                Status::Received
+            },
+        };
+        tokio::spawn(async move {
+            let _ = store.call(move |h| h.insert(&[batch])).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One side of a plain chat, with its log.
+struct Logged<T> {
+    inner: T,
+    log: Log,
+}
+
+impl Inbound for Logged<Incoming> {
+    async fn next(&mut self) -> Result<Received, String> {
+        self.log.flush().await;
+        let received = Inbound::next(&mut self.inner).await;
+        if let Ok(Received::Message(text)) = &received {
+            self.log.push(text);
+        }
+        received
+    }
+
+    fn try_next(&mut self) -> Option<Received> {
+        let received = Inbound::try_next(&mut self.inner);
+        if let Some(Received::Message(text)) = &received {
+            self.log.push(text);
+            if self.log.lines.len() >= WRITE_BATCH {
+                self.log.try_flush();
+            }
+        }
+        received
+    }
+}
+
+impl Outbound for Logged<Outgoing> {
+    async fn queue(&mut self, text: &str) -> Result<(), SendError> {
+        Outbound::queue(&mut self.inner, text).await?;
+        self.log.push(text);
+        if self.log.lines.len() >= WRITE_BATCH {
+            self.log.flush().await;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SendError> {
+        let flushed = Outbound::flush(&mut self.inner).await;
+        self.log.flush().await;
+        flushed
+    }
+
+    async fn close(&mut self) -> Result<(), SendError> {
+        Outbound::close(&mut self.inner).await
     }
 }
 

@@ -17,21 +17,22 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
-use super::{stopped, unstalled, Chat, Error, Role, SendError, LINGER};
+use super::{now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER};
 use crate::chat::command::{self, Input};
 use crate::chat::room::{check_nick, check_room, Delivery, Member, Ordering, Recent, Roster};
 use crate::chat::safety::safety_number;
+use crate::chat::HistoryLine;
 use crate::chat::{Command, DialTarget, Event, Notice, Received};
 use crate::identity::{self, Identity};
 use crate::net::fetch::{FetchReply, FetchRequest};
-use crate::net::room_frame::{Body, RoomFrame};
+use crate::net::room_frame::{Body, Holding, RoomFrame, MAX_HOLDINGS};
 use crate::net::{self, Client, NetEvent};
-use crate::store::{Check, KnownPeers};
+use crate::store::{self, Batch, Check, KnownPeers, Status, Store, StoredMessage};
 
 /// How long a gap in a member's messages is waited for (and fetched)
 /// before what came after it is shown anyway and the rest reported lost.
@@ -65,6 +66,29 @@ const HELLO_PERIOD: Duration = Duration::from_secs(4);
 /// every hello is checked by every member, so a room's hellos cost it the
 /// square of its size; this keeps the cost of a quiet room near linear.
 const HELLO_PERIOD_PER_MEMBER: Duration = Duration::from_millis(150);
+
+/// Lines of history shown when a room is opened.
+const HISTORY_ON_START: usize = 20;
+
+/// Lines `/history` shows unless told.
+const HISTORY_DEFAULT: usize = 50;
+
+/// After storing what arrived, a member says so (see [`Body::Have`]) this
+/// long after, plus [`ACK_DELAY_PER_MEMBER`] per other member: every
+/// acknowledgement is checked by the whole room.
+const ACK_DELAY: Duration = Duration::from_millis(50);
+
+/// See [`ACK_DELAY`].
+const ACK_DELAY_PER_MEMBER: Duration = Duration::from_millis(50);
+
+/// Our lines unacknowledged this long are reported as not yet delivered.
+const UNDELIVERED_NOTICE: Duration = Duration::from_secs(3);
+
+/// The longest wait between two tries at reconnecting.
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// Completed writes of received lines waiting to be handled.
+const STORED_QUEUE: usize = 256;
 
 /// Fetch answers waiting to be handled.
 const FETCHED_QUEUE: usize = 64;
@@ -116,6 +140,10 @@ pub struct Secure {
     /// A port to listen on as well when connecting (`--listen` with
     /// `--connect`).
     pub also_listen: Option<u16>,
+    /// Where messages are kept (on disk, or in memory with `--no-history`).
+    pub store: Store,
+    /// How far back members reconcile what they hold when they meet.
+    pub sync_window: Duration,
 }
 
 pub(super) async fn run(
@@ -139,9 +167,12 @@ pub(super) async fn run(
         return Ok(());
     }
     let recent = Arc::new(Mutex::new(Recent::default()));
-    serve_fetches(&mut client, Arc::clone(&recent))?;
+    let store = secure.store.clone();
+    serve_fetches(&mut client, Arc::clone(&recent), store.clone())?;
+    let session = store.call(|h| h.session()).await??;
     let (fetched_tx, fetched) = mpsc::channel(FETCHED_QUEUE);
     let mut room = RoomChat::new(client, secure, role.clone(), max_line, recent, fetched_tx);
+    room.session = session;
     let listen_port = match &role {
         Role::Listen { port } => Some(*port),
         Role::Connect(_) => room.secure.also_listen,
@@ -161,6 +192,12 @@ pub(super) async fn run(
     }
     let first_room = room.secure.room.clone();
     room.join(&first_room).await?;
+    if !room
+        .show_history(chat.events, &first_room, HISTORY_ON_START)
+        .await
+    {
+        return Ok(());
+    }
     match role {
         Role::Connect(target) => {
             if !chat
@@ -202,6 +239,7 @@ pub(super) async fn run(
         }
     }
     room.run(chat, net_events, direct, fetched).await;
+    room.settle().await;
     Ok(())
 }
 
@@ -228,30 +266,71 @@ fn spawn_fetch(
     });
 }
 
-/// Answers other members' fetches from the recent lines we keep.
-fn serve_fetches(client: &mut Client, recent: Arc<Mutex<Recent>>) -> Result<(), Error> {
+/// Lines one fetch is answered with at most from the store.
+const MAX_FETCH_LINES: usize = 16_384;
+
+/// Answers other members' fetches from the recent lines we keep in
+/// memory, else from the store (lines from before a restart, or older).
+fn serve_fetches(
+    client: &mut Client,
+    recent: Arc<Mutex<Recent>>,
+    store: Store,
+) -> Result<(), Error> {
     let mut requests = client.accept_fetches()?;
     tokio::spawn(async move {
         while let Some((_peer, mut fetch)) = requests.next().await {
             let recent = Arc::clone(&recent);
+            let store = store.clone();
             tokio::spawn(async move {
                 let Ok(request) = fetch.request().await else {
                     return;
                 };
-                let reply = request
-                    .author()
-                    .and_then(|author| {
-                        let key = format!("{author}/{}", request.room);
-                        let recent = recent.lock().ok()?;
-                        recent.range(&key, request.session, request.from, request.to)
-                    })
-                    .map(|(first, texts)| FetchReply { first, texts })
-                    .unwrap_or_default();
+                let Some(author) = request.author() else {
+                    let _ = fetch.reply(&FetchReply::default()).await;
+                    return;
+                };
+                let key = format!("{author}/{}", request.room);
+                let kept = recent.lock().ok().and_then(|recent| {
+                    recent.range(&key, request.session, request.from, request.to)
+                });
+                let reply = match kept {
+                    Some((first, texts)) if first == request.from => FetchReply { first, texts },
+                    _ => stored_range(&store, &request, &author.to_string()).await,
+                };
                 let _ = fetch.reply(&reply).await;
             });
         }
     });
     Ok(())
+}
+
+/// Lines `request.from..=request.to` of an author from the store, as far
+/// as they run on without a hole.
+async fn stored_range(store: &Store, request: &FetchRequest, author: &str) -> FetchReply {
+    let conversation = conversation(&request.room);
+    let (author, session) = (author.to_owned(), request.session);
+    let (from, to) = (request.from, request.to.saturating_add(1));
+    let runs = store
+        .call(move |h| h.range(&conversation, &author, session, from, to, MAX_FETCH_LINES))
+        .await;
+    let mut reply = FetchReply {
+        first: from,
+        texts: Vec::new(),
+    };
+    if let Ok(Ok(runs)) = runs {
+        for run in runs {
+            if run.first_line != reply.first + reply.texts.len() as u64 {
+                break;
+            }
+            reply.texts.extend(run.texts);
+        }
+    }
+    reply
+}
+
+/// The store's name for a room's conversation.
+fn conversation(room: &str) -> String {
+    format!("room:{room}")
 }
 
 /// Connection attempts when a member is busy with other handshakes.
@@ -299,6 +378,20 @@ fn accept_direct(client: &mut Client) -> Result<mpsc::Receiver<(PeerId, String)>
     Ok(rx)
 }
 
+/// A write of received lines finished.
+enum StoredNote {
+    /// Every line below `end` of the author's session in the room is
+    /// stored.
+    Stored {
+        room: String,
+        author: String,
+        session: u64,
+        end: u64,
+    },
+    /// The store refused them.
+    Failed(String),
+}
+
 /// The state of the chat in rooms.
 struct RoomChat {
     client: Client,
@@ -321,8 +414,31 @@ struct RoomChat {
     gaps: HashMap<(String, u64), Gap>,
     /// Peers whose identity was shown.
     introduced: HashSet<PeerId>,
-    /// Lines typed while alone in the room.
-    pending: Vec<String>,
+    /// Batches typed while alone in a room (room, first line, lines):
+    /// stored, numbered, and published when someone is there.
+    pending: Vec<(String, u64, Vec<String>)>,
+    /// Lines held in `pending`.
+    pending_lines: usize,
+    /// Per (room, author, session): every line below this is stored.
+    stored: HashMap<(String, String, u64), u64>,
+    /// Rooms with lines stored since we last said what we hold, and when
+    /// we will.
+    have_dirty: HashSet<String>,
+    have_due: Option<Instant>,
+    /// Where writes of received lines report back.
+    stored_tx: mpsc::Sender<StoredNote>,
+    stored_rx: Option<mpsc::Receiver<StoredNote>>,
+    /// Per room: our lines below this are acknowledged by a member.
+    acked: HashMap<String, u64>,
+    /// Per room: since when our oldest unacknowledged line waits, and
+    /// whether that was reported.
+    unacked_since: HashMap<String, (Instant, bool)>,
+    /// A write to the store failed (reported once).
+    store_failed: bool,
+    /// Reconnecting to the peer we connected to, and where it says so.
+    reconnect: Option<tokio::task::JoinHandle<()>>,
+    reconnected_tx: mpsc::Sender<PeerId>,
+    reconnected_rx: Option<mpsc::Receiver<PeerId>>,
     /// The address we connected to, as typed.
     label: Option<String>,
     /// The peer we connected to.
@@ -351,7 +467,21 @@ impl RoomChat {
         recent: Arc<Mutex<Recent>>,
         fetched_tx: mpsc::Sender<(FetchRequest, FetchReply)>,
     ) -> Self {
+        let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
+        let (reconnected_tx, reconnected_rx) = mpsc::channel(1);
         Self {
+            pending_lines: 0,
+            stored: HashMap::new(),
+            have_dirty: HashSet::new(),
+            have_due: None,
+            stored_tx,
+            stored_rx: Some(stored_rx),
+            acked: HashMap::new(),
+            unacked_since: HashMap::new(),
+            store_failed: false,
+            reconnect: None,
+            reconnected_tx,
+            reconnected_rx: Some(reconnected_rx),
             recent,
             fetched_tx,
             client,
@@ -380,6 +510,7 @@ impl RoomChat {
 
     async fn join(&mut self, room: &str) -> Result<(), Error> {
         if !self.rooms.contains_key(room) {
+            self.resume_room(room).await?;
             self.client.join(room).await?;
             self.rooms.insert(room.to_owned(), Roster::default());
         }
@@ -387,9 +518,92 @@ impl RoomChat {
         Ok(())
     }
 
+    /// Picks a room up where the store left it: what we hold of each
+    /// author (so nothing is shown twice and what is missing is fetched),
+    /// the number of our next line, and our lines never sent.
+    async fn resume_room(&mut self, room: &str) -> Result<(), Error> {
+        let conversation = conversation(room);
+        let me = self.client.local_peer_id().to_string();
+        let session = self.session;
+        let since = now_ms().saturating_sub(self.secure.sync_window.as_millis() as u64);
+        let (streams, next, unsent, acked) = self
+            .secure
+            .store
+            .call(move |h| -> Result<_, store::Error> {
+                Ok((
+                    h.streams(&conversation, since)?,
+                    h.next_line(&conversation, &me, session)?,
+                    h.unsent(&conversation, &me, session)?,
+                    h.delivered_through(&conversation, &me, session)?,
+                ))
+            })
+            .await??;
+        let me = self.client.local_peer_id().to_string();
+        for stream in streams {
+            if stream.author == me {
+                continue;
+            }
+            let key = format!("{}/{room}", stream.author);
+            self.order.resume(&key, stream.session, stream.next_line);
+            self.stored.insert(
+                (room.to_owned(), stream.author, stream.session),
+                stream.next_line,
+            );
+        }
+        self.next_seq.insert(room.to_owned(), next.max(1));
+        self.acked.insert(room.to_owned(), acked);
+        for batch in unsent {
+            self.pending_lines += batch.texts.len();
+            self.pending
+                .push((room.to_owned(), batch.first_line, batch.texts));
+        }
+        Ok(())
+    }
+
+    /// Shows the last `limit` lines kept of a room, marked as history.
+    async fn show_history(&self, events: &mpsc::Sender<Event>, room: &str, limit: usize) -> bool {
+        let conversation = conversation(room);
+        let me = self.client.local_peer_id().to_string();
+        let kept = self
+            .secure
+            .store
+            .call(move |h| h.recent(&conversation, limit))
+            .await;
+        let messages = match kept {
+            Ok(Ok(messages)) => messages,
+            Ok(Err(e)) => {
+                return events
+                    .send(Event::Info(format!("history: {e}")))
+                    .await
+                    .is_ok()
+            }
+            Err(e) => {
+                return events
+                    .send(Event::Info(format!("history: {e}")))
+                    .await
+                    .is_ok()
+            }
+        };
+        if messages.is_empty() && limit == HISTORY_ON_START {
+            return true;
+        }
+        let lines = messages.into_iter().map(|m| history_line(m, &me)).collect();
+        events.send(Event::History { lines }).await.is_ok()
+    }
+
     /// The main loop: what the user types, what the network says, gaps
     /// that time out, until input ends, shutdown, or (for a peer that
     /// connected) the chat empties.
+    /// Lets the store writes started by the chat reach the store, and
+    /// waits for them: the store runs them in order, so one empty job
+    /// after them returns when they are done.
+    async fn settle(&self) {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        let _ = self.secure.store.call(|_| ()).await;
+    }
+
     async fn run(
         &mut self,
         chat: &mut Chat<'_>,
@@ -404,8 +618,15 @@ impl RoomChat {
         // `coalesce_window`).
         let mut typed: Vec<String> = Vec::new();
         let mut flush_at: Option<Instant> = None;
+        // When input ended: the time to stop waiting for the last lines.
+        let mut linger: Option<Instant> = None;
         let mut last_flush = Instant::now();
         let mut next_hello = Instant::now() + HELLO_PERIOD;
+        let (Some(mut stored_rx), Some(mut reconnected_rx)) =
+            (self.stored_rx.take(), self.reconnected_rx.take())
+        else {
+            return;
+        };
         loop {
             let gap_deadline = self
                 .gaps
@@ -413,7 +634,24 @@ impl RoomChat {
                 .map(|gap| gap.retry.min(gap.give_up))
                 .chain(self.unannounced.values().copied())
                 .chain(self.hello_due.values().copied())
+                .chain(self.have_due)
+                .chain(
+                    self.unacked_since
+                        .values()
+                        .filter(|(_, told)| !told)
+                        .map(|(since, _)| *since + UNDELIVERED_NOTICE),
+                )
                 .min();
+            if linger.is_some() && self.unacked_since.is_empty() && self.ready {
+                // Everything we typed is acknowledged: nothing to wait for.
+                return;
+            }
+            let lingering = async {
+                match linger {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let flush_timer = async {
                 match flush_at {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -428,7 +666,8 @@ impl RoomChat {
             };
             tokio::select! {
                 _ = stopped(shutdown) => return,
-                command = commands.recv(), if typed.len() < BATCH_LINES => match command {
+                () = lingering => return,
+                command = commands.recv(), if typed.len() < BATCH_LINES && linger.is_none() => match command {
                     Some(Command::Send(line)) => {
                         typed.push(line);
                         while typed.len() < BATCH_LINES {
@@ -453,9 +692,9 @@ impl RoomChat {
                         if !typed.is_empty() && !self.on_input(events, std::mem::take(&mut typed)).await {
                             return;
                         }
-                        // Everything typed went out; let it travel, then end.
-                        tokio::time::sleep(LINGER).await;
-                        return;
+                        // Everything typed went out; let it travel (and be
+                        // acknowledged), then end.
+                        linger = Some(Instant::now() + LINGER);
                     }
                 },
                 () = flush_timer => {
@@ -489,6 +728,20 @@ impl RoomChat {
                         return;
                     }
                     self.greet_due().await;
+                    self.say_have_due().await;
+                    if !self.tell_undelivered(events).await {
+                        return;
+                    }
+                }
+                Some(note) = stored_rx.recv() => {
+                    if !self.on_stored(events, note).await {
+                        return;
+                    }
+                }
+                Some(peer) = reconnected_rx.recv() => {
+                    if !self.on_reconnected(events, peer).await {
+                        return;
+                    }
                 }
                 () = tokio::time::sleep_until(next_hello.into()) => {
                     next_hello = Instant::now() + self.hello_period();
@@ -596,22 +849,63 @@ impl RoomChat {
                 .await;
             return;
         };
-        if self.rooms.get(&room).is_none_or(Roster::is_empty) {
-            let room_left = MAX_PENDING_LINES.saturating_sub(self.pending.len());
-            if texts.len() > room_left {
-                let _ = events
-                    .send(Event::Notice(Notice::NotSent(format!(
-                        "no one else is in #{room}, and {MAX_PENDING_LINES} lines already wait"
-                    ))))
-                    .await;
-            }
-            self.pending.extend(texts.into_iter().take(room_left));
+        let alone = self.rooms.get(&room).is_none_or(Roster::is_empty);
+        if alone && self.pending_lines + texts.len() > MAX_PENDING_LINES {
+            let _ = events
+                .send(Event::Notice(Notice::NotSent(format!(
+                    "no one else is in #{room}, and {MAX_PENDING_LINES} lines already wait"
+                ))))
+                .await;
             return;
         }
         let seq = self.next_seq.entry(room.clone()).or_insert(1);
+        let first = *seq;
+        *seq += texts.len() as u64;
+        let me = self.client.local_peer_id().to_string();
+        let key = format!("{me}/{room}");
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.record(&key, self.session, first, &texts);
+        }
+        // Into the outbox before it is sent.
+        let batch = Batch {
+            conversation: conversation(&room),
+            room: Some(room.clone()),
+            peer: None,
+            author: me,
+            session: self.session,
+            first_line: first,
+            name: self.secure.nick.clone(),
+            ts_ms: now_ms(),
+            texts: texts.clone(),
+            outgoing: true,
+            status: Status::Queued,
+        };
+        let written = self.secure.store.call(move |h| h.insert(&[batch])).await;
+        if let Some(e) = store_error(written) {
+            if !self.report_store_error(events, e).await {
+                return;
+            }
+        }
+        if alone {
+            self.pending_lines += texts.len();
+            self.pending.push((room, first, texts));
+            return;
+        }
+        self.publish_batch(events, &room, first, texts).await;
+    }
+
+    /// Publishes stored lines numbered from `first`, and marks them sent.
+    async fn publish_batch(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        first: u64,
+        texts: Vec<String>,
+    ) {
+        let count = texts.len() as u64;
         let frame = RoomFrame {
             session: self.session,
-            seq: *seq,
+            seq: first,
             attempt: 0,
             body: Body::Lines {
                 sent_ms: now_ms(),
@@ -619,36 +913,273 @@ impl RoomChat {
                 texts,
             },
         };
-        if let Body::Lines { texts, .. } = &frame.body {
-            let key = format!("{}/{room}", self.client.local_peer_id());
-            if let Ok(mut recent) = self.recent.lock() {
-                recent.record(&key, self.session, *seq, texts);
-            }
-            *seq += texts.len() as u64;
-        }
         let publish = async {
             self.client
-                .publish(&room, &frame)
+                .publish(room, &frame)
                 .await
                 .map_err(|e| SendError::Failed(e.to_string()))
         };
-        if let Err(e) = unstalled(publish, events).await {
-            let cause = match e {
-                SendError::Failed(cause) => cause,
-                SendError::TooLong { limit } => format!("over the {limit}-byte limit"),
-            };
-            let _ = events
-                .send(Event::Notice(Notice::ConnectionError(cause)))
-                .await;
-            // The members that took nothing for so long are dropped.
-            if let Some(roster) = self.rooms.get(&room) {
-                let members: Vec<PeerId> =
-                    roster.iter().filter_map(|(p, _)| p.parse().ok()).collect();
-                for peer in members {
-                    self.client.disconnect(peer).await;
+        match unstalled(publish, events).await {
+            Ok(()) => {
+                let (store, conversation) = (self.secure.store.clone(), conversation(room));
+                let (me, session) = (self.client.local_peer_id().to_string(), self.session);
+                tokio::spawn(async move {
+                    let _ = store
+                        .call(move |h| {
+                            h.mark_sent(&conversation, &me, session, first, first + count)
+                        })
+                        .await;
+                });
+                let acked = self.acked.get(room).copied().unwrap_or(0);
+                if acked < first + count {
+                    self.unacked_since
+                        .entry(room.to_owned())
+                        .or_insert((Instant::now(), false));
+                }
+            }
+            Err(e) => {
+                let cause = match e {
+                    SendError::Failed(cause) => cause,
+                    SendError::TooLong { limit } => format!("over the {limit}-byte limit"),
+                };
+                let _ = events
+                    .send(Event::Notice(Notice::ConnectionError(cause)))
+                    .await;
+                // The members that took nothing for so long are dropped.
+                if let Some(roster) = self.rooms.get(room) {
+                    let members: Vec<PeerId> =
+                        roster.iter().filter_map(|(p, _)| p.parse().ok()).collect();
+                    for peer in members {
+                        self.client.disconnect(peer).await;
+                    }
                 }
             }
         }
+    }
+
+    /// Publishes the batches kept while alone in `room`.
+    async fn publish_pending(&mut self, events: &mpsc::Sender<Event>, room: &str) {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(r, _, _)| r == room);
+        self.pending = others;
+        for (_, first, texts) in mine {
+            self.pending_lines = self.pending_lines.saturating_sub(texts.len());
+            self.publish_batch(events, room, first, texts).await;
+        }
+    }
+
+    /// Shows a store error once; the chat goes on without it.
+    async fn report_store_error(&mut self, events: &mpsc::Sender<Event>, error: String) -> bool {
+        if self.store_failed {
+            return true;
+        }
+        self.store_failed = true;
+        events
+            .send(Event::Notice(Notice::ConnectionError(format!(
+                "history: {error}; messages are not being kept, and what arrives is not acknowledged"
+            ))))
+            .await
+            .is_ok()
+    }
+
+    /// Stores lines shown from a member; the write reports back through
+    /// `stored_tx`, and only then are they acknowledged.
+    #[allow(clippy::too_many_arguments)]
+    fn store_received(
+        &self,
+        room: &str,
+        author: &str,
+        session: u64,
+        first: u64,
+        texts: Vec<String>,
+        nick: Option<String>,
+        ts_ms: u64,
+    ) {
+        let end = first + texts.len() as u64;
+        let batch = Batch {
+            conversation: conversation(room),
+            room: Some(room.to_owned()),
+            peer: None,
+            author: author.to_owned(),
+            session,
+            first_line: first,
+            name: nick,
+            ts_ms,
+            texts,
+            outgoing: false,
+            status: Status::Received,
+        };
+        let (store, tx) = (self.secure.store.clone(), self.stored_tx.clone());
+        let (room, author) = (room.to_owned(), author.to_owned());
+        tokio::spawn(async move {
+            let note = match store.call(move |h| h.insert(&[batch])).await {
+                Ok(Ok(_)) => StoredNote::Stored {
+                    room,
+                    author,
+                    session,
+                    end,
+                },
+                Ok(Err(e)) => StoredNote::Failed(e.to_string()),
+                Err(e) => StoredNote::Failed(e.to_string()),
+            };
+            let _ = tx.send(note).await;
+        });
+    }
+
+    /// A write of received lines finished: acknowledge them soon.
+    async fn on_stored(&mut self, events: &mpsc::Sender<Event>, note: StoredNote) -> bool {
+        match note {
+            StoredNote::Stored {
+                room,
+                author,
+                session,
+                end,
+            } => {
+                let held = self
+                    .stored
+                    .entry((room.clone(), author, session))
+                    .or_insert(0);
+                if end > *held {
+                    *held = end;
+                    if self.have_dirty.insert(room.clone()) && self.have_due.is_none() {
+                        let members = self.rooms.get(&room).map_or(0, Roster::len) as u32;
+                        self.have_due = Some(
+                            Instant::now() + ACK_DELAY + ACK_DELAY_PER_MEMBER * members.min(200),
+                        );
+                    }
+                }
+                true
+            }
+            StoredNote::Failed(e) => self.report_store_error(events, e).await,
+        }
+    }
+
+    /// What we hold of a room's authors, for a hello or an
+    /// acknowledgement: the most recently written first.
+    fn holdings(&self, room: &str) -> Vec<Holding> {
+        self.stored
+            .iter()
+            .filter(|((r, _, _), _)| r == room)
+            .filter_map(|((_, author, session), next)| {
+                let author: PeerId = author.parse().ok()?;
+                Some(Holding {
+                    author: author.to_bytes(),
+                    session: *session,
+                    next: *next,
+                })
+            })
+            .take(MAX_HOLDINGS)
+            .collect()
+    }
+
+    /// Says what we hold in the rooms where that changed.
+    async fn say_have_due(&mut self) {
+        if self.have_due.is_none_or(|at| at > Instant::now()) {
+            return;
+        }
+        self.have_due = None;
+        for room in std::mem::take(&mut self.have_dirty) {
+            if self.rooms.get(&room).is_none_or(Roster::is_empty) {
+                continue;
+            }
+            self.hello_seq += 1;
+            let frame = RoomFrame {
+                session: self.session,
+                seq: self.hello_seq,
+                attempt: 0,
+                body: Body::Have {
+                    have: self.holdings(&room),
+                },
+            };
+            let _ = self.client.publish(&room, &frame).await;
+        }
+    }
+
+    /// A member says what it holds: our lines it has are delivered, and
+    /// what it has that we lack is fetched from it.
+    async fn on_have(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        from: PeerId,
+        have: Vec<Holding>,
+    ) -> bool {
+        let me = self.client.local_peer_id();
+        for holding in have {
+            let Ok(author) = PeerId::from_bytes(&holding.author) else {
+                continue;
+            };
+            if author == me {
+                if holding.session == self.session
+                    && !self.on_delivered(events, room, holding.next).await
+                {
+                    return false;
+                }
+                continue;
+            }
+            let key = format!("{author}/{room}");
+            if let Some(ours) = self.order.next(&key, holding.session) {
+                if holding.next > ours {
+                    self.wait_for_gap(room, author, from, holding.session, ours, holding.next - 1);
+                }
+            }
+        }
+        true
+    }
+
+    /// A member holds our lines of `room` below `next`.
+    async fn on_delivered(&mut self, events: &mpsc::Sender<Event>, room: &str, next: u64) -> bool {
+        let sent = self.next_seq.get(room).copied().unwrap_or(1);
+        let next = next.min(sent);
+        let acked = self.acked.entry(room.to_owned()).or_insert(0);
+        if next <= *acked {
+            return true;
+        }
+        *acked = next;
+        let (store, conversation) = (self.secure.store.clone(), conversation(room));
+        let (me, session) = (self.client.local_peer_id().to_string(), self.session);
+        tokio::spawn(async move {
+            let _ = store
+                .call(move |h| h.mark_delivered_through(&conversation, &me, session, next))
+                .await;
+        });
+        if next >= sent {
+            if let Some((_, told)) = self.unacked_since.remove(room) {
+                if told {
+                    let text = format!("All your messages in #{room} are delivered");
+                    return events.send(Event::Info(text)).await.is_ok();
+                }
+            }
+        }
+        true
+    }
+
+    /// Reports our lines waiting too long for an acknowledgement.
+    async fn tell_undelivered(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (room, (since, told)) in self.unacked_since.iter_mut() {
+            if !*told && now >= *since + UNDELIVERED_NOTICE {
+                *told = true;
+                due.push(room.clone());
+            }
+        }
+        for room in due {
+            let sent = self.next_seq.get(&room).copied().unwrap_or(1);
+            let acked = self.acked.get(&room).copied().unwrap_or(0).max(1);
+            let waiting = sent.saturating_sub(acked);
+            if waiting == 0 {
+                continue;
+            }
+            let text = format!(
+                "{waiting} message(s) sent to #{room} not yet delivered; they are kept and sent again when a member is back"
+            );
+            if events.send(Event::Info(text)).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Says hello in a room: our nick and addresses.
@@ -673,6 +1204,7 @@ impl RoomChat {
                 nick: self.secure.nick.clone(),
                 addrs,
                 next: self.next_seq.get(room).copied().unwrap_or(1),
+                have: self.holdings(room),
             },
         };
         let _ = self.client.publish(room, &frame).await;
@@ -780,6 +1312,26 @@ impl RoomChat {
                     ));
                 }
                 info(text)
+            }
+            Input::History(count) => {
+                let Some(room) = self.current.clone() else {
+                    return info("you are in no room".into());
+                };
+                let limit = count.unwrap_or(HISTORY_DEFAULT).min(100_000);
+                let conversation = conversation(&room);
+                let me = self.client.local_peer_id().to_string();
+                match self
+                    .secure
+                    .store
+                    .call(move |h| h.recent(&conversation, limit))
+                    .await
+                {
+                    Ok(Ok(messages)) => Some(Event::History {
+                        lines: messages.into_iter().map(|m| history_line(m, &me)).collect(),
+                    }),
+                    Ok(Err(e)) => info(format!("history: {e}")),
+                    Err(e) => info(format!("history: {e}")),
+                }
             }
             Input::Peers => {
                 let peers = self.client.peers().await;
@@ -1091,7 +1643,15 @@ impl RoomChat {
         }
         let key = author.to_string();
         match frame.body {
-            Body::Hello { nick, addrs, next } => {
+            Body::Hello {
+                nick,
+                addrs,
+                next,
+                have,
+            } => {
+                if !self.on_have(events, &room, author, have).await {
+                    return false;
+                }
                 let addrs: Vec<Multiaddr> = addrs
                     .into_iter()
                     .filter_map(|a| Multiaddr::try_from(a).ok())
@@ -1117,8 +1677,16 @@ impl RoomChat {
             Body::Leave => {
                 self.member_left(events, &room, &key).await && self.end_if_deserted(events).await
             }
-            Body::Lines { nick, texts, .. } => {
-                if !self.member_joined(events, &room, author, Some(nick)).await {
+            Body::Have { have } => self.on_have(events, &room, author, have).await,
+            Body::Lines {
+                nick,
+                texts,
+                sent_ms,
+            } => {
+                if !self
+                    .member_joined(events, &room, author, Some(nick.clone()))
+                    .await
+                {
                     return false;
                 }
                 let order_key = format!("{key}/{room}");
@@ -1129,7 +1697,18 @@ impl RoomChat {
                     .order
                     .accept(&order_key, frame.session, frame.seq, texts)
                 {
-                    Delivery::Show(texts) => self.show_lines(events, &room, &key, texts).await,
+                    Delivery::Show(first, texts) => {
+                        self.store_received(
+                            &room,
+                            &key,
+                            frame.session,
+                            first,
+                            texts.clone(),
+                            nick,
+                            sent_ms,
+                        );
+                        self.show_lines(events, &room, &key, texts).await
+                    }
                     Delivery::Gap { from, to } => {
                         self.wait_for_gap(&room, author, via, frame.session, from, to);
                         true
@@ -1216,7 +1795,17 @@ impl RoomChat {
             .order
             .accept(&order_key, request.session, reply.first, reply.texts)
         {
-            Delivery::Show(texts) => {
+            Delivery::Show(first, texts) => {
+                let nick = self.nicks.get(&author).cloned();
+                self.store_received(
+                    &request.room,
+                    &key,
+                    request.session,
+                    first,
+                    texts.clone(),
+                    nick,
+                    now_ms(),
+                );
                 let slot = (order_key.clone(), request.session);
                 let filled = self.gaps.get(&slot).is_none_or(|gap| {
                     self.order
@@ -1285,7 +1874,7 @@ impl RoomChat {
         }
         for ((order_key, session), to) in due {
             self.gaps.remove(&(order_key.clone(), session));
-            let (texts, mut lost) = self.order.skip_gap(&order_key, session);
+            let (runs, mut lost) = self.order.skip_gap(&order_key, session);
             lost += self.order.skip_to(&order_key, session, to + 1);
             let Some((peer, room)) = order_key.split_once('/') else {
                 continue;
@@ -1304,8 +1893,23 @@ impl RoomChat {
                     return false;
                 }
             }
-            if !self.show_lines(events, &room, &peer, texts).await {
-                return false;
+            let nick = peer
+                .parse::<PeerId>()
+                .ok()
+                .and_then(|p| self.nicks.get(&p).cloned());
+            for (first, texts) in runs {
+                self.store_received(
+                    &room,
+                    &peer,
+                    session,
+                    first,
+                    texts.clone(),
+                    nick.clone(),
+                    now_ms(),
+                );
+                if !self.show_lines(events, &room, &peer, texts).await {
+                    return false;
+                }
             }
         }
         true
@@ -1434,8 +2038,10 @@ impl RoomChat {
                     return false;
                 }
             }
-            let pending = std::mem::take(&mut self.pending);
-            self.publish_in_batches(events, pending).await;
+            if let Some(task) = self.reconnect.take() {
+                task.abort();
+            }
+            self.publish_pending(events, room).await;
         }
         true
     }
@@ -1477,13 +2083,46 @@ impl RoomChat {
         if !empty || !self.ready {
             return true;
         }
-        match self.role {
-            Role::Connect(_) if self.secure.also_listen.is_none() => false,
+        match &self.role {
+            Role::Connect(target) if self.secure.also_listen.is_none() => {
+                self.ready = false;
+                if self.reconnect.is_none() {
+                    self.reconnect = Some(spawn_reconnect(
+                        self.client.clone(),
+                        target.clone(),
+                        events.clone(),
+                        self.reconnected_tx.clone(),
+                    ));
+                }
+                true
+            }
             _ => {
                 self.ready = false;
                 events.send(Event::Waiting).await.is_ok()
             }
         }
+    }
+
+    /// The peer we connected to answers again: the same checks as at
+    /// first (`--expect`, the key behind the address).
+    async fn on_reconnected(&mut self, events: &mpsc::Sender<Event>, peer: PeerId) -> bool {
+        self.reconnect = None;
+        if let Some(expected) = &self.secure.expect {
+            if !identity::matches_expected(expected, &peer) {
+                self.client.disconnect(peer).await;
+                let text = unexpected(expected, &peer).to_string();
+                return events
+                    .send(Event::Notice(Notice::ConnectionError(text)))
+                    .await
+                    .is_ok();
+            }
+        }
+        self.first_peer = Some(peer);
+        self.introduced.remove(&peer);
+        if events.send(Event::Connected).await.is_err() || !self.introduce(events, peer).await {
+            return false;
+        }
+        true
     }
 
     /// The peer the user trusted for `nick`, when `peer` is another one.
@@ -1540,17 +2179,65 @@ fn unexpected(expected: &str, peer: &PeerId) -> Error {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Dials the address we connected to until it answers, waiting 1 s, then
+/// twice as long each time up to [`MAX_RECONNECT_WAIT`], and says so.
+fn spawn_reconnect(
+    client: Client,
+    target: DialTarget,
+    events: mpsc::Sender<Event>,
+    reconnected: mpsc::Sender<PeerId>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            let text = format!(
+                "Reconnecting to {target} in {} s (messages you type meanwhile are kept)...",
+                wait.as_secs()
+            );
+            if events.send(Event::Info(text)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            let addr = match &target {
+                DialTarget::Address(addr) => net::resolve(addr).await,
+                DialTarget::Multiaddr(addr) => net::parse_multiaddr(addr),
+            };
+            if let Ok(addr) = addr {
+                if let Ok(peer) = client.dial(&addr).await {
+                    let _ = reconnected.send(peer).await;
+                    return;
+                }
+            }
+            wait = (wait * 2).min(MAX_RECONNECT_WAIT);
+        }
+    })
 }
 
-/// A session number that differs between runs: the clock's nanoseconds
-/// mixed with the process ID. It only has to differ, not be secret.
-fn random_session() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ (u64::from(std::process::id()) << 32)
+/// A stored line as `/history` and the start show it.
+fn history_line(message: StoredMessage, me: &str) -> HistoryLine {
+    let stamp = store::rfc3339(message.ts_ms);
+    let when = stamp.get(..16).unwrap_or(&stamp).replace('T', " ");
+    let from = if message.author == me {
+        "You".to_owned()
+    } else {
+        message.name.clone().unwrap_or_else(|| {
+            let short: String = message.author.chars().rev().take(4).collect();
+            format!("Peer-{}", short.chars().rev().collect::<String>())
+        })
+    };
+    let status = message.outgoing.then(|| message.status.as_str().to_owned());
+    HistoryLine {
+        when,
+        from,
+        text: message.text,
+        status,
+    }
+}
+
+/// The error of a store call, if any, as text.
+fn store_error<T>(result: Result<Result<T, store::Error>, store::Error>) -> Option<String> {
+    match result {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) | Err(e) => Some(e.to_string()),
+    }
 }

@@ -24,6 +24,8 @@ pub enum Input<'a> {
     Rooms,
     /// `/peers`: list the peers connected.
     Peers,
+    /// `/history [N]`: the last N stored lines of the current room.
+    History(Option<usize>),
     /// `/msg NICK TEXT`: a direct message to one member.
     Msg {
         /// The member.
@@ -50,6 +52,7 @@ pub const HELP: &str = "Commands:
   /leave [ROOM]     leave a room (the current one by default)
   /rooms            the rooms you are in
   /peers            connected peers: nick, fingerprint, address, round trip
+  /history [N]      the last N lines kept of this room (default 50)
   /msg NICK TEXT    a direct message that only NICK sees
   /verify [NICK]    the safety number to compare with a member
   /trust [NICK]     mark a member as verified (after comparing)
@@ -87,6 +90,11 @@ pub fn parse(line: &str) -> Input<'_> {
         "/leave" => Input::Leave(arg),
         "/rooms" => Input::Rooms,
         "/peers" => Input::Peers,
+        "/history" => match arg.map(str::parse::<usize>) {
+            None => Input::History(None),
+            Some(Ok(n)) if n > 0 => Input::History(Some(n)),
+            Some(_) => Input::Usage("/history [N], N a number of lines"),
+        },
         "/msg" => match arg {
             Some(to) => {
                 // The text is everything after the nick, as typed.
@@ -143,5 +151,13 @@ mod tests {
     #[test]
     fn the_hint_renders_control_characters_inert() {
         assert!(unknown_hint("/\x1b[2J").contains("^["));
+    }
+
+    #[test]
+    fn history_takes_an_optional_count() {
+        assert_eq!(parse("/history"), Input::History(None));
+        assert_eq!(parse("/history 5"), Input::History(Some(5)));
+        assert!(matches!(parse("/history x"), Input::Usage(_)));
+        assert!(matches!(parse("/history 0"), Input::Usage(_)));
     }
 }

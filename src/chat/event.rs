@@ -127,6 +127,12 @@ pub enum Event {
         /// The lines.
         texts: Vec<String>,
     },
+    /// Lines kept from before, shown on start and by `/history`, marked
+    /// so they are not taken for live ones.
+    History {
+        /// What is shown, oldest first.
+        lines: Vec<HistoryLine>,
+    },
     /// A direct message (`/msg`), seen only by us.
     Direct {
         /// How the author is shown.
@@ -159,6 +165,19 @@ pub enum Event {
     Info(String),
     /// Something the user should know that is not part of the conversation.
     Notice(Notice),
+}
+
+/// One line of [`Event::History`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryLine {
+    /// When its author wrote it, as `HH:MM` or a date and time.
+    pub when: String,
+    /// How its author is shown (`You` for ours).
+    pub from: String,
+    /// The text.
+    pub text: String,
+    /// For our own lines: `queued`, `sent` or `delivered`.
+    pub status: Option<String>,
 }
 
 /// A notice: a dropped line, a refused peer, a connection error.
@@ -310,6 +329,28 @@ impl Event {
                     out.push_str(": ");
                     push_inert(out, text);
                 }
+                Ok(())
+            }
+            Event::History { lines } => {
+                if lines.is_empty() {
+                    out.push_str("(no history kept here yet)");
+                    return;
+                }
+                let _ = write!(out, "--- {} line(s) from history ---", lines.len());
+                for line in lines {
+                    out.push_str("\n[history ");
+                    push_inert(out, &line.when);
+                    out.push_str("] ");
+                    push_inert(out, &line.from);
+                    out.push_str(": ");
+                    push_inert(out, &line.text);
+                    if let Some(status) = &line.status {
+                        out.push_str(" (");
+                        push_inert(out, status);
+                        out.push(')');
+                    }
+                }
+                out.push_str("\n--- end of history ---");
                 Ok(())
             }
             Event::Direct { from, text } => {

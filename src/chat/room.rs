@@ -248,8 +248,8 @@ pub fn short_fingerprint(fingerprint: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     /// Show these texts now, in order (possibly several batches, when a
-    /// gap was filled).
-    Show(Vec<String>),
+    /// gap was filled): consecutive lines, the first numbered as given.
+    Show(u64, Vec<String>),
     /// Held: messages before it are missing. Ask for `from..=to` from a
     /// peer that has them.
     Gap {
@@ -310,7 +310,7 @@ impl Ordering {
             let below = (state.floor.min(end) - first) as usize;
             texts.truncate(below);
             state.floor = first;
-            return Delivery::Show(texts);
+            return Delivery::Show(first, texts);
         }
         if end <= state.next {
             return Delivery::Duplicate;
@@ -327,6 +327,7 @@ impl Ordering {
         // Overlap with what was shown: keep the new part.
         let skip = (state.next - first) as usize;
         texts.drain(..skip);
+        let shown_from = state.next;
         state.next = end;
         // Batches held behind this one may now follow.
         while let Some(entry) = state.held.first_entry() {
@@ -342,7 +343,7 @@ impl Ordering {
                 state.next = held_end;
             }
         }
-        Delivery::Show(texts)
+        Delivery::Show(shown_from, texts)
     }
 
     /// Sets where `author`'s session starts for us when nothing of it was
@@ -360,28 +361,52 @@ impl Ordering {
     }
 
     /// Gives up waiting for a gap: shows what was held from `author`'s
-    /// session, in order, and returns it with the number of messages that
-    /// never came.
-    pub fn skip_gap(&mut self, author: &str, session: u64) -> (Vec<String>, u64) {
+    /// session, in order, as runs of consecutive lines (first line number,
+    /// texts), with the number of lines that never came.
+    pub fn skip_gap(&mut self, author: &str, session: u64) -> (Vec<(u64, Vec<String>)>, u64) {
         let Some(state) = self.authors.get_mut(&(author.to_owned(), session)) else {
             return (Vec::new(), 0);
         };
-        let mut shown = Vec::new();
+        let mut shown: Vec<(u64, Vec<String>)> = Vec::new();
         let mut lost = 0;
         while let Some((first, mut texts)) = state.held.pop_first() {
             let end = first + texts.len() as u64;
             if end <= state.next {
                 continue;
             }
-            if first > state.next {
+            let from = if first > state.next {
                 lost += first - state.next;
+                first
             } else {
                 texts.drain(..(state.next - first) as usize);
+                state.next
+            };
+            match shown.last_mut() {
+                Some((run, run_texts)) if *run + run_texts.len() as u64 == from => {
+                    run_texts.extend(texts);
+                }
+                _ => shown.push((from, texts)),
             }
-            shown.extend(texts);
             state.next = end;
         }
         (shown, lost)
+    }
+
+    /// Picks up an author's session where the store left it: lines before
+    /// `next` were shown in an earlier run and are duplicates now.
+    pub fn resume(&mut self, author: &str, session: u64, next: u64) {
+        let state = self
+            .authors
+            .entry((author.to_owned(), session))
+            .or_insert_with(|| Author {
+                floor: 0,
+                next,
+                held: BTreeMap::new(),
+            });
+        if state.next < next {
+            state.next = next;
+        }
+        state.floor = 0;
     }
 
     /// The next sequence number expected from `author`'s session, if any
@@ -569,7 +594,7 @@ mod tests {
         let mut order = Ordering::default();
         assert_eq!(
             order.accept("a", 1, 1, texts(&["hi", "hi"])),
-            Delivery::Show(texts(&["hi", "hi"]))
+            Delivery::Show(1, texts(&["hi", "hi"]))
         );
         assert_eq!(
             order.accept("a", 1, 1, texts(&["hi", "hi"])),
@@ -577,12 +602,12 @@ mod tests {
         );
         assert_eq!(
             order.accept("a", 1, 2, texts(&["hi", "new"])),
-            Delivery::Show(texts(&["new"]))
+            Delivery::Show(3, texts(&["new"]))
         );
         // Another session of the same author starts afresh.
         assert_eq!(
             order.accept("a", 2, 1, texts(&["again"])),
-            Delivery::Show(texts(&["again"]))
+            Delivery::Show(1, texts(&["again"]))
         );
     }
 
@@ -597,7 +622,7 @@ mod tests {
         assert!(order.has_gap("a", 1));
         assert_eq!(
             order.accept("a", 1, 2, texts(&["2", "3"])),
-            Delivery::Show(texts(&["2", "3", "4", "5"]))
+            Delivery::Show(2, texts(&["2", "3", "4", "5"]))
         );
         assert!(!order.has_gap("a", 1));
     }
@@ -607,11 +632,11 @@ mod tests {
         let mut order = Ordering::default();
         assert_eq!(
             order.accept("a", 1, 3, texts(&["3"])),
-            Delivery::Show(texts(&["3"]))
+            Delivery::Show(3, texts(&["3"]))
         );
         assert_eq!(
             order.accept("a", 1, 1, texts(&["1", "2", "3"])),
-            Delivery::Show(texts(&["1", "2"]))
+            Delivery::Show(1, texts(&["1", "2"]))
         );
         assert_eq!(
             order.accept("a", 1, 1, texts(&["1", "2"])),
@@ -630,7 +655,7 @@ mod tests {
         assert_eq!(order.accept("a", 1, 4, texts(&["4"])), Delivery::Duplicate);
         assert_eq!(
             order.accept("a", 1, 5, texts(&["5"])),
-            Delivery::Show(texts(&["5"]))
+            Delivery::Show(5, texts(&["5"]))
         );
     }
 
@@ -641,11 +666,11 @@ mod tests {
         order.accept("a", 1, 5, texts(&["5"]));
         order.accept("a", 1, 3, texts(&["3"]));
         let (shown, lost) = order.skip_gap("a", 1);
-        assert_eq!(shown, texts(&["3", "5"]));
+        assert_eq!(shown, vec![(3, texts(&["3"])), (5, texts(&["5"]))]);
         assert_eq!(lost, 2);
         assert_eq!(
             order.accept("a", 1, 6, texts(&["6"])),
-            Delivery::Show(texts(&["6"]))
+            Delivery::Show(6, texts(&["6"]))
         );
     }
 
@@ -678,10 +703,25 @@ mod tests {
         );
         assert_eq!(
             order.accept("a", 1, 10, vec!["m10".into(), "m11".into()]),
-            Delivery::Show(vec!["m10".into(), "m11".into(), "m12".into()])
+            Delivery::Show(10, vec!["m10".into(), "m11".into(), "m12".into()])
         );
         // Known sessions are not moved.
         order.start_at("a", 1, 99);
         assert_eq!(order.next("a", 1), Some(13));
+    }
+
+    #[test]
+    fn a_resumed_session_drops_what_was_shown_before() {
+        let mut order = Ordering::default();
+        order.resume("a", 1, 10);
+        assert_eq!(order.accept("a", 1, 5, texts(&["5"])), Delivery::Duplicate);
+        assert_eq!(
+            order.accept("a", 1, 8, texts(&["8", "9", "10"])),
+            Delivery::Show(10, texts(&["10"]))
+        );
+        assert_eq!(
+            order.accept("a", 1, 13, texts(&["13"])),
+            Delivery::Gap { from: 11, to: 12 }
+        );
     }
 }

@@ -31,6 +31,11 @@ const KIND_LINES: u8 = 0;
 const KIND_HELLO: u8 = 1;
 /// Kind byte of a goodbye.
 const KIND_LEAVE: u8 = 2;
+/// Kind byte of an acknowledgement of stored lines.
+const KIND_HAVE: u8 = 3;
+
+/// Authors' sessions one message may list as held.
+pub const MAX_HOLDINGS: usize = 64;
 
 /// The gossipsub topic of a room.
 pub fn topic(room: &str) -> gossipsub::IdentTopic {
@@ -79,9 +84,31 @@ pub enum Body {
         /// The number its next line in this room will have: a member that
         /// has fewer lines of it missed the last ones, and fetches them.
         next: u64,
+        /// What it holds of recent authors' lines (see [`Body::Have`]),
+        /// so a member back from a partition learns what it missed even
+        /// from authors who are gone.
+        have: Vec<Holding>,
     },
     /// "I am leaving this room."
     Leave,
+    /// "I have stored every line below `next` of these sessions": an
+    /// author marks its lines delivered, and a member that has fewer
+    /// fetches the rest from the sender of this.
+    Have {
+        /// The sessions.
+        have: Vec<Holding>,
+    },
+}
+
+/// Every line below `next` of one author's session is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    /// The author's peer ID, as bytes.
+    pub author: Vec<u8>,
+    /// The author's session.
+    pub session: u64,
+    /// One past the last line held.
+    pub next: u64,
 }
 
 impl Body {
@@ -90,6 +117,7 @@ impl Body {
             Body::Lines { .. } => KIND_LINES,
             Body::Hello { .. } => KIND_HELLO,
             Body::Leave => KIND_LEAVE,
+            Body::Have { .. } => KIND_HAVE,
         }
     }
 }
@@ -143,12 +171,16 @@ impl RoomFrame {
         }
         match &body {
             Body::Lines { nick, .. } => check_optional_nick(nick.as_deref())?,
-            Body::Hello { nick, addrs, .. } => {
+            Body::Hello {
+                nick, addrs, have, ..
+            } => {
                 if addrs.len() > 16 || addrs.iter().any(|a| a.len() > 256) {
                     return Err(FrameError::TooLarge);
                 }
+                check_holdings(have)?;
                 check_optional_nick(nick.as_deref())?;
             }
+            Body::Have { have } => check_holdings(have)?,
             Body::Leave => {}
         }
         Ok(RoomFrame {
@@ -158,6 +190,13 @@ impl RoomFrame {
             body,
         })
     }
+}
+
+fn check_holdings(have: &[Holding]) -> Result<(), FrameError> {
+    if have.len() > MAX_HOLDINGS || have.iter().any(|h| h.author.len() > 64) {
+        return Err(FrameError::TooLarge);
+    }
+    Ok(())
 }
 
 fn check_optional_nick(nick: Option<&str>) -> Result<(), FrameError> {
@@ -211,7 +250,18 @@ mod tests {
                     nick: None,
                     addrs: vec![vec![1, 2, 3]],
                     next: 4,
+                    have: vec![Holding {
+                        author: vec![7; 38],
+                        session: 3,
+                        next: 12,
+                    }],
                 },
+            },
+            RoomFrame {
+                session: 1,
+                seq: 11,
+                attempt: 0,
+                body: Body::Have { have: Vec::new() },
             },
             RoomFrame {
                 session: 1,
@@ -238,8 +288,32 @@ mod tests {
                 nick: None,
                 addrs: vec![vec![0]; 17],
                 next: 1,
+                have: Vec::new(),
             },
         };
+        assert_eq!(
+            RoomFrame::decode(&many_addrs.encode()),
+            Err(FrameError::TooLarge)
+        );
+        let many_holdings = RoomFrame {
+            session: 1,
+            seq: 1,
+            attempt: 0,
+            body: Body::Have {
+                have: vec![
+                    Holding {
+                        author: vec![1],
+                        session: 1,
+                        next: 1
+                    };
+                    MAX_HOLDINGS + 1
+                ],
+            },
+        };
+        assert_eq!(
+            RoomFrame::decode(&many_holdings.encode()),
+            Err(FrameError::TooLarge)
+        );
         assert_eq!(
             RoomFrame::decode(&many_addrs.encode()),
             Err(FrameError::TooLarge)

@@ -1,22 +1,45 @@
 //! What we remember between runs, in the data directory.
 //!
-//! For now that is [`KnownPeers`]: the peers we have met and the ones the
-//! user has verified, so a changed key under a familiar address or nick is
-//! noticed. It is one small JSON file, replaced atomically on each change;
-//! history and the outbox will bring SQLite, and the known peers will move
-//! there with them. Nothing here touches the network: the store is told
-//! what happened and answers what it remembers.
+//! [`KnownPeers`] is the peers we have met and the ones the user has
+//! verified, so a changed key under a familiar address or nick is noticed;
+//! it is one small JSON file, replaced atomically on each change.
+//! [`History`] is every line sent and received, with its delivery state,
+//! in a SQLite database, one row per batch of lines: it answers what to
+//! show, what to send again and what to serve to a member catching up.
+//! [`Store`] runs it on a thread of its own, so the chat never waits for the
+//! disk. [`DirLock`] keeps a second program off the same data directory.
+//! Nothing here touches the network: the store is told what happened and
+//! answers what it remembers.
 
+mod history;
 mod known_peers;
+mod lock;
+mod worker;
 
+pub use history::{
+    message_id, rfc3339, Batch, Filter, History, Run, Status, StoredMessage, Stream, HISTORY_FILE,
+    MAX_BATCH_LINES, MAX_LINE, SCHEMA_VERSION,
+};
 pub use known_peers::{
     Check, KnownPeers, KNOWN_PEERS_FILE, MAX_FILE_LEN, MAX_LABELS, MAX_LABEL_LEN, MAX_PEERS,
 };
+pub use lock::{DirLock, LOCK_FILE};
+pub use worker::{Store, JOB_QUEUE};
 
+use std::fs::OpenOptions;
 use std::io;
 use std::path::PathBuf;
 
 use crate::chat::describe_io;
+
+/// Options for opening a file of the store: one that is created is
+/// readable and writable by the user alone.
+fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
 
 /// What went wrong reading or writing the store. Every message names the
 /// file, the cause and what to do about it.
@@ -77,5 +100,107 @@ pub enum Error {
         len: usize,
         /// The limit.
         limit: usize,
+    },
+    /// Another process is using the data directory.
+    #[error(
+        "another rust-p2p-chat is already running with the data directory {}; \
+         quit it, or give this one its own with --data-dir",
+        .path.display()
+    )]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The lock file of the data directory could not be opened or locked.
+    #[error(
+        "could not lock {}: {}; check that the data directory is writable \
+         and on a file system that supports file locks",
+        .path.display(), describe_io(.source)
+    )]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The history was written by a newer version of this program. It is
+    /// left as it is.
+    #[error(
+        "{} was written by a newer rust-p2p-chat (history format {found}, this one \
+         knows up to {known}); it was left untouched: run the newer version, or \
+         move the file away to start a new history",
+        .path.display()
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The format version found in the file.
+        found: i64,
+        /// The newest format version this program knows.
+        known: i64,
+    },
+    /// The history is in an older format and can only be brought up to date
+    /// by opening it for writing.
+    #[error(
+        "{} is in an older history format ({found}, this one reads {known}); \
+         start a chat with this data directory once to bring it up to date",
+        .path.display()
+    )]
+    OlderSchema {
+        /// The database file.
+        path: PathBuf,
+        /// The format version found in the file.
+        found: i64,
+        /// The format version this program reads.
+        known: i64,
+    },
+    /// The history file is not a database this program wrote, or is damaged.
+    /// It is left as it is; nothing is written over it.
+    #[error(
+        "{} is not a valid history database ({reason}); it was left untouched: \
+         move it away to start a new history",
+        .path.display()
+    )]
+    CorruptDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The disk holding the history is full. Nothing of the change that
+    /// failed was stored; what was stored before is intact.
+    #[error(
+        "could not write {}: the disk is full; nothing of this change was stored, \
+         free some space to go on keeping history",
+        .path.display()
+    )]
+    DiskFull {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// There is no history to read yet.
+    #[error(
+        "there is no history at {} yet; it is written by a chat run with this data directory",
+        .path.display()
+    )]
+    NoHistory {
+        /// The database file that does not exist.
+        path: PathBuf,
+    },
+    /// The thread running the history is gone (a job on it failed, and
+    /// said why when it did); nothing more can be stored or read this run.
+    #[error("the history store stopped; see the error above")]
+    Stopped,
+    /// Any other failure of the history database.
+    #[error(
+        "the history database {} failed: {source}; check that the file and its \
+         directory are readable and writable by you",
+        .path.display()
+    )]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
     },
 }

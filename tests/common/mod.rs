@@ -10,6 +10,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use tempfile::TempDir;
+
 /// The longest any single wait in a test may take.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -26,6 +28,10 @@ pub struct Peer {
     stderr: Receiver<String>,
     /// Every stdout line seen so far, for error messages.
     pub seen: Vec<String>,
+    /// The data home of a process not given `--data-dir`: its own, so no
+    /// test writes to the user's real data directory. Removed with the
+    /// Peer, after the process is killed.
+    _data_home: Option<TempDir>,
 }
 
 impl Peer {
@@ -52,7 +58,12 @@ impl Peer {
     }
 
     fn spawn_program(program: &str, args: &[&str], read_stdout: bool) -> Peer {
-        let mut child = Command::new(program)
+        let data_home = (!gives_data_dir(args)).then(|| tempfile::tempdir().expect("temp dir"));
+        let mut command = Command::new(program);
+        if let Some(home) = &data_home {
+            command.env("XDG_DATA_HOME", home.path());
+        }
+        let mut child = command
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
@@ -75,6 +86,7 @@ impl Peer {
             stdout,
             stderr,
             seen: Vec::new(),
+            _data_home: data_home,
         }
     }
 
@@ -293,6 +305,116 @@ impl Peer {
             .expect("memory figure in /proc status")
     }
 
+    /// Kills the process with SIGKILL (by its PID), as a crash or a
+    /// pulled plug would, and waits for it to be gone.
+    pub fn kill_9(&mut self) {
+        self.signal("KILL");
+        let status = self.wait_exit();
+        assert!(!status.success(), "killed, yet exited with {status}");
+    }
+
+    /// Waits up to `limit` until `n` stdout lines satisfying `matches` have
+    /// been read (counting from now).
+    pub fn expect_count(&mut self, matches: impl Fn(&str) -> bool, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut got = 0;
+        while got < n {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                panic!(
+                    "{got} of {n} lines within {limit:?}; seen: {:?}",
+                    self.tail()
+                );
+            };
+            if matches(&self.expect_any_within(left)) {
+                got += 1;
+            }
+        }
+    }
+
+    /// Waits up to `limit` for a line containing `part` on stdout or
+    /// stderr; returns it, or `None` when none came in time.
+    pub fn output_containing_within(&mut self, part: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            while let Ok(line) = self.stderr.try_recv() {
+                if line.contains(part) {
+                    return Some(line);
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self
+                .stdout
+                .recv_timeout(left.min(Duration::from_millis(20)))
+            {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(part) {
+                        return Some(line);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Output ended: only stderr may still say it.
+                Err(RecvTimeoutError::Disconnected) => {
+                    return self
+                        .stderr
+                        .recv_timeout(deadline.checked_duration_since(Instant::now())?)
+                        .ok()
+                        .filter(|l| l.contains(part));
+                }
+            }
+        }
+    }
+
+    /// Runs the binary with `args` to its end (stdin closed); returns its
+    /// exit status, its stdout lines and its stderr lines.
+    pub fn run(args: &[&str]) -> (ExitStatus, Vec<String>, Vec<String>) {
+        let mut peer = Peer::start(args);
+        peer.close_input();
+        let mut out = Vec::new();
+        while let Some(line) = peer.next_line() {
+            out.push(line);
+        }
+        let status = peer.wait_exit();
+        // The process is gone: its stderr ends at once.
+        let mut err = Vec::new();
+        while let Ok(line) = peer.stderr.recv_timeout(Duration::from_secs(5)) {
+            err.push(line);
+        }
+        (status, out, err)
+    }
+
+    /// The peer ID kept in `dir`, as `rust-p2p-chat id` prints it.
+    pub fn peer_id(dir: &Path) -> String {
+        let dir = dir.to_str().expect("utf-8 temp path");
+        let (status, out, err) = Peer::run(&["id", "--data-dir", dir]);
+        assert!(status.success(), "id failed: {err:?}");
+        out.iter()
+            .find_map(|l| l.strip_prefix("Peer ID: "))
+            .expect("a Peer ID line")
+            .to_owned()
+    }
+
+    /// Everything `rust-p2p-chat history --json` holds in `dir` (with
+    /// `extra` flags such as `--room NAME`), one object per message.
+    pub fn history_json(dir: &Path) -> Vec<serde_json::Value> {
+        Peer::history_json_with(dir, &[])
+    }
+
+    /// [`Peer::history_json`] with more flags.
+    pub fn history_json_with(dir: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+        let dir = dir.to_str().expect("utf-8 temp path");
+        let mut args = vec!["history", "--json", "--limit", "100000", "--data-dir", dir];
+        args.extend_from_slice(extra);
+        let (status, out, err) = Peer::run(&args);
+        assert!(status.success(), "history --json exited {status}: {err:?}");
+        out.iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("history --json printed {line:?}: {e}"))
+            })
+            .collect()
+    }
+
     fn tail(&self) -> &[String] {
         let from = self.seen.len().saturating_sub(10);
         &self.seen[from..]
@@ -332,6 +454,12 @@ fn lines_of(stream: impl Read + Send + 'static) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// Whether `args` name a data directory.
+fn gives_data_dir(args: &[&str]) -> bool {
+    args.iter()
+        .any(|a| *a == "--data-dir" || a.starts_with("--data-dir="))
 }
 
 /// The port in a `Listening on: 0.0.0.0:PORT` line.
