@@ -26,9 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::chat::{Command, DialTarget, Event, Notice, Received};
+use crate::chat::{Command, DialTarget, Event, HistoryLine, Notice, Received};
 use crate::identity::Identity;
-use crate::store::{KnownPeers, Store};
+use crate::store::{KnownPeers, Store, StoredMessage};
 use crate::{classic, identity, net, store};
 
 pub use secure::Secure;
@@ -467,4 +467,27 @@ pub(super) fn random_session() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// A stored line as `/history` and the start show it.
+pub(super) fn history_line(message: StoredMessage, me: &str) -> HistoryLine {
+    let stamp = store::rfc3339(message.ts_ms);
+    let when = stamp.get(..16).unwrap_or(&stamp).replace('T', " ");
+    let from = if message.author == me {
+        "You".to_owned()
+    } else if message.conversation.starts_with("plain:") {
+        "Peer".to_owned()
+    } else {
+        message.name.clone().unwrap_or_else(|| {
+            let short: String = message.author.chars().rev().take(4).collect();
+            format!("Peer-{}", short.chars().rev().collect::<String>())
+        })
+    };
+    let status = message.outgoing.then(|| message.status.as_str().to_owned());
+    HistoryLine {
+        when,
+        from,
+        text: message.text,
+        status,
+    }
 }

@@ -15,6 +15,9 @@ use crate::store::{Batch, Status, Store};
 /// the store (memory stays bounded however fast lines come).
 const MAX_WRITES_IN_FLIGHT: usize = 16;
 
+/// Lines of history shown when connecting to a peer talked to before.
+const HISTORY_ON_CONNECT: usize = 20;
+
 /// Lines kept back for one write at most.
 const WRITE_BATCH: usize = 4096;
 
@@ -56,6 +59,23 @@ pub(super) async fn run(
             };
             if !chat.show(Event::Connected).await {
                 return Ok(());
+            }
+            if let Some(store) = &store {
+                let conversation = format!("plain:{addr}");
+                if let Ok(Ok(kept)) = store
+                    .call(move |h| h.recent(&conversation, HISTORY_ON_CONNECT))
+                    .await
+                {
+                    if !kept.is_empty() {
+                        let lines = kept
+                            .into_iter()
+                            .map(|m| super::history_line(m, "local"))
+                            .collect();
+                        if !chat.show(Event::History { lines }).await {
+                            return Ok(());
+                        }
+                    }
+                }
             }
             let (incoming, outgoing) = session.split();
             let log = Log::new(store, addr.to_string());

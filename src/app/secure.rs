@@ -22,17 +22,18 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
-use super::{now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER};
+use super::{
+    history_line, now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER,
+};
 use crate::chat::command::{self, Input};
 use crate::chat::room::{check_nick, check_room, Delivery, Member, Ordering, Recent, Roster};
 use crate::chat::safety::safety_number;
-use crate::chat::HistoryLine;
 use crate::chat::{Command, DialTarget, Event, Notice, Received};
 use crate::identity::{self, Identity};
 use crate::net::fetch::{FetchReply, FetchRequest};
 use crate::net::room_frame::{Body, Holding, RoomFrame, MAX_HOLDINGS};
 use crate::net::{self, Client, NetEvent};
-use crate::store::{self, Batch, Check, KnownPeers, Status, Store, StoredMessage};
+use crate::store::{self, Batch, Check, KnownPeers, Status, Store};
 
 /// How long a gap in a member's messages is waited for (and fetched)
 /// before what came after it is shown anyway and the rest reported lost.
@@ -714,6 +715,11 @@ impl RoomChat {
                 },
                 Some((peer, text)) = direct.recv() => {
                     let from = self.display_anywhere(&peer);
+                    if let Some(e) = self.store_direct(peer, peer, text.clone(), false).await {
+                        if !self.report_store_error(events, e).await {
+                            return;
+                        }
+                    }
                     if events.send(Event::Direct { from, text }).await.is_err() {
                         return;
                     }
@@ -967,6 +973,57 @@ impl RoomChat {
             self.pending_lines = self.pending_lines.saturating_sub(texts.len());
             self.publish_batch(events, room, first, texts).await;
         }
+    }
+
+    /// Keeps a direct message, sent (delivered: its stream was closed
+    /// cleanly by both ends) or received, in the conversation with `peer`.
+    /// Direct messages are numbered locally, per conversation and author.
+    async fn store_direct(
+        &mut self,
+        peer: PeerId,
+        author: PeerId,
+        text: String,
+        outgoing: bool,
+    ) -> Option<String> {
+        let conversation = format!("peer:{peer}");
+        let author = author.to_string();
+        let session = self.session;
+        let batch = Batch {
+            conversation: conversation.clone(),
+            room: None,
+            peer: Some(peer.to_string()),
+            author: author.clone(),
+            session,
+            first_line: 0,
+            name: if outgoing {
+                self.secure.nick.clone()
+            } else {
+                self.nicks.get(&peer).cloned()
+            },
+            ts_ms: now_ms(),
+            texts: vec![text],
+            outgoing,
+            status: if outgoing {
+                Status::Sent
+            } else {
+                Status::Received
+            },
+        };
+        let written = self
+            .secure
+            .store
+            .call(move |h| -> Result<(), store::Error> {
+                let mut batch = batch;
+                let line = h.next_line(&conversation, &author, session)?;
+                batch.first_line = line;
+                h.insert(&[batch])?;
+                if outgoing {
+                    h.mark_delivered_through(&conversation, &author, session, line + 1)?;
+                }
+                Ok(())
+            })
+            .await;
+        store_error(written)
     }
 
     /// Shows a store error once; the chat goes on without it.
@@ -1363,6 +1420,7 @@ impl RoomChat {
                 };
                 let mut client = self.client.clone();
                 let text = text.to_owned();
+                let kept = text.clone();
                 let result = tokio::time::timeout(DIRECT_TIMEOUT, async move {
                     let mut session = client.open_chat(peer).await?;
                     session.send(&text).await?;
@@ -1371,7 +1429,14 @@ impl RoomChat {
                 })
                 .await;
                 match result {
-                    Ok(Ok(())) => info(format!("Sent to {} only", self.display_anywhere(&peer))),
+                    Ok(Ok(())) => {
+                        let me = self.client.local_peer_id();
+                        let who = self.display_anywhere(&peer);
+                        match self.store_direct(peer, me, kept, true).await {
+                            None => info(format!("Sent to {who} only")),
+                            Some(e) => info(format!("Sent to {who} only (not kept: {e})")),
+                        }
+                    }
                     Ok(Err(e)) => Some(Event::Notice(Notice::NotSent(e.to_string()))),
                     Err(_) => Some(Event::Notice(Notice::NotSent("timed out".into()))),
                 }
@@ -2211,27 +2276,6 @@ fn spawn_reconnect(
             wait = (wait * 2).min(MAX_RECONNECT_WAIT);
         }
     })
-}
-
-/// A stored line as `/history` and the start show it.
-fn history_line(message: StoredMessage, me: &str) -> HistoryLine {
-    let stamp = store::rfc3339(message.ts_ms);
-    let when = stamp.get(..16).unwrap_or(&stamp).replace('T', " ");
-    let from = if message.author == me {
-        "You".to_owned()
-    } else {
-        message.name.clone().unwrap_or_else(|| {
-            let short: String = message.author.chars().rev().take(4).collect();
-            format!("Peer-{}", short.chars().rev().collect::<String>())
-        })
-    };
-    let status = message.outgoing.then(|| message.status.as_str().to_owned());
-    HistoryLine {
-        when,
-        from,
-        text: message.text,
-        status,
-    }
 }
 
 /// The error of a store call, if any, as text.
