@@ -224,6 +224,8 @@ impl EventLoop {
     pub(super) async fn run(mut self) {
         let mut retry = tokio::time::interval(PUBLISH_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redial = tokio::time::interval(super::behaviour::MDNS_QUERY_INTERVAL);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Never wait on the app: events wait in the outbox, and the
             // swarm is polled only while the outbox has room (backpressure
@@ -244,7 +246,32 @@ impl EventLoop {
                     None => return,
                 },
                 _ = retry.tick(), if publishing => self.retry_publishes(),
+                _ = redial.tick() => self.redial_lan_peers(),
             }
+        }
+    }
+
+    /// Dials the peers mDNS found that we are not connected to. mDNS
+    /// reports a peer once (until its record expires, minutes later), so
+    /// a first dial that failed (both ends dialling each other while
+    /// starting up, an interface not quite up) would leave it unconnected;
+    /// the addresses come from mDNS itself.
+    fn redial_lan_peers(&mut self) {
+        let Some(mdns) = self.swarm.behaviour().mdns.as_ref() else {
+            return;
+        };
+        let found: Vec<PeerId> = mdns.discovered_nodes().copied().collect();
+        for peer in found {
+            if self.swarm.is_connected(&peer)
+                || self.banned.contains(&peer)
+                || self.swarm.connected_peers().count() >= MAX_INTRODUCED
+            {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            let _ = self.swarm.dial(opts);
         }
     }
 
