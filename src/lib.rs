@@ -42,7 +42,10 @@
 //! - [`chat::room`]: rooms, members, display names, per-author ordering
 //!   and gap detection, recent lines, as pure logic.
 //! - [`identity`]: our key on disk, fingerprints of peer IDs.
-//! - [`store`]: what is remembered between runs (known and trusted peers).
+//! - [`store`]: what is remembered between runs: known and trusted peers,
+//!   and the message history in SQLite ([`store::History`], one row per
+//!   batch of lines, run on its own thread behind a [`store::Store`]
+//!   handle), with the lock that keeps one program per data directory.
 //! - [`app`]: runs a chat between a front end and an engine; the only place
 //!   that knows both. The chat loop is written once for both protocols;
 //!   slash commands of the secure chat are handled there.
