@@ -1,5 +1,6 @@
 //! Benchmark of both protocols between real processes on loopback, beside
-//! `socat TCP-LISTEN:P STDIO` in the same run.
+//! `socat TCP-LISTEN:P STDIO` in the same run, each with its history on
+//! disk and without it.
 //!
 //! Run with `cargo bench --bench classic`. Knobs (environment):
 //! - `BENCH_LINES` (default 100000): 64-byte lines (messages) per
@@ -9,18 +10,40 @@
 //! - `BENCH_RUNS` (default 5): runs whose median is reported;
 //! - `BENCH_SAMPLES` (default 2000): latency samples each way;
 //! - `BENCH_STARTS` (default 10): starts timed for the start-up figure;
-//! - `BENCH_ONLY`: a comma-separated choice of `plain`, `secure`, `socat`
-//!   (default all three).
+//! - `BENCH_ONLY`: a comma-separated choice of `plain`, `secure`,
+//!   `nohistory`, `socat` (default all four).
+//!
+//! Every process of the binary gets a data dir under a temp dir, removed
+//! at the end: a benchmark never writes into the user's real data
+//! directory (the secure mode keeps its identity and history there, the
+//! plain mode its history).
 //!
 //! Sections, each printed as soon as it is measured:
 //! 1. `plain`/`socat`: one program against a raw socket held by the
 //!    benchmark (see `support::against_socket`), the program's plain mode
-//!    and socat measured alike, with their ratio;
-//! 2. `secure`/`plain`: two processes of the binary chatting, A listening
-//!    and B connecting, stdin to stdout each way (see `support::pair`);
-//! 3. start-up time to the `Listening on:` line (see `support::startup`);
-//! 4. the secure mode against the bars of its issue, with the plain mode
-//!    beside it. A missed bar is reported, and the run still succeeds.
+//!    (`--no-history`, as socat keeps none) and socat measured alike, with
+//!    their ratio;
+//! 2. pairs: two processes of the binary chatting, A listening and B
+//!    connecting, stdin to stdout each way (see `support::pair`). `secure`
+//!    is the default, with its history in SQLite; `secure --no-history`
+//!    (`nohistory`) keeps everything in memory; `plain` runs with
+//!    `--no-history` and `plain +history` (both under `plain`) with its
+//!    history in its data dir. Every pair runs with `--no-mdns`, which
+//!    would otherwise put pairs side by side into one room. The pairs are
+//!    measured together, their runs
+//!    taking turns, each run followed by a wait until the pair that ran is
+//!    quiet again, so the throughput with the history and without it come
+//!    from the same stretch of time and neither slows the other; their
+//!    ratio (history on / off) is printed for both message sizes and both
+//!    ways, since the issue that brought the history asks the secure mode
+//!    to keep at least 80% of its `--no-history` throughput. Beside it,
+//!    how long each pair kept working after a run's last line was shown
+//!    (the history's writes and acknowledgements come after the display);
+//! 3. start-up time to the `Listening on:` line of each pair's mode (see
+//!    `support::startup`);
+//! 4. the secure mode against the bars of its issues (the history ratio
+//!    among them), with the plain mode beside it. A missed bar is
+//!    reported, and the run still succeeds.
 //!
 //! A line of N bytes is N-1 bytes of text and its newline, so "64 B" and
 //! "1 KiB" messages are the same bytes on stdin in both modes. MB here is
@@ -42,6 +65,18 @@ const BAR_P99_MS: f64 = 1.0;
 const BAR_IDLE_RSS_MB: f64 = 12.0;
 const BAR_START_UP_MS: f64 = 100.0;
 
+/// Throughput with the history kept, as a share of the `--no-history`
+/// figure, from the issue that brought the history.
+const BAR_HISTORY_RATIO: f64 = 0.80;
+
+/// The pairs in the order they are measured and shown.
+const PAIR_MODES: [Mode; 4] = [
+    Mode::Secure,
+    Mode::SecureNoHistory,
+    Mode::Plain,
+    Mode::PlainHistory,
+];
+
 /// What the environment asks for.
 struct Knobs {
     lines: usize,
@@ -51,23 +86,25 @@ struct Knobs {
     starts: usize,
     plain: bool,
     secure: bool,
+    nohistory: bool,
     socat: bool,
 }
 
 impl Knobs {
     fn from_env() -> Result<Knobs, String> {
         let lines = env_usize("BENCH_LINES", 100_000).max(1);
-        let (mut plain, mut secure, mut socat) = (true, true, true);
+        let (mut plain, mut secure, mut nohistory, mut socat) = (true, true, true, true);
         if let Ok(only) = std::env::var("BENCH_ONLY") {
-            (plain, secure, socat) = (false, false, false);
+            (plain, secure, nohistory, socat) = (false, false, false, false);
             for part in only.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 match part {
                     "plain" => plain = true,
                     "secure" => secure = true,
+                    "nohistory" => nohistory = true,
                     "socat" => socat = true,
                     other => {
                         return Err(format!(
-                            "BENCH_ONLY: unknown section {other:?}; expected plain, secure or socat, comma-separated"
+                            "BENCH_ONLY: unknown section {other:?}; expected plain, secure, nohistory or socat, comma-separated"
                         ))
                     }
                 }
@@ -81,18 +118,36 @@ impl Knobs {
             starts: env_usize("BENCH_STARTS", 10).max(1),
             plain,
             secure,
+            nohistory,
             socat,
         })
+    }
+
+    /// Whether the pair of `mode` is to be measured.
+    fn wants(&self, mode: Mode) -> bool {
+        match mode {
+            Mode::Secure => self.secure,
+            Mode::SecureNoHistory => self.nohistory,
+            Mode::Plain | Mode::PlainHistory => self.plain,
+        }
     }
 }
 
 /// What the run measured, for the summary at the end.
 #[derive(Default)]
 struct Results {
-    secure_pair: Option<PairFigures>,
-    plain_pair: Option<PairFigures>,
-    secure_start: Option<StartUp>,
-    plain_start: Option<StartUp>,
+    pairs: Vec<(Mode, PairFigures)>,
+    starts: Vec<(Mode, StartUp)>,
+}
+
+impl Results {
+    fn pair(&self, mode: Mode) -> Option<&PairFigures> {
+        self.pairs.iter().find(|(m, _)| *m == mode).map(|(_, p)| p)
+    }
+
+    fn start(&self, mode: Mode) -> Option<&StartUp> {
+        self.starts.iter().find(|(m, _)| *m == mode).map(|(_, s)| s)
+    }
 }
 
 fn main() {
@@ -115,14 +170,17 @@ fn main() {
     }
 
     let mut results = Results::default();
-    if knobs.secure || knobs.plain {
+    let modes: Vec<Mode> = PAIR_MODES.into_iter().filter(|&m| knobs.wants(m)).collect();
+    if !modes.is_empty() {
         println!(
             "Two processes on 127.0.0.1: A listens, B connects; a message is one line on the \
              sender's stdin\nand one `Peer: ` line on the receiver's stdout. Messages/s: median \
              of {} runs of {} x 64 B and {} x 1 KiB;\nlatency of single 64 B messages, {} samples \
-             each way.",
+             each way. The pairs' runs take turns (one pair loaded at a time,\nthe next run once \
+             the last one's pair is quiet again); latency is measured pair after pair.",
             knobs.runs, knobs.lines, knobs.lines_1k, knobs.samples
         );
+        let _ = std::io::stdout().flush();
         let loads = [
             Load {
                 bytes: 64,
@@ -133,24 +191,24 @@ fn main() {
                 messages: knobs.lines_1k,
             },
         ];
+        let measured = pair::measure_all(&modes, &loads, knobs.runs, knobs.samples);
         print_pair_header();
-        for (mode, wanted) in [(Mode::Secure, knobs.secure), (Mode::Plain, knobs.plain)] {
-            if !wanted {
-                continue;
-            }
-            match pair::measure(mode, &loads, knobs.runs, knobs.samples) {
+        let mut failed = Vec::new();
+        for (mode, figures) in measured {
+            match figures {
                 Ok(figures) => {
                     print_pair_row(mode.name(), &figures);
-                    match mode {
-                        Mode::Secure => results.secure_pair = Some(figures),
-                        Mode::Plain => results.plain_pair = Some(figures),
-                    }
+                    results.pairs.push((mode, figures));
                 }
-                Err(e) => fail(&format!("{} pair", mode.name()), e),
+                Err(e) => failed.push((mode, e)),
             }
         }
         println!();
-        measure_start_up(&knobs, &mut results, &mut fail);
+        for (mode, e) in failed {
+            fail(&format!("{} pair", mode.name()), e);
+        }
+        print_history_ratios(&results);
+        measure_start_up(&knobs, &modes, &mut results, &mut fail);
         print_resources(&results);
         print_problems(&results);
     }
@@ -246,50 +304,53 @@ fn print_socket_row(name: &str, f: &against_socket::Figures) {
     );
 }
 
-/// Section 3: start-up of a secure listener (with an identity on disk, and
-/// creating one) and of a plain one.
-fn measure_start_up(knobs: &Knobs, results: &mut Results, fail: &mut impl FnMut(&str, String)) {
-    if knobs.secure {
-        let measured = tempfile::Builder::new()
-            .prefix("rust-p2p-chat-bench-")
-            .tempdir()
-            .map_err(|e| format!("could not create a temp dir: {e}"))
-            .and_then(|dir| {
-                let shared = dir.path().join("shared");
-                // One start, not timed, creates the identity the timed
-                // starts load.
-                startup::measure(Mode::Secure, Some(DataDir::Shared(&shared)), 1)?;
-                let existing =
-                    startup::measure(Mode::Secure, Some(DataDir::Shared(&shared)), knobs.starts)?;
-                let fresh = startup::measure(
-                    Mode::Secure,
-                    Some(DataDir::FreshUnder(dir.path())),
-                    knobs.starts,
-                )?;
-                Ok((existing, fresh))
-            });
-        match measured {
-            Ok((existing, fresh)) => {
-                println!(
-                    "secure start-up with a new identity: median {:.1} ms ({:.1}-{:.1} ms, {} starts)\n",
-                    fresh.median_ms, fresh.min_ms, fresh.max_ms, fresh.starts
-                );
-                results.secure_start = Some(existing);
-            }
-            Err(e) => fail("secure start-up", e),
+/// Section 3: start-up of a listener of each pair's mode, with its
+/// identity on disk (and, for the secure mode, creating one).
+fn measure_start_up(
+    knobs: &Knobs,
+    modes: &[Mode],
+    results: &mut Results,
+    fail: &mut impl FnMut(&str, String),
+) {
+    let dir = match tempfile::Builder::new()
+        .prefix("rust-p2p-chat-bench-")
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            fail("start-up", format!("could not create a temp dir: {e}"));
+            return;
+        }
+    };
+    for &mode in modes {
+        let shared = dir.path().join(mode.name().replace([' ', '+'], "-"));
+        // One start, not timed, creates the identity (and the history)
+        // the timed starts load.
+        let existing = startup::measure(mode, DataDir::Shared(&shared), 1)
+            .and_then(|_| startup::measure(mode, DataDir::Shared(&shared), knobs.starts));
+        match existing {
+            Ok(start) => results.starts.push((mode, start)),
+            Err(e) => fail(&format!("{} start-up", mode.name()), e),
         }
     }
-    if knobs.plain {
-        match startup::measure(Mode::Plain, None, knobs.starts) {
-            Ok(plain) => results.plain_start = Some(plain),
-            Err(e) => fail("plain start-up", e),
+    if modes.contains(&Mode::Secure) {
+        let fresh = dir.path().join("fresh");
+        match startup::measure(Mode::Secure, DataDir::FreshUnder(&fresh), knobs.starts) {
+            Ok(fresh) => println!(
+                "secure start-up with a new identity: median {:.1} ms ({:.1}-{:.1} ms, {} starts)\n",
+                fresh.median_ms, fresh.min_ms, fresh.max_ms, fresh.starts
+            ),
+            Err(e) => fail("secure start-up with a new identity", e),
         }
     }
 }
 
+/// Width of the first column of the pair tables.
+const NAME_WIDTH: usize = 20;
+
 fn print_pair_header() {
     println!(
-        "\n{:<8} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "\n{:<NAME_WIDTH$} {:>11} {:>11} {:>11} {:>11} {:>9} {:>9} {:>9} {:>9}",
         "",
         "64 B A->B",
         "64 B B->A",
@@ -310,7 +371,7 @@ fn print_pair_row(name: &str, f: &PairFigures) {
         )
     };
     println!(
-        "{:<8} {:>11} {:>11} {:>11} {:>11} {:>7.0}us {:>7.0}us {:>7.0}us {:>7.0}us",
+        "{:<NAME_WIDTH$} {:>11} {:>11} {:>11} {:>11} {:>7.0}us {:>7.0}us {:>7.0}us {:>7.0}us",
         name,
         rate(0, true),
         rate(0, false),
@@ -324,30 +385,96 @@ fn print_pair_row(name: &str, f: &PairFigures) {
     let _ = std::io::stdout().flush();
 }
 
+/// Throughput with the history over throughput without it, for load
+/// `index` (0: 64 B, 1: 1 KiB), one way.
+fn history_ratio(results: &Results, plain: bool, index: usize, a_to_b: bool) -> Option<f64> {
+    let (on, off) = if plain {
+        (Mode::PlainHistory, Mode::Plain)
+    } else {
+        (Mode::Secure, Mode::SecureNoHistory)
+    };
+    let rate = |mode| {
+        results
+            .pair(mode)
+            .and_then(|p| p.throughput.get(index))
+            .map(|t| if a_to_b { t.a_to_b } else { t.b_to_a })
+    };
+    match (rate(on), rate(off)) {
+        (Some(on), Some(off)) if off > 0.0 => Some(on / off),
+        _ => None,
+    }
+}
+
+/// The cost of the history: each mode's throughput with it over without
+/// it, measured in the same run; and how long each pair kept working
+/// after its runs.
+fn print_history_ratios(results: &Results) {
+    let rows: Vec<(&str, bool)> = [("secure", false), ("plain", true)]
+        .into_iter()
+        .filter(|&(_, plain)| history_ratio(results, plain, 0, true).is_some())
+        .collect();
+    if !rows.is_empty() {
+        println!(
+            "Throughput with the history / with --no-history (same run; bar for secure: >= {BAR_HISTORY_RATIO:.2}):"
+        );
+        println!(
+            "{:<NAME_WIDTH$} {:>11} {:>11} {:>11} {:>11}",
+            "", "64 B A->B", "64 B B->A", "1 KiB A->B", "1 KiB B->A"
+        );
+    }
+    for &(name, plain) in &rows {
+        let ratio = |index, a_to_b| {
+            history_ratio(results, plain, index, a_to_b)
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
+        };
+        println!(
+            "{:<NAME_WIDTH$} {:>11} {:>11} {:>11} {:>11}",
+            name,
+            ratio(0, true),
+            ratio(0, false),
+            ratio(1, true),
+            ratio(1, false)
+        );
+    }
+    if results.pairs.is_empty() {
+        return;
+    }
+    let quiet: Vec<String> = results
+        .pairs
+        .iter()
+        .map(|(mode, p)| format!("{} {:.0} ms", mode.name(), p.quiet_after_ms))
+        .collect();
+    println!(
+        "(quiet again after a run, median: {}; the time until a pair's processes used under \
+         {} ms of CPU in {} ms)",
+        quiet.join(", "),
+        pair::QUIET_CPU.as_millis(),
+        pair::QUIET_SLICE.as_millis()
+    );
+    println!();
+}
+
 fn print_resources(results: &Results) {
     println!(
-        "{:<8} {:>9} {:>10} {:>9} {:>9} {:>22}",
+        "{:<NAME_WIDTH$} {:>9} {:>10} {:>9} {:>9} {:>22}",
         "", "idle RSS", "idle anon", "loaded A", "loaded B", "start-up median (range)"
     );
-    let rows = [
-        ("secure", &results.secure_pair, &results.secure_start),
-        ("plain", &results.plain_pair, &results.plain_start),
-    ];
-    for (name, pair, start) in rows {
+    for mode in PAIR_MODES {
+        let pair = results.pair(mode);
+        let start = results.start(mode);
         if pair.is_none() && start.is_none() {
             continue;
         }
         let memory = |kib: fn(&PairFigures) -> u64| {
-            pair.as_ref()
-                .map_or_else(|| "-".to_owned(), |p| format!("{:.1}MB", mb(kib(p))))
+            pair.map_or_else(|| "-".to_owned(), |p| format!("{:.1}MB", mb(kib(p))))
         };
-        let start = start.as_ref().map_or_else(
+        let start = start.map_or_else(
             || "-".to_owned(),
             |s| format!("{:.1}ms ({:.1}-{:.1})", s.median_ms, s.min_ms, s.max_ms),
         );
         println!(
-            "{:<8} {:>9} {:>10} {:>9} {:>9} {:>22}",
-            name,
+            "{:<NAME_WIDTH$} {:>9} {:>10} {:>9} {:>9} {:>22}",
+            mode.name(),
             memory(|p| p.idle_rss_kib),
             memory(|p| p.idle_anon_kib),
             memory(|p| p.loaded_a_kib),
@@ -359,22 +486,14 @@ fn print_resources(results: &Results) {
         "(idle: A's VmRSS right after `Waiting for peer to connect...`, and its RssAnon, which \
          leaves out\n the mapped binary and libraries; loaded: VmHWM after all the load;\n \
          start-up: spawn to `Listening on:` read, identity already on disk, {} starts)",
-        results
-            .secure_start
-            .as_ref()
-            .or(results.plain_start.as_ref())
-            .map_or(0, |s| s.starts)
+        results.starts.first().map_or(0, |(_, s)| s.starts)
     );
 }
 
 fn print_problems(results: &Results) {
-    for (name, pair) in [
-        ("secure", &results.secure_pair),
-        ("plain", &results.plain_pair),
-    ] {
-        let Some(pair) = pair else { continue };
+    for (mode, pair) in &results.pairs {
         for problem in &pair.problems {
-            println!("{name} pair: PROBLEM: {problem}");
+            println!("{} pair: PROBLEM: {problem}", mode.name());
         }
     }
 }
@@ -425,8 +544,8 @@ fn figure(value: f64, decimals: usize) -> String {
 
 /// Section 4: the secure mode against its bars, the plain mode beside it.
 fn print_bars(results: &Results) {
-    let secure = results.secure_pair.as_ref();
-    let plain = results.plain_pair.as_ref();
+    let secure = results.pair(Mode::Secure);
+    let plain = results.pair(Mode::Plain);
     let rate = |p: Option<&PairFigures>, a_to_b: bool| {
         p.and_then(|p| p.throughput.first())
             .map(|t| if a_to_b { t.a_to_b } else { t.b_to_a })
@@ -435,7 +554,14 @@ fn print_bars(results: &Results) {
         p.map(|p| if a_to_b { p.a_to_b.p99 } else { p.b_to_a.p99 } / 1e3)
     };
     let idle_mb = |p: Option<&PairFigures>| p.map(|p| mb(p.idle_rss_kib));
-    let start_ms = |s: &Option<StartUp>| s.as_ref().map(|s| s.median_ms);
+    let start_ms = |s: Option<&StartUp>| s.map(|s| s.median_ms);
+    let ratio_row = |name, index, a_to_b| BarRow {
+        name,
+        secure: history_ratio(results, false, index, a_to_b),
+        plain: history_ratio(results, true, index, a_to_b),
+        bar: Bar::AtLeast(BAR_HISTORY_RATIO),
+        decimals: 2,
+    };
     let rows = [
         BarRow {
             name: "64 B messages/s A->B",
@@ -474,17 +600,22 @@ fn print_bars(results: &Results) {
         },
         BarRow {
             name: "start-up (ms)",
-            secure: start_ms(&results.secure_start),
-            plain: start_ms(&results.plain_start),
+            secure: start_ms(results.start(Mode::Secure)),
+            plain: start_ms(results.start(Mode::Plain)),
             bar: Bar::Below(BAR_START_UP_MS),
             decimals: 1,
         },
+        ratio_row("history on/off 64 B A->B", 0, true),
+        ratio_row("history on/off 64 B B->A", 0, false),
+        ratio_row("history on/off 1 KiB A->B", 1, true),
+        ratio_row("history on/off 1 KiB B->A", 1, false),
     ];
     println!(
-        "\nThe secure mode against its bars (a miss is reported, not fatal); plain beside it:"
+        "\nThe secure mode (with its history) against its bars (a miss is reported, not fatal); \
+         plain (--no-history) beside it,\nand for the history on/off rows plain +history / plain:"
     );
     println!(
-        "  {:<24} {:>12} {:>12} {:>6} {:>12}",
+        "  {:<26} {:>12} {:>12} {:>6} {:>12}",
         "", "secure", "bar", "", "plain"
     );
     let mut missed = 0;
@@ -499,7 +630,7 @@ fn print_bars(results: &Results) {
             missed += 1;
         }
         println!(
-            "  {:<24} {:>12} {:>12} {:>6} {:>12}",
+            "  {:<26} {:>12} {:>12} {:>6} {:>12}",
             row.name,
             show(row.secure),
             row.bar.show(row.decimals),

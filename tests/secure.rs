@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{fingerprint_of, peer_id_of, Peer, RawPeer, TIMEOUT};
+use common::{peer_id_of, Peer, RawPeer, TIMEOUT};
 use tempfile::TempDir;
 
 fn data_dir() -> TempDir {
@@ -206,18 +206,11 @@ fn expect_refuses_another_identity_and_accepts_the_right_one() {
         "no chat with the wrong peer"
     );
 
-    // The right one, named by its fingerprint typed in lower case.
-    let (probe, _, _) = Peer::secure_listen(a.path(), &[]);
-    let fingerprint = {
-        let line = probe
-            .seen
-            .iter()
-            .find(|l| l.starts_with("Your identity: "))
-            .expect("identity line")
-            .clone();
-        fingerprint_of(&line).to_lowercase()
-    };
-    drop(probe);
+    // The right one, named by its fingerprint typed in lower case (read
+    // with `id`, which may run beside the chat using the directory).
+    let mut probe = Peer::start(&["id", "--data-dir", a.path().to_str().expect("utf-8")]);
+    let fingerprint = probe.expect_prefix("Fingerprint: ")["Fingerprint: ".len()..].to_lowercase();
+    assert!(probe.wait_exit().success());
     let mut accepted = Peer::secure_connect(port, b.path(), &["--expect", &fingerprint]);
     accepted.expect_secure_chat();
     listener.expect_secure_chat();
@@ -390,8 +383,11 @@ fn a_peer_that_stops_reading_is_reported_slow_then_dropped_and_memory_stays_boun
     // Dropped: by the engine when nothing is taken for 30 s, or sooner by
     // the pings, which a peer that stopped taking anything stops answering.
     connector.expect_line_within("Peer disconnected", Duration::from_secs(45));
+    // The flooder's own memory is bounded by what gossipsub keeps of what
+    // it sent (3.5 s of messages, to gossip them on) and our queues: at
+    // full speed a few hundred MB (see the README's loaded figures).
     let rss = connector.peak_rss_kib();
-    assert!(rss < 128 * 1024, "flooding connector grew to {rss} KiB");
+    assert!(rss < 512 * 1024, "flooding connector grew to {rss} KiB");
     drop(connector);
     let _ = flooder.join();
 }

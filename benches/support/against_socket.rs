@@ -10,14 +10,21 @@
 //!   read from the socket;
 //! - one-way latency of single lines both ways, timed with one clock;
 //! - RSS while listening (idle) and its peak after the load (loaded).
+//!
+//! The program runs with `--no-history` (socat keeps none) and a temp
+//! `--data-dir`, so it never writes into the user's real data directory.
 
 use std::io::BufReader;
 use std::net::TcpStream;
 use std::process::{ChildStdout, Command};
 use std::time::{Duration, Instant};
 
+use tempfile::TempDir;
+
 use super::lines::{payload, push, LineCounter};
-use super::process::{free_port, port_in, read_status, status_kib, wait_listening, Running};
+use super::process::{
+    free_port, port_in, read_status, status_kib, wait_listening, Running, Watchdog,
+};
 use super::{latency, median, Latency};
 
 /// Bytes of each line, newline included.
@@ -64,13 +71,31 @@ pub fn measure(
     runs: usize,
     samples: usize,
 ) -> Result<Figures, String> {
-    let (mut target, stdout, port) = start(subject)?;
+    // `dir` first, so on an early return it is dropped after the program.
+    let (dir, mut target, stdout, port) = start(subject)?;
     let idle_rss_kib = status_kib(target.pid(), "VmRSS:");
     let mut socket = TcpStream::connect(("127.0.0.1", port))
         .map_err(|e| format!("could not connect to 127.0.0.1:{port}: {e}"))?;
     socket
         .set_nodelay(true)
         .map_err(|e| format!("nodelay: {e}"))?;
+    // A program that stops reading makes a write fail, not hang; the same
+    // for its stdin, by killing it.
+    socket
+        .set_write_timeout(Some(RUN_DEADLINE))
+        .map_err(|e| format!("write timeout: {e}"))?;
+    let watchdog = Watchdog::new(target.pid());
+    let to_stdin = |stdin: &mut std::process::ChildStdin, bytes: &[u8], within| {
+        watchdog.arm(within);
+        let written = push(stdin, bytes, "stdin");
+        watchdog.disarm();
+        if watchdog.fired() {
+            return Err(format!(
+                "the program took no input on stdin for {within:?}; killed"
+            ));
+        }
+        written
+    };
     let stdout = match subject {
         Subject::Ours => read_status(stdout, "Type messages", STATUS_DEADLINE)?.rest,
         Subject::Socat => stdout,
@@ -89,7 +114,7 @@ pub fn measure(
     push(&mut socket, &payload[..warm * LINE_BYTES], "the socket")?;
     inbound_rx.arrived(RUN_DEADLINE)?;
     outbound_rx.expect(warm)?;
-    push(&mut stdin, &payload[..warm * LINE_BYTES], "stdin")?;
+    to_stdin(&mut stdin, &payload[..warm * LINE_BYTES], RUN_DEADLINE)?;
     outbound_rx.arrived(RUN_DEADLINE)?;
 
     let mut inbound = Vec::with_capacity(runs);
@@ -103,7 +128,7 @@ pub fn measure(
 
         outbound_rx.expect(lines)?;
         let start = Instant::now();
-        push(&mut stdin, &payload, "stdin")?;
+        to_stdin(&mut stdin, &payload, RUN_DEADLINE)?;
         let end = outbound_rx.arrived(RUN_DEADLINE)?.at;
         outbound.push(lines as f64 / (end - start).as_secs_f64());
     }
@@ -118,13 +143,15 @@ pub fn measure(
         in_samples.push((inbound_rx.arrived(SAMPLE_DEADLINE)?.at - start).as_secs_f64() * 1e6);
         outbound_rx.expect(1)?;
         let start = Instant::now();
-        push(&mut stdin, line, "stdin")?;
+        to_stdin(&mut stdin, line, SAMPLE_DEADLINE)?;
         out_samples.push((outbound_rx.arrived(SAMPLE_DEADLINE)?.at - start).as_secs_f64() * 1e6);
     }
     let loaded_rss_kib = status_kib(target.pid(), "VmHWM:");
     drop(socket);
     drop(stdin);
     target.finish(Duration::from_secs(5));
+    // Removed once the program has ended.
+    drop(dir);
 
     Ok(Figures {
         inbound: median(&mut inbound),
@@ -136,18 +163,40 @@ pub fn measure(
     })
 }
 
-/// Starts the program listening on a loopback port; returns it, its
+/// Starts the program listening on a loopback port; returns its temp data
+/// dir (none for socat), to be removed once it has ended, the program, its
 /// stdout past the status lines that come before a connection, and the
 /// port.
-fn start(subject: &Subject) -> Result<(Running, BufReader<ChildStdout>, u16), String> {
+fn start(
+    subject: &Subject,
+) -> Result<(Option<TempDir>, Running, BufReader<ChildStdout>, u16), String> {
     match subject {
         Subject::Ours => {
-            let mut target = Running::ours("rust-p2p-chat --plain", &["--plain", "--listen", "0"])?;
+            let dir = tempfile::Builder::new()
+                .prefix("rust-p2p-chat-bench-")
+                .tempdir()
+                .map_err(|e| format!("could not create a temp dir: {e}"))?;
+            let path = dir
+                .path()
+                .to_str()
+                .ok_or_else(|| format!("temp path {} is not UTF-8", dir.path().display()))?
+                .to_owned();
+            let mut target = Running::ours(
+                "rust-p2p-chat --plain",
+                &[
+                    "--plain",
+                    "--no-history",
+                    "--data-dir",
+                    &path,
+                    "--listen",
+                    "0",
+                ],
+            )?;
             let stdout = BufReader::new(target.take_stdout()?);
             let listening = read_status(stdout, "Listening on: ", STATUS_DEADLINE)?;
             let port = port_in(&listening.line)?;
             let waiting = read_status(listening.rest, "Waiting for peer", STATUS_DEADLINE)?;
-            Ok((target, waiting.rest, port))
+            Ok((Some(dir), target, waiting.rest, port))
         }
         Subject::Socat => {
             let port = free_port()?;
@@ -160,7 +209,7 @@ fn start(subject: &Subject) -> Result<(Running, BufReader<ChildStdout>, u16), St
             )?;
             let stdout = BufReader::new(target.take_stdout()?);
             wait_listening(port, STATUS_DEADLINE)?;
-            Ok((target, stdout, port))
+            Ok((None, target, stdout, port))
         }
     }
 }

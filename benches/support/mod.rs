@@ -4,8 +4,8 @@
 //! ([`process`]), the plain protocol against a raw socket
 //! ([`against_socket`]), two real processes of the binary talking to each
 //! other ([`pair`]) and start-up times ([`startup`]). `classic` uses all of
-//! them; `rooms` only [`process`] and the figures here, hence the
-//! `allow(dead_code)` (each benchmark is its own crate).
+//! them; `rooms` and `sync` only [`process`] and the figures here, hence
+//! the `allow(dead_code)` (each benchmark is its own crate).
 //!
 //! Every wait here has a deadline and every measurement returns an error
 //! instead of panicking, so one failing section is reported and the others

@@ -1,7 +1,12 @@
 //! Two real processes of the binary talking to each other on 127.0.0.1:
 //! A listens, B connects, and the benchmark holds both ends of each (stdin
-//! and stdout pipes). Run in the secure mode (each with its own data dir,
-//! so its own identity) and, for comparison, in the plain mode.
+//! and stdout pipes). Run in the secure mode with its history (the
+//! default) and with `--no-history`, and in the plain mode likewise
+//! ([`Mode`]); every process gets a data dir of its own under a temp dir
+//! (its identity, its history), so a benchmark never writes into the
+//! user's real data directory. Every process runs with `--no-mdns`: pairs
+//! run side by side, and mDNS would put them (and any other instance on
+//! the LAN) into one room, each showing the others' messages.
 //!
 //! A message goes in as one line on the sender's stdin and comes out as
 //! one `Peer: TEXT` line on the receiver's stdout; the receiver's stdout is
@@ -11,7 +16,30 @@
 //! - a check that one full batch each way arrives whole and in order;
 //! - one-way latency of single messages both ways, with one clock;
 //! - A's VmRSS right after `Waiting for peer to connect...` (idle), and
-//!   both processes' VmHWM after the load.
+//!   both processes' VmHWM after the load;
+//! - lines either process printed that the benchmark never asked for (a
+//!   notice, a line shown twice), reported as a problem.
+//!
+//! A write to a process's stdin that takes longer than a run may (the
+//! process stopped reading it) gets the process killed by its PID, which
+//! ends the write; the pair fails, and the other pairs go on.
+//!
+//! Several pairs are measured together ([`measure_all`]): all are started,
+//! then their throughput runs take turns (one run each way of one pair,
+//! then of the next, the first pair of each round rotating). Only one pair
+//! carries load at any time; the others sit idle. Figures compared with
+//! each other (history on against off) are thus measured over the same
+//! stretch of time, so a machine that gets busier or quieter during the
+//! run (another build, a CPU changing speed) moves both alike instead of
+//! skewing their ratio. After every run (each way) the benchmark waits
+//! until the pair that ran is quiet again: its two processes together used
+//! under [`QUIET_CPU`] of CPU over [`QUIET_SLICE`] (from
+//! /proc/PID/task/*/schedstat), for at most [`QUIET_DEADLINE`]. A mode
+//! that keeps working once its lines are shown (storing them,
+//! acknowledging them) would otherwise slow the next run, often another
+//! pair's, on a machine with few cores; how long that work lasts is
+//! reported ("quiet after"). Latency is measured pair after pair, each
+//! after a wait for quiet, since a sample lasts far less than such work.
 
 use std::io::BufReader;
 use std::process::{ChildStdin, ChildStdout};
@@ -20,7 +48,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::lines::{payload, push, LineCounter};
-use super::process::{port_in, read_status, status_kib, Ended, Running};
+use super::process::{port_in, read_status, sched_times, status_kib, Ended, Running, Watchdog};
 use super::{latency, median, Latency};
 
 /// Longest a throughput run may take.
@@ -41,19 +69,32 @@ const STATUS_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest a process may take to exit once its input is closed.
 const EXIT_DEADLINE: Duration = Duration::from_secs(5);
 
+/// A pair counts as quiet when its processes used less CPU than this...
+pub const QUIET_CPU: Duration = Duration::from_millis(2);
+
+/// ... over this long.
+pub const QUIET_SLICE: Duration = Duration::from_millis(20);
+
+/// Longest the wait for a pair to be quiet may take.
+pub const QUIET_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Messages sent each way before measuring.
 const WARM_UP: usize = 1000;
 
 /// The program's prefix of a received message.
 const RECEIVED_PREFIX: &[u8] = b"Peer: ";
 
-/// Which protocol the pair speaks.
+/// Which protocol the pair speaks, and whether it keeps a history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `--plain`.
+    /// `--plain --no-history`.
     Plain,
-    /// The default, with `--data-dir`.
+    /// `--plain`, with its history in its data dir.
+    PlainHistory,
+    /// The default: secure, with its history in its data dir.
     Secure,
+    /// `--no-history`: secure, everything in memory.
+    SecureNoHistory,
 }
 
 impl Mode {
@@ -61,8 +102,32 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Plain => "plain",
+            Mode::PlainHistory => "plain +history",
             Mode::Secure => "secure",
+            Mode::SecureNoHistory => "secure --no-history",
         }
+    }
+
+    /// Whether it speaks the plain protocol.
+    pub fn plain(self) -> bool {
+        matches!(self, Mode::Plain | Mode::PlainHistory)
+    }
+
+    /// Whether it keeps a history on disk.
+    pub fn history(self) -> bool {
+        matches!(self, Mode::PlainHistory | Mode::Secure)
+    }
+
+    /// Its flags besides the role and the data dir.
+    pub fn flags(self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        if self.plain() {
+            flags.push("--plain");
+        }
+        if !self.history() {
+            flags.push("--no-history");
+        }
+        flags
     }
 }
 
@@ -96,6 +161,9 @@ pub struct PairFigures {
     /// The anonymous part of it (heap, stacks; not the mapped binary and
     /// libraries), KiB.
     pub idle_anon_kib: u64,
+    /// After a throughput run, until the pair was quiet again: the
+    /// median, milliseconds.
+    pub quiet_after_ms: f64,
     /// A's VmHWM after the load, KiB.
     pub loaded_a_kib: u64,
     /// B's VmHWM after the load, KiB.
@@ -109,112 +177,298 @@ struct Side {
     process: Running,
     stdin: ChildStdin,
     received: LineCounter,
+    /// Kills the process if a write to its stdin blocks too long.
+    watchdog: Watchdog,
     label: &'static str,
 }
 
-/// Starts a pair, measures it, and stops it.
-pub fn measure(
-    mode: Mode,
+/// A pair being measured. Its processes are declared before its temp dir,
+/// so they are killed and reaped before the dir is removed.
+struct Pair {
+    a: Side,
+    b: Side,
+    idle_rss_kib: u64,
+    idle_anon_kib: u64,
+    /// Per load: messages/s of each run, A->B and B->A.
+    rates: Vec<(Vec<f64>, Vec<f64>)>,
+    /// Latency samples, microseconds.
+    a_to_b: Vec<f64>,
+    b_to_a: Vec<f64>,
+    /// After each throughput run, until quiet, milliseconds.
+    quiet_ms: Vec<f64>,
+    problems: Vec<String>,
+    _dirs: TempDir,
+}
+
+/// A pair still measured, or why it stopped. A failed pair is dropped on
+/// the spot (its processes killed, its dir removed); the others go on.
+enum Slot {
+    Live(Box<Pair>),
+    Failed(String),
+}
+
+/// Starts a pair of each mode, measures them all, taking turns, and stops
+/// them; one result per mode, in the order asked.
+pub fn measure_all(
+    modes: &[Mode],
     loads: &[Load],
     runs: usize,
     samples: usize,
-) -> Result<PairFigures, String> {
-    let dirs = match mode {
-        Mode::Secure => Some(
-            tempfile::Builder::new()
-                .prefix("rust-p2p-chat-bench-")
-                .tempdir()
-                .map_err(|e| format!("could not create a temp dir: {e}"))?,
-        ),
-        Mode::Plain => None,
-    };
-    let (mut a, mut b, (idle_rss_kib, idle_anon_kib)) = start(mode, dirs.as_ref())?;
-    let mut problems = Vec::new();
-
-    warm_up(&mut a, &mut b)?;
-    let mut throughput = Vec::with_capacity(loads.len());
-    for &load in loads {
-        throughput.push(measure_load(&mut a, &mut b, load, runs, &mut problems)?);
+) -> Vec<(Mode, Result<PairFigures, String>)> {
+    let mut slots: Vec<Slot> = modes
+        .iter()
+        .map(|&mode| match Pair::start(mode, loads.len()) {
+            Ok(pair) => Slot::Live(Box::new(pair)),
+            Err(e) => Slot::Failed(e),
+        })
+        .collect();
+    each_live(&mut slots, 0, |pair| {
+        pair.warm_up()?;
+        pair.quiet();
+        Ok(())
+    });
+    for (index, &load) in loads.iter().enumerate() {
+        let bytes = payload(load.messages, load.bytes);
+        each_live(&mut slots, 0, |pair| {
+            pair.check(&bytes, load)?;
+            pair.quiet();
+            Ok(())
+        });
+        // The budget is per pair, as if each were measured alone.
+        let budget = SIZE_BUDGET * live(&slots).max(1) as u32;
+        let started = Instant::now();
+        for run in 0..runs {
+            if started.elapsed() > budget {
+                each_live(&mut slots, 0, |pair| {
+                    pair.problems.push(format!(
+                        "{} B messages: only {run} runs each way within {budget:?} shared by the pairs",
+                        load.bytes
+                    ));
+                    Ok(())
+                });
+                break;
+            }
+            each_live(&mut slots, run, |pair| pair.run(index, &bytes, load));
+        }
     }
-    let (a_to_b, b_to_a) = measure_latency(&mut a, &mut b, samples, &mut problems)?;
-    let loaded_a_kib = status_kib(a.process.pid(), "VmHWM:");
-    let loaded_b_kib = status_kib(b.process.pid(), "VmHWM:");
-    stop(a, b, &mut problems);
-    drop(dirs);
-
-    Ok(PairFigures {
-        throughput,
-        a_to_b,
-        b_to_a,
-        idle_rss_kib,
-        idle_anon_kib,
-        loaded_a_kib,
-        loaded_b_kib,
-        problems,
-    })
+    let line = payload(1, 64);
+    each_live(&mut slots, 0, |pair| pair.latency(&line, samples));
+    modes
+        .iter()
+        .copied()
+        .zip(slots)
+        .map(|(mode, slot)| match slot {
+            Slot::Live(pair) => (mode, Ok(pair.finish())),
+            Slot::Failed(e) => (mode, Err(e)),
+        })
+        .collect()
 }
 
-/// Starts A listening and B connecting; returns both once each has said
-/// the chat is ready, and A's idle VmRSS and RssAnon.
-fn start(mode: Mode, dirs: Option<&TempDir>) -> Result<(Side, Side, (u64, u64)), String> {
-    let dir_of = |name: &str| -> Result<Option<String>, String> {
-        dirs.map(|d| {
-            let dir = d.path().join(name);
+/// How many pairs are still measured.
+fn live(slots: &[Slot]) -> usize {
+    slots.iter().filter(|s| matches!(s, Slot::Live(_))).count()
+}
+
+/// Runs `step` on each live pair, starting at pair `round % len` so no
+/// pair always goes first; a pair whose step fails is stopped there.
+fn each_live(
+    slots: &mut [Slot],
+    round: usize,
+    mut step: impl FnMut(&mut Pair) -> Result<(), String>,
+) {
+    let len = slots.len();
+    for k in 0..len {
+        let i = (round + k) % len;
+        if let Slot::Live(pair) = &mut slots[i] {
+            if let Err(e) = step(pair) {
+                slots[i] = Slot::Failed(e);
+            }
+        }
+    }
+}
+
+impl Pair {
+    /// Starts A listening and B connecting, each with its own data dir;
+    /// returns once each has said the chat is ready, with A's idle VmRSS
+    /// and RssAnon.
+    fn start(mode: Mode, loads: usize) -> Result<Pair, String> {
+        let dirs = tempfile::Builder::new()
+            .prefix("rust-p2p-chat-bench-")
+            .tempdir()
+            .map_err(|e| format!("could not create a temp dir: {e}"))?;
+        let dir_of = |name: &str| -> Result<String, String> {
+            let dir = dirs.path().join(name);
             dir.to_str()
                 .map(str::to_owned)
                 .ok_or_else(|| format!("temp path {} is not UTF-8", dir.display()))
+        };
+        let dir_a = dir_of("a")?;
+        let dir_b = dir_of("b")?;
+
+        let mut args_a = vec!["--listen", "0", "--data-dir", &dir_a, "--no-mdns"];
+        args_a.extend(mode.flags());
+        let mut a = Running::ours(&format!("{} listener A", mode.name()), &args_a)?;
+        let stdout_a = BufReader::new(a.take_stdout()?);
+        let listening = read_status(stdout_a, "Listening on: ", STATUS_DEADLINE)
+            .map_err(|e| format!("{}: {e}", a.name))?;
+        let port = port_in(&listening.line)?;
+        let waiting = read_status(listening.rest, "Waiting for peer", STATUS_DEADLINE)
+            .map_err(|e| format!("{}: {e}", a.name))?;
+        let idle_rss_kib = status_kib(a.pid(), "VmRSS:");
+        let idle_anon_kib = status_kib(a.pid(), "RssAnon:");
+
+        let target = format!("127.0.0.1:{port}");
+        let mut args_b = vec!["--connect", &target, "--data-dir", &dir_b, "--no-mdns"];
+        args_b.extend(mode.flags());
+        let mut b = Running::ours(&format!("{} connector B", mode.name()), &args_b)?;
+        let stdout_b = BufReader::new(b.take_stdout()?);
+        let ready_b = read_status(stdout_b, "Type messages", STATUS_DEADLINE)
+            .map_err(|e| format!("{}: {e}", b.name))?;
+        let ready_a = read_status(waiting.rest, "Type messages", STATUS_DEADLINE)
+            .map_err(|e| format!("{}: {e}", a.name))?;
+
+        Ok(Pair {
+            a: side(a, ready_a.rest, "A")?,
+            b: side(b, ready_b.rest, "B")?,
+            idle_rss_kib,
+            idle_anon_kib,
+            rates: vec![(Vec::new(), Vec::new()); loads],
+            a_to_b: Vec::new(),
+            b_to_a: Vec::new(),
+            quiet_ms: Vec::new(),
+            problems: Vec::new(),
+            _dirs: dirs,
         })
-        .transpose()
-    };
-    let dir_a = dir_of("a")?;
-    let dir_b = dir_of("b")?;
-
-    let mut args_a = vec!["--listen", "0"];
-    let mut args_b = vec!["--connect"];
-    if mode == Mode::Plain {
-        args_a.push("--plain");
     }
-    let mut a = Running::ours(
-        &format!("{} listener A", mode.name()),
-        &with_dir(&args_a, &dir_a),
-    )?;
-    let stdout_a = BufReader::new(a.take_stdout()?);
-    let listening = read_status(stdout_a, "Listening on: ", STATUS_DEADLINE)
-        .map_err(|e| format!("{}: {e}", a.name))?;
-    let port = port_in(&listening.line)?;
-    let waiting = read_status(listening.rest, "Waiting for peer", STATUS_DEADLINE)
-        .map_err(|e| format!("{}: {e}", a.name))?;
-    let idle = (
-        status_kib(a.pid(), "VmRSS:"),
-        status_kib(a.pid(), "RssAnon:"),
-    );
 
-    let target = format!("127.0.0.1:{port}");
-    args_b.push(&target);
-    if mode == Mode::Plain {
-        args_b.push("--plain");
+    fn warm_up(&mut self) -> Result<(), String> {
+        warm_up(&mut self.a, &mut self.b)
     }
-    let mut b = Running::ours(
-        &format!("{} connector B", mode.name()),
-        &with_dir(&args_b, &dir_b),
-    )?;
-    let stdout_b = BufReader::new(b.take_stdout()?);
-    let ready_b = read_status(stdout_b, "Type messages", STATUS_DEADLINE)
-        .map_err(|e| format!("{}: {e}", b.name))?;
-    let ready_a = read_status(waiting.rest, "Type messages", STATUS_DEADLINE)
-        .map_err(|e| format!("{}: {e}", a.name))?;
 
-    let a = side(a, ready_a.rest, "A")?;
-    let b = side(b, ready_b.rest, "B")?;
-    Ok((a, b, idle))
-}
-
-fn with_dir<'a>(args: &[&'a str], dir: &'a Option<String>) -> Vec<&'a str> {
-    let mut args = args.to_vec();
-    if let Some(dir) = dir {
-        args.extend(["--data-dir", dir]);
+    /// One batch each way whose every byte is checked.
+    fn check(&mut self, bytes: &[u8], load: Load) -> Result<(), String> {
+        let problems = [
+            check_batch(&mut self.a, &mut self.b, bytes, load)?,
+            check_batch(&mut self.b, &mut self.a, bytes, load)?,
+        ];
+        self.problems.extend(problems.into_iter().flatten());
+        Ok(())
     }
-    args
+
+    /// One throughput run each way of load number `index`, each followed
+    /// by a wait for quiet.
+    fn run(&mut self, index: usize, bytes: &[u8], load: Load) -> Result<(), String> {
+        let took = send_batch(&mut self.a, &mut self.b, bytes, load.messages, RUN_DEADLINE)?;
+        self.rates[index]
+            .0
+            .push(load.messages as f64 / took.as_secs_f64());
+        let quiet = self.quiet();
+        self.quiet_ms.push(quiet);
+        let took = send_batch(&mut self.b, &mut self.a, bytes, load.messages, RUN_DEADLINE)?;
+        self.rates[index]
+            .1
+            .push(load.messages as f64 / took.as_secs_f64());
+        let quiet = self.quiet();
+        self.quiet_ms.push(quiet);
+        Ok(())
+    }
+
+    /// Waits until both processes are quiet (see the module docs), at most
+    /// [`QUIET_DEADLINE`]; returns how long that took, milliseconds.
+    fn quiet(&mut self) -> f64 {
+        let pids = [self.a.process.pid(), self.b.process.pid()];
+        let cpu = || -> Option<Duration> {
+            pids.iter()
+                .map(|&pid| sched_times(pid).map(|t| t.on_cpu))
+                .sum()
+        };
+        let started = Instant::now();
+        let mut before = cpu();
+        while started.elapsed() < QUIET_DEADLINE {
+            std::thread::sleep(QUIET_SLICE);
+            let now = cpu();
+            match (before, now) {
+                (Some(b), Some(n)) if n.saturating_sub(b) < QUIET_CPU => {
+                    return started.elapsed().as_secs_f64() * 1e3
+                }
+                // Without schedstat there is nothing to wait for.
+                (None, _) | (_, None) => return 0.0,
+                _ => before = now,
+            }
+        }
+        self.problems.push(format!(
+            "still busy {QUIET_DEADLINE:?} after a run; the next run went ahead"
+        ));
+        started.elapsed().as_secs_f64() * 1e3
+    }
+
+    /// Latency of single 64-byte messages, alternating directions, after
+    /// a wait for quiet.
+    fn latency(&mut self, line: &[u8], samples: usize) -> Result<(), String> {
+        self.quiet();
+        let started = Instant::now();
+        for _ in 0..samples {
+            if started.elapsed() > LATENCY_BUDGET {
+                self.problems.push(format!(
+                    "latency: only {} samples each way within {LATENCY_BUDGET:?}",
+                    self.a_to_b.len()
+                ));
+                break;
+            }
+            let took = send_batch(&mut self.a, &mut self.b, line, 1, SAMPLE_DEADLINE)?;
+            self.a_to_b.push(took.as_secs_f64() * 1e6);
+            let took = send_batch(&mut self.b, &mut self.a, line, 1, SAMPLE_DEADLINE)?;
+            self.b_to_a.push(took.as_secs_f64() * 1e6);
+        }
+        Ok(())
+    }
+
+    /// Reads the peaks, stops both processes and sums up.
+    fn finish(self) -> PairFigures {
+        let Pair {
+            a,
+            b,
+            idle_rss_kib,
+            idle_anon_kib,
+            rates,
+            mut a_to_b,
+            mut b_to_a,
+            mut quiet_ms,
+            mut problems,
+            _dirs,
+        } = self;
+        let loaded_a_kib = status_kib(a.process.pid(), "VmHWM:");
+        let loaded_b_kib = status_kib(b.process.pid(), "VmHWM:");
+        for side in [&a, &b] {
+            if let (lines @ 1.., Some(first)) = side.received.leftover() {
+                problems.push(format!(
+                    "{} printed {lines} line(s) the benchmark did not send (counted as if sent, so \
+                     its figures are off), the first: {first:?}",
+                    side.label
+                ));
+            }
+        }
+        stop(a, b, &mut problems);
+        drop(_dirs);
+        let throughput = rates
+            .into_iter()
+            .map(|(mut a_to_b, mut b_to_a)| Throughput {
+                a_to_b: median(&mut a_to_b),
+                b_to_a: median(&mut b_to_a),
+            })
+            .collect();
+        PairFigures {
+            throughput,
+            a_to_b: latency(&mut a_to_b),
+            b_to_a: latency(&mut b_to_a),
+            quiet_after_ms: median(&mut quiet_ms),
+            idle_rss_kib,
+            idle_anon_kib,
+            loaded_a_kib,
+            loaded_b_kib,
+            problems,
+        }
+    }
 }
 
 fn side(
@@ -224,10 +478,12 @@ fn side(
 ) -> Result<Side, String> {
     let stdin = process.take_stdin()?;
     let received = LineCounter::spawn(&format!("{label}'s stdout"), stdout);
+    let watchdog = Watchdog::new(process.pid());
     Ok(Side {
         process,
         stdin,
         received,
+        watchdog,
         label,
     })
 }
@@ -243,9 +499,24 @@ fn send_batch(
 ) -> Result<Duration, String> {
     to.received.expect(messages)?;
     let start = Instant::now();
-    push(&mut from.stdin, bytes, &format!("{}'s stdin", from.label))?;
+    write(from, bytes, within)?;
     let end = to.received.arrived(within)?.at;
     Ok(end - start)
+}
+
+/// Writes to a side's stdin; kills the process if that takes over
+/// `within`.
+fn write(side: &mut Side, bytes: &[u8], within: Duration) -> Result<(), String> {
+    side.watchdog.arm(within);
+    let written = push(&mut side.stdin, bytes, &format!("{}'s stdin", side.label));
+    side.watchdog.disarm();
+    if side.watchdog.fired() {
+        return Err(format!(
+            "{}'s stdin took no more input for {within:?}; {} killed",
+            side.label, side.process.name
+        ));
+    }
+    written
 }
 
 fn warm_up(a: &mut Side, b: &mut Side) -> Result<(), String> {
@@ -253,41 +524,6 @@ fn warm_up(a: &mut Side, b: &mut Side) -> Result<(), String> {
     send_batch(a, b, &bytes, WARM_UP, RUN_DEADLINE)?;
     send_batch(b, a, &bytes, WARM_UP, RUN_DEADLINE)?;
     Ok(())
-}
-
-/// Throughput at one size, median of up to `runs` runs each way, after a
-/// batch each way whose every byte is checked.
-fn measure_load(
-    a: &mut Side,
-    b: &mut Side,
-    load: Load,
-    runs: usize,
-    problems: &mut Vec<String>,
-) -> Result<Throughput, String> {
-    let bytes = payload(load.messages, load.bytes);
-    problems.extend(check_batch(a, b, &bytes, load)?);
-    problems.extend(check_batch(b, a, &bytes, load)?);
-    let mut a_to_b = Vec::with_capacity(runs);
-    let mut b_to_a = Vec::with_capacity(runs);
-    let started = Instant::now();
-    for _ in 0..runs {
-        if started.elapsed() > SIZE_BUDGET {
-            problems.push(format!(
-                "{} B messages: only {} runs each way within {SIZE_BUDGET:?}",
-                load.bytes,
-                a_to_b.len()
-            ));
-            break;
-        }
-        let took = send_batch(a, b, &bytes, load.messages, RUN_DEADLINE)?;
-        a_to_b.push(load.messages as f64 / took.as_secs_f64());
-        let took = send_batch(b, a, &bytes, load.messages, RUN_DEADLINE)?;
-        b_to_a.push(load.messages as f64 / took.as_secs_f64());
-    }
-    Ok(Throughput {
-        a_to_b: median(&mut a_to_b),
-        b_to_a: median(&mut b_to_a),
-    })
 }
 
 /// Sends one batch and compares what arrived with what was sent: a
@@ -301,7 +537,7 @@ fn check_batch(
 ) -> Result<Option<String>, String> {
     let way = format!("{}->{}", from.label, to.label);
     to.received.capture(load.messages)?;
-    push(&mut from.stdin, bytes, &format!("{}'s stdin", from.label))?;
+    write(from, bytes, RUN_DEADLINE)?;
     let got = to
         .received
         .arrived(RUN_DEADLINE)
@@ -333,35 +569,9 @@ fn check_batch(
     )))
 }
 
-/// One-way latency of single 64-byte messages, alternating directions.
-fn measure_latency(
-    a: &mut Side,
-    b: &mut Side,
-    samples: usize,
-    problems: &mut Vec<String>,
-) -> Result<(Latency, Latency), String> {
-    let line = payload(1, 64);
-    let mut a_to_b = Vec::with_capacity(samples);
-    let mut b_to_a = Vec::with_capacity(samples);
-    let started = Instant::now();
-    for _ in 0..samples {
-        if started.elapsed() > LATENCY_BUDGET {
-            problems.push(format!(
-                "latency: only {} samples each way within {LATENCY_BUDGET:?}",
-                a_to_b.len()
-            ));
-            break;
-        }
-        let took = send_batch(a, b, &line, 1, SAMPLE_DEADLINE)?;
-        a_to_b.push(took.as_secs_f64() * 1e6);
-        let took = send_batch(b, a, &line, 1, SAMPLE_DEADLINE)?;
-        b_to_a.push(took.as_secs_f64() * 1e6);
-    }
-    Ok((latency(&mut a_to_b), latency(&mut b_to_a)))
-}
-
-/// Closes A's input, which ends the chat: A should exit once everything is
-/// delivered, and B, a connector, once A is gone. Both should exit 0.
+/// Closes A's input, which ends its chat: A should exit once everything is
+/// delivered. Then B's: B, a connector, tries to reconnect to A once A is
+/// gone, and should still exit once its own input ends. Both should exit 0.
 fn stop(a: Side, b: Side, problems: &mut Vec<String>) {
     let Side {
         process: a,
@@ -377,15 +587,14 @@ fn stop(a: Side, b: Side, problems: &mut Vec<String>) {
     let name_a = a.name.clone();
     let name_b = b.name.clone();
     let ended_a = a.finish(EXIT_DEADLINE);
-    // B ends by itself when A leaves; its stdin is still open.
-    let ended_b = b.finish(EXIT_DEADLINE);
     drop(stdin_b);
+    let ended_b = b.finish(EXIT_DEADLINE);
     for (name, ended) in [(name_a, ended_a), (name_b, ended_b)] {
         match ended {
             Ended::Exited(status) if status.success() => {}
             Ended::Exited(status) => problems.push(format!("{name} ended with {status}")),
             Ended::Killed => problems.push(format!(
-                "{name} did not exit within {EXIT_DEADLINE:?} after the chat ended; killed"
+                "{name} did not exit within {EXIT_DEADLINE:?} after its input was closed; killed"
             )),
         }
     }

@@ -1,11 +1,13 @@
 //! Child processes with bounded waits: a guard that kills and reaps its
-//! child whatever happens, reading status lines with a deadline, and what
-//! /proc says about memory and listening sockets.
+//! child whatever happens, a watchdog that kills a process by PID when a
+//! blocking write to it takes too long, reading status lines with a
+//! deadline, and what /proc says about memory and listening sockets.
 
 use std::io::BufRead;
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -136,6 +138,76 @@ impl Drop for Running {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// How often a [`Watchdog`] looks at its deadline.
+const WATCHDOG_TICK: Duration = Duration::from_millis(100);
+
+/// Kills a process by its PID (SIGKILL, with `kill`) when a step armed
+/// with a deadline is still running past it: a write to a pipe the process
+/// no longer reads blocks for ever, and the kill makes it fail instead.
+/// Arming and disarming are two atomic stores, and the thread only looks
+/// every [`WATCHDOG_TICK`], so timed steps are not disturbed; it ends when
+/// the watchdog is dropped. The guard ([`Running`]) still reaps the
+/// process, so its PID cannot be reused before then.
+pub struct Watchdog {
+    epoch: Instant,
+    /// Nanoseconds since `epoch` when to kill; 0 when not armed.
+    deadline: Arc<AtomicU64>,
+    fired: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    pub fn new(pid: u32) -> Watchdog {
+        let epoch = Instant::now();
+        let deadline = Arc::new(AtomicU64::new(0));
+        let fired = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (due, shot, stopped) = (Arc::clone(&deadline), Arc::clone(&fired), Arc::clone(&stop));
+        thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                thread::sleep(WATCHDOG_TICK);
+                let at = due.load(Ordering::Relaxed);
+                if at != 0 && epoch.elapsed().as_nanos() as u64 > at {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                    shot.store(true, Ordering::Relaxed);
+                    due.store(0, Ordering::Relaxed);
+                }
+            }
+        });
+        Watchdog {
+            epoch,
+            deadline,
+            fired,
+            stop,
+        }
+    }
+
+    /// Kills the process if not disarmed within `within`.
+    pub fn arm(&self, within: Duration) {
+        let at = (self.epoch.elapsed() + within).as_nanos() as u64;
+        self.deadline.store(at.max(1), Ordering::Relaxed);
+    }
+
+    pub fn disarm(&self) {
+        self.deadline.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether it has killed the process.
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

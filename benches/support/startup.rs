@@ -1,6 +1,8 @@
 //! Start-up time: from just before the process is spawned until its
 //! `Listening on:` line has been read from its stdout, over fresh processes
-//! that are killed (SIGKILL) and reaped after each start.
+//! that are killed (SIGKILL) and reaped after each start. Every mode is
+//! given a data dir (the plain mode keeps its history there too), so a
+//! start never writes into the user's real data directory.
 
 use std::io::BufReader;
 use std::path::Path;
@@ -25,7 +27,7 @@ pub struct StartUp {
     pub starts: usize,
 }
 
-/// Where a secure process keeps its identity across the starts.
+/// Where a process keeps its identity and history across the starts.
 pub enum DataDir<'a> {
     /// This directory, for every start (its identity already exists after
     /// the first).
@@ -36,27 +38,19 @@ pub enum DataDir<'a> {
 }
 
 /// Times `starts` starts of a listener on port 0.
-pub fn measure(mode: Mode, dir: Option<DataDir<'_>>, starts: usize) -> Result<StartUp, String> {
+pub fn measure(mode: Mode, dir: DataDir<'_>, starts: usize) -> Result<StartUp, String> {
     let mut times = Vec::with_capacity(starts);
     for i in 0..starts {
         let dir = match &dir {
-            None => None,
-            Some(DataDir::Shared(path)) => Some(path.to_path_buf()),
-            Some(DataDir::FreshUnder(path)) => Some(path.join(format!("start-{i}"))),
+            DataDir::Shared(path) => path.to_path_buf(),
+            DataDir::FreshUnder(path) => path.join(format!("start-{i}")),
         };
         let dir = dir
-            .map(|d| {
-                d.to_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("temp path {} is not UTF-8", d.display()))
-            })
-            .transpose()?;
-        let mut args = vec!["--listen", "0"];
-        match (&mode, &dir) {
-            (Mode::Plain, _) => args.push("--plain"),
-            (Mode::Secure, Some(dir)) => args.extend(["--data-dir", dir]),
-            (Mode::Secure, None) => return Err("the secure mode needs a data dir".into()),
-        }
+            .to_str()
+            .ok_or_else(|| format!("temp path {} is not UTF-8", dir.display()))?
+            .to_owned();
+        let mut args = vec!["--listen", "0", "--data-dir", &dir];
+        args.extend(mode.flags());
         let name = format!("{} listener (start-up {i})", mode.name());
         let start = Instant::now();
         let mut process = Running::ours(&name, &args)?;

@@ -479,8 +479,16 @@ pub(super) fn history_line(message: StoredMessage, me: &str) -> HistoryLine {
         "Peer".to_owned()
     } else {
         message.name.clone().unwrap_or_else(|| {
-            let short: String = message.author.chars().rev().take(4).collect();
-            format!("Peer-{}", short.chars().rev().collect::<String>())
+            // As the room shows it: by the short fingerprint.
+            message
+                .author
+                .parse()
+                .ok()
+                .and_then(|peer| identity::peer_fingerprint(&peer))
+                .map_or_else(
+                    || "Peer".to_owned(),
+                    |fp| format!("Peer-{}", crate::chat::room::short_fingerprint(&fp)),
+                )
         })
     };
     let status = message.outgoing.then(|| message.status.as_str().to_owned());

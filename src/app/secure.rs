@@ -88,6 +88,19 @@ const UNDELIVERED_NOTICE: Duration = Duration::from_secs(3);
 /// The longest wait between two tries at reconnecting.
 const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(30);
 
+/// Lines of an author's session fetched at most when it is first met.
+const SYNC_BACKLOG: u64 = 10_000;
+
+/// Writes refused by the store are tried again this often.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Received lines kept to store again at most (the rest is not kept, and
+/// so never acknowledged: its authors still count it undelivered).
+const MAX_UNSTORED_LINES: usize = 100_000;
+
+/// Runs stored beyond a hole remembered per author session at most.
+const MAX_STORED_AHEAD: usize = 1024;
+
 /// Completed writes of received lines waiting to be handled.
 const STORED_QUEUE: usize = 256;
 
@@ -387,10 +400,11 @@ enum StoredNote {
         room: String,
         author: String,
         session: u64,
+        first: u64,
         end: u64,
     },
-    /// The store refused them.
-    Failed(String),
+    /// The store refused them (a full disk): they are kept to try again.
+    Failed { error: String, batch: Batch },
 }
 
 /// The state of the chat in rooms.
@@ -436,6 +450,13 @@ struct RoomChat {
     unacked_since: HashMap<String, (Instant, bool)>,
     /// A write to the store failed (reported once).
     store_failed: bool,
+    /// Per (room, author, session): lines stored beyond a hole, first to
+    /// end, until the hole is written.
+    stored_ahead: HashMap<(String, String, u64), BTreeMap<u64, u64>>,
+    /// Received lines the store refused, to try again, and how many.
+    unstored: Vec<Batch>,
+    unstored_lines: usize,
+    retry_store_at: Option<Instant>,
     /// Reconnecting to the peer we connected to, and where it says so.
     reconnect: Option<tokio::task::JoinHandle<()>>,
     reconnected_tx: mpsc::Sender<PeerId>,
@@ -480,6 +501,10 @@ impl RoomChat {
             acked: HashMap::new(),
             unacked_since: HashMap::new(),
             store_failed: false,
+            stored_ahead: HashMap::new(),
+            unstored: Vec::new(),
+            unstored_lines: 0,
+            retry_store_at: None,
             reconnect: None,
             reconnected_tx,
             reconnected_rx: Some(reconnected_rx),
@@ -598,7 +623,10 @@ impl RoomChat {
     /// Lets the store writes started by the chat reach the store, and
     /// waits for them: the store runs them in order, so one empty job
     /// after them returns when they are done.
-    async fn settle(&self) {
+    async fn settle(&mut self) {
+        if let Some(task) = self.reconnect.take() {
+            task.abort();
+        }
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
@@ -636,6 +664,7 @@ impl RoomChat {
                 .chain(self.unannounced.values().copied())
                 .chain(self.hello_due.values().copied())
                 .chain(self.have_due)
+                .chain(self.retry_store_at)
                 .chain(
                     self.unacked_since
                         .values()
@@ -734,6 +763,7 @@ impl RoomChat {
                         return;
                     }
                     self.greet_due().await;
+                    self.retry_unstored().await;
                     self.say_have_due().await;
                     if !self.tell_undelivered(events).await {
                         return;
@@ -894,6 +924,9 @@ impl RoomChat {
         }
         if alone {
             self.pending_lines += texts.len();
+            self.unacked_since
+                .entry(room.clone())
+                .or_insert((Instant::now(), false));
             self.pending.push((room, first, texts));
             return;
         }
@@ -1033,18 +1066,17 @@ impl RoomChat {
         }
         self.store_failed = true;
         events
-            .send(Event::Notice(Notice::ConnectionError(format!(
-                "history: {error}; messages are not being kept, and what arrives is not acknowledged"
-            ))))
+            .send(Event::Notice(Notice::HistoryFailed(error)))
             .await
             .is_ok()
     }
 
     /// Stores lines shown from a member; the write reports back through
-    /// `stored_tx`, and only then are they acknowledged.
+    /// `stored_tx`, and only then are they acknowledged. The write is
+    /// queued before this returns, so what is stored keeps the order shown.
     #[allow(clippy::too_many_arguments)]
-    fn store_received(
-        &self,
+    async fn store_received(
+        &mut self,
         room: &str,
         author: &str,
         session: u64,
@@ -1053,7 +1085,10 @@ impl RoomChat {
         nick: Option<String>,
         ts_ms: u64,
     ) {
-        let end = first + texts.len() as u64;
+        // What we hold counts from the first line we ever tried to store.
+        self.stored
+            .entry((room.to_owned(), author.to_owned(), session))
+            .or_insert(first);
         let batch = Batch {
             conversation: conversation(room),
             room: Some(room.to_owned()),
@@ -1067,48 +1102,108 @@ impl RoomChat {
             outgoing: false,
             status: Status::Received,
         };
-        let (store, tx) = (self.secure.store.clone(), self.stored_tx.clone());
-        let (room, author) = (room.to_owned(), author.to_owned());
+        self.submit_received(batch).await;
+    }
+
+    /// Queues a write of received lines; its outcome comes back through
+    /// `stored_tx`.
+    async fn submit_received(&self, batch: Batch) {
+        let tx = self.stored_tx.clone();
+        let kept = batch.clone();
+        let queued = self
+            .secure
+            .store
+            .submit(move |h| h.insert(std::slice::from_ref(&batch)))
+            .await;
         tokio::spawn(async move {
-            let note = match store.call(move |h| h.insert(&[batch])).await {
+            let outcome = match queued {
+                Ok(result) => result.await.map_err(|_| store::Error::Stopped),
+                Err(e) => Err(e),
+            };
+            let note = match outcome {
                 Ok(Ok(_)) => StoredNote::Stored {
-                    room,
-                    author,
-                    session,
-                    end,
+                    room: kept.room.clone().unwrap_or_default(),
+                    author: kept.author.clone(),
+                    session: kept.session,
+                    first: kept.first_line,
+                    end: kept.first_line + kept.texts.len() as u64,
                 },
-                Ok(Err(e)) => StoredNote::Failed(e.to_string()),
-                Err(e) => StoredNote::Failed(e.to_string()),
+                Ok(Err(e)) | Err(e) => StoredNote::Failed {
+                    error: e.to_string(),
+                    batch: kept,
+                },
             };
             let _ = tx.send(note).await;
         });
     }
 
-    /// A write of received lines finished: acknowledge them soon.
+    /// A write of received lines finished: acknowledge them soon, but
+    /// only as far as every line before them is stored too (a write that
+    /// failed leaves a hole that stops the acknowledgement until it is
+    /// written on a later try).
     async fn on_stored(&mut self, events: &mpsc::Sender<Event>, note: StoredNote) -> bool {
         match note {
             StoredNote::Stored {
                 room,
                 author,
                 session,
+                first,
                 end,
             } => {
-                let held = self
-                    .stored
-                    .entry((room.clone(), author, session))
-                    .or_insert(0);
-                if end > *held {
-                    *held = end;
-                    if self.have_dirty.insert(room.clone()) && self.have_due.is_none() {
-                        let members = self.rooms.get(&room).map_or(0, Roster::len) as u32;
-                        self.have_due = Some(
-                            Instant::now() + ACK_DELAY + ACK_DELAY_PER_MEMBER * members.min(200),
-                        );
+                let key = (room.clone(), author, session);
+                let held = self.stored.entry(key.clone()).or_insert(first);
+                let before = *held;
+                if first <= *held {
+                    *held = (*held).max(end);
+                    if let Some(ahead) = self.stored_ahead.get_mut(&key) {
+                        while let Some(entry) = ahead.first_entry() {
+                            if *entry.key() > *held {
+                                break;
+                            }
+                            *held = (*held).max(entry.remove());
+                        }
+                        if ahead.is_empty() {
+                            self.stored_ahead.remove(&key);
+                        }
                     }
+                } else {
+                    let ahead = self.stored_ahead.entry(key).or_default();
+                    if ahead.len() < MAX_STORED_AHEAD {
+                        ahead.insert(first, end);
+                    }
+                }
+                let advanced = self
+                    .stored
+                    .iter()
+                    .any(|((r, _, _), h)| *r == room && *h > before);
+                if advanced && self.have_dirty.insert(room.clone()) && self.have_due.is_none() {
+                    let members = self.rooms.get(&room).map_or(0, Roster::len) as u32;
+                    self.have_due =
+                        Some(Instant::now() + ACK_DELAY + ACK_DELAY_PER_MEMBER * members.min(200));
                 }
                 true
             }
-            StoredNote::Failed(e) => self.report_store_error(events, e).await,
+            StoredNote::Failed { error, batch } => {
+                if self.unstored_lines + batch.texts.len() <= MAX_UNSTORED_LINES {
+                    self.unstored_lines += batch.texts.len();
+                    self.unstored.push(batch);
+                }
+                self.retry_store_at
+                    .get_or_insert(Instant::now() + STORE_RETRY);
+                self.report_store_error(events, error).await
+            }
+        }
+    }
+
+    /// Tries again the writes that failed.
+    async fn retry_unstored(&mut self) {
+        if self.retry_store_at.is_none_or(|at| at > Instant::now()) {
+            return;
+        }
+        self.retry_store_at = None;
+        self.unstored_lines = 0;
+        for batch in std::mem::take(&mut self.unstored) {
+            self.submit_received(batch).await;
         }
     }
 
@@ -1175,14 +1270,28 @@ impl RoomChat {
                 }
                 continue;
             }
-            let key = format!("{author}/{room}");
-            if let Some(ours) = self.order.next(&key, holding.session) {
-                if holding.next > ours {
-                    self.wait_for_gap(room, author, from, holding.session, ours, holding.next - 1);
-                }
-            }
+            self.sync_stream(room, author, from, holding.session, holding.next);
         }
         true
+    }
+
+    /// `holder` has every line below `next` of `author`'s session: fetch
+    /// from it what we lack. A session we never saw is taken up to
+    /// [`SYNC_BACKLOG`] lines back, so a member new to the room, or back
+    /// with nothing kept, ends with what the others hold.
+    fn sync_stream(&mut self, room: &str, author: PeerId, holder: PeerId, session: u64, next: u64) {
+        let key = format!("{author}/{room}");
+        let ours = match self.order.next(&key, session) {
+            Some(ours) => ours,
+            None => {
+                let start = next.saturating_sub(SYNC_BACKLOG).max(1);
+                self.order.start_at(&key, session, start);
+                start
+            }
+        };
+        if next > ours {
+            self.wait_for_gap(room, author, holder, session, ours, next - 1);
+        }
     }
 
     /// A member holds our lines of `room` below `next`.
@@ -1230,7 +1339,7 @@ impl RoomChat {
                 continue;
             }
             let text = format!(
-                "{waiting} message(s) sent to #{room} not yet delivered; they are kept and sent again when a member is back"
+                "{waiting} message(s) to #{room} not yet delivered; they are kept and sent when a member is back"
             );
             if events.send(Event::Info(text)).await.is_err() {
                 return false;
@@ -1725,14 +1834,7 @@ impl RoomChat {
                     self.client.introduce(author, addrs).await;
                 }
                 // Lines of it we never saw the end of: fetch them.
-                let order_key = format!("{key}/{room}");
-                match self.order.next(&order_key, frame.session) {
-                    Some(expected) if next > expected => {
-                        self.wait_for_gap(&room, author, via, frame.session, expected, next - 1);
-                    }
-                    Some(_) => {}
-                    None => self.order.start_at(&order_key, frame.session, next),
-                }
+                self.sync_stream(&room, author, author, frame.session, next);
                 let newcomer = !self.rooms.get(&room).is_some_and(|r| r.contains(&key));
                 if newcomer {
                     self.greet_soon(&room);
@@ -1771,7 +1873,8 @@ impl RoomChat {
                             texts.clone(),
                             nick,
                             sent_ms,
-                        );
+                        )
+                        .await;
                         self.show_lines(events, &room, &key, texts).await
                     }
                     Delivery::Gap { from, to } => {
@@ -1870,7 +1973,8 @@ impl RoomChat {
                     texts.clone(),
                     nick,
                     now_ms(),
-                );
+                )
+                .await;
                 let slot = (order_key.clone(), request.session);
                 let filled = self.gaps.get(&slot).is_none_or(|gap| {
                     self.order
@@ -1908,7 +2012,14 @@ impl RoomChat {
         let Some(roster) = self.rooms.get(room) else {
             return true;
         };
-        let from = roster.display(peer);
+        // Lines fetched from a member who is not (or no longer) here are
+        // told apart by fingerprint, never shown as the classic `Peer`.
+        let from = match peer.parse::<PeerId>() {
+            Ok(author) if !roster.contains(peer) => {
+                format!("Peer-{}", short(&fingerprint_of(&author)))
+            }
+            _ => roster.display(peer),
+        };
         let room = (self.current.as_deref() != Some(room)).then(|| room.to_owned());
         events
             .send(Event::Lines { from, room, texts })
@@ -1971,7 +2082,8 @@ impl RoomChat {
                     texts.clone(),
                     nick.clone(),
                     now_ms(),
-                );
+                )
+                .await;
                 if !self.show_lines(events, &room, &peer, texts).await {
                     return false;
                 }
@@ -2103,9 +2215,6 @@ impl RoomChat {
                     return false;
                 }
             }
-            if let Some(task) = self.reconnect.take() {
-                task.abort();
-            }
             self.publish_pending(events, room).await;
         }
         true
@@ -2155,7 +2264,7 @@ impl RoomChat {
                     self.reconnect = Some(spawn_reconnect(
                         self.client.clone(),
                         target.clone(),
-                        events.clone(),
+                        events.downgrade(),
                         self.reconnected_tx.clone(),
                     ));
                 }
@@ -2249,7 +2358,7 @@ fn unexpected(expected: &str, peer: &PeerId) -> Error {
 fn spawn_reconnect(
     client: Client,
     target: DialTarget,
-    events: mpsc::Sender<Event>,
+    events: mpsc::WeakSender<Event>,
     reconnected: mpsc::Sender<PeerId>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -2259,9 +2368,15 @@ fn spawn_reconnect(
                 "Reconnecting to {target} in {} s (messages you type meanwhile are kept)...",
                 wait.as_secs()
             );
+            // The task holds no sender of its own: the chat ending closes
+            // the front end's queue even while it waits here.
+            let Some(events) = events.upgrade() else {
+                return;
+            };
             if events.send(Event::Info(text)).await.is_err() {
                 return;
             }
+            drop(events);
             tokio::time::sleep(wait).await;
             let addr = match &target {
                 DialTarget::Address(addr) => net::resolve(addr).await,

@@ -216,6 +216,9 @@ pub enum Notice {
     },
     /// Known peers could not be recorded.
     Store(String),
+    /// The history could not be written: what arrives is shown but not
+    /// acknowledged until it is stored.
+    HistoryFailed(String),
     /// A member sends faster than allowed; some of its messages dropped.
     Throttled {
         /// How it is shown.
@@ -405,6 +408,11 @@ impl fmt::Display for Notice {
                 write!(f, "Turned away {peer_id}: not the identity expected")
             }
             Notice::Store(cause) => write!(f, "Could not record known peers: {}", Inert(cause)),
+            Notice::HistoryFailed(cause) => write!(
+                f,
+                "History not kept: {}; what arrives is shown but not acknowledged until it can be stored (tried again every second)",
+                Inert(cause)
+            ),
             Notice::Throttled { who } => write!(
                 f,
                 "{} sends faster than allowed: some of its messages were dropped",

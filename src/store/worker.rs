@@ -100,13 +100,27 @@ impl Store {
         &self,
         job: impl FnOnce(&mut History) -> R + Send + 'static,
     ) -> Result<R, Error> {
+        self.submit(job).await?.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Queues `job` and returns where its result will come, without
+    /// waiting for it: jobs run in the order they are queued, so a later
+    /// [`Store::call`] sees what this one wrote.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] when the store thread is gone.
+    pub async fn submit<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut History) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<R>, Error> {
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |history| {
             // The caller may have stopped waiting; the job was done anyway.
             let _ = reply.send(job(history));
         });
         self.jobs.send(job).await.map_err(|_| Error::Stopped)?;
-        result.await.map_err(|_| Error::Stopped)
+        Ok(result)
     }
 }
 

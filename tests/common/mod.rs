@@ -331,6 +331,14 @@ impl Peer {
         }
     }
 
+    /// The next stdout line within `limit`; `None` when none came in time
+    /// or the output ended.
+    pub fn line_within(&mut self, limit: Duration) -> Option<String> {
+        let line = self.stdout.recv_timeout(limit).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
     /// Waits up to `limit` for a line containing `part` on stdout or
     /// stderr; returns it, or `None` when none came in time.
     pub fn output_containing_within(&mut self, part: &str, limit: Duration) -> Option<String> {
