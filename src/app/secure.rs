@@ -22,9 +22,7 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
-use super::{
-    history_line, now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER,
-};
+use super::{history_line, now_ms, stopped, unstalled, Chat, Error, Role, SendError, LINGER};
 use crate::chat::command::{self, Input};
 use crate::chat::room::{check_nick, check_room, Delivery, Member, Ordering, Recent, Roster};
 use crate::chat::safety::safety_number;
@@ -185,8 +183,15 @@ pub(super) async fn run(
     serve_fetches(&mut client, Arc::clone(&recent), store.clone())?;
     let session = store.call(|h| h.session()).await??;
     let (fetched_tx, fetched) = mpsc::channel(FETCHED_QUEUE);
-    let mut room = RoomChat::new(client, secure, role.clone(), max_line, recent, fetched_tx);
-    room.session = session;
+    let mut room = RoomChat::new(
+        client,
+        secure,
+        role.clone(),
+        max_line,
+        session,
+        recent,
+        fetched_tx,
+    );
     let listen_port = match &role {
         Role::Listen { port } => Some(*port),
         Role::Connect(_) => room.secure.also_listen,
@@ -486,6 +491,7 @@ impl RoomChat {
         secure: Secure,
         role: Role,
         max_line: usize,
+        session: u64,
         recent: Arc<Mutex<Recent>>,
         fetched_tx: mpsc::Sender<(FetchRequest, FetchReply)>,
     ) -> Self {
@@ -514,7 +520,7 @@ impl RoomChat {
             secure,
             role,
             max_line,
-            session: random_session(),
+            session,
             next_seq: HashMap::new(),
             hello_seq: 0,
             last_hello: HashMap::new(),
