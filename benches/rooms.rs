@@ -12,7 +12,9 @@
 //!   each one joins through; the same seed gives the same topology;
 //! - `ROOM_MESH_SECS` (default 60): how long the mesh may take to form;
 //! - `ROOM_KEEP` (set to anything): keep the temp directory, with each
-//!   member's stdout (timestamped) and stderr, and print where it is.
+//!   member's stdout (timestamped) and stderr, and print where it is;
+//! - `ROOM_ARGS` (default none): more arguments for every member,
+//!   separated by spaces, such as `--no-history`.
 //!
 //! For each N, with one clock (the benchmark's) for every figure:
 //! 1. member 0 listens; member i (names `p0`..) listens on port 0 and
@@ -102,6 +104,7 @@ struct Knobs {
     seed: u64,
     mesh_deadline: Duration,
     keep: bool,
+    extra_args: Vec<String>,
 }
 
 impl Knobs {
@@ -133,6 +136,11 @@ impl Knobs {
             seed,
             mesh_deadline: Duration::from_secs(env_usize("ROOM_MESH_SECS", 60) as u64),
             keep: std::env::var_os("ROOM_KEEP").is_some(),
+            extra_args: std::env::var("ROOM_ARGS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -307,6 +315,8 @@ struct Room {
     stopping: bool,
     senders: Vec<usize>,
     messages: usize,
+    /// More arguments for every member (`ROOM_ARGS`).
+    extra_args: Vec<String>,
     /// `copies[receiver][sender slot][index]`.
     copies: Vec<Vec<Vec<u32>>>,
     /// The highest index seen per receiver and sender slot.
@@ -422,6 +432,7 @@ impl Room {
             highest: vec![vec![None; senders.len()]; n],
             senders,
             messages: knobs.messages,
+            extra_args: knobs.extra_args.clone(),
             delivered: 0,
             duplicates: 0,
             reordered: 0,
@@ -508,6 +519,7 @@ impl Room {
         if let Some(target) = &target {
             args.extend(["--connect", target]);
         }
+        args.extend(self.extra_args.iter().map(String::as_str));
         let mut process = Running::ours_with_stderr(&nick, &args, Stdio::from(stderr))?;
         let stdout = process.take_stdout()?;
         let stdin = File::from(OwnedFd::from(process.take_stdin()?));
@@ -823,8 +835,8 @@ fn measure(n: usize, knobs: &Knobs, failures: &mut Vec<String>) -> Option<Figure
         }
     };
     println!(
-        "N={n} (topology seed {seed}; ROOM_SEED={} reproduces it)",
-        knobs.seed
+        "N={n} (topology seed {seed}; ROOM_SEED={} reproduces it); extra arguments: {:?}",
+        knobs.seed, knobs.extra_args
     );
     let busy_at_start = machine_busy();
     let started = Instant::now();

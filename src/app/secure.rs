@@ -102,6 +102,11 @@ const MAX_STORED_AHEAD: usize = 1024;
 /// Completed writes of received lines waiting to be handled.
 const STORED_QUEUE: usize = 256;
 
+/// Batches of ours handed to the store and not yet published, at most:
+/// input waits beyond that, so a store slower than the typing (or the
+/// pipe) holds back the reading, not memory.
+const MAX_WRITING: usize = 32;
+
 /// Fetch answers waiting to be handled.
 const FETCHED_QUEUE: usize = 64;
 
@@ -412,6 +417,43 @@ enum StoredNote {
     Failed { error: String, batch: Batch },
 }
 
+/// A batch of our lines on its way: handed to the store to be written as
+/// queued, then published once it is (see [`RoomChat::publish_lines`]).
+struct Outgoing {
+    room: String,
+    first: u64,
+    texts: Vec<String>,
+    /// The nick when the lines were typed (a `/nick` typed after them
+    /// applies to later lines only).
+    nick: Option<String>,
+}
+
+/// Carries an [`Outgoing`] through the store job that writes it and back
+/// to the chat, in the order written. If the job is dropped unrun (the
+/// store thread is gone), it still comes back, as not written.
+struct WriteReport {
+    outgoing: Option<Outgoing>,
+    to: mpsc::UnboundedSender<(Outgoing, Result<(), String>)>,
+}
+
+impl WriteReport {
+    fn send(mut self, result: Result<(), String>) {
+        if let Some(outgoing) = self.outgoing.take() {
+            let _ = self.to.send((outgoing, result));
+        }
+    }
+}
+
+impl Drop for WriteReport {
+    fn drop(&mut self) {
+        if let Some(outgoing) = self.outgoing.take() {
+            let _ = self
+                .to
+                .send((outgoing, Err(store::Error::Stopped.to_string())));
+        }
+    }
+}
+
 /// The state of the chat in rooms.
 struct RoomChat {
     client: Client,
@@ -445,6 +487,13 @@ struct RoomChat {
     /// we will.
     have_dirty: HashSet<String>,
     have_due: Option<Instant>,
+    /// Where writes of our lines report back, in order, and how many are
+    /// on their way (see [`MAX_WRITING`]).
+    written_tx: mpsc::UnboundedSender<(Outgoing, Result<(), String>)>,
+    written_rx: Option<mpsc::UnboundedReceiver<(Outgoing, Result<(), String>)>>,
+    writing: usize,
+    /// `/quit` was typed: end once the lines typed before it are out.
+    quitting: bool,
     /// Where writes of received lines report back.
     stored_tx: mpsc::Sender<StoredNote>,
     stored_rx: Option<mpsc::Receiver<StoredNote>>,
@@ -497,7 +546,12 @@ impl RoomChat {
     ) -> Self {
         let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
         let (reconnected_tx, reconnected_rx) = mpsc::channel(1);
+        let (written_tx, written_rx) = mpsc::unbounded_channel();
         Self {
+            written_tx,
+            written_rx: Some(written_rx),
+            writing: 0,
+            quitting: false,
             pending_lines: 0,
             stored: HashMap::new(),
             have_dirty: HashSet::new(),
@@ -657,12 +711,17 @@ impl RoomChat {
         let mut linger: Option<Instant> = None;
         let mut last_flush = Instant::now();
         let mut next_hello = Instant::now() + HELLO_PERIOD;
-        let (Some(mut stored_rx), Some(mut reconnected_rx)) =
-            (self.stored_rx.take(), self.reconnected_rx.take())
-        else {
+        let (Some(mut stored_rx), Some(mut reconnected_rx), Some(mut written_rx)) = (
+            self.stored_rx.take(),
+            self.reconnected_rx.take(),
+            self.written_rx.take(),
+        ) else {
             return;
         };
         loop {
+            if self.quitting && self.writing == 0 {
+                return;
+            }
             let gap_deadline = self
                 .gaps
                 .values()
@@ -678,7 +737,8 @@ impl RoomChat {
                         .map(|(since, _)| *since + UNDELIVERED_NOTICE),
                 )
                 .min();
-            if linger.is_some() && self.unacked_since.is_empty() && self.ready {
+            if linger.is_some() && self.writing == 0 && self.unacked_since.is_empty() && self.ready
+            {
                 // Everything we typed is acknowledged: nothing to wait for.
                 return;
             }
@@ -702,8 +762,18 @@ impl RoomChat {
             };
             tokio::select! {
                 _ = stopped(shutdown) => return,
-                () = lingering => return,
-                command = commands.recv(), if typed.len() < BATCH_LINES && linger.is_none() => match command {
+                // Lines still being written go out first.
+                () = lingering, if self.writing == 0 => return,
+                Some((outgoing, written)) = written_rx.recv() => {
+                    if !self.on_written(events, outgoing, written).await {
+                        return;
+                    }
+                }
+                command = commands.recv(),
+                    if typed.len() < BATCH_LINES
+                        && linger.is_none()
+                        && !self.quitting
+                        && self.writing < MAX_WRITING => match command {
                     Some(Command::Send(line)) => {
                         typed.push(line);
                         while typed.len() < BATCH_LINES {
@@ -831,7 +901,9 @@ impl RoomChat {
                 Input::Quit => {
                     self.publish_in_batches(events, std::mem::take(&mut run))
                         .await;
-                    return false;
+                    // The run loop ends once those are out.
+                    self.quitting = true;
+                    return true;
                 }
                 other => {
                     self.publish_in_batches(events, std::mem::take(&mut run))
@@ -878,7 +950,11 @@ impl RoomChat {
         self.publish_lines(events, batch).await;
     }
 
-    /// Publishes lines to the current room, or keeps them while alone.
+    /// Numbers lines for the current room and hands them to the store, to
+    /// be written to the outbox as queued; [`RoomChat::on_written`]
+    /// publishes them once they are. Input goes on being read meanwhile
+    /// (up to [`MAX_WRITING`] batches ahead), so the chat moves at the pace
+    /// of the store's throughput, not of one commit after another.
     async fn publish_lines(&mut self, events: &mpsc::Sender<Event>, texts: Vec<String>) {
         if texts.is_empty() {
             return;
@@ -922,21 +998,63 @@ impl RoomChat {
             outgoing: true,
             status: Status::Queued,
         };
-        let written = self.secure.store.call(move |h| h.insert(&[batch])).await;
-        if let Some(e) = store_error(written) {
+        let report = WriteReport {
+            outgoing: Some(Outgoing {
+                room,
+                first,
+                texts,
+                nick: self.secure.nick.clone(),
+            }),
+            to: self.written_tx.clone(),
+        };
+        self.writing += 1;
+        // The store runs jobs in order, so reports come back in order. A
+        // job that never runs reports on drop, here or on the store thread.
+        let _ = self
+            .secure
+            .store
+            .submit(move |h| {
+                let written = h.insert(&[batch]).map(drop).map_err(|e| e.to_string());
+                report.send(written);
+            })
+            .await;
+    }
+
+    /// Our lines were written to the outbox (or could not be: they go out
+    /// all the same, and the user is told history is not kept): publish
+    /// them, or keep them while we are alone in the room. Lines of a room
+    /// left meanwhile stay queued in the store for when it is joined again.
+    async fn on_written(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        outgoing: Outgoing,
+        written: Result<(), String>,
+    ) -> bool {
+        self.writing = self.writing.saturating_sub(1);
+        if let Err(e) = written {
             if !self.report_store_error(events, e).await {
-                return;
+                return false;
             }
         }
-        if alone {
+        let Outgoing {
+            room,
+            first,
+            texts,
+            nick,
+        } = outgoing;
+        let Some(roster) = self.rooms.get(&room) else {
+            return true;
+        };
+        if roster.is_empty() {
             self.pending_lines += texts.len();
             self.unacked_since
                 .entry(room.clone())
                 .or_insert((Instant::now(), false));
             self.pending.push((room, first, texts));
-            return;
+            return true;
         }
-        self.publish_batch(events, &room, first, texts).await;
+        self.publish_batch(events, &room, first, texts, nick).await;
+        true
     }
 
     /// Publishes stored lines numbered from `first`, and marks them sent.
@@ -946,6 +1064,7 @@ impl RoomChat {
         room: &str,
         first: u64,
         texts: Vec<String>,
+        nick: Option<String>,
     ) {
         let count = texts.len() as u64;
         let frame = RoomFrame {
@@ -954,7 +1073,7 @@ impl RoomChat {
             attempt: 0,
             body: Body::Lines {
                 sent_ms: now_ms(),
-                nick: self.secure.nick.clone(),
+                nick,
                 texts,
             },
         };
@@ -1010,7 +1129,8 @@ impl RoomChat {
         self.pending = others;
         for (_, first, texts) in mine {
             self.pending_lines = self.pending_lines.saturating_sub(texts.len());
-            self.publish_batch(events, room, first, texts).await;
+            let nick = self.secure.nick.clone();
+            self.publish_batch(events, room, first, texts, nick).await;
         }
     }
 

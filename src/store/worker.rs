@@ -18,13 +18,19 @@
 //! block the sender, here the runtime's only thread; with tokio's, a caller
 //! that finds the queue full waits asynchronously for room, and the store
 //! thread takes jobs with a plain blocking receive.
+//!
+//! A history kept in a file has a second thread, `checkpoint`, with a
+//! [`Checkpointer`]: it moves the log into the database every
+//! [`CHECKPOINT_INTERVAL`], so that no job waits for that (see the notes of
+//! the history module). It ends with the store thread.
 
 use std::io;
+use std::sync::mpsc as std_mpsc;
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Error, History};
+use super::{Checkpointer, Error, History, CHECKPOINT_INTERVAL};
 
 /// How many jobs wait for the store thread before a caller has to wait for
 /// room. The app has a handful of calls in flight at most; a longer queue
@@ -81,9 +87,20 @@ impl Store {
     /// When the operating system cannot start a thread.
     pub fn spawn(history: History) -> io::Result<Store> {
         let (jobs, queue) = mpsc::channel(JOB_QUEUE);
-        thread::Builder::new()
-            .name("store".into())
-            .spawn(move || serve(history, queue))?;
+        // Dropped when the store thread ends, which ends the checkpoints.
+        let (running, stopped) = std_mpsc::channel::<()>();
+        // Without a checkpointer (a history in memory, or a file that could
+        // not be opened twice), the writer's own checkpoints keep the log
+        // bounded.
+        if let Ok(Some(checkpointer)) = history.checkpointer() {
+            thread::Builder::new()
+                .name("checkpoint".into())
+                .spawn(move || checkpoint(&checkpointer, &stopped))?;
+        }
+        thread::Builder::new().name("store".into()).spawn(move || {
+            serve(history, queue);
+            drop(running);
+        })?;
         Ok(Store { jobs })
     }
 
@@ -121,6 +138,16 @@ impl Store {
         });
         self.jobs.send(job).await.map_err(|_| Error::Stopped)?;
         Ok(result)
+    }
+}
+
+/// The checkpoint thread: checkpoints every [`CHECKPOINT_INTERVAL`] until
+/// the store thread ends.
+fn checkpoint(checkpointer: &Checkpointer, stopped: &std_mpsc::Receiver<()>) {
+    while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+        // A failed checkpoint (a full disk) leaves the log as it was; the
+        // writer meets the same trouble in its next commit and reports it.
+        let _ = checkpointer.checkpoint();
     }
 }
 
