@@ -11,6 +11,8 @@
 //! - `ROOM_SEED` (default: from the clock, printed): which earlier member
 //!   each one joins through; the same seed gives the same topology;
 //! - `ROOM_MESH_SECS` (default 60): how long the mesh may take to form;
+//! - `ROOM_SETTLE_SECS` (default 10): how long the formed room may take to
+//!   settle before the messages (step 2 below); 0 does not wait;
 //! - `ROOM_KEEP` (set to anything): keep the temp directory, with each
 //!   member's stdout (timestamped) and stderr, and print where it is;
 //! - `ROOM_ARGS` (default none): more arguments for every member,
@@ -29,7 +31,13 @@
 //!    nick is known, hence both. The wait ends at `ROOM_MESH_SECS`, or
 //!    earlier once the members still running are complete (a member that
 //!    exits is reported with its exit status and last stderr line);
-//! 2. three members (the first, the middle and the last started) send
+//! 2. the room settles: the benchmark waits until the members' CPU over a
+//!    quarter second falls below 5% of one core (the joins, greetings and
+//!    mesh grafts are done), at most `ROOM_SETTLE_SECS` (default 10; 0
+//!    sends at once, while the mesh is still busy forming), and says how
+//!    long that took. The latency is that of a room people talk in, not of
+//!    one still forming;
+//! 3. three members (the first, the middle and the last started) send
 //!    `m <sender> <i> <nanoseconds since the run began>` lines, each sender
 //!    on its own thread, all three at once; every other member must show
 //!    each exactly once as `<sender>: m ...`. Latency is from just before
@@ -41,7 +49,7 @@
 //!    watched for duplicates (and the CPU the quiet room uses). What is
 //!    missing is listed by sender and message numbers, with the receivers
 //!    that missed them;
-//! 3. VmRSS of every member after the messages.
+//! 4. VmRSS of every member after the messages.
 //!
 //! Beside each phase: the members' CPU time, the whole machine's, and how
 //! long the members' threads were runnable but waited for a CPU (from
@@ -84,6 +92,12 @@ const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
 /// is over): for duplicates, and for the CPU an idle room uses.
 const QUIET_WINDOW: Duration = Duration::from_secs(3);
 
+/// How often the settling room's CPU is looked at, and the share of one
+/// core the members together may use in that time for it to count as
+/// settled.
+const SETTLE_STEP: Duration = Duration::from_millis(250);
+const SETTLED_CPU_SHARE: f64 = 0.05;
+
 /// Longest a killed member's stdout may take to close.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -103,6 +117,7 @@ struct Knobs {
     pace: Duration,
     seed: u64,
     mesh_deadline: Duration,
+    settle_deadline: Duration,
     keep: bool,
     extra_args: Vec<String>,
 }
@@ -135,6 +150,7 @@ impl Knobs {
             pace: Duration::from_micros(env_usize("ROOM_PACE_US", 1000) as u64),
             seed,
             mesh_deadline: Duration::from_secs(env_usize("ROOM_MESH_SECS", 60) as u64),
+            settle_deadline: Duration::from_secs(env_usize("ROOM_SETTLE_SECS", 10) as u64),
             keep: std::env::var_os("ROOM_KEEP").is_some(),
             extra_args: std::env::var("ROOM_ARGS")
                 .unwrap_or_default()
@@ -699,6 +715,22 @@ impl Room {
 
     /// CPU time all members' threads have used so far, and how long
     /// they waited for a CPU while runnable.
+    /// Takes in what members print until their CPU over a [`SETTLE_STEP`]
+    /// is under [`SETTLED_CPU_SHARE`] of a core, or `deadline`; the share
+    /// in the last step.
+    fn settle(&mut self, deadline: Instant) -> f64 {
+        loop {
+            let before = self.sched_times().on_cpu;
+            let step = Instant::now();
+            self.absorb_until(step + SETTLE_STEP, |_| false);
+            let used = self.sched_times().on_cpu.saturating_sub(before);
+            let share = used.as_secs_f64() / step.elapsed().as_secs_f64();
+            if share < SETTLED_CPU_SHARE || Instant::now() >= deadline {
+                return share;
+            }
+        }
+    }
+
     fn sched_times(&self) -> SchedTimes {
         let mut total = SchedTimes::default();
         for member in &self.members {
@@ -917,6 +949,22 @@ fn measure(n: usize, knobs: &Knobs, failures: &mut Vec<String>) -> Option<Figure
         mesh_wall.as_secs_f64(),
         mesh_cpu.waiting.as_secs_f64()
     );
+
+    if !knobs.settle_deadline.is_zero() {
+        let settling = Instant::now();
+        let share = room.settle(settling + knobs.settle_deadline);
+        println!(
+            "  room {} {:.2} s after the mesh formed (members' CPU in the last {} ms: {:.0}% of a core)",
+            if share < SETTLED_CPU_SHARE {
+                "settled"
+            } else {
+                "STILL BUSY; messages sent anyway"
+            },
+            settling.elapsed().as_secs_f64(),
+            SETTLE_STEP.as_millis(),
+            share * 100.0
+        );
+    }
 
     let senders: Vec<String> = room.senders.iter().map(|s| format!("p{s}")).collect();
     let writers = match room.send(knobs.pace) {

@@ -107,6 +107,22 @@ const STORED_QUEUE: usize = 256;
 /// pipe) holds back the reading, not memory.
 const MAX_WRITING: usize = 32;
 
+/// Bytes of our lines written to the outbox on the chat's own thread at
+/// most (see [`Store::try_now`]); a bigger batch goes to the store thread.
+const INLINE_WRITE: usize = 16 * 1024;
+
+/// Received lines wait this long for more to be written with them, or
+/// until [`STORE_GATHER_LINES`] wait. Acknowledgements wait longer anyway
+/// ([`ACK_DELAY`]).
+const STORE_GATHER: Duration = Duration::from_millis(10);
+const STORE_GATHER_LINES: usize = 4096;
+
+/// Our published lines are marked sent in the store together, this long
+/// after the first of them. Until then they read as queued, and a run
+/// killed meanwhile publishes them again on its next start, which
+/// receivers drop as the duplicates they are.
+const SENT_MARK_DELAY: Duration = Duration::from_millis(250);
+
 /// Fetch answers waiting to be handled.
 const FETCHED_QUEUE: usize = 64;
 
@@ -414,7 +430,7 @@ enum StoredNote {
         end: u64,
     },
     /// The store refused them (a full disk): they are kept to try again.
-    Failed { error: String, batch: Batch },
+    Failed { error: String, batches: Vec<Batch> },
 }
 
 /// A batch of our lines on its way: handed to the store to be written as
@@ -494,6 +510,15 @@ struct RoomChat {
     writing: usize,
     /// `/quit` was typed: end once the lines typed before it are out.
     quitting: bool,
+    /// Received lines not yet handed to the store, how many, and when
+    /// they will be (see [`RoomChat::gather`]).
+    to_store: Vec<Batch>,
+    to_store_lines: usize,
+    store_at: Option<Instant>,
+    /// Per room, our lines published and not yet marked sent in the store
+    /// (first, end), and when they will be (see [`SENT_MARK_DELAY`]).
+    sent_marks: HashMap<String, (u64, u64)>,
+    sent_mark_at: Option<Instant>,
     /// Where writes of received lines report back.
     stored_tx: mpsc::Sender<StoredNote>,
     stored_rx: Option<mpsc::Receiver<StoredNote>>,
@@ -552,6 +577,11 @@ impl RoomChat {
             written_rx: Some(written_rx),
             writing: 0,
             quitting: false,
+            sent_marks: HashMap::new(),
+            sent_mark_at: None,
+            to_store: Vec::new(),
+            to_store_lines: 0,
+            store_at: None,
             pending_lines: 0,
             stored: HashMap::new(),
             have_dirty: HashSet::new(),
@@ -646,8 +676,25 @@ impl RoomChat {
         Ok(())
     }
 
-    /// Shows the last `limit` lines kept of a room, marked as history.
-    async fn show_history(&self, events: &mpsc::Sender<Event>, room: &str, limit: usize) -> bool {
+    /// Shows the last `limit` lines kept of a room, marked as history
+    /// (on start, nothing when there are none).
+    async fn show_history(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        limit: usize,
+    ) -> bool {
+        match self.history_event(room, limit).await {
+            Event::History { lines } if lines.is_empty() && limit == HISTORY_ON_START => true,
+            event => events.send(event).await.is_ok(),
+        }
+    }
+
+    /// The last `limit` lines kept of a room, or why they cannot be read.
+    async fn history_event(&mut self, room: &str, limit: usize) -> Event {
+        // What is on its way to the store goes first.
+        self.write_received().await;
+        self.mark_sent().await;
         let conversation = conversation(room);
         let me = self.client.local_peer_id().to_string();
         let kept = self
@@ -655,26 +702,13 @@ impl RoomChat {
             .store
             .call(move |h| h.recent(&conversation, limit))
             .await;
-        let messages = match kept {
-            Ok(Ok(messages)) => messages,
-            Ok(Err(e)) => {
-                return events
-                    .send(Event::Info(format!("history: {e}")))
-                    .await
-                    .is_ok()
-            }
-            Err(e) => {
-                return events
-                    .send(Event::Info(format!("history: {e}")))
-                    .await
-                    .is_ok()
-            }
-        };
-        if messages.is_empty() && limit == HISTORY_ON_START {
-            return true;
+        match kept {
+            Ok(Ok(messages)) => Event::History {
+                lines: messages.into_iter().map(|m| history_line(m, &me)).collect(),
+            },
+            Ok(Err(e)) => Event::Info(format!("history: {e}")),
+            Err(e) => Event::Info(format!("history: {e}")),
         }
-        let lines = messages.into_iter().map(|m| history_line(m, &me)).collect();
-        events.send(Event::History { lines }).await.is_ok()
     }
 
     /// The main loop: what the user types, what the network says, gaps
@@ -687,6 +721,8 @@ impl RoomChat {
         if let Some(task) = self.reconnect.take() {
             task.abort();
         }
+        self.write_received().await;
+        self.mark_sent().await;
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
@@ -730,6 +766,8 @@ impl RoomChat {
                 .chain(self.hello_due.values().copied())
                 .chain(self.have_due)
                 .chain(self.retry_store_at)
+                .chain(self.store_at)
+                .chain(self.sent_mark_at)
                 .chain(
                     self.unacked_since
                         .values()
@@ -839,6 +877,12 @@ impl RoomChat {
                         return;
                     }
                     self.greet_due().await;
+                    if self.store_at.is_some_and(|at| at <= Instant::now()) {
+                        self.write_received().await;
+                    }
+                    if self.sent_mark_at.is_some_and(|at| at <= Instant::now()) {
+                        self.mark_sent().await;
+                    }
                     self.retry_unstored().await;
                     self.say_have_due().await;
                     if !self.tell_undelivered(events).await {
@@ -998,16 +1042,33 @@ impl RoomChat {
             outgoing: true,
             status: Status::Queued,
         };
-        let report = WriteReport {
-            outgoing: Some(Outgoing {
-                room,
-                first,
-                texts,
-                nick: self.secure.nick.clone(),
-            }),
-            to: self.written_tx.clone(),
+        let outgoing = Outgoing {
+            room,
+            first,
+            texts,
+            nick: self.secure.nick.clone(),
         };
         self.writing += 1;
+        // A short write, with none of ours before it still on its way, is
+        // done here when the store is free: no wait for its thread.
+        if self.writing == 1 && batch.texts.iter().map(String::len).sum::<usize>() <= INLINE_WRITE {
+            let now = self
+                .secure
+                .store
+                .try_now(|h| h.insert(std::slice::from_ref(&batch)));
+            if let Some(written) = now {
+                let written = match written {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) | Err(e) => Err(e.to_string()),
+                };
+                self.on_written(events, outgoing, written).await;
+                return;
+            }
+        }
+        let report = WriteReport {
+            outgoing: Some(outgoing),
+            to: self.written_tx.clone(),
+        };
         // The store runs jobs in order, so reports come back in order. A
         // job that never runs reports on drop, here or on the store thread.
         let _ = self
@@ -1085,15 +1146,13 @@ impl RoomChat {
         };
         match unstalled(publish, events).await {
             Ok(()) => {
-                let (store, conversation) = (self.secure.store.clone(), conversation(room));
-                let (me, session) = (self.client.local_peer_id().to_string(), self.session);
-                tokio::spawn(async move {
-                    let _ = store
-                        .call(move |h| {
-                            h.mark_sent(&conversation, &me, session, first, first + count)
-                        })
-                        .await;
-                });
+                let span = self
+                    .sent_marks
+                    .entry(room.to_owned())
+                    .or_insert((first, first + count));
+                *span = (span.0.min(first), span.1.max(first + count));
+                self.sent_mark_at
+                    .get_or_insert(Instant::now() + SENT_MARK_DELAY);
                 let acked = self.acked.get(room).copied().unwrap_or(0);
                 if acked < first + count {
                     self.unacked_since
@@ -1228,38 +1287,91 @@ impl RoomChat {
             outgoing: false,
             status: Status::Received,
         };
-        self.submit_received(batch).await;
+        self.gather(vec![batch]).await;
     }
 
-    /// Queues a write of received lines; its outcome comes back through
-    /// `stored_tx`.
-    async fn submit_received(&self, batch: Batch) {
+    /// Keeps received lines to write in one go with those that follow
+    /// within [`STORE_GATHER`]: a burst costs the store one commit, not
+    /// one per batch.
+    async fn gather(&mut self, batches: Vec<Batch>) {
+        for batch in batches {
+            self.to_store_lines += batch.texts.len();
+            self.to_store.push(batch);
+        }
+        if self.to_store_lines >= STORE_GATHER_LINES {
+            self.write_received().await;
+        } else if !self.to_store.is_empty() {
+            self.store_at.get_or_insert(Instant::now() + STORE_GATHER);
+        }
+    }
+
+    /// Marks our published lines sent in the store, in one job.
+    async fn mark_sent(&mut self) {
+        self.sent_mark_at = None;
+        let marks = std::mem::take(&mut self.sent_marks);
+        if marks.is_empty() {
+            return;
+        }
+        let (me, session) = (self.client.local_peer_id().to_string(), self.session);
+        // A failed mark leaves the lines queued: sent again on the next
+        // start, and dropped there as duplicates.
+        let _ = self
+            .secure
+            .store
+            .submit(move |h| {
+                for (room, (first, end)) in marks {
+                    let _ = h.mark_sent(&conversation(&room), &me, session, first, end);
+                }
+            })
+            .await;
+    }
+
+    /// Queues a write of the received lines gathered; its outcome comes
+    /// back through `stored_tx`.
+    async fn write_received(&mut self) {
+        self.store_at = None;
+        self.to_store_lines = 0;
+        let batches = std::mem::take(&mut self.to_store);
+        if batches.is_empty() {
+            return;
+        }
         let tx = self.stored_tx.clone();
-        let kept = batch.clone();
+        // A failed write hands its batches back, to try again.
         let queued = self
             .secure
             .store
-            .submit(move |h| h.insert(std::slice::from_ref(&batch)))
+            .submit(move |h| match h.insert(&batches) {
+                Ok(_) => Ok(batches
+                    .iter()
+                    .map(|b| StoredNote::Stored {
+                        room: b.room.clone().unwrap_or_default(),
+                        author: b.author.clone(),
+                        session: b.session,
+                        first: b.first_line,
+                        end: b.first_line + b.texts.len() as u64,
+                    })
+                    .collect::<Vec<_>>()),
+                Err(e) => Err(StoredNote::Failed {
+                    error: e.to_string(),
+                    batches,
+                }),
+            })
             .await;
         tokio::spawn(async move {
-            let outcome = match queued {
-                Ok(result) => result.await.map_err(|_| store::Error::Stopped),
-                Err(e) => Err(e),
-            };
-            let note = match outcome {
-                Ok(Ok(_)) => StoredNote::Stored {
-                    room: kept.room.clone().unwrap_or_default(),
-                    author: kept.author.clone(),
-                    session: kept.session,
-                    first: kept.first_line,
-                    end: kept.first_line + kept.texts.len() as u64,
+            let notes = match queued {
+                Ok(result) => match result.await {
+                    Ok(Ok(notes)) => notes,
+                    Ok(Err(failed)) => vec![failed],
+                    // The store thread is gone, and the lines with it.
+                    Err(_) => return,
                 },
-                Ok(Err(e)) | Err(e) => StoredNote::Failed {
-                    error: e.to_string(),
-                    batch: kept,
-                },
+                Err(_) => return,
             };
-            let _ = tx.send(note).await;
+            for note in notes {
+                if tx.send(note).await.is_err() {
+                    return;
+                }
+            }
         });
     }
 
@@ -1279,6 +1391,7 @@ impl RoomChat {
                 let key = (room.clone(), author, session);
                 let held = self.stored.entry(key.clone()).or_insert(first);
                 let before = *held;
+                let mut advanced = false;
                 if first <= *held {
                     *held = (*held).max(end);
                     if let Some(ahead) = self.stored_ahead.get_mut(&key) {
@@ -1292,16 +1405,13 @@ impl RoomChat {
                             self.stored_ahead.remove(&key);
                         }
                     }
+                    advanced = *held > before;
                 } else {
                     let ahead = self.stored_ahead.entry(key).or_default();
                     if ahead.len() < MAX_STORED_AHEAD {
                         ahead.insert(first, end);
                     }
                 }
-                let advanced = self
-                    .stored
-                    .iter()
-                    .any(|((r, _, _), h)| *r == room && *h > before);
                 if advanced && self.have_dirty.insert(room.clone()) && self.have_due.is_none() {
                     let members = self.rooms.get(&room).map_or(0, Roster::len) as u32;
                     self.have_due =
@@ -1309,10 +1419,12 @@ impl RoomChat {
                 }
                 true
             }
-            StoredNote::Failed { error, batch } => {
-                if self.unstored_lines + batch.texts.len() <= MAX_UNSTORED_LINES {
-                    self.unstored_lines += batch.texts.len();
-                    self.unstored.push(batch);
+            StoredNote::Failed { error, batches } => {
+                for batch in batches {
+                    if self.unstored_lines + batch.texts.len() <= MAX_UNSTORED_LINES {
+                        self.unstored_lines += batch.texts.len();
+                        self.unstored.push(batch);
+                    }
                 }
                 self.retry_store_at
                     .get_or_insert(Instant::now() + STORE_RETRY);
@@ -1328,9 +1440,8 @@ impl RoomChat {
         }
         self.retry_store_at = None;
         self.unstored_lines = 0;
-        for batch in std::mem::take(&mut self.unstored) {
-            self.submit_received(batch).await;
-        }
+        let unstored = std::mem::take(&mut self.unstored);
+        self.gather(unstored).await;
     }
 
     /// What we hold of a room's authors, for a hello or an
@@ -1610,20 +1721,7 @@ impl RoomChat {
                     return info("you are in no room".into());
                 };
                 let limit = count.unwrap_or(HISTORY_DEFAULT).min(100_000);
-                let conversation = conversation(&room);
-                let me = self.client.local_peer_id().to_string();
-                match self
-                    .secure
-                    .store
-                    .call(move |h| h.recent(&conversation, limit))
-                    .await
-                {
-                    Ok(Ok(messages)) => Some(Event::History {
-                        lines: messages.into_iter().map(|m| history_line(m, &me)).collect(),
-                    }),
-                    Ok(Err(e)) => info(format!("history: {e}")),
-                    Err(e) => info(format!("history: {e}")),
-                }
+                Some(self.history_event(&room, limit).await)
             }
             Input::Peers => {
                 let peers = self.client.peers().await;

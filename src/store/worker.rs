@@ -8,10 +8,16 @@
 //! handle that sends it jobs and awaits their replies on a oneshot
 //! channel, as `net::Client` does for the swarm.
 //!
-//! One thread rather than a pool of blocking tasks: the connection is not
-//! shared, so it needs no lock, keeps its prepared statements warm, and
-//! runs jobs one at a time in the order they were sent, so an insert sent
-//! before a query is seen by it.
+//! One thread rather than a pool of blocking tasks: one connection keeps
+//! its prepared statements warm and runs jobs one at a time in the order
+//! they were sent, so an insert sent before a query is seen by it.
+//!
+//! Handing a job to another thread costs little on an idle machine, but
+//! on a busy one the store thread may wait milliseconds for a CPU, and a
+//! line waiting for its outbox write waits with it. So the history sits
+//! behind a mutex that the store thread holds only while it runs a job,
+//! and [`Store::try_now`] lets the caller run a short write itself, at
+//! once, when the store thread is not running one.
 //!
 //! The job queue is bounded ([`JOB_QUEUE`]). It is a tokio channel rather
 //! than `std::sync::mpsc::sync_channel` because a full std channel would
@@ -26,6 +32,7 @@
 
 use std::io;
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, TryLockError};
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
@@ -76,6 +83,7 @@ type Job = Box<dyn FnOnce(&mut History) + Send>;
 #[derive(Debug, Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
+    history: Arc<Mutex<History>>,
 }
 
 impl Store {
@@ -97,11 +105,13 @@ impl Store {
                 .name("checkpoint".into())
                 .spawn(move || checkpoint(&checkpointer, &stopped))?;
         }
+        let history = Arc::new(Mutex::new(history));
+        let served = Arc::clone(&history);
         thread::Builder::new().name("store".into()).spawn(move || {
-            serve(history, queue);
+            serve(&served, queue);
             drop(running);
         })?;
-        Ok(Store { jobs })
+        Ok(Store { jobs, history })
     }
 
     /// Runs `job` on the store thread with the history and returns what it
@@ -118,6 +128,23 @@ impl Store {
         job: impl FnOnce(&mut History) -> R + Send + 'static,
     ) -> Result<R, Error> {
         self.submit(job).await?.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Runs `job` here and now, on the calling thread, if the store thread
+    /// is not running a job; `None` if it is (then nothing ran). For short
+    /// writes only: the caller waits for it, and so does everything else on
+    /// its thread. Jobs queued and not started yet run after it, so it must
+    /// not depend on them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] when a job panicked: the store is gone.
+    pub fn try_now<R>(&self, job: impl FnOnce(&mut History) -> R) -> Option<Result<R, Error>> {
+        match self.history.try_lock() {
+            Ok(mut history) => Some(Ok(job(&mut history))),
+            Err(TryLockError::WouldBlock) => None,
+            Err(TryLockError::Poisoned(_)) => Some(Err(Error::Stopped)),
+        }
     }
 
     /// Queues `job` and returns where its result will come, without
@@ -151,9 +178,14 @@ fn checkpoint(checkpointer: &Checkpointer, stopped: &std_mpsc::Receiver<()>) {
     }
 }
 
-/// The store thread: runs jobs until every [`Store`] is dropped.
-fn serve(mut history: History, mut queue: mpsc::Receiver<Job>) {
+/// The store thread: runs jobs until every [`Store`] is dropped. A job
+/// that panics ends it (and poisons the history, so that
+/// [`Store::try_now`] fails too).
+fn serve(history: &Mutex<History>, mut queue: mpsc::Receiver<Job>) {
     while let Some(job) = queue.blocking_recv() {
+        let Ok(mut history) = history.lock() else {
+            return;
+        };
         job(&mut history);
     }
 }
