@@ -107,6 +107,10 @@ const STORED_QUEUE: usize = 256;
 /// pipe) holds back the reading, not memory.
 const MAX_WRITING: usize = 32;
 
+/// Room messages waiting in the network engine for a member to take them
+/// (see [`net::PublishBacklog`]) beyond which input waits.
+const MAX_PUBLISH_BACKLOG: usize = 8;
+
 /// Bytes of our lines written to the outbox on the chat's own thread at
 /// most (see [`Store::try_now`]); a bigger batch goes to the store thread.
 const INLINE_WRITE: usize = 16 * 1024;
@@ -754,10 +758,12 @@ impl RoomChat {
         ) else {
             return;
         };
+        let backlog = self.client.publish_backlog();
         loop {
             if self.quitting && self.writing == 0 {
                 return;
             }
+            let backlogged = backlog.held() >= MAX_PUBLISH_BACKLOG;
             let gap_deadline = self
                 .gaps
                 .values()
@@ -802,6 +808,8 @@ impl RoomChat {
                 _ = stopped(shutdown) => return,
                 // Lines still being written go out first.
                 () = lingering, if self.writing == 0 => return,
+                // Input waits while the network cannot take more.
+                () = backlog.eased(), if backlogged => {}
                 Some((outgoing, written)) = written_rx.recv() => {
                     if !self.on_written(events, outgoing, written).await {
                         return;
@@ -811,7 +819,8 @@ impl RoomChat {
                     if typed.len() < BATCH_LINES
                         && linger.is_none()
                         && !self.quitting
-                        && self.writing < MAX_WRITING => match command {
+                        && self.writing < MAX_WRITING
+                        && !backlogged => match command {
                     Some(Command::Send(line)) => {
                         typed.push(line);
                         while typed.len() < BATCH_LINES {

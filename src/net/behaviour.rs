@@ -103,9 +103,15 @@ impl Behaviour {
         )
         .map_err(|e| e.to_owned())?;
         // No penalty for many peers on one address: a LAN behind one NAT,
-        // or several members on one host, is normal for a chat.
+        // or several members on one host, is normal for a chat. No penalty
+        // for a member slower than a burst either: each message its full
+        // queue refused lowered its score (by the square of their count),
+        // so after a long burst we stopped publishing to it at all, and it
+        // never got the rest. A member that reads nothing for long is
+        // dropped by the event loop instead (`SLOW_DROP_AFTER`).
         let score = gossipsub::PeerScoreParams {
             ip_colocation_factor_weight: 0.0,
+            slow_peer_weight: 0.0,
             ..Default::default()
         };
         gossipsub.with_peer_score(score, gossipsub::PeerScoreThresholds::default())?;

@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -17,7 +18,7 @@ use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
-use super::event_loop::Request;
+use super::event_loop::{PublishBacklog, Request};
 use super::frame::{FrameReader, FrameWriter};
 use super::room_frame::RoomFrame;
 use super::{Config, Error, CHAT_PROTOCOL};
@@ -33,9 +34,15 @@ pub struct Client {
     pub(super) local: PeerId,
     pub(super) config: Config,
     pub(super) presence: watch::Receiver<HashSet<PeerId>>,
+    pub(super) backlog: Arc<PublishBacklog>,
 }
 
 impl Client {
+    /// The room messages that wait for a member's queue to have room.
+    pub fn publish_backlog(&self) -> Arc<PublishBacklog> {
+        Arc::clone(&self.backlog)
+    }
+
     /// Our own peer ID.
     pub fn local_peer_id(&self) -> PeerId {
         self.local
@@ -107,10 +114,11 @@ impl Client {
         .await
     }
 
-    /// Publishes a room frame. Waits while no member takes what we
-    /// publish (the engine holds a message it could not hand to anyone and
-    /// reads nothing more until it can, or gives up on those members);
-    /// other failures come back as
+    /// Publishes a room frame. A message no member can take yet waits in
+    /// the engine, in order, until one can or the engine gives up on those
+    /// members; the app sees how many wait in
+    /// [`Client::publish_backlog`] and should hold back while it grows.
+    /// Other failures come back as
     /// [`NetEvent::NotPublished`](super::NetEvent::NotPublished).
     pub async fn publish(&self, room: &str, frame: &RoomFrame) -> Result<(), Error> {
         self.request(Request::Publish {

@@ -10,6 +10,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -17,7 +19,7 @@ use libp2p::core::ConnectedPoint;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{gossipsub, mdns, Multiaddr, PeerId, Swarm};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent};
 use super::room_frame::{self, RoomFrame};
@@ -151,8 +153,40 @@ pub enum NetEvent {
     },
 }
 
+/// How many room messages wait for a member's queue to have room, shared
+/// between the event loop and the app. Publishing never blocks the app
+/// (which must go on taking the network's events, or the swarm stops, and
+/// with it the very queues that are full); the app holds back its input
+/// while this is high instead.
+#[derive(Debug, Default)]
+pub struct PublishBacklog {
+    held: AtomicUsize,
+    eased: Notify,
+}
+
+impl PublishBacklog {
+    /// Messages waiting now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Returns after some of the waiting messages went out (or at once, if
+    /// some went out since the last call).
+    pub async fn eased(&self) {
+        self.eased.notified().await;
+    }
+
+    fn set(&self, held: usize) {
+        let before = self.held.swap(held, Ordering::Relaxed);
+        if held < before {
+            self.eased.notify_one();
+        }
+    }
+}
+
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
+    backlog: Arc<PublishBacklog>,
     requests: mpsc::Receiver<Request>,
     events: mpsc::Sender<NetEvent>,
     rtts: HashMap<PeerId, Duration>,
@@ -202,9 +236,11 @@ impl EventLoop {
         requests: mpsc::Receiver<Request>,
         events: mpsc::Sender<NetEvent>,
         presence: watch::Sender<HashSet<PeerId>>,
+        backlog: Arc<PublishBacklog>,
     ) -> Self {
         Self {
             swarm,
+            backlog,
             requests,
             events,
             rtts: HashMap::new(),
@@ -241,7 +277,7 @@ impl EventLoop {
                     }
                 }
                 event = self.swarm.select_next_some(), if outbox_open => self.on_swarm_event(event),
-                request = self.requests.recv(), if !publishing => match request {
+                request = self.requests.recv() => match request {
                     Some(request) => self.on_request(request),
                     None => return,
                 },
@@ -282,9 +318,15 @@ impl EventLoop {
 
     /// Publishes that found every member's queue full are tried again
     /// (under a new attempt byte, so a new gossipsub id) until a member
-    /// takes them or [`SLOW_DROP_AFTER`] passes; meanwhile no new request is
-    /// read, which slows the sender down like a full socket would.
+    /// takes them or [`SLOW_DROP_AFTER`] passes. Later ones wait behind
+    /// them, in order, and the app, which sees the [`PublishBacklog`],
+    /// slows down like a writer to a full socket would.
     fn retry_publishes(&mut self) {
+        self.publish_pending();
+        self.backlog.set(self.pending.len());
+    }
+
+    fn publish_pending(&mut self) {
         while let Some(mut pending) = self.pending.pop_front() {
             pending.attempt = pending.attempt.wrapping_add(1);
             if let Some(byte) = pending.data.get_mut(room_frame::ATTEMPT_BYTE) {
@@ -378,6 +420,15 @@ impl EventLoop {
                     .gossipsub
                     .unsubscribe(&room_frame::topic(&room));
             }
+            Request::Publish { room, data } if !self.pending.is_empty() => {
+                self.pending.push_back(PendingPublish {
+                    room,
+                    data,
+                    attempt: 0,
+                    since: Instant::now(),
+                });
+                self.backlog.set(self.pending.len());
+            }
             Request::Publish { room, data } => {
                 let topic = room_frame::topic(&room);
                 match self
@@ -394,6 +445,7 @@ impl EventLoop {
                             attempt: 0,
                             since: Instant::now(),
                         });
+                        self.backlog.set(self.pending.len());
                     }
                     // Hellos and goodbyes to an empty room go nowhere, and
                     // that is fine; typed lines are reported.

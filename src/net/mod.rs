@@ -29,7 +29,9 @@ pub use behaviour::{
     MAX_ESTABLISHED, MAX_ESTABLISHED_PER_PEER, MAX_PENDING_INCOMING, PING_INTERVAL, PING_TIMEOUT,
 };
 pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
-pub use event_loop::{NetEvent, PeerInfo, RATE_BURST, RATE_PER_SECOND, SLOW_DROP_AFTER};
+pub use event_loop::{
+    NetEvent, PeerInfo, PublishBacklog, RATE_BURST, RATE_PER_SECOND, SLOW_DROP_AFTER,
+};
 
 use crate::chat::line::DEFAULT_MAX_LINE;
 use crate::chat::{describe_io, PeerAddress};
@@ -175,7 +177,14 @@ pub fn start(
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (presence, presence_rx) = watch::channel(HashSet::new());
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let event_loop = event_loop::EventLoop::new(swarm, requests_rx, events, presence);
+    let backlog = std::sync::Arc::new(PublishBacklog::default());
+    let event_loop = event_loop::EventLoop::new(
+        swarm,
+        requests_rx,
+        events,
+        presence,
+        std::sync::Arc::clone(&backlog),
+    );
     tokio::spawn(event_loop.run());
     let client = Client {
         requests,
@@ -183,6 +192,7 @@ pub fn start(
         local,
         config,
         presence: presence_rx,
+        backlog,
     };
     Ok((client, events_rx))
 }
