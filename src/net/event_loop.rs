@@ -326,6 +326,18 @@ impl EventLoop {
         self.backlog.set(self.pending.len());
     }
 
+    /// Keeps a message to publish once a member's queue has room, behind
+    /// those already kept.
+    fn hold_publish(&mut self, room: String, data: Vec<u8>) {
+        self.pending.push_back(PendingPublish {
+            room,
+            data,
+            attempt: 0,
+            since: Instant::now(),
+        });
+        self.backlog.set(self.pending.len());
+    }
+
     fn publish_pending(&mut self) {
         while let Some(mut pending) = self.pending.pop_front() {
             pending.attempt = pending.attempt.wrapping_add(1);
@@ -421,13 +433,7 @@ impl EventLoop {
                     .unsubscribe(&room_frame::topic(&room));
             }
             Request::Publish { room, data } if !self.pending.is_empty() => {
-                self.pending.push_back(PendingPublish {
-                    room,
-                    data,
-                    attempt: 0,
-                    since: Instant::now(),
-                });
-                self.backlog.set(self.pending.len());
+                self.hold_publish(room, data);
             }
             Request::Publish { room, data } => {
                 let topic = room_frame::topic(&room);
@@ -439,13 +445,7 @@ impl EventLoop {
                 {
                     Ok(_) => {}
                     Err(gossipsub::PublishError::AllQueuesFull(_)) => {
-                        self.pending.push_back(PendingPublish {
-                            room,
-                            data,
-                            attempt: 0,
-                            since: Instant::now(),
-                        });
-                        self.backlog.set(self.pending.len());
+                        self.hold_publish(room, data);
                     }
                     // Hellos and goodbyes to an empty room go nowhere, and
                     // that is fine; typed lines are reported.
