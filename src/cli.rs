@@ -73,7 +73,8 @@ pub struct Args {
     #[arg(long)]
     pub no_mdns: bool,
 
-    /// Keep no history on disk: messages live in memory for this run only.
+    /// Keep no history on disk: messages live in memory for this run only
+    /// (the newest 32 MiB of text).
     #[arg(long)]
     pub no_history: bool,
 

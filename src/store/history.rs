@@ -106,6 +106,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many prepared statements are kept; more than this module has.
 const STATEMENT_CACHE: usize = 32;
 
+/// The text a [`History::in_memory`] keeps at most, in bytes; beyond it
+/// the oldest rows go, down to three quarters of it.
+pub const IN_MEMORY_BYTES: u64 = 32 * 1024 * 1024;
+
 /// How often a [`Checkpointer`] moves the log into the database.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -426,6 +430,10 @@ pub struct History {
     conn: Connection,
     /// The database file, or `:memory:`; named in every error.
     path: PathBuf,
+    /// For a history in memory: the bytes of text it keeps at most (the
+    /// oldest rows go beyond that), and the bytes it holds.
+    budget: Option<u64>,
+    held_bytes: u64,
 }
 
 impl History {
@@ -457,13 +465,20 @@ impl History {
         // SQLite gives its -wal and -shm files the same permissions.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| db_error(&path, e))?;
-        let mut history = History { conn, path };
+        let mut history = History {
+            conn,
+            path,
+            budget: None,
+            held_bytes: 0,
+        };
         history.prepare(true)?;
         Ok(history)
     }
 
     /// A history that lives in memory and is gone when dropped, for a run
-    /// that keeps none. It answers like a file-backed one.
+    /// that keeps none. It answers like a file-backed one, but keeps only
+    /// the newest [`IN_MEMORY_BYTES`] of text or so: memory stays bounded
+    /// however long the run.
     ///
     /// # Errors
     ///
@@ -471,7 +486,12 @@ impl History {
     pub fn in_memory() -> Result<History, Error> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|e| db_error(&path, e))?;
-        let mut history = History { conn, path };
+        let mut history = History {
+            conn,
+            path,
+            budget: Some(IN_MEMORY_BYTES),
+            held_bytes: 0,
+        };
         history.prepare(false)?;
         Ok(history)
     }
@@ -495,7 +515,12 @@ impl History {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| db_error(&path, e))?;
-        let history = History { conn, path };
+        let history = History {
+            conn,
+            path,
+            budget: None,
+            held_bytes: 0,
+        };
         history
             .conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -562,7 +587,8 @@ impl History {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|tx| {
+        let mut added = 0u64;
+        let new = self.write(|tx| {
             let mut held = tx.prepare_cached(concat!(
                 "SELECT first_line, count FROM batches WHERE ",
                 stream_from_line!(),
@@ -628,11 +654,46 @@ impl History {
                             batch.status.stored(),
                         ])?;
                         new += count;
+                        added += joined.len() as u64;
                     }
                     Ok(new)
                 })
                 .collect()
-        })
+        })?;
+        if let Some(budget) = self.budget {
+            self.held_bytes += added;
+            if self.held_bytes > budget {
+                self.forget_oldest(budget / 4 * 3)?;
+            }
+        }
+        Ok(new)
+    }
+
+    /// Removes the oldest rows until the text held is at most `target`
+    /// bytes (for a history in memory).
+    fn forget_oldest(&mut self, target: u64) -> Result<(), Error> {
+        let mut held = self.held_bytes;
+        let freed = self.write(|tx| {
+            let mut oldest =
+                tx.prepare_cached("SELECT seq_no, length(texts) FROM batches ORDER BY seq_no")?;
+            let mut rows = oldest.query([])?;
+            let mut last = None;
+            while held > target {
+                let Some(row) = rows.next()? else {
+                    break;
+                };
+                let (seq_no, bytes): (i64, i64) = (row.get(0)?, row.get(1)?);
+                held = held.saturating_sub(bytes.max(0) as u64);
+                last = Some(seq_no);
+            }
+            drop(rows);
+            if let Some(last) = last {
+                tx.execute("DELETE FROM batches WHERE seq_no <= ?1", [last])?;
+            }
+            Ok(held)
+        })?;
+        self.held_bytes = freed;
+        Ok(())
     }
 
     /// Our rows of a stream that start at a line in `[from, to)` and are
@@ -2221,6 +2282,33 @@ mod tests {
         assert_eq!(history.unsent(ROOM, ME, session).unwrap(), [lines]);
         let other = History::in_memory().unwrap();
         assert!(other.query(&Filter::default(), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn in_memory_forgets_the_oldest_beyond_its_budget() {
+        let mut history = History::in_memory().unwrap();
+        // 48 batches of 1,024 lines of 1 KiB: 48 MiB, past the 32 MiB kept.
+        let text = "x".repeat(1023);
+        let texts: Vec<&str> = vec![text.as_str(); 1024];
+        for n in 0..48u64 {
+            let new = history.insert(&[batch(ME, 7, n * 1024, &texts)]).unwrap();
+            assert_eq!(new, [1024]);
+            assert!(history.held_bytes <= IN_MEMORY_BYTES, "batch {n}");
+        }
+        let kept = history
+            .range(ROOM, ME, 7, 0, 48 * 1024, usize::MAX)
+            .unwrap();
+        let first = kept.first().map(|run| run.first_line).unwrap();
+        let lines: usize = kept.iter().map(|run| run.texts.len()).sum();
+        // The newest lines stay, without a hole, and the oldest are gone.
+        assert_eq!(first as usize + lines, 48 * 1024);
+        assert!(first > 0, "nothing was forgotten");
+        let bytes = lines as u64 * 1024;
+        assert!(bytes <= IN_MEMORY_BYTES, "{bytes} bytes kept");
+        assert!(bytes >= IN_MEMORY_BYTES / 2, "only {bytes} bytes kept");
+        // A file-backed history forgets nothing.
+        let dir = tempfile::tempdir().unwrap();
+        assert!(History::open(dir.path()).unwrap().budget.is_none());
     }
 
     #[test]
