@@ -85,6 +85,17 @@ impl Behaviour {
             .message_id_fn(room_frame::message_id)
             .max_transmit_size(max_transmit)
             .heartbeat_interval(HEARTBEAT)
+            // A mesh of 4 (gossipsub's default is 6): each member gets
+            // fewer copies of each message, and checks the signature of
+            // every copy. In the rooms benchmark at N = 30 this took the
+            // p99 latency from 140-160 ms to 100-150 ms, and at N = 50
+            // from 230-370 ms to about 200 ms. The upper bound stays at
+            // the default 12: at 8, members that joined late were pruned
+            // by the only member they knew and some heard nothing.
+            .mesh_n(4)
+            .mesh_n_low(3)
+            .mesh_n_high(12)
+            .mesh_outbound_min(2)
             .connection_handler_queue_len(QUEUE_LEN)
             // Publishes wait in a queue as long as the app waits for a
             // slow member before dropping it.
