@@ -15,6 +15,13 @@
 //!   settle before the messages (step 2 below); 0 does not wait;
 //! - `ROOM_KEEP` (set to anything): keep the temp directory, with each
 //!   member's stdout (timestamped) and stderr, and print where it is;
+//! - `ROOM_RUNS` (default 3): rooms started afresh per N. The row of an N
+//!   sums its runs up: delivery and duplicates at their worst (every run
+//!   must deliver every message once, and the mesh form in every run),
+//!   the largest RSS, and the median of
+//!   the times and of the latency percentiles. A p99 of 300 messages on
+//!   two cores shared by N processes moves by a third from run to run;
+//!   the bars are checked on that row;
 //! - `ROOM_ARGS` (default none): more arguments for every member,
 //!   separated by spaces, such as `--no-history`.
 //!
@@ -74,7 +81,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::process::{machine_busy, port_in, sched_times, status_kib, Running, SchedTimes};
-use support::{env_usize, latency, machine, mb, Latency};
+use support::{env_usize, latency, machine, mb, median, Latency};
 
 /// The room every member joins.
 const ROOM: &str = "lobby";
@@ -118,6 +125,7 @@ struct Knobs {
     seed: u64,
     mesh_deadline: Duration,
     settle_deadline: Duration,
+    runs: usize,
     keep: bool,
     extra_args: Vec<String>,
 }
@@ -151,6 +159,7 @@ impl Knobs {
             seed,
             mesh_deadline: Duration::from_secs(env_usize("ROOM_MESH_SECS", 60) as u64),
             settle_deadline: Duration::from_secs(env_usize("ROOM_SETTLE_SECS", 10) as u64),
+            runs: env_usize("ROOM_RUNS", 3).max(1),
             keep: std::env::var_os("ROOM_KEEP").is_some(),
             extra_args: std::env::var("ROOM_ARGS")
                 .unwrap_or_default()
@@ -413,6 +422,41 @@ struct Figures {
     latency: Latency,
     rss_mean_kib: u64,
     rss_max_kib: u64,
+}
+
+/// Runs of one N summed up: delivery and duplicates at their worst, the
+/// largest RSS, the median of the rest (see `ROOM_RUNS`).
+fn summary(runs: &[Figures]) -> Figures {
+    let median_of = |value: &dyn Fn(&Figures) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(value).collect();
+        median(&mut values)
+    };
+    let median_time = |time: &dyn Fn(&Figures) -> Option<Duration>| {
+        let times: Option<Vec<f64>> = runs
+            .iter()
+            .map(|f| time(f).map(|t| t.as_secs_f64()))
+            .collect();
+        times.map(|mut t| Duration::from_secs_f64(median(&mut t)))
+    };
+    let worst = runs
+        .iter()
+        .min_by(|a, b| a.delivered_percent().total_cmp(&b.delivered_percent()))
+        .unwrap_or(&runs[0]);
+    Figures {
+        n: runs[0].n,
+        mesh: median_time(&|f| f.mesh),
+        names: median_time(&|f| f.names),
+        present: runs.iter().map(|f| f.present).min().unwrap_or(0),
+        delivered: worst.delivered,
+        expected: worst.expected,
+        duplicates: runs.iter().map(|f| f.duplicates).max().unwrap_or(0),
+        latency: Latency {
+            p50: median_of(&|f| f.latency.p50),
+            p99: median_of(&|f| f.latency.p99),
+        },
+        rss_mean_kib: median_of(&|f| f.rss_mean_kib as f64) as u64,
+        rss_max_kib: runs.iter().map(|f| f.rss_max_kib).max().unwrap_or(0),
+    }
 }
 
 impl Figures {
@@ -1315,10 +1359,27 @@ fn main() {
     );
     let mut failures = Vec::new();
     let mut all = Vec::new();
+    let mut runs = Vec::new();
     for &n in &knobs.sizes {
-        if let Some(figures) = measure(n, &knobs, &mut failures) {
-            all.push(figures);
+        let of_n: Vec<Figures> = (0..knobs.runs)
+            .filter_map(|_| measure(n, &knobs, &mut failures))
+            .collect();
+        if !of_n.is_empty() {
+            all.push(summary(&of_n));
         }
+        runs.extend(of_n);
+    }
+    if knobs.runs > 1 && !runs.is_empty() {
+        println!("each run:");
+        print_header();
+        for figures in &runs {
+            print_row(figures);
+        }
+        println!();
+        println!(
+            "summed up ({} runs per N: worst delivery, largest RSS, median of the rest):",
+            knobs.runs
+        );
     }
     if !all.is_empty() {
         print_header();
