@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
-use super::{history_line, now_ms, stopped, unstalled, Chat, Error, Role, SendError, LINGER};
+use super::{
+    history_line, now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER,
+};
 use crate::chat::command::{self, Input};
 use crate::chat::room::{check_nick, check_room, Delivery, Member, Ordering, Recent, Roster};
 use crate::chat::safety::safety_number;
@@ -503,6 +505,9 @@ struct RoomChat {
     pending_lines: usize,
     /// Per (room, author, session): every line below this is stored.
     stored: HashMap<(String, String, u64), u64>,
+    /// Per stream we hold: the most another member said it holds, in a
+    /// have or a hello.
+    heard: HashMap<(String, String, u64), u64>,
     /// Rooms with lines stored since we last said what we hold, and when
     /// we will.
     have_dirty: HashSet<String>,
@@ -588,6 +593,7 @@ impl RoomChat {
             store_at: None,
             pending_lines: 0,
             stored: HashMap::new(),
+            heard: HashMap::new(),
             have_dirty: HashSet::new(),
             have_due: None,
             stored_tx,
@@ -1422,9 +1428,12 @@ impl RoomChat {
                     }
                 }
                 if advanced && self.have_dirty.insert(room.clone()) && self.have_due.is_none() {
+                    // Spread over twice the room's delay, so that the first
+                    // members to tell spare the rest (see `say_have_due`).
                     let members = self.rooms.get(&room).map_or(0, Roster::len) as u32;
-                    self.have_due =
-                        Some(Instant::now() + ACK_DELAY + ACK_DELAY_PER_MEMBER * members.min(200));
+                    let spread = ACK_DELAY_PER_MEMBER * members.min(200) * 2;
+                    let share = (random_session() % 1024) as u32;
+                    self.have_due = Some(Instant::now() + ACK_DELAY + spread * share / 1024);
                 }
                 true
             }
@@ -1481,6 +1490,18 @@ impl RoomChat {
             if self.rooms.get(&room).is_none_or(Roster::is_empty) {
                 continue;
             }
+            // Another member already told the room it holds as much as we
+            // do of every author: ours would tell nothing new (an author
+            // needs one acknowledgement, and a member catching up one
+            // holder), and every member would check it.
+            let news = self
+                .stored
+                .iter()
+                .filter(|((r, _, _), _)| *r == room)
+                .any(|(key, next)| self.heard.get(key).is_none_or(|heard| heard < next));
+            if !news {
+                continue;
+            }
             self.hello_seq += 1;
             let frame = RoomFrame {
                 session: self.session,
@@ -1515,6 +1536,12 @@ impl RoomChat {
                     return false;
                 }
                 continue;
+            }
+            // Only for streams we hold: the map stays as small as `stored`.
+            let key = (room.to_owned(), author.to_string(), holding.session);
+            if self.stored.contains_key(&key) {
+                let heard = self.heard.entry(key).or_insert(0);
+                *heard = (*heard).max(holding.next);
             }
             self.sync_stream(room, author, from, holding.session, holding.next);
         }
