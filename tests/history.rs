@@ -777,20 +777,61 @@ fn assert_delivered_only_what_is_held(author: &Path, receiver: &Path) -> (usize,
     (delivered.len(), held.len())
 }
 
-#[test]
-fn a_full_disk_is_a_clear_error_and_the_store_survives() {
+/// A pair whose receiver keeps its data on a 1 MiB tmpfs, sent lines
+/// until the receiver's history refused one for want of room.
+struct FullDisk {
+    disk: Tmpfs,
+    /// The sender's data dir.
+    a: TempDir,
+    sender: Peer,
+    receiver: Peer,
+    /// What fills the disk; removing it makes room again.
+    filler: PathBuf,
+    /// The lines sent, and what the receiver said about its history.
+    sent: Vec<String>,
+    report: String,
+}
+
+/// A [`FullDisk`], or `None` (said on stderr) where no tmpfs can be
+/// mounted.
+fn full_disk() -> Option<FullDisk> {
     if !is_root() {
         eprintln!("SKIPPED: mounting a small tmpfs needs root (CI runs as root)");
-        return;
+        return None;
     }
     let Some(disk) = Tmpfs::mount("1m") else {
         eprintln!("SKIPPED: could not mount a tmpfs here");
-        return;
+        return None;
     };
     let a = data_dir();
     let (mut sender, mut receiver, _, _) = secure_pair(a.path(), disk.path());
     let filler = fill_leaving(disk.path(), 100 * 1024);
     let (sent, report) = send_until_the_disk_is_full(&mut sender, &mut receiver);
+    Some(FullDisk {
+        disk,
+        a,
+        sender,
+        receiver,
+        filler,
+        sent,
+        report,
+    })
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_store_survives() {
+    let Some(FullDisk {
+        disk,
+        a,
+        sender,
+        mut receiver,
+        filler,
+        sent,
+        report,
+    }) = full_disk()
+    else {
+        return;
+    };
     assert!(report.contains("full"), "not a clear error: {report:?}");
 
     std::fs::remove_file(filler).expect("remove the filler");
@@ -820,18 +861,17 @@ fn a_full_disk_is_a_clear_error_and_the_store_survives() {
 
 #[test]
 fn lines_lost_to_a_full_disk_are_not_acknowledged_once_there_is_room() {
-    if !is_root() {
-        eprintln!("SKIPPED: mounting a small tmpfs needs root (CI runs as root)");
-        return;
-    }
-    let Some(disk) = Tmpfs::mount("1m") else {
-        eprintln!("SKIPPED: could not mount a tmpfs here");
+    let Some(FullDisk {
+        disk,
+        a,
+        mut sender,
+        mut receiver,
+        filler,
+        ..
+    }) = full_disk()
+    else {
         return;
     };
-    let a = data_dir();
-    let (mut sender, mut receiver, _, _) = secure_pair(a.path(), disk.path());
-    let filler = fill_leaving(disk.path(), 100 * 1024);
-    send_until_the_disk_is_full(&mut sender, &mut receiver);
 
     // Room again: the lines that come now may be stored and acknowledged;
     // the ones lost before must not be acknowledged with them.
