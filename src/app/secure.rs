@@ -702,9 +702,7 @@ impl RoomChat {
 
     /// The last `limit` lines kept of a room, or why they cannot be read.
     async fn history_event(&mut self, room: &str, limit: usize) -> Event {
-        // What is on its way to the store goes first.
-        self.write_received().await;
-        self.mark_sent().await;
+        self.flush_to_store().await;
         let conversation = conversation(room);
         let me = self.client.local_peer_id().to_string();
         let kept = self
@@ -731,8 +729,7 @@ impl RoomChat {
         if let Some(task) = self.reconnect.take() {
             task.abort();
         }
-        self.write_received().await;
-        self.mark_sent().await;
+        self.flush_to_store().await;
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
@@ -1072,10 +1069,7 @@ impl RoomChat {
                 .store
                 .try_now(|h| h.insert(std::slice::from_ref(&batch)));
             if let Some(written) = now {
-                let written = match written {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) | Err(e) => Err(e.to_string()),
-                };
+                let written = store_error(written).map_or(Ok(()), Err);
                 self.on_written(events, outgoing, written).await;
                 return;
             }
@@ -1318,6 +1312,14 @@ impl RoomChat {
         } else if !self.to_store.is_empty() {
             self.store_at.get_or_insert(Instant::now() + STORE_GATHER);
         }
+    }
+
+    /// Hands the store at once what waits to be written: received lines
+    /// gathered, and marks of our lines sent. A read queued after this
+    /// sees them.
+    async fn flush_to_store(&mut self) {
+        self.write_received().await;
+        self.mark_sent().await;
     }
 
     /// Marks our published lines sent in the store, in one job.

@@ -465,12 +465,7 @@ impl History {
         // SQLite gives its -wal and -shm files the same permissions.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| db_error(&path, e))?;
-        let mut history = History {
-            conn,
-            path,
-            budget: None,
-            held_bytes: 0,
-        };
+        let mut history = History::new(conn, path, None);
         history.prepare(true)?;
         Ok(history)
     }
@@ -486,12 +481,7 @@ impl History {
     pub fn in_memory() -> Result<History, Error> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|e| db_error(&path, e))?;
-        let mut history = History {
-            conn,
-            path,
-            budget: Some(IN_MEMORY_BYTES),
-            held_bytes: 0,
-        };
+        let mut history = History::new(conn, path, Some(IN_MEMORY_BYTES));
         history.prepare(false)?;
         Ok(history)
     }
@@ -515,12 +505,7 @@ impl History {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| db_error(&path, e))?;
-        let history = History {
-            conn,
-            path,
-            budget: None,
-            held_bytes: 0,
-        };
+        let history = History::new(conn, path, None);
         history
             .conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -537,6 +522,16 @@ impl History {
             });
         }
         Ok(history)
+    }
+
+    /// A history on `conn`, with the text it may keep (see `budget`).
+    fn new(conn: Connection, path: PathBuf, budget: Option<u64>) -> History {
+        History {
+            conn,
+            path,
+            budget,
+            held_bytes: 0,
+        }
     }
 
     /// The database file (`:memory:` for [`History::in_memory`]).
