@@ -42,8 +42,9 @@ const GAP_WAIT: Duration = Duration::from_secs(10);
 /// Missing lines are asked for again this often while waited for.
 const FETCH_RETRY: Duration = Duration::from_secs(1);
 
-/// Lines typed while nobody else is in the room are kept (up to this many)
-/// and sent when someone arrives.
+/// Lines typed while nobody else is in the room are kept and sent when
+/// someone arrives. Once this many wait, input does (as a writer to a full
+/// socket would) until someone does: nothing typed is refused.
 const MAX_PENDING_LINES: usize = 10_000;
 
 /// At most one hello per room in this time, however many members arrive:
@@ -503,6 +504,9 @@ struct RoomChat {
     pending: Vec<(String, u64, Vec<String>)>,
     /// Lines held in `pending`.
     pending_lines: usize,
+    /// Whether the user was told that input waits (see
+    /// [`RoomChat::pending_full`]).
+    told_held: bool,
     /// Per (room, author, session): every line below this is stored.
     stored: HashMap<(String, String, u64), u64>,
     /// Per stream we hold: the most another member said it holds, in a
@@ -592,6 +596,7 @@ impl RoomChat {
             to_store_lines: 0,
             store_at: None,
             pending_lines: 0,
+            told_held: false,
             stored: HashMap::new(),
             heard: HashMap::new(),
             have_dirty: HashSet::new(),
@@ -767,6 +772,19 @@ impl RoomChat {
                 return;
             }
             let backlogged = backlog.held() >= MAX_PUBLISH_BACKLOG;
+            let held = self.pending_full();
+            if held != self.told_held {
+                self.told_held = held;
+                if let (true, Some(room)) = (held, &self.current) {
+                    let text = format!(
+                        "No one else is in #{room} and {} lines wait to be sent; more input is read once someone is back",
+                        self.pending_lines
+                    );
+                    if events.send(Event::Info(text)).await.is_err() {
+                        return;
+                    }
+                }
+            }
             let gap_deadline = self
                 .gaps
                 .values()
@@ -823,7 +841,8 @@ impl RoomChat {
                         && linger.is_none()
                         && !self.quitting
                         && self.writing < MAX_WRITING
-                        && !backlogged => match command {
+                        && !backlogged
+                        && !held => match command {
                     Some(Command::Send(line)) => {
                         typed.push(line);
                         while typed.len() < BATCH_LINES {
@@ -987,6 +1006,17 @@ impl RoomChat {
         true
     }
 
+    /// Whether input waits: no one else is in the current room, and
+    /// [`MAX_PENDING_LINES`] of ours wait for someone.
+    fn pending_full(&self) -> bool {
+        self.pending_lines >= MAX_PENDING_LINES
+            && self
+                .current
+                .as_ref()
+                .and_then(|room| self.rooms.get(room))
+                .is_none_or(Roster::is_empty)
+    }
+
     /// Publishes lines in batches of at most [`BATCH_LINES`] lines and the
     /// client's batch size in bytes, unless one line alone is bigger (a
     /// room message holds a batch or one long line).
@@ -1023,15 +1053,6 @@ impl RoomChat {
                 .await;
             return;
         };
-        let alone = self.rooms.get(&room).is_none_or(Roster::is_empty);
-        if alone && self.pending_lines + texts.len() > MAX_PENDING_LINES {
-            let _ = events
-                .send(Event::Notice(Notice::NotSent(format!(
-                    "no one else is in #{room}, and {MAX_PENDING_LINES} lines already wait"
-                ))))
-                .await;
-            return;
-        }
         let seq = self.next_seq.entry(room.clone()).or_insert(1);
         let first = *seq;
         *seq += texts.len() as u64;
@@ -2494,7 +2515,12 @@ impl RoomChat {
         let never_announced = peer
             .parse::<PeerId>()
             .is_ok_and(|p| self.unannounced.remove(&(room.to_owned(), p)).is_some());
-        self.order.forget(&format!("{peer}/{room}"));
+        // Its place is kept (see `Ordering::depart`). Gaps in its lines
+        // are not given up on while it is away: its next hello, or another
+        // member's, says what to fetch again.
+        let order_key = format!("{peer}/{room}");
+        self.order.depart(&order_key);
+        self.gaps.retain(|(key, _), _| *key != order_key);
         let event = if roster.is_empty() && self.current.as_deref() == Some(room) {
             Event::PeerDisconnected
         } else if never_announced {

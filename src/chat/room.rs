@@ -10,7 +10,7 @@
 //! of the author's program (a random number chosen at start), so sequence
 //! numbers may restart without being mistaken for replays.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// The room joined when none is named.
 pub const DEFAULT_ROOM: &str = "lobby";
@@ -21,6 +21,10 @@ pub const MAX_NAME: usize = 32;
 /// Batches held while waiting for a gap before them to be filled, per
 /// author.
 pub const MAX_HELD_BATCHES: usize = 256;
+
+/// Sessions of authors that left whose place is kept, at most (the oldest
+/// departure is forgotten first).
+pub const MAX_DEPARTED: usize = 4096;
 
 /// Why a room or nick name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -267,6 +271,9 @@ pub enum Delivery {
 #[derive(Debug, Default)]
 pub struct Ordering {
     authors: HashMap<(String, u64), Author>,
+    /// Sessions of authors that left, oldest departure first (an entry
+    /// may be stale: the author came back, or left twice).
+    departed: VecDeque<(String, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -278,6 +285,19 @@ struct Author {
     next: u64,
     /// Batches that arrived early, by first sequence number.
     held: BTreeMap<u64, Vec<String>>,
+    /// The author left; its place is kept until it is back.
+    departed: bool,
+}
+
+impl Author {
+    fn starting_at(first: u64) -> Author {
+        Author {
+            floor: first,
+            next: first,
+            held: BTreeMap::new(),
+            departed: false,
+        }
+    }
 }
 
 impl Ordering {
@@ -294,11 +314,8 @@ impl Ordering {
         let state = self
             .authors
             .entry((author.to_owned(), session))
-            .or_insert_with(|| Author {
-                floor: first,
-                next: first,
-                held: BTreeMap::new(),
-            });
+            .or_insert_with(|| Author::starting_at(first));
+        state.departed = false;
         let count = texts.len() as u64;
         let end = first.saturating_add(count);
         if count == 0 {
@@ -353,11 +370,8 @@ impl Ordering {
     pub fn start_at(&mut self, author: &str, session: u64, next: u64) {
         self.authors
             .entry((author.to_owned(), session))
-            .or_insert_with(|| Author {
-                floor: next,
-                next,
-                held: BTreeMap::new(),
-            });
+            .or_insert_with(|| Author::starting_at(next))
+            .departed = false;
     }
 
     /// Gives up waiting for a gap: shows what was held from `author`'s
@@ -398,11 +412,8 @@ impl Ordering {
         let state = self
             .authors
             .entry((author.to_owned(), session))
-            .or_insert_with(|| Author {
-                floor: 0,
-                next,
-                held: BTreeMap::new(),
-            });
+            .or_insert_with(|| Author::starting_at(next));
+        state.departed = false;
         if state.next < next {
             state.next = next;
         }
@@ -438,9 +449,28 @@ impl Ordering {
             .is_some_and(|a| !a.held.is_empty())
     }
 
-    /// Forgets an author (it left): its sessions' state is dropped.
-    pub fn forget(&mut self, author: &str) {
-        self.authors.retain(|(a, _), _| a != author);
+    /// An author left. What was held for it is dropped, but its place in
+    /// each session is kept: a member back from a dropped connection
+    /// carries on, and what it sent meanwhile that never arrived is a gap,
+    /// not a new start. The places of the [`MAX_DEPARTED`] latest
+    /// departures are kept; older ones are forgotten.
+    pub fn depart(&mut self, author: &str) {
+        let Ordering { authors, departed } = self;
+        for (key, state) in authors.iter_mut().filter(|((a, _), _)| a == author) {
+            state.held = BTreeMap::new();
+            if !state.departed {
+                state.departed = true;
+                departed.push_back(key.clone());
+            }
+        }
+        while departed.len() > MAX_DEPARTED {
+            let Some(oldest) = departed.pop_front() else {
+                break;
+            };
+            if authors.get(&oldest).is_some_and(|a| a.departed) {
+                authors.remove(&oldest);
+            }
+        }
     }
 }
 
@@ -609,6 +639,60 @@ mod tests {
             order.accept("a", 2, 1, texts(&["again"])),
             Delivery::Show(1, texts(&["again"]))
         );
+    }
+
+    #[test]
+    fn an_author_back_after_leaving_carries_on_and_a_missed_batch_is_a_gap() {
+        let mut order = Ordering::default();
+        assert_eq!(
+            order.accept("a", 1, 1, texts(&["one", "two"])),
+            Delivery::Show(1, texts(&["one", "two"]))
+        );
+        // Held behind a gap, then the author leaves: what was held goes.
+        assert_eq!(
+            order.accept("a", 1, 5, texts(&["five"])),
+            Delivery::Gap { from: 3, to: 4 }
+        );
+        order.depart("a");
+        assert_eq!(order.next("a", 1), Some(3));
+        assert!(!order.has_gap("a", 1));
+        // Back: lines 3 and 4 were lost on the way, so 6 is a gap, not a
+        // new start, and what was shown stays shown once.
+        assert_eq!(
+            order.accept("a", 1, 6, texts(&["six"])),
+            Delivery::Gap { from: 3, to: 5 }
+        );
+        assert_eq!(
+            order.accept("a", 1, 1, texts(&["one"])),
+            Delivery::Duplicate
+        );
+        assert_eq!(
+            order.accept("a", 1, 3, texts(&["three", "four", "five"])),
+            Delivery::Show(3, texts(&["three", "four", "five", "six"]))
+        );
+    }
+
+    #[test]
+    fn only_the_latest_departures_are_remembered() {
+        let mut order = Ordering::default();
+        for author in 0..=MAX_DEPARTED {
+            let author = author.to_string();
+            order.accept(&author, 1, 1, texts(&["hi"]));
+            order.depart(&author);
+        }
+        // The first to leave is forgotten: its next line starts afresh.
+        assert_eq!(order.next("0", 1), None);
+        assert_eq!(order.next("1", 1), Some(2));
+        assert_eq!(order.next(&MAX_DEPARTED.to_string(), 1), Some(2));
+        // One that came back is not forgotten for having left before.
+        order.accept("1", 1, 2, texts(&["back"]));
+        for author in 0..MAX_DEPARTED {
+            let author = format!("later-{author}");
+            order.accept(&author, 1, 1, texts(&["hi"]));
+            order.depart(&author);
+        }
+        assert_eq!(order.next("1", 1), Some(3));
+        assert_eq!(order.next("2", 1), None);
     }
 
     #[test]
