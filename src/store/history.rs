@@ -51,6 +51,13 @@
 //!   your lines below N"; that is one row of `delivered`, raised and never
 //!   lowered, rather than an update of every row below N. An outgoing line
 //!   reads as delivered when it is below its stream's mark.
+//! - **Sent is a mark too.** Our lines are written as queued before they
+//!   are published, and marked sent after. SQLite rewrites a whole row to
+//!   change one column, texts and all, so marking rows sent wrote each of
+//!   our lines twice more (in the log, then at a checkpoint). Since the
+//!   chat publishes a stream in line order, a mark per stream, in `sent`,
+//!   says the same: a queued row below it reads as sent. Rows are updated
+//!   one by one only when an earlier one is still queued.
 //! - **Arrival order.** `seq_no` numbers rows in the order they were stored.
 //!   Display follows it (and line order within a row), not the authors'
 //!   clocks, which may be wrong or hostile; the author's own time is kept
@@ -164,17 +171,29 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (conversation, author, session)
     ) WITHOUT ROWID;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;",
+    // 2: a mark per stream of our lines handed to the network (see "Sent
+    // is a mark too" above); rows already marked keep their status.
+    "CREATE TABLE sent (
+        conversation TEXT NOT NULL,
+        author TEXT NOT NULL,
+        session INTEGER NOT NULL,
+        next_line INTEGER NOT NULL CHECK (next_line >= 0),
+        PRIMARY KEY (conversation, author, session)
+    ) WITHOUT ROWID;",
 ];
 
 /// The columns of a [`BatchRow`], in the order [`BatchRow::read`] reads
 /// them, and the tables they come from: a row of `batches` (`b`) with the
-/// delivery mark of its stream.
+/// delivery and sent marks of its stream.
 macro_rules! batch_rows {
     () => {
         "SELECT b.conversation, b.room, b.peer, b.author, b.session, b.first_line, b.count, \
-         b.name, b.ts_ms, b.texts, b.outgoing, b.status, COALESCE(d.next_line, 0) \
+         b.name, b.ts_ms, b.texts, b.outgoing, b.status, COALESCE(d.next_line, 0), \
+         COALESCE(s.next_line, 0) \
          FROM batches AS b LEFT JOIN delivered AS d ON d.conversation = b.conversation \
-         AND d.author = b.author AND d.session = b.session "
+         AND d.author = b.author AND d.session = b.session \
+         LEFT JOIN sent AS s ON s.conversation = b.conversation \
+         AND s.author = b.author AND s.session = b.session "
     };
 }
 
@@ -705,6 +724,11 @@ impl History {
     /// Our rows of a stream that start at a line in `[from, to)` and are
     /// still queued are marked sent: they were handed to the network.
     ///
+    /// Usually none of ours before `from` is still queued (the chat
+    /// publishes in line order): then the stream's sent mark is raised to
+    /// `to`, and the rows stay as they are. Otherwise (lines kept back
+    /// while alone in a room) the rows are marked one by one.
+    ///
     /// # Errors
     ///
     /// [`Error::DiskFull`] or [`Error::Database`]; then nothing changed.
@@ -717,18 +741,53 @@ impl History {
         to: u64,
     ) -> Result<(), Error> {
         self.write(|tx| {
-            let mut update = tx.prepare_cached(
+            let stream = params![conversation, author, session_to_sql(session)];
+            let mark: i64 = tx
+                .prepare_cached(
+                    "SELECT next_line FROM sent \
+                     WHERE conversation = ?1 AND author = ?2 AND session = ?3",
+                )?
+                .query_row(stream, |row| row.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let (from, to) = (to_sql(from), to_sql(to));
+            let queued_before: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM batches \
+                 WHERE conversation = ?1 AND author = ?2 AND session = ?3 \
+                 AND first_line >= ?4 AND first_line < ?5 \
+                 AND outgoing = 1 AND status = 'queued')",
+                )?
+                .query_row(
+                    params![conversation, author, session_to_sql(session), mark, from],
+                    |row| row.get(0),
+                )?;
+            if !queued_before {
+                tx.prepare_cached(
+                    "INSERT INTO sent (conversation, author, session, next_line) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE \
+                     SET next_line = MAX(next_line, excluded.next_line)",
+                )?
+                .execute(params![
+                    conversation,
+                    author,
+                    session_to_sql(session),
+                    to
+                ])?;
+                return Ok(());
+            }
+            tx.prepare_cached(
                 "UPDATE batches SET status = 'sent' \
                  WHERE conversation = ?1 AND author = ?2 AND session = ?3 \
                  AND first_line >= ?4 AND first_line < ?5 \
                  AND outgoing = 1 AND status = 'queued'",
-            )?;
-            update.execute(params![
+            )?
+            .execute(params![
                 conversation,
                 author,
                 session_to_sql(session),
-                to_sql(from),
-                to_sql(to)
+                from,
+                to
             ])?;
             Ok(())
         })
@@ -1002,7 +1061,8 @@ impl History {
             let mut select = conn.prepare_cached(concat!(
                 batch_rows!(),
                 "WHERE b.conversation = ?1 AND b.author = ?2 AND b.session = ?3 \
-                 AND b.outgoing = 1 AND b.status = 'queued' ORDER BY b.first_line"
+                 AND b.outgoing = 1 AND b.status = 'queued' \
+                 AND b.first_line >= COALESCE(s.next_line, 0) ORDER BY b.first_line"
             ))?;
             let mut rows = select.query(params![conversation, author, session_to_sql(session)])?;
             let mut batches = Vec::new();
@@ -1245,20 +1305,25 @@ impl BatchRow {
     /// Reads a row of [`batch_rows!`].
     fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<BatchRow> {
         let status: String = row.get(11)?;
-        let status = Status::parse(&status).ok_or_else(|| {
+        let mut status = Status::parse(&status).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(
                 11,
                 Type::Text,
                 format!("unknown message status '{status}'").into(),
             )
         })?;
+        let first_line = from_sql(row, 5)?;
+        let sent: u64 = from_sql(row, 13)?;
+        if status == Status::Queued && first_line < sent {
+            status = Status::Sent;
+        }
         Ok(BatchRow {
             conversation: row.get(0)?,
             room: row.get(1)?,
             peer: row.get(2)?,
             author: row.get(3)?,
             session: session_from_sql(row.get(4)?),
-            first_line: from_sql(row, 5)?,
+            first_line,
             count: from_sql(row, 6)?,
             name: row.get(7)?,
             ts_ms: from_sql(row, 8)?,
@@ -1930,6 +1995,77 @@ mod tests {
             history.unsent(ROOM, ME, 1).unwrap(),
             [numbered(ME, 1, 5..8)]
         );
+    }
+
+    /// The status column of each row, as stored.
+    fn row_statuses(history: &History) -> Vec<String> {
+        let mut select = history
+            .conn
+            .prepare("SELECT status FROM batches ORDER BY seq_no")
+            .unwrap();
+        let rows = select.query_map([], |row| row.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn sent_is_a_mark_unless_an_earlier_line_is_still_queued() {
+        use Status::*;
+        let mut history = History::in_memory().unwrap();
+        history
+            .insert(&[
+                numbered(ME, 1, 1..3),
+                numbered(ME, 1, 3..5),
+                numbered(ME, 1, 5..6),
+            ])
+            .unwrap();
+        // In order: the stream's mark moves; no row is written again.
+        history.mark_sent(ROOM, ME, 1, 1, 3).unwrap();
+        assert_eq!(statuses(&history), [Sent, Sent, Queued, Queued, Queued]);
+        assert_eq!(row_statuses(&history), ["queued", "queued", "queued"]);
+        // The batch at 3 kept back, the one at 5 sent: that row is marked
+        // by itself, and the mark stays below the one still queued.
+        history.mark_sent(ROOM, ME, 1, 5, 6).unwrap();
+        assert_eq!(statuses(&history), [Sent, Sent, Queued, Queued, Sent]);
+        assert_eq!(row_statuses(&history), ["queued", "queued", "sent"]);
+        assert_eq!(
+            history.unsent(ROOM, ME, 1).unwrap(),
+            [numbered(ME, 1, 3..5)]
+        );
+        // The batch kept back goes out: the mark passes it.
+        history.mark_sent(ROOM, ME, 1, 3, 5).unwrap();
+        assert_eq!(statuses(&history), [Sent; 5]);
+        assert!(history.unsent(ROOM, ME, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_of_the_first_format_is_brought_up_to_date_with_its_statuses() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(HISTORY_FILE)).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let mut old = History::new(conn, dir.path().join(HISTORY_FILE), None);
+            old.insert(&[numbered(ME, 1, 1..3), numbered(ME, 1, 3..4)])
+                .unwrap();
+            old.conn
+                .execute(
+                    "UPDATE batches SET status = 'sent' WHERE first_line = 1",
+                    [],
+                )
+                .unwrap();
+        }
+        let err = History::open_read_only(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, Error::OlderSchema { found: 1, .. }),
+            "{err:?}"
+        );
+        let mut history = History::open(dir.path()).unwrap();
+        assert_eq!(history.version().unwrap(), SCHEMA_VERSION);
+        use Status::*;
+        assert_eq!(statuses(&history), [Sent, Sent, Queued]);
+        history.mark_sent(ROOM, ME, 1, 3, 4).unwrap();
+        assert_eq!(statuses(&history), [Sent, Sent, Sent]);
+        assert!(History::open_read_only(dir.path()).is_ok());
     }
 
     #[test]
