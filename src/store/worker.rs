@@ -26,9 +26,9 @@
 //! thread takes jobs with a plain blocking receive.
 //!
 //! A history kept in a file has a second thread, `checkpoint`, with a
-//! [`Checkpointer`]: it moves the log into the database every
-//! [`CHECKPOINT_INTERVAL`], so that no job waits for that (see the notes of
-//! the history module). It ends with the store thread.
+//! [`Checkpointer`]: it moves the log into the database when that is due
+//! (looking every [`CHECKPOINT_TICK`]), so that no job waits for that (see
+//! the notes of the history module). It ends with the store thread.
 
 use std::io;
 use std::sync::mpsc as std_mpsc;
@@ -37,7 +37,7 @@ use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Checkpointer, Error, History, CHECKPOINT_INTERVAL};
+use super::{Checkpointer, Error, History, CHECKPOINT_TICK};
 
 /// How many jobs wait for the store thread before a caller has to wait for
 /// room. The app has a handful of calls in flight at most; a longer queue
@@ -100,10 +100,10 @@ impl Store {
         // Without a checkpointer (a history in memory, or a file that could
         // not be opened twice), the writer's own checkpoints keep the log
         // bounded.
-        if let Ok(Some(checkpointer)) = history.checkpointer() {
+        if let Ok(Some(mut checkpointer)) = history.checkpointer() {
             thread::Builder::new()
                 .name("checkpoint".into())
-                .spawn(move || checkpoint(&checkpointer, &stopped))?;
+                .spawn(move || checkpoint(&mut checkpointer, &stopped))?;
         }
         let history = Arc::new(Mutex::new(history));
         let served = Arc::clone(&history);
@@ -168,13 +168,13 @@ impl Store {
     }
 }
 
-/// The checkpoint thread: checkpoints every [`CHECKPOINT_INTERVAL`] until
-/// the store thread ends.
-fn checkpoint(checkpointer: &Checkpointer, stopped: &std_mpsc::Receiver<()>) {
-    while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+/// The checkpoint thread: checkpoints when due until the store thread
+/// ends.
+fn checkpoint(checkpointer: &mut Checkpointer, stopped: &std_mpsc::Receiver<()>) {
+    while let Err(std_mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_TICK) {
         // A failed checkpoint (a full disk) leaves the log as it was; the
         // writer meets the same trouble in its next commit and reports it.
-        let _ = checkpointer.checkpoint();
+        let _ = checkpointer.checkpoint_if_due();
     }
 }
 
