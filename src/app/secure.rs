@@ -719,8 +719,7 @@ impl RoomChat {
             Ok(Ok(messages)) => Event::History {
                 lines: messages.into_iter().map(|m| history_line(m, &me)).collect(),
             },
-            Ok(Err(e)) => Event::Info(format!("history: {e}")),
-            Err(e) => Event::Info(format!("history: {e}")),
+            Ok(Err(e)) | Err(e) => Event::Info(format!("history: {e}")),
         }
     }
 

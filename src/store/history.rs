@@ -38,11 +38,10 @@
 //!   backstop, at [`BACKSTOP_CHECKPOINT_PAGES`].
 //! - **Large pages.** SQLite writes the log, and the checkpoint copies it,
 //!   a page per system call. With its default 4 KiB pages a stream of
-//!   1 KiB lines spent most of the store's time in those calls, and keeping
-//!   history cost the chat a quarter of its throughput (60,000 against
-//!   85,000 lines a second); with 16 KiB pages ([`PAGE_BYTES`]) it costs
-//!   under a tenth. A commit of one line writes more (about 110 against
-//!   55 us in a probe), which did not show in the chat's latency.
+//!   1 KiB lines spent most of the store's time in those calls; 16 KiB
+//!   pages ([`PAGE_BYTES`]) take far fewer. A commit of one line writes
+//!   more (about 110 against 55 us in a probe), part of what history adds
+//!   to the latency of single lines.
 //! - **Exactly once.** The rows of one stream never overlap: lines of an
 //!   incoming batch that are already stored (it arrived twice, by gossip and
 //!   again by a fetch, or after a restart, or overlaps one that did) are cut
@@ -777,9 +776,9 @@ impl History {
             let queued_before: bool = tx
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM batches \
-                 WHERE conversation = ?1 AND author = ?2 AND session = ?3 \
-                 AND first_line >= ?4 AND first_line < ?5 \
-                 AND outgoing = 1 AND status = 'queued')",
+                     WHERE conversation = ?1 AND author = ?2 AND session = ?3 \
+                     AND first_line >= ?4 AND first_line < ?5 \
+                     AND outgoing = 1 AND status = 'queued')",
                 )?
                 .query_row(
                     params![conversation, author, session_to_sql(session), mark, from],
