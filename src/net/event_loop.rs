@@ -198,6 +198,9 @@ pub(super) struct EventLoop {
     pending: VecDeque<PendingPublish>,
     /// Peers gossipsub reported slow: since when, and last report.
     slow: HashMap<PeerId, (Instant, Instant)>,
+    /// Peers dropped for not reading whose connection has not closed yet:
+    /// told once, however many of their messages run out of time.
+    slow_dropped: HashSet<PeerId>,
     listens: HashMap<libp2p::core::transport::ListenerId, PendingListen>,
     dials: HashMap<ConnectionId, PendingDial>,
     /// Where each connected peer is, from its latest connection.
@@ -247,6 +250,7 @@ impl EventLoop {
             rates: HashMap::new(),
             banned: HashSet::new(),
             slow: HashMap::new(),
+            slow_dropped: HashSet::new(),
             outbox: VecDeque::new(),
             pending: VecDeque::new(),
             listens: HashMap::new(),
@@ -365,8 +369,7 @@ impl EventLoop {
                         .map(|(peer, _)| *peer)
                         .collect();
                     for peer in stuck {
-                        let _ = self.swarm.disconnect_peer_id(peer);
-                        self.emit(NetEvent::SlowDropped { peer });
+                        self.drop_slow(peer);
                     }
                     continue;
                 }
@@ -512,7 +515,14 @@ impl EventLoop {
             self.emit(NetEvent::Slow { peer });
         } else if now.duration_since(since) >= SLOW_DROP_AFTER {
             self.slow.remove(&peer);
-            let _ = self.swarm.disconnect_peer_id(peer);
+            self.drop_slow(peer);
+        }
+    }
+
+    /// Drops a peer that reads nothing, and says so once.
+    fn drop_slow(&mut self, peer: PeerId) {
+        let _ = self.swarm.disconnect_peer_id(peer);
+        if self.slow_dropped.insert(peer) {
             self.emit(NetEvent::SlowDropped { peer });
         }
     }
@@ -645,6 +655,7 @@ impl EventLoop {
             } => {
                 self.addresses.remove(&peer_id);
                 self.rtts.remove(&peer_id);
+                self.slow_dropped.remove(&peer_id);
                 self.presence.send_modify(|peers| {
                     peers.remove(&peer_id);
                 });

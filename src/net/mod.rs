@@ -15,11 +15,14 @@ mod event_loop;
 pub mod fetch;
 pub mod frame;
 pub mod room_frame;
+mod stall;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::Transport;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
@@ -163,11 +166,19 @@ pub fn start(
     let use_mdns = config.mdns;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
+        .with_other_transport(|key| {
+            // What `with_tcp` builds, with the raw stream guarded (see
+            // [`stall`]).
+            let noise = libp2p::noise::Config::new(key)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
+                    .map(|stream, _| stall::StallGuard::new(stream, stall::WRITE_STALL))
+                    .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                    .authenticate(noise)
+                    .multiplex(libp2p::yamux::Config::default())
+                    .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
+            )
+        })
         .map_err(|e| Error::Start(e.to_string()))?
         .with_behaviour(|key| behaviour::Behaviour::new(key, max_transmit, use_mdns))
         .map_err(|e| Error::Start(e.to_string()))?
