@@ -452,16 +452,32 @@ struct Outgoing {
 }
 
 /// Carries an [`Outgoing`] through the store job that writes it and back
-/// to the chat, in the order written. If the job is dropped unrun (the
-/// store thread is gone), it still comes back, as not written.
+/// to the chat, in the order written. Its lines travel in the [`Batch`]
+/// written (not copied: a burst of long lines would be copied twice) and
+/// are handed back to it after the write. If the job is dropped unrun (the
+/// store thread is gone), it still comes back, lines and all, as not
+/// written.
 struct WriteReport {
-    outgoing: Option<Outgoing>,
+    outgoing: Option<(Outgoing, Batch)>,
     to: mpsc::UnboundedSender<(Outgoing, Result<(), String>)>,
 }
 
 impl WriteReport {
-    fn send(mut self, result: Result<(), String>) {
-        if let Some(outgoing) = self.outgoing.take() {
+    /// Writes the batch to `history`, then reports.
+    fn write(mut self, history: &mut store::History) {
+        let written = match &self.outgoing {
+            Some((_, batch)) => history
+                .insert(std::slice::from_ref(batch))
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            None => return,
+        };
+        self.send(written);
+    }
+
+    fn send(&mut self, result: Result<(), String>) {
+        if let Some((mut outgoing, batch)) = self.outgoing.take() {
+            outgoing.texts = batch.texts;
             let _ = self.to.send((outgoing, result));
         }
     }
@@ -469,11 +485,7 @@ impl WriteReport {
 
 impl Drop for WriteReport {
     fn drop(&mut self) {
-        if let Some(outgoing) = self.outgoing.take() {
-            let _ = self
-                .to
-                .send((outgoing, Err(store::Error::Stopped.to_string())));
-        }
+        self.send(Err(store::Error::Stopped.to_string()));
     }
 }
 
@@ -1070,14 +1082,14 @@ impl RoomChat {
             first_line: first,
             name: self.secure.nick.clone(),
             ts_ms: now_ms(),
-            texts: texts.clone(),
+            texts,
             outgoing: true,
             status: Status::Queued,
         };
-        let outgoing = Outgoing {
+        let mut outgoing = Outgoing {
             room,
             first,
-            texts,
+            texts: Vec::new(),
             nick: self.secure.nick.clone(),
         };
         self.writing += 1;
@@ -1090,24 +1102,18 @@ impl RoomChat {
                 .try_now(|h| h.insert(std::slice::from_ref(&batch)));
             if let Some(written) = now {
                 let written = store_error(written).map_or(Ok(()), Err);
+                outgoing.texts = batch.texts;
                 self.on_written(events, outgoing, written).await;
                 return;
             }
         }
         let report = WriteReport {
-            outgoing: Some(outgoing),
+            outgoing: Some((outgoing, batch)),
             to: self.written_tx.clone(),
         };
         // The store runs jobs in order, so reports come back in order. A
         // job that never runs reports on drop, here or on the store thread.
-        let _ = self
-            .secure
-            .store
-            .submit(move |h| {
-                let written = h.insert(&[batch]).map(drop).map_err(|e| e.to_string());
-                report.send(written);
-            })
-            .await;
+        let _ = self.secure.store.submit(move |h| report.write(h)).await;
     }
 
     /// Our lines were written to the outbox (or could not be: they go out

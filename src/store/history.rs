@@ -1455,6 +1455,8 @@ fn storable_end(batch: &Batch) -> Option<u64> {
 /// line becoming a space, so the row splits back into exactly these lines.
 fn join_lines(lines: &[String], out: &mut String) {
     out.clear();
+    // At once: growing by doubling copied a large batch twice more.
+    out.reserve(lines.iter().map(|line| line.len() + 1).sum());
     for (index, line) in lines.iter().enumerate() {
         if index > 0 {
             out.push('\n');
