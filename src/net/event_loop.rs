@@ -505,6 +505,11 @@ impl EventLoop {
     /// A member whose queue overflowed: reported once, dropped when it
     /// stays slow for [`SLOW_DROP_AFTER`].
     fn on_slow_peer(&mut self, peer: PeerId) {
+        // Gossipsub reports a peer's failed messages at its next
+        // heartbeat, possibly after the peer was dropped or had left.
+        if self.slow_dropped.contains(&peer) || !self.swarm.is_connected(&peer) {
+            return;
+        }
         let now = Instant::now();
         self.slow
             .retain(|_, (_, last)| now.duration_since(*last) < SLOW_RESET);
@@ -514,15 +519,15 @@ impl EventLoop {
         if since == now {
             self.emit(NetEvent::Slow { peer });
         } else if now.duration_since(since) >= SLOW_DROP_AFTER {
-            self.slow.remove(&peer);
             self.drop_slow(peer);
         }
     }
 
-    /// Drops a peer that reads nothing, and says so once.
+    /// Drops a peer that reads nothing, and says so once: its connections
+    /// may take a while to close (see [`super::stall`]).
     fn drop_slow(&mut self, peer: PeerId) {
-        let _ = self.swarm.disconnect_peer_id(peer);
-        if self.slow_dropped.insert(peer) {
+        self.slow.remove(&peer);
+        if self.swarm.disconnect_peer_id(peer).is_ok() && self.slow_dropped.insert(peer) {
             self.emit(NetEvent::SlowDropped { peer });
         }
     }
@@ -631,6 +636,9 @@ impl EventLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
+                // Back after a drop (the old connection may still be
+                // closing): slow again, it is dropped and told again.
+                self.slow_dropped.remove(&peer_id);
                 let first = !self.addresses.contains_key(&peer_id);
                 self.addresses.insert(peer_id, addr.clone());
                 self.presence.send_modify(|peers| {
@@ -655,6 +663,7 @@ impl EventLoop {
             } => {
                 self.addresses.remove(&peer_id);
                 self.rtts.remove(&peer_id);
+                self.slow.remove(&peer_id);
                 self.slow_dropped.remove(&peer_id);
                 self.presence.send_modify(|peers| {
                     peers.remove(&peer_id);

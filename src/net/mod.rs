@@ -21,7 +21,6 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::Transport;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
@@ -175,8 +174,7 @@ pub fn start(
                     .map(|stream, _| stall::StallGuard::new(stream, stall::WRITE_STALL))
                     .upgrade(libp2p::core::upgrade::Version::V1Lazy)
                     .authenticate(noise)
-                    .multiplex(libp2p::yamux::Config::default())
-                    .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
+                    .multiplex(libp2p::yamux::Config::default()),
             )
         })
         .map_err(|e| Error::Start(e.to_string()))?
