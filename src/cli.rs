@@ -45,9 +45,14 @@ pub struct Args {
     )]
     pub listen: Option<u16>,
 
-    /// Connect to a peer at HOST:PORT (IPv4, [IPv6] or a host name), or at
-    /// a multiaddr such as /ip4/1.2.3.4/tcp/9000/p2p/PEER_ID.
-    #[arg(short, long, value_name = "HOST:PORT")]
+    /// Connect to a peer at `HOST:PORT` (IPv4, `[IPv6]:PORT` or a host
+    /// name), or at a multiaddr such as `/ip4/1.2.3.4/tcp/9000/p2p/PEER_ID`.
+    #[arg(
+        short,
+        long,
+        value_name = "HOST:PORT",
+        help = "Connect to a peer at HOST:PORT (IPv4, [IPv6] or a host name), or at a multiaddr such as /ip4/1.2.3.4/tcp/9000/p2p/PEER_ID"
+    )]
     pub connect: Option<DialTarget>,
 
     /// Use the plain protocol: one UTF-8 line per message, unencrypted, as

@@ -3,13 +3,13 @@
 //!
 //! A front end hands the app a bounded channel of [`Command`]s and takes a
 //! bounded channel of [`Event`]s; it never sees a socket. The app drives an
-//! engine (the plain protocol in [`plain`], the secure one in [`secure`]):
+//! engine (the plain protocol in `plain`, the secure one in `secure`):
 //! it listens or connects, then runs the two directions of a chat
 //! concurrently inside one task (`select!` over two futures, no extra
 //! spawns), so a peer that is slow to read never stops us from showing what
 //! it sends, and the reverse. Both channels are bounded: a fast sender is
 //! slowed down by backpressure, never buffered without limit. The chat loop
-//! is written once, over the [`Inbound`] and [`Outbound`] halves that both
+//! is written once, over the `Inbound` and `Outbound` halves that both
 //! engines provide.
 //!
 //! Input ending (stdin EOF, Ctrl+D) means "nothing more to say": everything
@@ -54,7 +54,7 @@ pub const DROP_AFTER: Duration = Duration::from_secs(30);
 /// shows them promptly and the event queue's memory stays small.
 const BATCH_LINES: usize = 1024;
 
-/// See [`BATCH_LINES`]; the first line of a batch may exceed it alone.
+/// See `BATCH_LINES`; the first line of a batch may exceed it alone.
 pub const BATCH_BYTES: usize = 64 * 1024;
 
 /// Errors that end the app.

@@ -1,5 +1,5 @@
 //! The chat stream's frames: a 4-byte big-endian length, then a postcard
-//! encoded [`Frame`].
+//! encoded `Frame`.
 //!
 //! Like the line codec, the reader checks a frame is complete before it
 //! parses it, and never holds more than one frame's limit of a peer's

@@ -2,10 +2,11 @@
 //!
 //! Connections are TCP, secured with Noise (XX handshake, keys bound to
 //! Ed25519 identities, so a peer ID is proven, not claimed) and multiplexed
-//! with Yamux. A chat is one stream of our own protocol,
+//! with Yamux; under both, a socket that takes nothing for 30 s ends its
+//! connection (see `stall`). A chat is one stream of our own protocol,
 //! [`CHAT_PROTOCOL`], carrying length-prefixed frames (see [`frame`]).
 //!
-//! The swarm lives in one task ([`event_loop`]); everything else talks to
+//! The swarm lives in one task (`event_loop`); everything else talks to
 //! it through a [`Client`]. This module imports `chat` and no other engine.
 
 mod address_book;
