@@ -762,17 +762,10 @@ impl History {
         from: u64,
         to: u64,
     ) -> Result<(), Error> {
+        let session = session_to_sql(session);
+        let (from, to) = (to_sql(from), to_sql(to));
         self.write(|tx| {
-            let stream = params![conversation, author, session_to_sql(session)];
-            let mark: i64 = tx
-                .prepare_cached(
-                    "SELECT next_line FROM sent \
-                     WHERE conversation = ?1 AND author = ?2 AND session = ?3",
-                )?
-                .query_row(stream, |row| row.get(0))
-                .optional()?
-                .unwrap_or(0);
-            let (from, to) = (to_sql(from), to_sql(to));
+            let mark = to_sql(stream_mark(tx, Mark::Sent, conversation, author, session)?);
             let queued_before: bool = tx
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM batches \
@@ -780,23 +773,11 @@ impl History {
                      AND first_line >= ?4 AND first_line < ?5 \
                      AND outgoing = 1 AND status = 'queued')",
                 )?
-                .query_row(
-                    params![conversation, author, session_to_sql(session), mark, from],
-                    |row| row.get(0),
-                )?;
+                .query_row(params![conversation, author, session, mark, from], |row| {
+                    row.get(0)
+                })?;
             if !queued_before {
-                tx.prepare_cached(
-                    "INSERT INTO sent (conversation, author, session, next_line) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE \
-                     SET next_line = MAX(next_line, excluded.next_line)",
-                )?
-                .execute(params![
-                    conversation,
-                    author,
-                    session_to_sql(session),
-                    to
-                ])?;
-                return Ok(());
+                return raise_mark(tx, Mark::Sent, conversation, author, session, to);
             }
             tx.prepare_cached(
                 "UPDATE batches SET status = 'sent' \
@@ -804,13 +785,7 @@ impl History {
                  AND first_line >= ?4 AND first_line < ?5 \
                  AND outgoing = 1 AND status = 'queued'",
             )?
-            .execute(params![
-                conversation,
-                author,
-                session_to_sql(session),
-                from,
-                to
-            ])?;
+            .execute(params![conversation, author, session, from, to])?;
             Ok(())
         })
     }
@@ -833,14 +808,16 @@ impl History {
     ) -> Result<u64, Error> {
         let session = session_to_sql(session);
         self.write(|tx| {
-            let previous = delivered_mark(tx, conversation, author, session)?;
+            let previous = stream_mark(tx, Mark::Delivered, conversation, author, session)?;
             if next_line > previous {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO delivered (conversation, author, session, next_line) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (conversation, author, session) \
-                     DO UPDATE SET next_line = MAX(next_line, excluded.next_line)",
+                raise_mark(
+                    tx,
+                    Mark::Delivered,
+                    conversation,
+                    author,
+                    session,
+                    to_sql(next_line),
                 )?;
-                upsert.execute(params![conversation, author, session, to_sql(next_line)])?;
             }
             Ok(previous)
         })
@@ -859,7 +836,15 @@ impl History {
         author: &str,
         session: u64,
     ) -> Result<u64, Error> {
-        self.read(|conn| delivered_mark(conn, conversation, author, session_to_sql(session)))
+        self.read(|conn| {
+            stream_mark(
+                conn,
+                Mark::Delivered,
+                conversation,
+                author,
+                session_to_sql(session),
+            )
+        })
     }
 
     /// The last `limit` lines of a conversation, oldest first, in the order
@@ -1482,22 +1467,78 @@ fn split_lines(texts: &str, count: u64, column: usize) -> rusqlite::Result<Vec<&
     Ok(lines)
 }
 
-/// The delivery mark of a stream, 0 if none.
-fn delivered_mark(
+/// A mark per stream: every line below it is held by a recipient
+/// (`delivered`), or was handed to the network (`sent`). Both tables have
+/// the same shape.
+#[derive(Clone, Copy)]
+enum Mark {
+    Delivered,
+    Sent,
+}
+
+impl Mark {
+    fn select(self) -> &'static str {
+        match self {
+            Mark::Delivered => {
+                "SELECT next_line FROM delivered \
+                 WHERE conversation = ?1 AND author = ?2 AND session = ?3"
+            }
+            Mark::Sent => {
+                "SELECT next_line FROM sent \
+                 WHERE conversation = ?1 AND author = ?2 AND session = ?3"
+            }
+        }
+    }
+
+    fn raise(self) -> &'static str {
+        match self {
+            Mark::Delivered => {
+                "INSERT INTO delivered (conversation, author, session, next_line) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (conversation, author, session) \
+                 DO UPDATE SET next_line = MAX(next_line, excluded.next_line)"
+            }
+            Mark::Sent => {
+                "INSERT INTO sent (conversation, author, session, next_line) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (conversation, author, session) \
+                 DO UPDATE SET next_line = MAX(next_line, excluded.next_line)"
+            }
+        }
+    }
+}
+
+/// A stream's `mark`; 0 when there is none.
+fn stream_mark(
     conn: &Connection,
+    mark: Mark,
     conversation: &str,
     author: &str,
     session: i64,
 ) -> rusqlite::Result<u64> {
-    let mut select = conn.prepare_cached(
-        "SELECT next_line FROM delivered WHERE conversation = ?1 AND author = ?2 AND session = ?3",
-    )?;
-    let mark = select
+    let mut select = conn.prepare_cached(mark.select())?;
+    let next = select
         .query_row(params![conversation, author, session], |row| {
             from_sql(row, 0)
         })
         .optional()?;
-    Ok(mark.unwrap_or(0))
+    Ok(next.unwrap_or(0))
+}
+
+/// Raises a stream's `mark` to `next_line` (never lowers it).
+fn raise_mark(
+    conn: &Connection,
+    mark: Mark,
+    conversation: &str,
+    author: &str,
+    session: i64,
+    next_line: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(mark.raise())?.execute(params![
+        conversation,
+        author,
+        session,
+        next_line
+    ])?;
+    Ok(())
 }
 
 /// Turns a SQLite failure into the store's error for `path`.
