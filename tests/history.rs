@@ -671,6 +671,73 @@ fn partition_and_heal(heard_before: bool) {
     );
 }
 
+/// Lines lost on the way while their author is there, and not fetched in
+/// time (the gap is given up on), are fetched later all the same: shown
+/// late, said so, stored, and acknowledged with the rest. The receiver
+/// runs with test faults (see `src/app/fault.rs`): gossip batches starting
+/// at lines 5-7 are dropped, and it fetches nothing for its first 15 s.
+#[test]
+fn lines_given_up_on_while_the_author_is_there_are_fetched_later() {
+    let (a, c) = (data_dir(), data_dir());
+    let (mut author, port, author_id) = Peer::secure_listen(a.path(), &[]);
+    let target = format!("127.0.0.1:{port}");
+    let mut receiver = Peer::start_with_program(
+        "env",
+        &[
+            "RUST_P2P_CHAT_FAULTS=drop-lines=5-7,refuse-fetches=15",
+            common::BIN,
+            "--connect",
+            &target,
+            "--data-dir",
+            utf8(c.path()),
+            "--no-mdns",
+        ],
+    );
+    receiver.expect_line("Connected to peer!");
+    assert_eq!(receiver.expect_secure_chat(), author_id);
+    author.expect_secure_chat();
+
+    let texts: Vec<String> = (1..=10).map(|i| format!("line-{i}")).collect();
+    author.send_bytes(format!("{}\n", texts[..4].join("\n")).as_bytes());
+    expect_said(&mut receiver, &texts[..4], TIMEOUT);
+    // Separate batches: 5-7 are dropped on the way, 8-10 arrive after a gap.
+    author.send_bytes(format!("{}\n", texts[4..7].join("\n")).as_bytes());
+    thread::sleep(Duration::from_millis(300));
+    author.send_bytes(format!("{}\n", texts[7..].join("\n")).as_bytes());
+
+    // The gap is given up on after 10 s: what came after it is shown.
+    let lost = receiver.output_containing_within("never arrived", Duration::from_secs(25));
+    assert!(
+        lost.is_some_and(|l| l.contains("3 message(s)")),
+        "{:?}",
+        receiver.seen
+    );
+    expect_said(&mut receiver, &texts[7..], TIMEOUT);
+    // Fetching again (after 15 s), at the author's next hello.
+    let late = receiver.output_containing_within("came late", Duration::from_secs(25));
+    assert!(
+        late.is_some_and(|l| l.contains("3 message(s)")),
+        "{:?}",
+        receiver.seen
+    );
+    expect_said(&mut receiver, &texts[4..7], TIMEOUT);
+    let counts = shown_counts(&receiver);
+    assert!(
+        texts.iter().all(|t| counts.get(t) == Some(&1)),
+        "{counts:?}"
+    );
+
+    // Stored, each once, and acknowledged: every line of the author reads
+    // delivered, so the receiver holds all below the last.
+    let held = wait_for_history(c.path(), Duration::from_secs(10), |h| {
+        received(h).len() == 10
+    });
+    assert_texts_each_once(&received(&held), &texts, "the author");
+    wait_for_history(a.path(), Duration::from_secs(10), |h| {
+        h.len() == 10 && h.iter().all(|m| m["status"] == "delivered")
+    });
+}
+
 #[test]
 fn reconnect_with_backoff_delivers_queued_lines_in_order() {
     let (a, b) = (data_dir(), data_dir());

@@ -17,6 +17,7 @@
 //! when the peer closes too (or after [`LINGER`]). Shutdown (Ctrl+C, SIGTERM)
 //! ends the chat at once.
 
+mod fault;
 mod plain;
 mod secure;
 

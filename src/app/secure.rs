@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
+use super::fault::Faults;
 use super::{
     history_line, now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER,
 };
@@ -313,6 +314,10 @@ fn spawn_fetch(
     });
 }
 
+/// Streams [`RoomChat::repair`] keeps a retry time for before it forgets
+/// those with nothing left to ask for.
+const MAX_REPAIRS: usize = 4096;
+
 /// Lines one fetch is answered with at most from the store.
 const MAX_FETCH_LINES: usize = 16_384;
 
@@ -509,6 +514,11 @@ struct RoomChat {
     order: Ordering,
     /// Gaps waited for, by (author/room key, session).
     gaps: HashMap<(String, u64), Gap>,
+    /// Lines given up on (see [`Ordering::holes`]), by (author/room key,
+    /// session): when they may be asked for again.
+    repairs: HashMap<(String, u64), Instant>,
+    /// Faults a test asked for (none outside tests).
+    faults: Faults,
     /// Peers whose identity was shown.
     introduced: HashSet<PeerId>,
     /// Batches typed while alone in a room (room, first line, lines):
@@ -611,6 +621,8 @@ impl RoomChat {
             told_held: false,
             stored: HashMap::new(),
             heard: HashMap::new(),
+            repairs: HashMap::new(),
+            faults: Faults::from_env(),
             have_dirty: HashSet::new(),
             have_due: None,
             stored_tx,
@@ -1593,6 +1605,80 @@ impl RoomChat {
         if next > ours {
             self.wait_for_gap(room, author, holder, session, ours, next - 1);
         }
+        self.repair(room, author, holder, session, next);
+    }
+
+    /// `holder` has every line below `next` of `author`'s session: ask it
+    /// for the lines we gave up on (a gap waited for too long), at most
+    /// once every [`FETCH_RETRY`]. What comes is shown, marked late, by
+    /// [`RoomChat::recover_lines`].
+    fn repair(&mut self, room: &str, author: PeerId, holder: PeerId, session: u64, next: u64) {
+        let slot = (format!("{author}/{room}"), session);
+        let holes = self.order.holes(&slot.0, session);
+        if holes.is_empty() {
+            self.repairs.remove(&slot);
+            return;
+        }
+        let now = Instant::now();
+        if self.repairs.get(&slot).is_some_and(|at| *at > now) {
+            return;
+        }
+        if self.repairs.len() >= MAX_REPAIRS {
+            // Forget the streams with nothing left to ask for.
+            let order = &self.order;
+            self.repairs
+                .retain(|(key, session), _| !order.holes(key, *session).is_empty());
+        }
+        self.repairs.insert(slot, now + FETCH_RETRY);
+        for (first, end) in holes.into_iter().filter(|(first, _)| *first < next) {
+            let request = FetchRequest {
+                room: room.to_owned(),
+                author: author.to_bytes(),
+                session,
+                from: first,
+                to: end.min(next) - 1,
+            };
+            self.fetch_missing(request, author, holder);
+        }
+    }
+
+    /// Lines of `texts` (numbered from `first`) that were given up on came
+    /// after all: stores and shows them, after saying so.
+    #[allow(clippy::too_many_arguments)]
+    async fn recover_lines(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        author: &str,
+        session: u64,
+        first: u64,
+        texts: &[String],
+        nick: Option<&str>,
+        ts_ms: u64,
+    ) -> bool {
+        let order_key = format!("{author}/{room}");
+        let runs = self.order.recover(&order_key, session, first, texts);
+        if runs.is_empty() {
+            return true;
+        }
+        let count = runs.iter().map(|(_, texts)| texts.len()).sum();
+        let who = self
+            .rooms
+            .get(room)
+            .map_or_else(|| "Peer".into(), |r| r.display(author));
+        let notice = Event::Notice(Notice::Recovered { who, count });
+        if events.send(notice).await.is_err() {
+            return false;
+        }
+        for (first, texts) in runs {
+            let nick = nick.map(str::to_owned);
+            self.store_received(room, author, session, first, texts.clone(), nick, ts_ms)
+                .await;
+            if !self.show_lines(events, room, author, texts).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// A member holds our lines of `room` below `next`.
@@ -2144,9 +2230,28 @@ impl RoomChat {
                 {
                     return false;
                 }
+                if self.faults.drops_batch(frame.seq) {
+                    return true;
+                }
                 let order_key = format!("{key}/{room}");
                 if let Ok(mut recent) = self.recent.lock() {
                     recent.record(&order_key, frame.session, frame.seq, &texts);
+                }
+                let (session, first) = (frame.session, frame.seq);
+                let recovered = self
+                    .recover_lines(
+                        events,
+                        &room,
+                        &key,
+                        session,
+                        first,
+                        &texts,
+                        nick.as_deref(),
+                        sent_ms,
+                    )
+                    .await;
+                if !recovered {
+                    return false;
                 }
                 match self
                     .order
@@ -2219,6 +2324,9 @@ impl RoomChat {
     /// sent), else the member that passed the later ones on; the answer
     /// comes back through `fetched`.
     fn fetch_missing(&self, request: FetchRequest, author: PeerId, via: PeerId) {
+        if self.faults.refuses_fetch() {
+            return;
+        }
         spawn_fetch(
             self.client.clone(),
             self.fetched_tx.clone(),
@@ -2246,6 +2354,22 @@ impl RoomChat {
         let order_key = format!("{key}/{}", request.room);
         if let Ok(mut recent) = self.recent.lock() {
             recent.record(&order_key, request.session, reply.first, &reply.texts);
+        }
+        let nick = self.nicks.get(&author).cloned();
+        if !self
+            .recover_lines(
+                events,
+                &request.room,
+                &key,
+                request.session,
+                reply.first,
+                &reply.texts,
+                nick.as_deref(),
+                now_ms(),
+            )
+            .await
+        {
+            return false;
         }
         match self
             .order
@@ -2324,7 +2448,7 @@ impl RoomChat {
         for (slot, gap) in self.gaps.iter_mut() {
             if gap.give_up <= now {
                 due.push((slot.clone(), gap.request.to));
-            } else if gap.retry <= now {
+            } else if gap.retry <= now && !self.faults.refuses_fetch() {
                 gap.retry = now + FETCH_RETRY;
                 let mut request = gap.request.clone();
                 if let Some(next) = self.order.next(&slot.0, slot.1) {

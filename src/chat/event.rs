@@ -236,6 +236,13 @@ pub enum Notice {
         /// How many.
         count: u64,
     },
+    /// Messages reported as never arrived came after all; they follow.
+    Recovered {
+        /// How their author is shown.
+        who: String,
+        /// How many.
+        count: usize,
+    },
     /// Something typed could not be sent.
     NotSent(String),
     /// A room member is not taking what we send.
@@ -426,6 +433,11 @@ impl fmt::Display for Notice {
             Notice::Lost { who, count } => write!(
                 f,
                 "{count} message(s) from {} never arrived",
+                Inert(who)
+            ),
+            Notice::Recovered { who, count } => write!(
+                f,
+                "{count} message(s) from {} reported as never arrived came late:",
                 Inert(who)
             ),
             Notice::NotSent(cause) => write!(f, "Not sent: {}", Inert(cause)),

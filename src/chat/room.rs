@@ -22,6 +22,10 @@ pub const MAX_NAME: usize = 32;
 /// author.
 pub const MAX_HELD_BATCHES: usize = 256;
 
+/// Runs of lines given up on (see [`Ordering::holes`]) remembered per
+/// author session, at most; beyond it the earliest are forgotten.
+pub const MAX_HOLES: usize = 64;
+
 /// Sessions of authors that left whose place is kept, at most (the oldest
 /// departure is forgotten first).
 pub const MAX_DEPARTED: usize = 4096;
@@ -285,6 +289,8 @@ struct Author {
     next: u64,
     /// Batches that arrived early, by first sequence number.
     held: BTreeMap<u64, Vec<String>>,
+    /// Lines given up on, first to end (exclusive), all below `next`.
+    holes: BTreeMap<u64, u64>,
     /// The author left; its place is kept until it is back.
     departed: bool,
 }
@@ -295,7 +301,27 @@ impl Author {
             floor: first,
             next: first,
             held: BTreeMap::new(),
+            holes: BTreeMap::new(),
             departed: false,
+        }
+    }
+
+    /// Remembers that lines `first..end` were given up on.
+    fn hole(&mut self, first: u64, end: u64) {
+        if first >= end {
+            return;
+        }
+        // Joined to a hole that ends where this one starts.
+        let first = match self.holes.range(..first).next_back() {
+            Some((&start, &stop)) if stop == first => {
+                self.holes.remove(&start);
+                start
+            }
+            _ => first,
+        };
+        self.holes.insert(first, end);
+        while self.holes.len() > MAX_HOLES {
+            self.holes.pop_first();
         }
     }
 }
@@ -390,6 +416,8 @@ impl Ordering {
             }
             let from = if first > state.next {
                 lost += first - state.next;
+                let next = state.next;
+                state.hole(next, first);
                 first
             } else {
                 texts.drain(..(state.next - first) as usize);
@@ -435,11 +463,62 @@ impl Ordering {
         match self.authors.get_mut(&(author.to_owned(), session)) {
             Some(state) if end > state.next => {
                 let lost = end - state.next;
+                let next = state.next;
+                state.hole(next, end);
                 state.next = end;
                 lost
             }
             _ => 0,
         }
+    }
+
+    /// The lines of `author`'s session given up on (by [`Ordering::skip_gap`]
+    /// or [`Ordering::skip_to`]) and not recovered since, as (first, end)
+    /// with `end` exclusive, earliest first; at most [`MAX_HOLES`].
+    pub fn holes(&self, author: &str, session: u64) -> Vec<(u64, u64)> {
+        self.authors
+            .get(&(author.to_owned(), session))
+            .map(|a| a.holes.iter().map(|(&first, &end)| (first, end)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes from a batch (`texts` numbered from `first`) the lines that
+    /// were given up on: they are new after all. Returns them as runs of
+    /// consecutive lines (first line number, texts), earliest first, and
+    /// forgets those holes. The batch itself is left for
+    /// [`Ordering::accept`], which finds those lines shown (they are below
+    /// the next line expected).
+    pub fn recover(
+        &mut self,
+        author: &str,
+        session: u64,
+        first: u64,
+        texts: &[String],
+    ) -> Vec<(u64, Vec<String>)> {
+        let Some(state) = self.authors.get_mut(&(author.to_owned(), session)) else {
+            return Vec::new();
+        };
+        let end = first.saturating_add(texts.len() as u64);
+        let overlapping: Vec<(u64, u64)> = state
+            .holes
+            .range(..end)
+            .filter(|(_, &stop)| stop > first)
+            .map(|(&start, &stop)| (start, stop))
+            .collect();
+        let mut runs = Vec::new();
+        for (start, stop) in overlapping {
+            state.holes.remove(&start);
+            let (from, to) = (start.max(first), stop.min(end));
+            if start < from {
+                state.holes.insert(start, from);
+            }
+            if to < stop {
+                state.holes.insert(to, stop);
+            }
+            let lines = texts[(from - first) as usize..(to - first) as usize].to_vec();
+            runs.push((from, lines));
+        }
+        runs
     }
 
     /// Whether anything is held for `author`'s session.
@@ -693,6 +772,64 @@ mod tests {
         }
         assert_eq!(order.next("1", 1), Some(3));
         assert_eq!(order.next("2", 1), None);
+    }
+
+    #[test]
+    fn lines_given_up_on_are_recovered_once_when_they_come_late() {
+        let mut order = Ordering::default();
+        order.accept("a", 1, 1, texts(&["1"]));
+        order.accept("a", 1, 4, texts(&["4"]));
+        order.accept("a", 1, 7, texts(&["7"]));
+        let (shown, lost) = order.skip_gap("a", 1);
+        assert_eq!(shown, vec![(4, texts(&["4"])), (7, texts(&["7"]))]);
+        assert_eq!(lost, 4);
+        // The author said it sent up to 9: 8 and 9 are given up on too.
+        assert_eq!(order.skip_to("a", 1, 10), 2);
+        assert_eq!(order.holes("a", 1), vec![(2, 4), (5, 7), (8, 10)]);
+        // A fetch brings 3..=8: the lines in holes are new, 4 and 7 not.
+        let fetched = texts(&["3", "4", "5", "6", "7", "8"]);
+        assert_eq!(
+            order.recover("a", 1, 3, &fetched),
+            vec![
+                (3, texts(&["3"])),
+                (5, texts(&["5", "6"])),
+                (8, texts(&["8"]))
+            ]
+        );
+        assert_eq!(
+            order.accept("a", 1, 3, fetched.clone()),
+            Delivery::Duplicate
+        );
+        assert_eq!(order.holes("a", 1), vec![(2, 3), (9, 10)]);
+        // Nothing twice.
+        assert!(order.recover("a", 1, 3, &fetched).is_empty());
+        assert_eq!(
+            order.recover("a", 1, 1, &texts(&["1", "2"])),
+            vec![(2, texts(&["2"]))]
+        );
+        assert_eq!(order.holes("a", 1), vec![(9, 10)]);
+        // Unknown sessions have none.
+        assert!(order.holes("a", 2).is_empty());
+        assert!(order.recover("b", 1, 1, &fetched).is_empty());
+    }
+
+    #[test]
+    fn holes_next_to_each_other_join_and_only_the_latest_are_kept() {
+        let mut order = Ordering::default();
+        order.accept("a", 1, 1, texts(&["1"]));
+        assert_eq!(order.skip_to("a", 1, 4), 2);
+        assert_eq!(order.skip_to("a", 1, 6), 2);
+        assert_eq!(order.holes("a", 1), vec![(2, 6)]);
+        let mut next = 6;
+        for _ in 0..MAX_HOLES {
+            order.accept("a", 1, next, texts(&["seen"]));
+            order.skip_to("a", 1, next + 3);
+            next += 3;
+        }
+        let holes = order.holes("a", 1);
+        assert_eq!(holes.len(), MAX_HOLES);
+        assert_eq!(holes.first(), Some(&(7, 9)));
+        assert_eq!(holes.last(), Some(&(next - 2, next)));
     }
 
     #[test]
