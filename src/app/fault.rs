@@ -1,39 +1,36 @@
 //! Network faults a test can ask a debug build for, through the
-//! environment variable [`FAULTS_VAR`], to reach paths a healthy loopback
-//! never takes. A release build has none and never reads the variable.
+//! environment variable `RUST_P2P_CHAT_FAULTS`, to reach paths a healthy
+//! loopback never takes. A release build has none and never reads the
+//! variable.
 //!
 //! The value is a comma-separated list of:
-//! - `drop-lines=FIRST-LAST`: room batches arriving by gossip whose first
-//!   line number is within `FIRST..=LAST` are dropped, as a lossy network
-//!   would (any author, any room);
-//! - `refuse-fetches=SECONDS`: for this long after start, no missing lines
-//!   are fetched, as if every member that holds them were unreachable.
+//! - `drop-lines=FIRST-LAST`: room lines numbered `FIRST..=LAST` that
+//!   arrive by gossip are dropped, as a lossy network would (any author,
+//!   any room); the rest of their batch still arrives;
+//! - `refuse-gap-fetches`: lines missing before a gap are never fetched,
+//!   as if every member holding them were unreachable until the gap is
+//!   given up on. Lines given up on are still asked for afterwards.
 //!
 //! Anything else in it is reported on stderr and ignored.
-
-use std::time::{Duration, Instant};
-
-/// The environment variable read by [`Faults::from_env`].
-pub const FAULTS_VAR: &str = "RUST_P2P_CHAT_FAULTS";
 
 /// The faults asked for; none by default.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Faults {
-    /// Gossip batches starting within this range (inclusive) are dropped.
+    /// Lines numbered within this range (inclusive) are dropped.
     drop_lines: Option<(u64, u64)>,
-    /// No fetches before this.
-    refuse_fetches_until: Option<Instant>,
+    /// Gaps are never fetched.
+    refuse_gap_fetches: bool,
 }
 
 impl Faults {
-    /// The faults [`FAULTS_VAR`] asks for, in a debug build; none in a
+    /// The faults the environment asks for, in a debug build; none in a
     /// release build.
     pub fn from_env() -> Faults {
         #[cfg(debug_assertions)]
-        if let Ok(spec) = std::env::var(FAULTS_VAR) {
-            let (faults, unknown) = Faults::parse(&spec, Instant::now());
+        if let Ok(spec) = std::env::var("RUST_P2P_CHAT_FAULTS") {
+            let (faults, unknown) = Faults::parse(&spec);
             for part in unknown {
-                eprintln!("{FAULTS_VAR}: ignored {part:?}");
+                eprintln!("RUST_P2P_CHAT_FAULTS: ignored {part:?}");
             }
             return faults;
         }
@@ -43,7 +40,7 @@ impl Faults {
     /// Reads a list of faults (see the module notes); also returns the
     /// parts it did not understand.
     #[cfg(any(debug_assertions, test))]
-    fn parse(spec: &str, now: Instant) -> (Faults, Vec<String>) {
+    fn parse(spec: &str) -> (Faults, Vec<String>) {
         let mut faults = Faults::default();
         let mut unknown = Vec::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -53,11 +50,10 @@ impl Faults {
                     .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
                     .map(|range| faults.drop_lines = Some(range))
                     .is_some(),
-                Some(("refuse-fetches", seconds)) => seconds
-                    .parse()
-                    .ok()
-                    .map(|s| faults.refuse_fetches_until = Some(now + Duration::from_secs(s)))
-                    .is_some(),
+                None if part == "refuse-gap-fetches" => {
+                    faults.refuse_gap_fetches = true;
+                    true
+                }
                 _ => false,
             };
             if !understood {
@@ -67,17 +63,32 @@ impl Faults {
         (faults, unknown)
     }
 
-    /// Whether a room batch arriving by gossip with its first line
-    /// numbered `first` is to be dropped.
-    pub fn drops_batch(&self, first: u64) -> bool {
-        self.drop_lines
-            .is_some_and(|(low, high)| (low..=high).contains(&first))
+    /// What is left of a batch of lines arriving by gossip (`texts`
+    /// numbered from `first`): runs of consecutive lines (first line
+    /// number, texts), the whole batch when nothing is dropped.
+    pub fn pass_lines(&self, first: u64, mut texts: Vec<String>) -> Vec<(u64, Vec<String>)> {
+        let end = first.saturating_add(texts.len() as u64);
+        let Some((low, high)) = self
+            .drop_lines
+            .filter(|&(low, high)| low < end && high >= first)
+        else {
+            return vec![(first, texts)];
+        };
+        let mut runs = Vec::new();
+        if high.saturating_add(1) < end {
+            let after = texts.split_off((high + 1 - first) as usize);
+            runs.push((high + 1, after));
+        }
+        if low > first {
+            texts.truncate((low - first) as usize);
+            runs.insert(0, (first, texts));
+        }
+        runs
     }
 
-    /// Whether fetching missing lines is refused now.
-    pub fn refuses_fetch(&self) -> bool {
-        self.refuse_fetches_until
-            .is_some_and(|until| Instant::now() < until)
+    /// Whether lines missing before a gap are not to be fetched.
+    pub fn refuses_gap_fetches(&self) -> bool {
+        self.refuse_gap_fetches
     }
 }
 
@@ -85,19 +96,36 @@ impl Faults {
 mod tests {
     use super::*;
 
+    fn texts(range: std::ops::RangeInclusive<u64>) -> Vec<String> {
+        range.map(|i| i.to_string()).collect()
+    }
+
     #[test]
     fn faults_are_read_from_a_list_and_the_rest_is_reported() {
-        let now = Instant::now();
-        let (faults, unknown) = Faults::parse("drop-lines=5-7, refuse-fetches=60,nonsense", now);
-        assert!(!faults.drops_batch(4));
-        assert!(faults.drops_batch(5) && faults.drops_batch(7));
-        assert!(!faults.drops_batch(8));
-        assert!(faults.refuses_fetch());
+        let (faults, unknown) = Faults::parse("drop-lines=5-7, refuse-gap-fetches,nonsense");
+        assert!(faults.refuses_gap_fetches());
+        assert_eq!(faults.drop_lines, Some((5, 7)));
         assert_eq!(unknown, vec!["nonsense".to_owned()]);
 
-        let (faults, unknown) = Faults::parse("drop-lines=x-1,refuse-fetches=-1", now);
+        let (faults, unknown) = Faults::parse("drop-lines=x-1,refuse-gap-fetches=1");
         assert_eq!(faults, Faults::default());
         assert_eq!(unknown.len(), 2);
-        assert!(!Faults::default().drops_batch(1) && !Faults::default().refuses_fetch());
+    }
+
+    #[test]
+    fn dropped_lines_are_cut_out_of_any_batch() {
+        let (faults, _) = Faults::parse("drop-lines=5-7");
+        assert_eq!(faults.pass_lines(1, texts(1..=4)), vec![(1, texts(1..=4))]);
+        assert_eq!(faults.pass_lines(8, texts(8..=9)), vec![(8, texts(8..=9))]);
+        assert!(faults.pass_lines(5, texts(5..=7)).is_empty());
+        assert_eq!(faults.pass_lines(6, texts(6..=9)), vec![(8, texts(8..=9))]);
+        assert_eq!(
+            faults.pass_lines(3, texts(3..=10)),
+            vec![(3, texts(3..=4)), (8, texts(8..=10))]
+        );
+        assert_eq!(faults.pass_lines(4, texts(4..=6)), vec![(4, texts(4..=4))]);
+        let none = Faults::default();
+        assert_eq!(none.pass_lines(5, texts(5..=7)), vec![(5, texts(5..=7))]);
+        assert!(!none.refuses_gap_fetches());
     }
 }

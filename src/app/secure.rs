@@ -314,9 +314,20 @@ fn spawn_fetch(
     });
 }
 
-/// Streams [`RoomChat::repair`] keeps a retry time for before it forgets
-/// those with nothing left to ask for.
-const MAX_REPAIRS: usize = 4096;
+/// How the author `peer` of lines in a room is shown. Lines fetched from a
+/// member who is not (or no longer) here are told apart by fingerprint,
+/// never shown as the classic `Peer`.
+fn shown_as(roster: &Roster, peer: &str) -> String {
+    match peer.parse::<PeerId>() {
+        Ok(author) if !roster.contains(peer) => {
+            format!("Peer-{}", short(&fingerprint_of(&author)))
+        }
+        _ => roster.display(peer),
+    }
+}
+
+/// Holes of one stream [`RoomChat::repair`] asks for at once, at most.
+const MAX_REPAIR_FETCHES: usize = 4;
 
 /// Lines one fetch is answered with at most from the store.
 const MAX_FETCH_LINES: usize = 16_384;
@@ -430,6 +441,20 @@ fn accept_direct(client: &mut Client) -> Result<mpsc::Receiver<(PeerId, String)>
     Ok(rx)
 }
 
+/// Where a batch of room lines came from, for [`RoomChat::on_lines`].
+struct Lines<'a> {
+    room: &'a str,
+    author: PeerId,
+    /// The member that passed it on.
+    via: PeerId,
+    session: u64,
+    /// The number of its first line.
+    first: u64,
+    nick: Option<String>,
+    /// The author's clock when it was sent.
+    sent_ms: u64,
+}
+
 /// A write of received lines finished.
 enum StoredNote {
     /// Every line below `end` of the author's session in the room is
@@ -514,9 +539,6 @@ struct RoomChat {
     order: Ordering,
     /// Gaps waited for, by (author/room key, session).
     gaps: HashMap<(String, u64), Gap>,
-    /// Lines given up on (see [`Ordering::holes`]), by (author/room key,
-    /// session): when they may be asked for again.
-    repairs: HashMap<(String, u64), Instant>,
     /// Faults a test asked for (none outside tests).
     faults: Faults,
     /// Peers whose identity was shown.
@@ -621,7 +643,6 @@ impl RoomChat {
             told_held: false,
             stored: HashMap::new(),
             heard: HashMap::new(),
-            repairs: HashMap::new(),
             faults: Faults::from_env(),
             have_dirty: HashSet::new(),
             have_due: None,
@@ -1463,7 +1484,16 @@ impl RoomChat {
                     advanced = *held > before;
                 } else {
                     let ahead = self.stored_ahead.entry(key).or_default();
-                    if ahead.len() < MAX_STORED_AHEAD {
+                    // Runs that touch are kept as one: a long wait for a
+                    // hole to be written makes one entry, not one per batch.
+                    let touching = ahead
+                        .range(..=first)
+                        .next_back()
+                        .filter(|(_, &stop)| stop >= first)
+                        .map(|(&start, &stop)| (start, stop));
+                    if let Some((start, stop)) = touching {
+                        ahead.insert(start, end.max(stop));
+                    } else if ahead.len() < MAX_STORED_AHEAD {
                         ahead.insert(first, end);
                     }
                 }
@@ -1613,30 +1643,18 @@ impl RoomChat {
     /// once every [`FETCH_RETRY`]. What comes is shown, marked late, by
     /// [`RoomChat::recover_lines`].
     fn repair(&mut self, room: &str, author: PeerId, holder: PeerId, session: u64, next: u64) {
-        let slot = (format!("{author}/{room}"), session);
-        let holes = self.order.holes(&slot.0, session);
-        if holes.is_empty() {
-            self.repairs.remove(&slot);
-            return;
-        }
+        let key = format!("{author}/{room}");
         let now = Instant::now();
-        if self.repairs.get(&slot).is_some_and(|at| *at > now) {
-            return;
-        }
-        if self.repairs.len() >= MAX_REPAIRS {
-            // Forget the streams with nothing left to ask for.
-            let order = &self.order;
-            self.repairs
-                .retain(|(key, session), _| !order.holes(key, *session).is_empty());
-        }
-        self.repairs.insert(slot, now + FETCH_RETRY);
-        for (first, end) in holes.into_iter().filter(|(first, _)| *first < next) {
+        let holes =
+            self.order
+                .holes_to_ask(&key, session, next, now, FETCH_RETRY, MAX_REPAIR_FETCHES);
+        for (first, end) in holes {
             let request = FetchRequest {
                 room: room.to_owned(),
                 author: author.to_bytes(),
                 session,
                 from: first,
-                to: end.min(next) - 1,
+                to: end - 1,
             };
             self.fetch_missing(request, author, holder);
         }
@@ -1661,11 +1679,15 @@ impl RoomChat {
         if runs.is_empty() {
             return true;
         }
-        let count = runs.iter().map(|(_, texts)| texts.len()).sum();
+        let count = runs
+            .iter()
+            .flat_map(|(_, texts)| texts)
+            .filter(|text| text.len() <= self.max_line)
+            .count() as u64;
         let who = self
             .rooms
             .get(room)
-            .map_or_else(|| "Peer".into(), |r| r.display(author));
+            .map_or_else(|| "Peer".into(), |r| shown_as(r, author));
         let notice = Event::Notice(Notice::Recovered { who, count });
         if events.send(notice).await.is_err() {
             return false;
@@ -2230,53 +2252,73 @@ impl RoomChat {
                 {
                     return false;
                 }
-                if self.faults.drops_batch(frame.seq) {
-                    return true;
-                }
-                let order_key = format!("{key}/{room}");
-                if let Ok(mut recent) = self.recent.lock() {
-                    recent.record(&order_key, frame.session, frame.seq, &texts);
-                }
-                let (session, first) = (frame.session, frame.seq);
-                let recovered = self
-                    .recover_lines(
-                        events,
-                        &room,
-                        &key,
+                for (first, texts) in self.faults.pass_lines(frame.seq, texts) {
+                    let (session, nick) = (frame.session, nick.clone());
+                    let lines = Lines {
+                        room: &room,
+                        author,
+                        via,
                         session,
                         first,
-                        &texts,
-                        nick.as_deref(),
+                        nick,
                         sent_ms,
-                    )
-                    .await;
-                if !recovered {
-                    return false;
-                }
-                match self
-                    .order
-                    .accept(&order_key, frame.session, frame.seq, texts)
-                {
-                    Delivery::Show(first, texts) => {
-                        self.store_received(
-                            &room,
-                            &key,
-                            frame.session,
-                            first,
-                            texts.clone(),
-                            nick,
-                            sent_ms,
-                        )
-                        .await;
-                        self.show_lines(events, &room, &key, texts).await
+                    };
+                    if !self.on_lines(events, lines, texts).await {
+                        return false;
                     }
-                    Delivery::Gap { from, to } => {
-                        self.wait_for_gap(&room, author, via, frame.session, from, to);
-                        true
-                    }
-                    Delivery::Duplicate => true,
                 }
+                true
             }
+        }
+    }
+
+    /// A batch of lines from a room member, by gossip.
+    async fn on_lines(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        lines: Lines<'_>,
+        texts: Vec<String>,
+    ) -> bool {
+        let Lines {
+            room,
+            author,
+            via,
+            session,
+            first,
+            nick,
+            sent_ms,
+        } = lines;
+        let key = author.to_string();
+        let order_key = format!("{key}/{room}");
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.record(&order_key, session, first, &texts);
+        }
+        let recovered = self
+            .recover_lines(
+                events,
+                room,
+                &key,
+                session,
+                first,
+                &texts,
+                nick.as_deref(),
+                sent_ms,
+            )
+            .await;
+        if !recovered {
+            return false;
+        }
+        match self.order.accept(&order_key, session, first, texts) {
+            Delivery::Show(first, texts) => {
+                self.store_received(room, &key, session, first, texts.clone(), nick, sent_ms)
+                    .await;
+                self.show_lines(events, room, &key, texts).await
+            }
+            Delivery::Gap { from, to } => {
+                self.wait_for_gap(room, author, via, session, from, to);
+                true
+            }
+            Delivery::Duplicate => true,
         }
     }
 
@@ -2305,7 +2347,9 @@ impl RoomChat {
             // Already waiting: remember the furthest end the author reached.
             Some(gap) => gap.request.to = gap.request.to.max(to),
             None => {
-                self.fetch_missing(request.clone(), author, via);
+                if !self.faults.refuses_gap_fetches() {
+                    self.fetch_missing(request.clone(), author, via);
+                }
                 self.gaps.insert(
                     slot,
                     Gap {
@@ -2324,9 +2368,6 @@ impl RoomChat {
     /// sent), else the member that passed the later ones on; the answer
     /// comes back through `fetched`.
     fn fetch_missing(&self, request: FetchRequest, author: PeerId, via: PeerId) {
-        if self.faults.refuses_fetch() {
-            return;
-        }
         spawn_fetch(
             self.client.clone(),
             self.fetched_tx.clone(),
@@ -2347,9 +2388,17 @@ impl RoomChat {
         let Some(author) = request.author() else {
             return true;
         };
-        if reply.texts.is_empty() {
+        // Only what was asked for: a member may answer for any stream.
+        let mut reply = reply;
+        let end = reply.first.saturating_add(reply.texts.len() as u64);
+        let from = reply.first.max(request.from);
+        let to = end.min(request.to.saturating_add(1));
+        if from >= to {
             return true;
         }
+        reply.texts.truncate((to - reply.first) as usize);
+        reply.texts.drain(..(from - reply.first) as usize);
+        reply.first = from;
         let key = author.to_string();
         let order_key = format!("{key}/{}", request.room);
         if let Ok(mut recent) = self.recent.lock() {
@@ -2424,14 +2473,7 @@ impl RoomChat {
         let Some(roster) = self.rooms.get(room) else {
             return true;
         };
-        // Lines fetched from a member who is not (or no longer) here are
-        // told apart by fingerprint, never shown as the classic `Peer`.
-        let from = match peer.parse::<PeerId>() {
-            Ok(author) if !roster.contains(peer) => {
-                format!("Peer-{}", short(&fingerprint_of(&author)))
-            }
-            _ => roster.display(peer),
-        };
+        let from = shown_as(roster, peer);
         let room = (self.current.as_deref() != Some(room)).then(|| room.to_owned());
         events
             .send(Event::Lines { from, room, texts })
@@ -2448,7 +2490,7 @@ impl RoomChat {
         for (slot, gap) in self.gaps.iter_mut() {
             if gap.give_up <= now {
                 due.push((slot.clone(), gap.request.to));
-            } else if gap.retry <= now && !self.faults.refuses_fetch() {
+            } else if gap.retry <= now && !self.faults.refuses_gap_fetches() {
                 gap.retry = now + FETCH_RETRY;
                 let mut request = gap.request.clone();
                 if let Some(next) = self.order.next(&slot.0, slot.1) {

@@ -241,7 +241,7 @@ pub enum Notice {
         /// How their author is shown.
         who: String,
         /// How many.
-        count: usize,
+        count: u64,
     },
     /// Something typed could not be sent.
     NotSent(String),

@@ -11,6 +11,7 @@
 //! numbers may restart without being mistaken for replays.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 /// The room joined when none is named.
 pub const DEFAULT_ROOM: &str = "lobby";
@@ -291,6 +292,8 @@ struct Author {
     held: BTreeMap<u64, Vec<String>>,
     /// Lines given up on, first to end (exclusive), all below `next`.
     holes: BTreeMap<u64, u64>,
+    /// When holes may be asked for again (see [`Ordering::holes_to_ask`]).
+    ask_after: Option<Instant>,
     /// The author left; its place is kept until it is back.
     departed: bool,
 }
@@ -302,6 +305,7 @@ impl Author {
             next: first,
             held: BTreeMap::new(),
             holes: BTreeMap::new(),
+            ask_after: None,
             departed: false,
         }
     }
@@ -320,6 +324,11 @@ impl Author {
             _ => first,
         };
         self.holes.insert(first, end);
+        self.trim_holes();
+    }
+
+    /// Forgets the earliest holes beyond [`MAX_HOLES`].
+    fn trim_holes(&mut self) {
         while self.holes.len() > MAX_HOLES {
             self.holes.pop_first();
         }
@@ -495,9 +504,15 @@ impl Ordering {
         first: u64,
         texts: &[String],
     ) -> Vec<(u64, Vec<String>)> {
+        if texts.is_empty() {
+            return Vec::new();
+        }
         let Some(state) = self.authors.get_mut(&(author.to_owned(), session)) else {
             return Vec::new();
         };
+        if state.holes.is_empty() {
+            return Vec::new();
+        }
         let end = first.saturating_add(texts.len() as u64);
         let overlapping: Vec<(u64, u64)> = state
             .holes
@@ -518,7 +533,41 @@ impl Ordering {
             let lines = texts[(from - first) as usize..(to - first) as usize].to_vec();
             runs.push((from, lines));
         }
+        // A hole split in two is one more.
+        state.trim_holes();
         runs
+    }
+
+    /// The holes of `author`'s session (see [`Ordering::holes`]) that a
+    /// member holding every line below `below` can fill, cut at `below`:
+    /// at most `most` of them, earliest first, and none if they were asked
+    /// for less than `every` before `now`. When some are returned, the
+    /// next ask is due `every` after `now`.
+    pub fn holes_to_ask(
+        &mut self,
+        author: &str,
+        session: u64,
+        below: u64,
+        now: Instant,
+        every: Duration,
+        most: usize,
+    ) -> Vec<(u64, u64)> {
+        let Some(state) = self.authors.get_mut(&(author.to_owned(), session)) else {
+            return Vec::new();
+        };
+        if state.holes.is_empty() || state.ask_after.is_some_and(|at| now < at) {
+            return Vec::new();
+        }
+        let asked: Vec<(u64, u64)> = state
+            .holes
+            .range(..below)
+            .take(most)
+            .map(|(&first, &end)| (first, end.min(below)))
+            .collect();
+        if !asked.is_empty() {
+            state.ask_after = Some(now + every);
+        }
+        asked
     }
 
     /// Whether anything is held for `author`'s session.
@@ -808,9 +857,57 @@ mod tests {
             vec![(2, texts(&["2"]))]
         );
         assert_eq!(order.holes("a", 1), vec![(9, 10)]);
-        // Unknown sessions have none.
+        // Unknown sessions have none, and nothing comes of no lines.
         assert!(order.holes("a", 2).is_empty());
         assert!(order.recover("b", 1, 1, &fetched).is_empty());
+        assert!(order.recover("a", 1, 9, &[]).is_empty());
+        assert_eq!(order.holes("a", 1), vec![(9, 10)]);
+    }
+
+    #[test]
+    fn holes_are_asked_for_from_a_member_that_holds_them_at_most_so_often() {
+        let mut order = Ordering::default();
+        order.accept("a", 1, 1, texts(&["1"]));
+        order.skip_to("a", 1, 4);
+        order.accept("a", 1, 4, texts(&["4"]));
+        order.skip_to("a", 1, 10);
+        let (now, every) = (Instant::now(), Duration::from_secs(1));
+        // A member holding only up to 3 cannot fill the second hole, and
+        // does not use up the next ask.
+        assert!(order.holes_to_ask("a", 1, 2, now, every, 8).is_empty());
+        assert_eq!(order.holes_to_ask("a", 1, 3, now, every, 8), vec![(2, 3)]);
+        assert!(order.holes_to_ask("a", 1, 100, now, every, 8).is_empty());
+        let later = now + every;
+        assert_eq!(
+            order.holes_to_ask("a", 1, 100, later, every, 1),
+            vec![(2, 4)]
+        );
+        let later = later + every;
+        assert_eq!(
+            order.holes_to_ask("a", 1, 100, later, every, 8),
+            vec![(2, 4), (5, 10)]
+        );
+        assert!(order
+            .holes_to_ask("b", 1, 100, later + every, every, 8)
+            .is_empty());
+    }
+
+    #[test]
+    fn splitting_holes_keeps_them_bounded() {
+        let mut order = Ordering::default();
+        order.accept("a", 1, 1, texts(&["1"]));
+        order.skip_to("a", 1, 1_000_000);
+        // Lines one by one from the middle of the hole split it each time.
+        for line in 0..(MAX_HOLES as u64 + 10) {
+            let first = 10 + line * 10;
+            assert_eq!(order.recover("a", 1, first, &texts(&["x"])).len(), 1);
+        }
+        let holes = order.holes("a", 1);
+        assert_eq!(holes.len(), MAX_HOLES);
+        assert_eq!(
+            holes.last(),
+            Some(&(10 + (MAX_HOLES as u64 + 9) * 10 + 1, 1_000_000))
+        );
     }
 
     #[test]
