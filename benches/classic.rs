@@ -11,7 +11,10 @@
 //! - `BENCH_SAMPLES` (default 2000): latency samples each way;
 //! - `BENCH_STARTS` (default 10): starts timed for the start-up figure;
 //! - `BENCH_ONLY`: a comma-separated choice of `plain`, `secure`,
-//!   `nohistory`, `socat` (default all four).
+//!   `nohistory`, `socat` (default all four);
+//! - `BENCH_SAME_PAIRS=1`: every pair runs with `--no-history`, so the
+//!   "history on/off" ratios compare two identical pairs: how far they
+//!   stray from 1 is how far this machine's noise alone moves them.
 //!
 //! Every process of the binary gets a data dir under a temp dir, removed
 //! at the end: a benchmark never writes into the user's real data
@@ -159,6 +162,12 @@ fn main() {
         }
     };
     println!("{}", machine());
+    if pair::same_pairs() {
+        println!(
+            "BENCH_SAME_PAIRS: every pair runs with --no-history; the history on/off ratios \
+             below compare two identical pairs.\n"
+        );
+    }
     let mut failures = 0;
     let mut fail = |section: &str, error: String| {
         failures += 1;

@@ -124,11 +124,17 @@ impl Mode {
         if self.plain() {
             flags.push("--plain");
         }
-        if !self.history() {
+        if !self.history() || same_pairs() {
             flags.push("--no-history");
         }
         flags
     }
+}
+
+/// Whether `BENCH_SAME_PAIRS=1` asks every pair to run with
+/// `--no-history` (see the classic benchmark's knobs).
+pub fn same_pairs() -> bool {
+    std::env::var("BENCH_SAME_PAIRS").is_ok_and(|v| v == "1")
 }
 
 /// One message size to measure.
