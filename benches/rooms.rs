@@ -81,7 +81,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::process::{machine_busy, port_in, sched_times, status_kib, Running, SchedTimes};
-use support::{env_usize, latency, machine, mb, median, Latency};
+use support::{env_usize, latency, load_average, machine, mb, median, Latency};
 
 /// The room every member joins.
 const ROOM: &str = "lobby";
@@ -1346,11 +1346,9 @@ fn main() {
         std::process::exit(2)
     });
     println!("{}", machine());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     println!(
         "load average at the start: {} (other work on the machine slows the members down)",
-        load.join(" ")
+        load_average()
     );
     println!(
         "Rooms on 127.0.0.1: N members in #{ROOM}, each joining through a random earlier one; \

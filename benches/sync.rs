@@ -66,7 +66,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::process::{port_in, Ended, Running};
-use support::{env_usize, grouped, machine, median};
+use support::{env_usize, grouped, load_average, machine, median};
 
 /// The bar: N missed messages shown within this, on loopback.
 const BAR_MESSAGES: usize = 10_000;
@@ -958,11 +958,9 @@ fn main() {
         std::process::exit(2)
     });
     println!("{}", machine());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     println!(
         "load average at the start: {} (other work on the machine slows the processes down)",
-        load.join(" ")
+        load_average()
     );
     println!(
         "Sync on 127.0.0.1: A and B chat ({} line(s) A->B), B {} and A is given {} lines while \

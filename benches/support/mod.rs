@@ -81,6 +81,14 @@ pub fn machine() -> String {
     format!("machine: {cpu}, {cores} cores, Linux {kernel}")
 }
 
+/// The load averages (1, 5 and 15 minutes) as `/proc/loadavg` gives them,
+/// space-separated; empty when unreadable.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    load.join(" ")
+}
+
 /// A count with thousands separators: 1234567 -> "1,234,567".
 pub fn grouped(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
