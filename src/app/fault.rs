@@ -64,26 +64,28 @@ impl Faults {
     }
 
     /// What is left of a batch of lines arriving by gossip (`texts`
-    /// numbered from `first`): runs of consecutive lines (first line
-    /// number, texts), the whole batch when nothing is dropped.
-    pub fn pass_lines(&self, first: u64, mut texts: Vec<String>) -> Vec<(u64, Vec<String>)> {
+    /// numbered from `first`): up to two runs of consecutive lines (first
+    /// line number, texts), before and after the lines dropped; the whole
+    /// batch when nothing is. No allocation: it runs for every batch.
+    pub fn pass_lines(
+        &self,
+        first: u64,
+        mut texts: Vec<String>,
+    ) -> impl Iterator<Item = (u64, Vec<String>)> {
         let end = first.saturating_add(texts.len() as u64);
         let Some((low, high)) = self
             .drop_lines
             .filter(|&(low, high)| low < end && high >= first)
         else {
-            return vec![(first, texts)];
+            return [Some((first, texts)), None].into_iter().flatten();
         };
-        let mut runs = Vec::new();
-        if high.saturating_add(1) < end {
-            let after = texts.split_off((high + 1 - first) as usize);
-            runs.push((high + 1, after));
-        }
-        if low > first {
+        let after = (high.saturating_add(1) < end)
+            .then(|| (high + 1, texts.split_off((high + 1 - first) as usize)));
+        let before = (low > first).then(|| {
             texts.truncate((low - first) as usize);
-            runs.insert(0, (first, texts));
-        }
-        runs
+            (first, texts)
+        });
+        [before, after].into_iter().flatten()
     }
 
     /// Whether lines missing before a gap are not to be fetched.
@@ -112,20 +114,24 @@ mod tests {
         assert_eq!(unknown.len(), 2);
     }
 
+    fn pass(faults: &Faults, first: u64, texts: Vec<String>) -> Vec<(u64, Vec<String>)> {
+        faults.pass_lines(first, texts).collect()
+    }
+
     #[test]
     fn dropped_lines_are_cut_out_of_any_batch() {
         let (faults, _) = Faults::parse("drop-lines=5-7");
-        assert_eq!(faults.pass_lines(1, texts(1..=4)), vec![(1, texts(1..=4))]);
-        assert_eq!(faults.pass_lines(8, texts(8..=9)), vec![(8, texts(8..=9))]);
-        assert!(faults.pass_lines(5, texts(5..=7)).is_empty());
-        assert_eq!(faults.pass_lines(6, texts(6..=9)), vec![(8, texts(8..=9))]);
+        assert_eq!(pass(&faults, 1, texts(1..=4)), vec![(1, texts(1..=4))]);
+        assert_eq!(pass(&faults, 8, texts(8..=9)), vec![(8, texts(8..=9))]);
+        assert!(pass(&faults, 5, texts(5..=7)).is_empty());
+        assert_eq!(pass(&faults, 6, texts(6..=9)), vec![(8, texts(8..=9))]);
         assert_eq!(
-            faults.pass_lines(3, texts(3..=10)),
+            pass(&faults, 3, texts(3..=10)),
             vec![(3, texts(3..=4)), (8, texts(8..=10))]
         );
-        assert_eq!(faults.pass_lines(4, texts(4..=6)), vec![(4, texts(4..=4))]);
+        assert_eq!(pass(&faults, 4, texts(4..=6)), vec![(4, texts(4..=4))]);
         let none = Faults::default();
-        assert_eq!(none.pass_lines(5, texts(5..=7)), vec![(5, texts(5..=7))]);
+        assert_eq!(pass(&none, 5, texts(5..=7)), vec![(5, texts(5..=7))]);
         assert!(!none.refuses_gap_fetches());
     }
 }

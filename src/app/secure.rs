@@ -441,20 +441,6 @@ fn accept_direct(client: &mut Client) -> Result<mpsc::Receiver<(PeerId, String)>
     Ok(rx)
 }
 
-/// Where a batch of room lines came from, for [`RoomChat::on_lines`].
-struct Lines<'a> {
-    room: &'a str,
-    author: PeerId,
-    /// The member that passed it on.
-    via: PeerId,
-    session: u64,
-    /// The number of its first line.
-    first: u64,
-    nick: Option<String>,
-    /// The author's clock when it was sent.
-    sent_ms: u64,
-}
-
 /// A write of received lines finished.
 enum StoredNote {
     /// Every line below `end` of the author's session in the room is
@@ -1660,25 +1646,27 @@ impl RoomChat {
         }
     }
 
-    /// Lines of `texts` (numbered from `first`) that were given up on came
-    /// after all: stores and shows them, after saying so.
+    /// Lines of `texts` (numbered from `first`) of the stream `order_key`
+    /// (`author/room`) that were given up on came after all: stores and
+    /// shows them, after saying so.
     #[allow(clippy::too_many_arguments)]
     async fn recover_lines(
         &mut self,
         events: &mpsc::Sender<Event>,
-        room: &str,
-        author: &str,
+        order_key: &str,
         session: u64,
         first: u64,
         texts: &[String],
         nick: Option<&str>,
         ts_ms: u64,
     ) -> bool {
-        let order_key = format!("{author}/{room}");
-        let runs = self.order.recover(&order_key, session, first, texts);
+        let runs = self.order.recover(order_key, session, first, texts);
         if runs.is_empty() {
             return true;
         }
+        let Some((author, room)) = order_key.split_once('/') else {
+            return true;
+        };
         let count = runs
             .iter()
             .flat_map(|(_, texts)| texts)
@@ -2252,73 +2240,45 @@ impl RoomChat {
                 {
                     return false;
                 }
+                let (session, order_key) = (frame.session, format!("{key}/{room}"));
                 for (first, texts) in self.faults.pass_lines(frame.seq, texts) {
-                    let (session, nick) = (frame.session, nick.clone());
-                    let lines = Lines {
-                        room: &room,
-                        author,
-                        via,
-                        session,
-                        first,
-                        nick,
-                        sent_ms,
-                    };
-                    if !self.on_lines(events, lines, texts).await {
+                    if let Ok(mut recent) = self.recent.lock() {
+                        recent.record(&order_key, session, first, &texts);
+                    }
+                    let nick_now = nick.as_deref();
+                    if !self
+                        .recover_lines(
+                            events, &order_key, session, first, &texts, nick_now, sent_ms,
+                        )
+                        .await
+                    {
                         return false;
+                    }
+                    match self.order.accept(&order_key, session, first, texts) {
+                        Delivery::Show(first, texts) => {
+                            let nick = nick.clone();
+                            self.store_received(
+                                &room,
+                                &key,
+                                session,
+                                first,
+                                texts.clone(),
+                                nick,
+                                sent_ms,
+                            )
+                            .await;
+                            if !self.show_lines(events, &room, &key, texts).await {
+                                return false;
+                            }
+                        }
+                        Delivery::Gap { from, to } => {
+                            self.wait_for_gap(&room, author, via, session, from, to);
+                        }
+                        Delivery::Duplicate => {}
                     }
                 }
                 true
             }
-        }
-    }
-
-    /// A batch of lines from a room member, by gossip.
-    async fn on_lines(
-        &mut self,
-        events: &mpsc::Sender<Event>,
-        lines: Lines<'_>,
-        texts: Vec<String>,
-    ) -> bool {
-        let Lines {
-            room,
-            author,
-            via,
-            session,
-            first,
-            nick,
-            sent_ms,
-        } = lines;
-        let key = author.to_string();
-        let order_key = format!("{key}/{room}");
-        if let Ok(mut recent) = self.recent.lock() {
-            recent.record(&order_key, session, first, &texts);
-        }
-        let recovered = self
-            .recover_lines(
-                events,
-                room,
-                &key,
-                session,
-                first,
-                &texts,
-                nick.as_deref(),
-                sent_ms,
-            )
-            .await;
-        if !recovered {
-            return false;
-        }
-        match self.order.accept(&order_key, session, first, texts) {
-            Delivery::Show(first, texts) => {
-                self.store_received(room, &key, session, first, texts.clone(), nick, sent_ms)
-                    .await;
-                self.show_lines(events, room, &key, texts).await
-            }
-            Delivery::Gap { from, to } => {
-                self.wait_for_gap(room, author, via, session, from, to);
-                true
-            }
-            Delivery::Duplicate => true,
         }
     }
 
@@ -2405,14 +2365,14 @@ impl RoomChat {
             recent.record(&order_key, request.session, reply.first, &reply.texts);
         }
         let nick = self.nicks.get(&author).cloned();
+        let (session, first, texts) = (request.session, reply.first, &reply.texts);
         if !self
             .recover_lines(
                 events,
-                &request.room,
-                &key,
-                request.session,
-                reply.first,
-                &reply.texts,
+                &order_key,
+                session,
+                first,
+                texts,
                 nick.as_deref(),
                 now_ms(),
             )
