@@ -455,10 +455,11 @@ fn print_history_ratios(results: &Results) {
         .collect();
     println!(
         "(quiet again after a run, median: {}; the time until a pair's processes used under \
-         {} ms of CPU in {} ms)",
+         {} ms of CPU in every {} ms for {} ms)",
         quiet.join(", "),
         pair::QUIET_CPU.as_millis(),
-        pair::QUIET_SLICE.as_millis()
+        pair::QUIET_SLICE.as_millis(),
+        pair::QUIET_SPAN.as_millis()
     );
     println!();
 }

@@ -33,12 +33,15 @@
 //! run (another build, a CPU changing speed) moves both alike instead of
 //! skewing their ratio. After every run (each way) the benchmark waits
 //! until the pair that ran is quiet again: its two processes together used
-//! under [`QUIET_CPU`] of CPU over [`QUIET_SLICE`] (from
-//! /proc/PID/task/*/schedstat), for at most [`QUIET_DEADLINE`]. A mode
-//! that keeps working once its lines are shown (storing them,
-//! acknowledging them) would otherwise slow the next run, often another
-//! pair's, on a machine with few cores; how long that work lasts is
-//! reported ("quiet after"). Latency is measured pair after pair, each
+//! under [`QUIET_CPU`] of CPU in every [`QUIET_SLICE`] for [`QUIET_SPAN`]
+//! on end (from /proc/PID/task/*/schedstat), for at most
+//! [`QUIET_DEADLINE`]. A mode that keeps working once its lines are shown
+//! (storing them, acknowledging them) would otherwise slow the next run,
+//! often another pair's, on a machine with few cores; how long that work
+//! lasts is reported ("quiet after"). The span outlasts the program's
+//! timers (a checkpoint of the history is looked for every 250 ms, sent
+//! marks wait 250 ms): a single quiet slice ended the wait while such work
+//! was still to come, and it then ran inside the next run. Latency is measured pair after pair, each
 //! after a wait for quiet, since a sample lasts far less than such work.
 
 use std::io::BufReader;
@@ -72,8 +75,12 @@ const EXIT_DEADLINE: Duration = Duration::from_secs(5);
 /// A pair counts as quiet when its processes used less CPU than this...
 pub const QUIET_CPU: Duration = Duration::from_millis(2);
 
-/// ... over this long.
+/// ... in every slice this long...
 pub const QUIET_SLICE: Duration = Duration::from_millis(20);
+
+/// ... for this long on end: longer than the program's timers that start
+/// work after a run (see the module docs).
+pub const QUIET_SPAN: Duration = Duration::from_millis(600);
 
 /// Longest the wait for a pair to be quiet may take.
 pub const QUIET_DEADLINE: Duration = Duration::from_secs(5);
@@ -380,7 +387,8 @@ impl Pair {
     }
 
     /// Waits until both processes are quiet (see the module docs), at most
-    /// [`QUIET_DEADLINE`]; returns how long that took, milliseconds.
+    /// [`QUIET_DEADLINE`]; returns how long they kept working: until the
+    /// start of the quiet span, milliseconds.
     fn quiet(&mut self) -> f64 {
         let pids = [self.a.process.pid(), self.b.process.pid()];
         let cpu = || -> Option<Duration> {
@@ -390,17 +398,24 @@ impl Pair {
         };
         let started = Instant::now();
         let mut before = cpu();
+        // When the current run of quiet slices began.
+        let mut quiet_since = None;
         while started.elapsed() < QUIET_DEADLINE {
             std::thread::sleep(QUIET_SLICE);
             let now = cpu();
             match (before, now) {
                 (Some(b), Some(n)) if n.saturating_sub(b) < QUIET_CPU => {
-                    return started.elapsed().as_secs_f64() * 1e3
+                    let since = *quiet_since
+                        .get_or_insert_with(|| started.elapsed().saturating_sub(QUIET_SLICE));
+                    if started.elapsed() - since >= QUIET_SPAN {
+                        return since.as_secs_f64() * 1e3;
+                    }
                 }
                 // Without schedstat there is nothing to wait for.
                 (None, _) | (_, None) => return 0.0,
-                _ => before = now,
+                _ => quiet_since = None,
             }
+            before = now;
         }
         self.problems.push(format!(
             "still busy {QUIET_DEADLINE:?} after a run; the next run went ahead"

@@ -36,12 +36,31 @@
 //!   [`CHECKPOINT_BYTES`] of text or [`CHECKPOINT_INTERVAL`], whichever
 //!   comes first; the writer's own automatic checkpoint is only a
 //!   backstop, at [`BACKSTOP_CHECKPOINT_PAGES`].
+//! - **A log started over.** SQLite starts the log over, writing on the
+//!   pages of the file it already has, only when a commit finds all of it
+//!   in the database. One checkpoint beside a writer that goes on writing
+//!   never gets there: it copies what the log held when it began, and more
+//!   has come meanwhile. So the log grew until the backstop (256 MiB),
+//!   then was cut back to [`LOG_FILE_LIMIT`] and grew again, taking new
+//!   pages each time. The [`Checkpointer`] makes passes until one finds
+//!   nothing new (at most [`CATCH_UP_PASSES`]); under a stream of 1 KiB
+//!   lines the log then stays under about 80 MB.
 //! - **Large pages.** SQLite writes the log, and the checkpoint copies it,
 //!   a page per system call. With its default 4 KiB pages a stream of
 //!   1 KiB lines spent most of the store's time in those calls; 16 KiB
 //!   pages ([`PAGE_BYTES`]) take far fewer. A commit of one line writes
 //!   more (about 110 against 55 us in a probe), part of what history adds
 //!   to the latency of single lines.
+//! - **Cache let go.** Every line written makes the file, and with it the
+//!   operating system's cache of it, grow. Lines are written once and
+//!   seldom read again, and new cache takes fresh memory: on a virtual
+//!   machine that hands unused memory back to its host, each new page costs
+//!   a fault in the host. Here a checkpoint's copy got three to four times
+//!   slower once the cache had grown by a few hundred megabytes, and the
+//!   chat with it. So after each checkpoint, whose pages are then on the
+//!   disk, the [`Checkpointer`] lets the system drop them from its cache
+//!   (`posix_fadvise`, Linux only), all but the newest [`KEEP_CACHED`]:
+//!   the memory is used again for the next pages instead.
 //! - **Exactly once.** The rows of one stream never overlap: lines of an
 //!   incoming batch that are already stored (it arrived twice, by gossip and
 //!   again by a fetch, or after a restart, or overlaps one that did) are cut
@@ -138,6 +157,18 @@ pub const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
 /// ... or this long after the last one. The log is synced at each, so a
 /// power cut takes back at most about this much.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The last bytes of the database file a [`Checkpointer`] leaves in the
+/// operating system's cache: the newest lines, the ones read again (shown
+/// at the next start, sent to a member catching up).
+const KEEP_CACHED: u64 = 32 * 1024 * 1024;
+
+/// Checkpoint passes at most, one after the other, to catch up with a
+/// writer that goes on writing.
+const CATCH_UP_PASSES: usize = 8;
+
+/// The cache is let go of in steps of at least this many bytes.
+const DROP_STEP: u64 = 8 * 1024 * 1024;
 
 /// The size SQLite cuts the log file back to when it starts it over.
 const LOG_FILE_LIMIT: i64 = 64 * 1024 * 1024;
@@ -612,6 +643,10 @@ impl History {
             path: self.path.clone(),
             unchecked: Arc::clone(&self.unchecked),
             last: Instant::now(),
+            // Without it, pages stay cached, as they would anyway.
+            file: fs::File::open(&self.path).ok(),
+            // What opening read to check the file goes too.
+            cached_from: 0,
         }))
     }
 
@@ -1268,6 +1303,10 @@ pub struct Checkpointer {
     unchecked: Arc<AtomicU64>,
     /// When the last checkpoint ran.
     last: Instant,
+    /// The database file, read only, to drop its pages from the cache.
+    file: Option<fs::File>,
+    /// Where in the file the pages not yet dropped begin.
+    cached_from: u64,
 }
 
 impl fmt::Debug for Checkpointer {
@@ -1281,7 +1320,10 @@ impl fmt::Debug for Checkpointer {
 impl Checkpointer {
     /// Checkpoints (see [`Checkpointer::checkpoint`]) if
     /// [`CHECKPOINT_BYTES`] of text were written since the last time, or
-    /// [`CHECKPOINT_INTERVAL`] passed; says whether it did.
+    /// [`CHECKPOINT_INTERVAL`] passed; says whether it did. It makes passes
+    /// until the log is all in the database (see "A log started over" in
+    /// the module notes), then lets the cache of the database go (see
+    /// "Cache let go").
     ///
     /// A checkpoint syncs the log and the database, and a write meeting
     /// that sync waited for it: checkpointing every 250 ms took the p99 of
@@ -1298,7 +1340,46 @@ impl Checkpointer {
         }
         self.unchecked.fetch_sub(written, Ordering::Relaxed);
         self.last = Instant::now();
-        self.checkpoint().map(|_| true)
+        // Passes until one finds the log whole in the database, so that the
+        // writer's next commit starts the log over.
+        let mut last = None;
+        for _ in 0..CATCH_UP_PASSES {
+            let (log, copied) = self.checkpoint()?;
+            if copied >= log && last == Some(log) {
+                break;
+            }
+            last = Some(log);
+        }
+        self.drop_cached();
+        Ok(true)
+    }
+
+    /// Lets the operating system drop from its cache the pages of the
+    /// database a checkpoint wrote and synced, except the last
+    /// [`KEEP_CACHED`]: lines are written once and seldom read again, and
+    /// a cache that grows with every line takes fresh memory for each (on
+    /// a virtual machine that hands unused memory back to its host, each
+    /// such page costs a fault in the host). Pages dropped are read from
+    /// the disk if they are needed again.
+    fn drop_cached(&mut self) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let Ok(size) = file.metadata().map(|m| m.len()) else {
+            return;
+        };
+        let keep_from = size.saturating_sub(KEEP_CACHED);
+        if keep_from < self.cached_from.saturating_add(DROP_STEP) {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::{fadvise, Advice};
+            let len = std::num::NonZeroU64::new(keep_from - self.cached_from);
+            // Only advice: if it fails, the pages stay cached.
+            let _ = fadvise(file, self.cached_from, len, Advice::DontNeed);
+        }
+        self.cached_from = keep_from;
     }
 
     /// Copies into the database what the log holds, without waiting for
@@ -1787,6 +1868,70 @@ mod tests {
         assert!(!checkpointer.checkpoint_if_due().unwrap(), "just done");
         checkpointer.last -= CHECKPOINT_INTERVAL;
         assert!(checkpointer.checkpoint_if_due().unwrap(), "long enough");
+    }
+
+    #[test]
+    fn checkpoints_let_go_of_the_cache_of_all_but_the_newest_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut history = History::open(dir.path()).unwrap();
+        let mut checkpointer = history.checkpointer().unwrap().expect("a file in WAL mode");
+        assert_eq!(checkpointer.cached_from, 0, "a new file");
+        let line = "y".repeat(1023);
+        let lines = vec![line.as_str(); 1024];
+        let mut first = 0;
+        let mut size = 0;
+        // A file of a few steps more than is kept cached, with every line
+        // checkpointed as it goes.
+        while size < KEEP_CACHED + 3 * DROP_STEP {
+            history.insert(&[batch(ME, 1, first, &lines)]).unwrap();
+            first += 1024;
+            checkpointer.last -= CHECKPOINT_INTERVAL;
+            assert!(checkpointer.checkpoint_if_due().unwrap());
+            size = fs::metadata(history.path()).unwrap().len();
+            let kept = size - checkpointer.cached_from;
+            assert!(
+                kept >= KEEP_CACHED.min(size),
+                "{kept} bytes of {size} left cached"
+            );
+            assert!(
+                kept < KEEP_CACHED + DROP_STEP + 1024 * 1024,
+                "{kept} bytes of {size} left cached"
+            );
+        }
+        assert!(checkpointer.cached_from >= 3 * DROP_STEP);
+        // Every line reads back whole, from the disk where it was dropped.
+        drop((history, checkpointer));
+        let history = History::open(dir.path()).unwrap();
+        let stored = history.recent(ROOM, usize::MAX).unwrap();
+        assert_eq!(stored.len() as u64, first);
+        assert!(stored.iter().all(|m| m.text == line));
+        // Opened again, the first checkpoint lets go of what opening read.
+        let mut checkpointer = history.checkpointer().unwrap().unwrap();
+        assert_eq!(checkpointer.cached_from, 0);
+        checkpointer.last -= CHECKPOINT_INTERVAL;
+        assert!(checkpointer.checkpoint_if_due().unwrap());
+        assert_eq!(checkpointer.cached_from, size - KEEP_CACHED);
+    }
+
+    #[test]
+    fn after_a_checkpoint_the_next_commit_starts_the_log_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut history = History::open(dir.path()).unwrap();
+        let mut checkpointer = history.checkpointer().unwrap().unwrap();
+        for n in 0..100 {
+            history.insert(&[numbered(ME, 3, n..n + 1)]).unwrap();
+        }
+        checkpointer.last -= CHECKPOINT_INTERVAL;
+        assert!(checkpointer.checkpoint_if_due().unwrap());
+        let log = dir.path().join(format!("{HISTORY_FILE}-wal"));
+        let grown = fs::metadata(&log).unwrap().len();
+        history.insert(&[numbered(ME, 3, 100..101)]).unwrap();
+        // One commit, in a log started over: a few pages, on the file's
+        // own, which keeps its size.
+        let (pages, copied) = checkpointer.checkpoint().unwrap();
+        assert!(pages <= 4, "{pages} pages in the log");
+        assert_eq!(copied, pages);
+        assert_eq!(fs::metadata(&log).unwrap().len(), grown);
     }
 
     #[test]
