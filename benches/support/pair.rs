@@ -39,10 +39,13 @@
 //! (storing them, acknowledging them) would otherwise slow the next run,
 //! often another pair's, on a machine with few cores; how long that work
 //! lasts is reported ("quiet after"). The span outlasts the program's
-//! timers (a checkpoint of the history is looked for every 250 ms, sent
-//! marks wait 250 ms): a single quiet slice ended the wait while such work
-//! was still to come, and it then ran inside the next run. Latency is measured pair after pair, each
-//! after a wait for quiet, since a sample lasts far less than such work.
+//! 250 ms timers (a checkpoint of the history is looked for every 250 ms,
+//! sent marks wait 250 ms): a single quiet slice ended the wait while such
+//! work was still to come, and it then ran inside the next run. Only the
+//! history's last checkpoint, of under 4 MiB, may come later (up to 2 s
+//! after the one before), a few milliseconds of work. Latency is measured
+//! pair after pair, each after a wait for quiet, since a sample lasts far
+//! less than such work.
 
 use std::io::BufReader;
 use std::process::{ChildStdin, ChildStdout};
@@ -398,24 +401,27 @@ impl Pair {
         };
         let started = Instant::now();
         let mut before = cpu();
+        let mut sampled = started;
         // When the current run of quiet slices began.
-        let mut quiet_since = None;
-        while started.elapsed() < QUIET_DEADLINE {
+        let mut quiet_since: Option<Instant> = None;
+        // A span begun before the deadline may finish after it.
+        while started.elapsed() < QUIET_DEADLINE
+            || quiet_since.is_some_and(|since| since - started < QUIET_DEADLINE)
+        {
             std::thread::sleep(QUIET_SLICE);
-            let now = cpu();
+            let (now, at) = (cpu(), Instant::now());
             match (before, now) {
                 (Some(b), Some(n)) if n.saturating_sub(b) < QUIET_CPU => {
-                    let since = *quiet_since
-                        .get_or_insert_with(|| started.elapsed().saturating_sub(QUIET_SLICE));
-                    if started.elapsed() - since >= QUIET_SPAN {
-                        return since.as_secs_f64() * 1e3;
+                    let since = *quiet_since.get_or_insert(sampled);
+                    if at - since >= QUIET_SPAN {
+                        return (since - started).as_secs_f64() * 1e3;
                     }
                 }
                 // Without schedstat there is nothing to wait for.
                 (None, _) | (_, None) => return 0.0,
                 _ => quiet_since = None,
             }
-            before = now;
+            (before, sampled) = (now, at);
         }
         self.problems.push(format!(
             "still busy {QUIET_DEADLINE:?} after a run; the next run went ahead"
