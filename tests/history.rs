@@ -707,21 +707,20 @@ fn lines_given_up_on_while_the_author_is_there_are_fetched_later() {
     // 5-7 are dropped on the way, 8-10 arrive after a gap.
     author.send_bytes(format!("{}\n", texts[4..].join("\n")).as_bytes());
 
+    // A notice about the 3 lines, within 25 s.
+    let expect_three = |peer: &mut Peer, notice: &str| {
+        let line = peer.output_containing_within(notice, Duration::from_secs(25));
+        assert!(
+            line.is_some_and(|l| l.contains("3 message(s)")),
+            "{notice:?}: {:?}",
+            peer.seen
+        );
+    };
     // The gap is given up on after 10 s: what came after it is shown.
-    let lost = receiver.output_containing_within("never arrived", Duration::from_secs(25));
-    assert!(
-        lost.is_some_and(|l| l.contains("3 message(s)")),
-        "{:?}",
-        receiver.seen
-    );
+    expect_three(&mut receiver, "never arrived");
     expect_said(&mut receiver, &texts[7..], TIMEOUT);
     // Asked for again at the author's next hello.
-    let late = receiver.output_containing_within("came late", Duration::from_secs(25));
-    assert!(
-        late.is_some_and(|l| l.contains("3 message(s)")),
-        "{:?}",
-        receiver.seen
-    );
+    expect_three(&mut receiver, "came late");
     expect_said(&mut receiver, &texts[4..7], TIMEOUT);
     let counts = shown_counts(&receiver);
     assert!(

@@ -1344,6 +1344,25 @@ impl RoomChat {
         self.gather(vec![batch]).await;
     }
 
+    /// Stores lines of a member and shows them (see
+    /// [`RoomChat::store_received`]); false once the display is gone.
+    #[allow(clippy::too_many_arguments)]
+    async fn keep_and_show(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        author: &str,
+        session: u64,
+        first: u64,
+        texts: Vec<String>,
+        nick: Option<String>,
+        ts_ms: u64,
+    ) -> bool {
+        self.store_received(room, author, session, first, texts.clone(), nick, ts_ms)
+            .await;
+        self.show_lines(events, room, author, texts).await
+    }
+
     /// Keeps received lines to write in one go with those that follow
     /// within [`STORE_GATHER`]: a burst costs the store one commit, not
     /// one per batch.
@@ -1682,9 +1701,10 @@ impl RoomChat {
         }
         for (first, texts) in runs {
             let nick = nick.map(str::to_owned);
-            self.store_received(room, author, session, first, texts.clone(), nick, ts_ms)
-                .await;
-            if !self.show_lines(events, room, author, texts).await {
+            if !self
+                .keep_and_show(events, room, author, session, first, texts, nick, ts_ms)
+                .await
+            {
                 return false;
             }
         }
@@ -2257,17 +2277,12 @@ impl RoomChat {
                     match self.order.accept(&order_key, session, first, texts) {
                         Delivery::Show(first, texts) => {
                             let nick = nick.clone();
-                            self.store_received(
-                                &room,
-                                &key,
-                                session,
-                                first,
-                                texts.clone(),
-                                nick,
-                                sent_ms,
-                            )
-                            .await;
-                            if !self.show_lines(events, &room, &key, texts).await {
+                            if !self
+                                .keep_and_show(
+                                    events, &room, &key, session, first, texts, nick, sent_ms,
+                                )
+                                .await
+                            {
                                 return false;
                             }
                         }
@@ -2365,14 +2380,14 @@ impl RoomChat {
             recent.record(&order_key, request.session, reply.first, &reply.texts);
         }
         let nick = self.nicks.get(&author).cloned();
-        let (session, first, texts) = (request.session, reply.first, &reply.texts);
+        let session = request.session;
         if !self
             .recover_lines(
                 events,
                 &order_key,
                 session,
-                first,
-                texts,
+                reply.first,
+                &reply.texts,
                 nick.as_deref(),
                 now_ms(),
             )
@@ -2382,30 +2397,21 @@ impl RoomChat {
         }
         match self
             .order
-            .accept(&order_key, request.session, reply.first, reply.texts)
+            .accept(&order_key, session, reply.first, reply.texts)
         {
             Delivery::Show(first, texts) => {
-                let nick = self.nicks.get(&author).cloned();
-                self.store_received(
-                    &request.room,
-                    &key,
-                    request.session,
-                    first,
-                    texts.clone(),
-                    nick,
-                    now_ms(),
-                )
-                .await;
-                let slot = (order_key.clone(), request.session);
+                let slot = (order_key.clone(), session);
                 let filled = self.gaps.get(&slot).is_none_or(|gap| {
                     self.order
-                        .next(&order_key, request.session)
+                        .next(&order_key, session)
                         .is_some_and(|next| next > gap.request.to)
                 });
-                if filled && !self.order.has_gap(&order_key, request.session) {
+                if filled && !self.order.has_gap(&order_key, session) {
                     self.gaps.remove(&slot);
                 }
-                self.show_lines(events, &request.room, &key, texts).await
+                let room = &request.room;
+                self.keep_and_show(events, room, &key, session, first, texts, nick, now_ms())
+                    .await
             }
             Delivery::Gap { .. } | Delivery::Duplicate => true,
         }
@@ -2488,17 +2494,11 @@ impl RoomChat {
                 .ok()
                 .and_then(|p| self.nicks.get(&p).cloned());
             for (first, texts) in runs {
-                self.store_received(
-                    &room,
-                    &peer,
-                    session,
-                    first,
-                    texts.clone(),
-                    nick.clone(),
-                    now_ms(),
-                )
-                .await;
-                if !self.show_lines(events, &room, &peer, texts).await {
+                let nick = nick.clone();
+                if !self
+                    .keep_and_show(events, &room, &peer, session, first, texts, nick, now_ms())
+                    .await
+                {
                     return false;
                 }
             }

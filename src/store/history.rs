@@ -1322,7 +1322,7 @@ impl Checkpointer {
     /// Checkpoints (see [`Checkpointer::checkpoint`]) if
     /// [`CHECKPOINT_BYTES`] of text were written since the last time, or
     /// [`CHECKPOINT_INTERVAL`] passed; says whether it did. It makes passes
-    /// until the log is all in the database (see "A log started over" in
+    /// until one finds nothing new (see "A log started over" in
     /// the module notes), then lets the cache of the database go (see
     /// "Cache let go").
     ///
@@ -1341,10 +1341,10 @@ impl Checkpointer {
         }
         self.unchecked.fetch_sub(written, Ordering::Relaxed);
         self.last = Instant::now();
-        // Passes until one finds the log whole in the database, so that the
-        // writer's next commit starts the log over.
-        // A pass that finds the log as the one before left it has nothing
-        // more to do: all is copied, or a reader holds the rest back.
+        // Passes until the log is whole in the database, so that the
+        // writer's next commit starts it over. A pass that finds the log as
+        // the one before left it has nothing more to do: all is copied, or
+        // a reader holds the rest back.
         let mut last = None;
         for _ in 0..CATCH_UP_PASSES {
             let (log, _) = self.checkpoint()?;
