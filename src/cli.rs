@@ -78,6 +78,12 @@ pub struct Args {
     #[arg(long)]
     pub no_mdns: bool,
 
+    /// Make the room public: peers on the LAN find it (mDNS) and may join.
+    /// Without it the room is private: only peers that dial a member's
+    /// address join it.
+    #[arg(long, conflicts_with = "plain")]
+    pub public: bool,
+
     /// Keep no history on disk: messages live in memory for this run only
     /// (the newest 32 MiB of text).
     #[arg(long)]

@@ -36,6 +36,16 @@ fn main() -> ExitCode {
         }
         None => {}
     }
+    // The data directory is locked before any prompt: a second chat on
+    // one machine learns at once that it runs on a profile of its own.
+    let data = if args.plain {
+        None
+    } else {
+        match lock_data_dir(&args) {
+            Ok(data) => Some(data),
+            Err(e) => return fail(e),
+        }
+    };
     let role = match args.role() {
         Some(role) => role,
         None => {
@@ -50,16 +60,15 @@ fn main() -> ExitCode {
             }
         }
     };
-    let (protocol, _lock) = if args.plain {
-        match plain_store(&args) {
+    let (protocol, _lock) = match data {
+        None => match plain_store(&args) {
             Ok(store) => (Protocol::Plain(store), None),
             Err(e) => return fail(e),
-        }
-    } else {
-        match secure_protocol(&args) {
-            Ok((protocol, lock)) => (protocol, Some(lock)),
+        },
+        Some((dir, lock)) => match secure_protocol(&args, &dir) {
+            Ok(protocol) => (protocol, Some(lock)),
             Err(e) => return fail(e),
-        }
+        },
     };
     let options = Options {
         role,
@@ -81,11 +90,29 @@ fn data_dir(args: &Args) -> anyhow::Result<std::path::PathBuf> {
     }
 }
 
-/// The secure protocol, and the lock that keeps a second instance off our
-/// data directory (held until we exit).
-fn secure_protocol(args: &Args) -> anyhow::Result<(Protocol, DirLock)> {
-    let dir = data_dir(args)?;
-    let lock = DirLock::acquire(&dir)?;
+/// The data directory of a secure chat, and the lock that keeps a second
+/// program off it (held until we exit). `--data-dir` is used as given, and
+/// refused when in use; the default one, when in use, hands out the next
+/// free profile inside it, and says so.
+fn lock_data_dir(args: &Args) -> anyhow::Result<(std::path::PathBuf, DirLock)> {
+    if let Some(dir) = &args.data_dir {
+        return Ok((dir.clone(), DirLock::acquire(dir)?));
+    }
+    let base = data_dir(args)?;
+    let (lock, dir, profile) = DirLock::acquire_profile(&base)?;
+    if let Some(n) = profile {
+        eprintln!(
+            "Another rust-p2p-chat is using {}; this one runs as profile {n}, with its own identity and history ({})",
+            base.display(),
+            dir.display()
+        );
+    }
+    Ok((dir, lock))
+}
+
+/// The secure protocol, on the data directory `dir`.
+fn secure_protocol(args: &Args, dir: &std::path::Path) -> anyhow::Result<Protocol> {
+    let dir = dir.to_owned();
     let identity = Identity::load_or_create(&dir)?;
     let known = KnownPeers::open(&dir)?;
     let history = if args.no_history {
@@ -94,7 +121,12 @@ fn secure_protocol(args: &Args) -> anyhow::Result<(Protocol, DirLock)> {
         History::open(&dir)?
     };
     let store = Store::spawn(history).context("could not start the history store")?;
-    let mut protocol = Protocol::secure(identity, known, args.room.clone(), store);
+    let room = if args.public {
+        rust_p2p_chat::chat::room::public_room(&args.room)
+    } else {
+        args.room.clone()
+    };
+    let mut protocol = Protocol::secure(identity, known, room, store);
     if let Protocol::Secure(secure) = &mut protocol {
         secure.expect = args.expect.clone();
         secure.nick = args.name.clone();
@@ -102,7 +134,7 @@ fn secure_protocol(args: &Args) -> anyhow::Result<(Protocol, DirLock)> {
         secure.also_listen = args.also_listen();
         secure.sync_window = std::time::Duration::from_secs(u64::from(args.sync_window) * 3600);
     }
-    Ok((protocol, lock))
+    Ok(protocol)
 }
 
 /// The plain protocol's store: the data directory's history, shared with

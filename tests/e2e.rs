@@ -48,6 +48,8 @@ fn terminal_prompts_then_chat_like_a_person() {
     peer.send(b"hello \x1b]0;pwned\x07\x1b[2J\n");
     term.exp_string("Peer: hello ^[]0;pwned^G^[[2J").unwrap();
 
+    // The input prompt is the classic session's `You: `.
+    term.exp_string("You: ").unwrap();
     // Typing: Enter in a raw-mode terminal is a carriage return.
     term.send("hi from the terminal\r").unwrap();
     term.flush().unwrap();

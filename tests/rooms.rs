@@ -208,100 +208,195 @@ fn run(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Two network namespaces joined by a veth pair, removed on drop.
-struct Namespaces {
-    names: [String; 2],
+/// A LAN of network namespaces: hosts `10.231.0.1`, `.2`, ... each with
+/// a veth whose other end is on a bridge in a namespace of its own;
+/// removed on drop.
+struct Lan {
+    hosts: Vec<String>,
+    switch: String,
 }
 
-impl Namespaces {
-    fn create() -> Option<Namespaces> {
-        let tag = std::process::id();
-        let names = [format!("rpc-a-{tag}"), format!("rpc-b-{tag}")];
-        let ns = Namespaces { names };
-        let [a, b] = &ns.names;
-        let (va, vb) = (format!("rpca{tag}"), format!("rpcb{tag}"));
-        let (va, vb) = (&va[..va.len().min(15)], &vb[..vb.len().min(15)]);
-        let ok = run(&["ip", "netns", "add", a])
-            && run(&["ip", "netns", "add", b])
-            && run(&["ip", "link", "add", va, "type", "veth", "peer", "name", vb])
-            && run(&["ip", "link", "set", va, "netns", a])
-            && run(&["ip", "link", "set", vb, "netns", b])
-            && run(&["ip", "-n", a, "addr", "add", "10.231.0.1/24", "dev", va])
-            && run(&["ip", "-n", b, "addr", "add", "10.231.0.2/24", "dev", vb])
-            && run(&["ip", "-n", a, "link", "set", va, "up"])
-            && run(&["ip", "-n", b, "link", "set", vb, "up"])
-            && run(&["ip", "-n", a, "link", "set", "lo", "up"])
-            && run(&["ip", "-n", b, "link", "set", "lo", "up"])
-            // A LAN has a route for multicast (usually its default route).
-            && run(&["ip", "-n", a, "route", "add", "224.0.0.0/4", "dev", va])
-            && run(&["ip", "-n", b, "route", "add", "224.0.0.0/4", "dev", vb]);
-        ok.then_some(ns)
+impl Lan {
+    fn create(hosts: usize) -> Option<Lan> {
+        // Tests run in parallel: each LAN gets names of its own.
+        static LANS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = LANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}x{n}", std::process::id() % 100_000);
+        let switch = format!("rpc-sw-{tag}");
+        let lan = Lan {
+            hosts: (1..=hosts).map(|i| format!("rpc-h{i}-{tag}")).collect(),
+            switch,
+        };
+        let sw = lan.switch.as_str();
+        let mut ok = run(&["ip", "netns", "add", sw])
+            && run(&["ip", "-n", sw, "link", "add", "br0", "type", "bridge"])
+            && run(&["ip", "-n", sw, "link", "set", "br0", "up"]);
+        for (i, host) in lan.hosts.iter().enumerate() {
+            let n = i + 1;
+            let (inside, outside) = (format!("rpc{n}h{tag}"), format!("rpc{n}s{tag}"));
+            let (inside, outside) = (
+                &inside[..inside.len().min(15)],
+                &outside[..outside.len().min(15)],
+            );
+            let addr = format!("10.231.0.{n}/24");
+            ok = ok
+                && run(&["ip", "netns", "add", host])
+                && run(&["ip", "link", "add", inside, "type", "veth", "peer", "name", outside])
+                && run(&["ip", "link", "set", inside, "netns", host])
+                && run(&["ip", "link", "set", outside, "netns", sw])
+                && run(&["ip", "-n", sw, "link", "set", outside, "master", "br0"])
+                && run(&["ip", "-n", sw, "link", "set", outside, "up"])
+                && run(&["ip", "-n", host, "addr", "add", &addr, "dev", inside])
+                && run(&["ip", "-n", host, "link", "set", inside, "up"])
+                && run(&["ip", "-n", host, "link", "set", "lo", "up"])
+                // A LAN has a route for multicast (usually its default route).
+                && run(&["ip", "-n", host, "route", "add", "224.0.0.0/4", "dev", inside]);
+        }
+        ok.then_some(lan)
+    }
+
+    /// The LAN of `hosts`, or why the test cannot run here.
+    fn for_test(hosts: usize) -> Option<Lan> {
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !is_root {
+            eprintln!("SKIPPED: creating network namespaces needs root (CI runs as root)");
+            return None;
+        }
+        let lan = Lan::create(hosts);
+        if lan.is_none() {
+            eprintln!("SKIPPED: could not create network namespaces with `ip netns` here");
+        }
+        lan
     }
 }
 
-impl Drop for Namespaces {
+impl Drop for Lan {
     fn drop(&mut self) {
-        for name in &self.names {
+        for name in self.hosts.iter().chain([&self.switch]) {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
 }
 
-fn in_namespace(ns: &str, nick: &str, dir: &Path) -> Peer {
+/// The binary in namespace `ns`, with its own data directory and `args`.
+fn in_namespace(ns: &str, dir: &Path, args: &[&str]) -> Peer {
     let dir = dir.to_str().expect("utf-8");
-    Peer::start_with_program(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            common::BIN,
-            "--listen",
-            "0",
-            "--data-dir",
-            dir,
-            "--name",
-            nick,
-        ],
-    )
+    let mut all = vec!["netns", "exec", ns, common::BIN, "--data-dir", dir];
+    all.extend_from_slice(args);
+    Peer::start_with_program("ip", &all)
 }
 
 #[test]
-fn mdns_finds_a_peer_on_the_lan_with_no_address_given() {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if !is_root {
-        eprintln!("SKIPPED: creating network namespaces needs root (CI runs as root)");
-        return;
-    }
-    let Some(ns) = Namespaces::create() else {
-        eprintln!("SKIPPED: could not create network namespaces with `ip netns` here");
+fn mdns_finds_a_peer_of_a_public_room_with_no_address_given() {
+    let Some(lan) = Lan::for_test(2) else {
         return;
     };
     let (da, db) = (
         tempfile::tempdir().expect("dir"),
         tempfile::tempdir().expect("dir"),
     );
-    let mut a = in_namespace(&ns.names[0], "east", da.path());
-    let mut b = in_namespace(&ns.names[1], "west", db.path());
-    // Who dials whom depends on which query is answered first: the one
-    // that was dialled meets the other as its first peer (`Peer connected
-    // from:`, then a rename once the nick is known); the other sees a join.
-    let met = |nick: &'static str| {
-        move |line: &str| {
-            line == format!("{nick} joined #lobby")
-                || line == format!("Peer is now known as {nick}")
-        }
-    };
-    a.expect_count(met("west"), 1, Duration::from_secs(40));
-    b.expect_count(met("east"), 1, Duration::from_secs(40));
+    let public = ["--listen", "0", "--public", "--name"];
+    let mut a = in_namespace(&lan.hosts[0], da.path(), &[&public[..], &["east"]].concat());
+    let mut b = in_namespace(&lan.hosts[1], db.path(), &[&public[..], &["west"]].concat());
+    // Discovery dials on its own only for a public room, so neither is
+    // "connected from" the other: each sees the other join.
+    a.expect_line_within("west joined #+lobby", Duration::from_secs(40));
+    b.expect_line_within("east joined #+lobby", Duration::from_secs(40));
     a.send("found you without an address");
     b.expect_line("east: found you without an address");
     // Stop both before the namespaces go.
     drop(a);
     drop(b);
+}
+
+#[test]
+fn a_stranger_on_the_lan_neither_joins_nor_reads_a_private_chat_but_finds_public_rooms() {
+    let Some(lan) = Lan::for_test(4) else {
+        return;
+    };
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+    // A listens as the seed does; C, a stranger on the same LAN, runs with
+    // default flags and types nothing.
+    let mut a = in_namespace(&lan.hosts[0], dirs[0].path(), &["--listen", "0"]);
+    let port = common::port_of(&a.expect_prefix("Listening on: "));
+    let mut c = in_namespace(&lan.hosts[2], dirs[2].path(), &["--listen", "0"]);
+    c.expect_prefix("Listening on: ");
+    // B dials A's address.
+    let target = format!("10.231.0.1:{port}");
+    let mut b = in_namespace(&lan.hosts[1], dirs[1].path(), &["--connect", &target]);
+    b.expect_line_within("Connected to peer!", Duration::from_secs(20));
+    // A's first peer is B, announced the classic way, before anything else.
+    let from = a.expect_prefix("Peer connected from: ");
+    assert!(from.contains("10.231.0.2:"), "{from}");
+    a.expect_prefix("Peer identity: ");
+    b.send("secret between A and B");
+    a.expect_line("Peer: secret between A and B");
+    // Discovery asks every 5 s: C has had several rounds to find A and B.
+    assert_eq!(
+        c.output_containing_within("secret", Duration::from_secs(12)),
+        None,
+        "the stranger read the private chat: {:?}",
+        c.seen
+    );
+    assert!(
+        !c.seen
+            .iter()
+            .any(|l| l.contains("joined") || l.contains("connected")),
+        "the stranger was joined into something: {:?}",
+        c.seen
+    );
+    // D opens a public room: C, with its default flags, finds it.
+    let mut d = in_namespace(
+        &lan.hosts[3],
+        dirs[3].path(),
+        &[
+            "--listen", "0", "--public", "--room", "open", "--name", "dave",
+        ],
+    );
+    d.expect_prefix("Listening on: ");
+    let mut found = None;
+    for _ in 0..20 {
+        c.send("/nearby");
+        found = c.output_containing_within("public #open", Duration::from_secs(2));
+        if found.is_some() {
+            break;
+        }
+    }
+    let found = found.unwrap_or_else(|| panic!("no public room found: {:?}", c.seen));
+    assert!(found.contains("10.231.0.4"), "{found}");
+    // A public room's members did not become members of the private chat.
+    assert!(
+        !a.seen
+            .iter()
+            .any(|l| l.contains("10.231.0.4") || l.contains("dave")),
+        "discovery reached into the private chat: {:?}",
+        a.seen
+    );
+    // C joins the public room it found and is heard there.
+    c.send("/join open --public");
+    c.expect_prefix("Now in #+open");
+    c.send("hello, open room");
+    assert!(
+        d.output_containing_within("hello, open room", Duration::from_secs(20))
+            .is_some(),
+        "{:?}",
+        d.seen
+    );
+    // And still nothing of the private chat reached C or D.
+    b.send("still just us");
+    a.expect_line("Peer: still just us");
+    for (who, peer) in [("C", &mut c), ("D", &mut d)] {
+        assert_eq!(
+            peer.output_containing_within("still just us", Duration::from_secs(3)),
+            None,
+            "{who} read the private chat"
+        );
+    }
+    // Stop every peer before the namespaces go.
+    drop((a, b, c, d));
 }
 
 #[test]

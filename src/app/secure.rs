@@ -27,9 +27,12 @@ use super::{
     history_line, now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER,
 };
 use crate::chat::command::{self, Input};
-use crate::chat::room::{check_nick, check_room, Delivery, Member, Ordering, Recent, Roster};
+use crate::chat::room::{
+    check_nick, check_room_key, is_public, public_room, room_name, Delivery, Member, Ordering,
+    Recent, Roster,
+};
 use crate::chat::safety::safety_number;
-use crate::chat::{Command, DialTarget, Event, Notice, Received};
+use crate::chat::{Command, DialTarget, Event, NearbyLine, Notice, Received};
 use crate::identity::{self, Identity};
 use crate::net::fetch::{FetchReply, FetchRequest};
 use crate::net::room_frame::{Body, Holding, RoomFrame, MAX_HOLDINGS};
@@ -193,7 +196,7 @@ pub(super) async fn run(
     secure: Secure,
     chat: &mut Chat<'_>,
 ) -> Result<(), Error> {
-    check_room(&secure.room).map_err(|e| Error::Usage(e.to_string()))?;
+    check_room_key(&secure.room).map_err(|e| Error::Usage(e.to_string()))?;
     if let Some(nick) = &secure.nick {
         check_nick(nick).map_err(|e| Error::Usage(e.to_string()))?;
     }
@@ -270,6 +273,7 @@ pub(super) async fn run(
                     return Err(unexpected(expected, &peer));
                 }
             }
+            room.adopt_room_of(peer).await;
             room.label = Some(target.to_string());
             room.first_peer = Some(peer);
             if !chat.show(Event::Connected).await || !room.introduce(chat.events, peer).await {
@@ -325,6 +329,10 @@ fn shown_as(roster: &Roster, peer: &str) -> String {
         _ => roster.display(peer),
     }
 }
+
+/// Members asked which private room of a name they are in, at most, when
+/// `/join` names one.
+const MAX_FOUNDER_QUESTIONS: usize = 8;
 
 /// Holes of one stream [`RoomChat::repair`] asks for at once, at most.
 const MAX_REPAIR_FETCHES: usize = 4;
@@ -529,6 +537,9 @@ struct RoomChat {
     faults: Faults,
     /// Peers whose identity was shown.
     introduced: HashSet<PeerId>,
+    /// Peers that dialled our listener and have not joined the room we
+    /// show yet, with where they came from.
+    dialled_in: HashMap<PeerId, SocketAddr>,
     /// Batches typed while alone in a room (room, first line, lines):
     /// stored, numbered, and published when someone is there.
     pending: Vec<(String, u64, Vec<String>)>,
@@ -660,6 +671,7 @@ impl RoomChat {
             order: Ordering::default(),
             gaps: HashMap::new(),
             introduced: HashSet::new(),
+            dialled_in: HashMap::new(),
             pending: Vec::new(),
             label: None,
             first_peer: None,
@@ -673,11 +685,52 @@ impl RoomChat {
     async fn join(&mut self, room: &str) -> Result<(), Error> {
         if !self.rooms.contains_key(room) {
             self.resume_room(room).await?;
-            self.client.join(room).await?;
+            let founder = self.founder_among_members(room).await;
+            self.client.join(room, founder).await?;
             self.rooms.insert(room.to_owned(), Roster::default());
         }
         self.current = Some(room.to_owned());
         Ok(())
+    }
+
+    /// The private room called `room` that the members we chat with are
+    /// in, if one of them is in one: `/join side` then meets them there,
+    /// not in a room of our own. Only members are asked; a peer met on the
+    /// LAN is not.
+    async fn founder_among_members(&self, room: &str) -> Option<PeerId> {
+        if is_public(room) {
+            return None;
+        }
+        let mut asked = HashSet::new();
+        for roster in self.rooms.values() {
+            for (key, _) in roster.iter() {
+                let Ok(peer) = key.parse::<PeerId>() else {
+                    continue;
+                };
+                if !asked.insert(peer) || asked.len() > MAX_FOUNDER_QUESTIONS {
+                    continue;
+                }
+                if let Some(founder) = self.client.room_founder(peer, room).await {
+                    return Some(founder);
+                }
+            }
+        }
+        None
+    }
+
+    /// After dialling `peer`: joins the private room it is in under our
+    /// current room's name (dialling a member is how a private room is
+    /// joined), leaving the one of our own we started alone in.
+    async fn adopt_room_of(&mut self, peer: PeerId) {
+        let Some(room) = self.current.clone() else {
+            return;
+        };
+        if is_public(&room) {
+            return;
+        }
+        if let Some(founder) = self.client.room_founder(peer, &room).await {
+            let _ = self.client.join(&room, Some(founder)).await;
+        }
     }
 
     /// Picks a room up where the store left it: what we hold of each
@@ -1843,16 +1896,51 @@ impl RoomChat {
                 }
                 info(format!("You are now known as {nick}"))
             }
-            Input::Join(room) => {
-                if let Err(e) = check_room(room) {
+            Input::Join { room, public } => {
+                if let Err(e) = check_room_key(room) {
                     return info(e.to_string());
                 }
-                if self.join(room).await.is_err() {
+                let room = if public && !is_public(room) {
+                    public_room(room)
+                } else {
+                    room.to_owned()
+                };
+                if self.join(&room).await.is_err() {
                     return info("the network engine has stopped".into());
                 }
-                self.hello(room).await;
-                let members = self.rooms.get(room).map_or(0, Roster::len);
-                info(format!("Now in #{room} ({members} other member(s))"))
+                self.hello(&room).await;
+                let members = self.rooms.get(&room).map_or(0, Roster::len);
+                let kind = if is_public(&room) {
+                    "a public room: peers on the LAN can find and join it"
+                } else {
+                    "a private room: only peers that dial a member join it"
+                };
+                info(format!(
+                    "Now in #{room} ({members} other member(s); {kind})"
+                ))
+            }
+            Input::Nearby => {
+                let peers = self
+                    .client
+                    .nearby()
+                    .await
+                    .into_iter()
+                    .map(|nearby| NearbyLine {
+                        fingerprint: short(&fingerprint_of(&nearby.peer)),
+                        addr: nearby
+                            .addr
+                            .as_ref()
+                            .and_then(net::socket_addr)
+                            .map(|a| a.to_string()),
+                        public_rooms: nearby
+                            .public_rooms
+                            .iter()
+                            .map(|r| room_name(r).to_owned())
+                            .collect(),
+                        rooms_known: nearby.connected,
+                    })
+                    .collect();
+                Some(Event::Nearby { peers })
             }
             Input::Leave(room) => {
                 let Some(room) = room.map(str::to_owned).or_else(|| self.current.clone()) else {
@@ -2129,14 +2217,12 @@ impl RoomChat {
                     }
                 }
                 if inbound && matches!(self.role, Role::Listen { .. }) {
+                    // Announced when it joins our room: a connection alone
+                    // (LAN discovery from a peer in a public room, a
+                    // scanner) makes nobody a member.
                     let from = net::socket_addr(&addr)
                         .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-                    if !chat_events.show(Event::PeerConnected { from }).await {
-                        return false;
-                    }
-                    if !self.introduce(events, peer).await {
-                        return false;
-                    }
+                    self.dialled_in.insert(peer, from);
                 }
                 true
             }
@@ -2149,11 +2235,15 @@ impl RoomChat {
                     }
                 }
                 self.introduced.remove(&peer);
+                self.dialled_in.remove(&peer);
                 self.end_if_deserted(events).await
             }
             NetEvent::Subscribed { peer, room } => {
                 if !self.rooms.contains_key(&room) {
                     return true;
+                }
+                if !self.announce_dialled_in(events, &room, peer).await {
+                    return false;
                 }
                 let newcomer = !self
                     .rooms
@@ -2218,6 +2308,9 @@ impl RoomChat {
     ) -> bool {
         if !self.rooms.contains_key(&room) {
             return true;
+        }
+        if !self.announce_dialled_in(events, &room, author).await {
+            return false;
         }
         let key = author.to_string();
         match frame.body {
@@ -2696,6 +2789,30 @@ impl RoomChat {
         }
     }
 
+    /// A peer that dialled our listener joined the room we show: the
+    /// classic `Peer connected from:` line, and who it is, once, before
+    /// anything else of it.
+    async fn announce_dialled_in(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        peer: PeerId,
+    ) -> bool {
+        // In a public room, peers that LAN discovery connected meet as
+        // members joining, not as someone who dialled us.
+        if self.current.as_deref() != Some(room)
+            || is_public(room)
+            || self.introduced.contains(&peer)
+        {
+            return true;
+        }
+        let Some(from) = self.dialled_in.remove(&peer) else {
+            return true;
+        };
+        events.send(Event::PeerConnected { from }).await.is_ok()
+            && self.introduce(events, peer).await
+    }
+
     /// The peer we connected to answers again: the same checks as at
     /// first (`--expect`, the key behind the address).
     async fn on_reconnected(&mut self, events: &mpsc::Sender<Event>, peer: PeerId) -> bool {
@@ -2710,6 +2827,7 @@ impl RoomChat {
                     .is_ok();
             }
         }
+        self.adopt_room_of(peer).await;
         self.first_peer = Some(peer);
         self.introduced.remove(&peer);
         if events.send(Event::Connected).await.is_err() || !self.introduce(events, peer).await {

@@ -16,8 +16,16 @@ pub enum Input<'a> {
     Trust(Option<&'a str>),
     /// `/nick NAME`: choose a nick.
     Nick(&'a str),
-    /// `/join ROOM`: join a room (or switch to it).
-    Join(&'a str),
+    /// `/join ROOM [--public]`: join a room (or switch to it); with
+    /// `--public`, the public room of that name.
+    Join {
+        /// The room's name.
+        room: &'a str,
+        /// Whether the public room is meant.
+        public: bool,
+    },
+    /// `/nearby`: the peers found on the LAN and their public rooms.
+    Nearby,
     /// `/leave [ROOM]`: leave a room (the current one by default).
     Leave(Option<&'a str>),
     /// `/rooms`: list the rooms joined.
@@ -48,9 +56,11 @@ pub enum Input<'a> {
 /// The commands, one per line, as `/help` shows them.
 pub const HELP: &str = "Commands:
   /nick NAME        choose your nick
-  /join ROOM        join a room, or switch to one joined
+  /join ROOM        join a private room, or switch to one joined
+  /join ROOM --public  join the public room ROOM, which LAN peers can find
   /leave [ROOM]     leave a room (the current one by default)
-  /rooms            the rooms you are in
+  /rooms            the rooms you are in, with how many others are in each
+  /nearby           peers found on the LAN, and their public rooms
   /peers            connected peers: nick, fingerprint, address, round trip
   /history [N]      the last N lines kept of this room (default 50)
   /msg NICK TEXT    a direct message that only NICK sees
@@ -86,7 +96,17 @@ pub fn parse(line: &str) -> Input<'_> {
         "/verify" => Input::Verify(arg),
         "/trust" => Input::Trust(arg),
         "/nick" => arg.map_or(Input::Usage("/nick NAME"), Input::Nick),
-        "/join" => arg.map_or(Input::Usage("/join ROOM"), Input::Join),
+        "/join" => match (arg, words.next(), words.next()) {
+            (Some(room), None, None) => Input::Join {
+                room,
+                public: false,
+            },
+            (Some(room), Some("--public"), None) | (Some("--public"), Some(room), None) => {
+                Input::Join { room, public: true }
+            }
+            _ => Input::Usage("/join ROOM [--public]"),
+        },
+        "/nearby" => Input::Nearby,
         "/leave" => Input::Leave(arg),
         "/rooms" => Input::Rooms,
         "/peers" => Input::Peers,
@@ -141,6 +161,22 @@ mod tests {
             }
         );
         assert_eq!(parse("/leave"), Input::Leave(None));
+        assert_eq!(
+            parse("/join lan --public"),
+            Input::Join {
+                room: "lan",
+                public: true
+            }
+        );
+        assert_eq!(
+            parse("/join lan"),
+            Input::Join {
+                room: "lan",
+                public: false
+            }
+        );
+        assert!(matches!(parse("/join lan --loud"), Input::Usage(_)));
+        assert_eq!(parse("/nearby"), Input::Nearby);
         assert_eq!(parse("/quit now"), Input::Quit);
         assert_eq!(parse("/"), Input::Unknown("/"));
         assert_eq!(parse("//"), Input::Text("/"));

@@ -133,6 +133,11 @@ pub enum Event {
         /// What is shown, oldest first.
         lines: Vec<HistoryLine>,
     },
+    /// The peers found on the LAN (`/nearby`).
+    Nearby {
+        /// One per peer.
+        peers: Vec<NearbyLine>,
+    },
     /// A direct message (`/msg`), seen only by us.
     Direct {
         /// How the author is shown.
@@ -178,6 +183,20 @@ pub struct HistoryLine {
     pub text: String,
     /// For our own lines: `queued`, `sent` or `delivered`.
     pub status: Option<String>,
+}
+
+/// One peer of [`Event::Nearby`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NearbyLine {
+    /// Its short fingerprint.
+    pub fingerprint: String,
+    /// Where it is, when known.
+    pub addr: Option<String>,
+    /// The public rooms it is in (room names, without the mark), when
+    /// known.
+    pub public_rooms: Vec<String>,
+    /// Whether its rooms are known (only once connected).
+    pub rooms_known: bool,
 }
 
 /// A notice: a dropped line, a refused peer, a connection error.
@@ -361,6 +380,35 @@ impl Event {
                     }
                 }
                 out.push_str("\n--- end of history ---");
+                Ok(())
+            }
+            Event::Nearby { peers } => {
+                if peers.is_empty() {
+                    out.push_str("No peers found on the LAN (yet; discovery asks every few seconds, and --no-mdns turns it off)");
+                    return;
+                }
+                out.push_str("Peers on the LAN:");
+                for peer in peers {
+                    let _ = write!(out, "\n  Peer-{}", Inert(&peer.fingerprint));
+                    if let Some(addr) = &peer.addr {
+                        let _ = write!(out, " at {}", Inert(addr));
+                    }
+                    if !peer.rooms_known {
+                        out.push_str(": public rooms not known (join a public room to connect)");
+                    } else if peer.public_rooms.is_empty() {
+                        out.push_str(": in no public room");
+                    } else {
+                        out.push_str(": public ");
+                        for (i, room) in peer.public_rooms.iter().enumerate() {
+                            if i > 0 {
+                                out.push_str(", ");
+                            }
+                            out.push('#');
+                            push_inert(out, room);
+                        }
+                        out.push_str(" (/join NAME --public)");
+                    }
+                }
                 Ok(())
             }
             Event::Direct { from, text } => {

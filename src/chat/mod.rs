@@ -15,7 +15,7 @@ pub mod safety;
 pub mod sanitize;
 
 pub use address::{DialTarget, PeerAddress};
-pub use event::{Command, Event, HistoryLine, Notice, Received};
+pub use event::{Command, Event, HistoryLine, NearbyLine, Notice, Received};
 
 /// A short, lower-case description of an I/O error, without the OS error
 /// number that `io::Error`'s own `Display` appends.

@@ -95,6 +95,51 @@ pub fn check_room(name: &str) -> Result<(), NameError> {
     check_name("room", name)
 }
 
+/// How a public room is told apart from a private one of the same name:
+/// its key starts with this mark (`+lan`), which no room name can hold.
+/// A private room (the default) is joined only by peers that dial one of
+/// its members; a public one is also met through LAN discovery. The two
+/// never mix: `lobby` and `+lobby` are different rooms, on different
+/// topics, with different histories.
+pub const PUBLIC_MARK: char = '+';
+
+/// The key of the public room called `name`.
+///
+/// ```
+/// use rust_p2p_chat::chat::room::{public_room, is_public, room_name};
+///
+/// assert_eq!(public_room("lan"), "+lan");
+/// assert!(is_public("+lan") && !is_public("lan"));
+/// assert_eq!(room_name("+lan"), "lan");
+/// ```
+pub fn public_room(name: &str) -> String {
+    format!("{PUBLIC_MARK}{name}")
+}
+
+/// Whether a room key names a public room.
+pub fn is_public(room: &str) -> bool {
+    room.starts_with(PUBLIC_MARK)
+}
+
+/// The name of a room, without the public mark.
+pub fn room_name(room: &str) -> &str {
+    room.strip_prefix(PUBLIC_MARK).unwrap_or(room)
+}
+
+/// Checks a room key: a room name, or `+` and a room name for a public
+/// room.
+///
+/// ```
+/// use rust_p2p_chat::chat::room::check_room_key;
+///
+/// assert!(check_room_key("lobby").is_ok());
+/// assert!(check_room_key("+lobby").is_ok());
+/// assert!(check_room_key("++lobby").is_err());
+/// ```
+pub fn check_room_key(room: &str) -> Result<(), NameError> {
+    check_room(room_name(room))
+}
+
 /// Checks a nick: like a room name, and not `Peer` or `Peer-...`, which
 /// are how unnamed peers are shown.
 ///

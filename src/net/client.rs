@@ -98,10 +98,13 @@ impl Client {
         let _ = self.request(Request::Disconnect { peer }).await;
     }
 
-    /// Joins a room (subscribes to its topic).
-    pub async fn join(&self, room: &str) -> Result<(), Error> {
+    /// Joins a room (subscribes to its topic). A private room is the one
+    /// `founder` made, or a new one of ours when `None`; joining a room we
+    /// are in with another founder moves us to that founder's room.
+    pub async fn join(&self, room: &str, founder: Option<PeerId>) -> Result<(), Error> {
         self.request(Request::Join {
             room: room.to_owned(),
+            founder,
         })
         .await
     }
@@ -146,6 +149,15 @@ impl Client {
     pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
         let (reply, answer) = oneshot::channel();
         if self.request(Request::ListenAddrs { reply }).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// The peers found on the LAN, with the public rooms they are in.
+    pub async fn nearby(&self) -> Vec<super::NearbyPeer> {
+        let (reply, answer) = oneshot::channel();
+        if self.request(Request::Nearby { reply }).await.is_err() {
             return Vec::new();
         }
         answer.await.unwrap_or_default()

@@ -25,6 +25,7 @@ use super::behaviour::{self, Behaviour, BehaviourEvent};
 use super::room_frame::{self, RoomFrame};
 use super::{socket_addr, Error};
 use crate::chat::describe_io;
+use crate::chat::room::is_public;
 
 /// What a client asks of the event loop.
 #[derive(Debug)]
@@ -48,8 +49,12 @@ pub(super) enum Request {
     },
     /// Close every connection to a peer.
     Disconnect { peer: PeerId },
-    /// Subscribe to a room's topic.
-    Join { room: String },
+    /// Subscribe to a room's topic: for a private room, the one its
+    /// founder (us, when `None`) made.
+    Join {
+        room: String,
+        founder: Option<PeerId>,
+    },
     /// Unsubscribe from a room's topic.
     Leave { room: String },
     /// Publish an encoded room frame.
@@ -64,6 +69,25 @@ pub(super) enum Request {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    /// The peers found on the LAN, with the public rooms they are in.
+    Nearby {
+        reply: oneshot::Sender<Vec<NearbyPeer>>,
+    },
+}
+
+/// A peer found on the LAN by mDNS, for `/nearby`.
+#[derive(Debug, Clone)]
+pub struct NearbyPeer {
+    /// Its ID.
+    pub peer: PeerId,
+    /// Where mDNS says it is.
+    pub addr: Option<Multiaddr>,
+    /// The public rooms it is in, as far as we can tell: a peer's rooms
+    /// are known only once connected, which discovery does only while we
+    /// are in a public room ourselves (or the peer is).
+    pub public_rooms: Vec<String>,
+    /// Whether we are connected to it.
+    pub connected: bool,
 }
 
 /// A connected peer, for `/peers`.
@@ -207,7 +231,22 @@ pub(super) struct EventLoop {
     addresses: HashMap<PeerId, Multiaddr>,
     /// The peers with at least one connection, for sessions to watch.
     presence: watch::Sender<HashSet<PeerId>>,
+    /// The topic of each room we are in.
+    joined: HashMap<String, gossipsub::IdentTopic>,
+    /// The room of each topic we are in: messages and subscriptions on any
+    /// other topic (a private room of the same name, founded by someone
+    /// else) are none of ours.
+    topic_rooms: HashMap<gossipsub::TopicHash, String>,
+    /// The founder of each private room we are in, for peers that dial
+    /// us and ask which room we mean (see [`super::room_founder`]).
+    founders: super::room_founder::Founders,
+    /// Where LAN discovery last found each peer (at most
+    /// [`MAX_LAN_PEERS`]), for `/nearby`.
+    lan_addrs: HashMap<PeerId, Multiaddr>,
 }
+
+/// Peers found on the LAN whose address is remembered, at most.
+const MAX_LAN_PEERS: usize = 256;
 
 struct PendingPublish {
     room: String,
@@ -240,6 +279,7 @@ impl EventLoop {
         events: mpsc::Sender<NetEvent>,
         presence: watch::Sender<HashSet<PeerId>>,
         backlog: Arc<PublishBacklog>,
+        founders: super::room_founder::Founders,
     ) -> Self {
         Self {
             swarm,
@@ -257,6 +297,10 @@ impl EventLoop {
             dials: HashMap::new(),
             addresses: HashMap::new(),
             presence,
+            lan_addrs: HashMap::new(),
+            joined: HashMap::new(),
+            topic_rooms: HashMap::new(),
+            founders,
         }
     }
 
@@ -291,12 +335,16 @@ impl EventLoop {
         }
     }
 
-    /// Dials the peers mDNS found that we are not connected to. mDNS
+    /// Dials the peers mDNS found that we are not connected to, while we
+    /// are in a public room (see [`EventLoop::in_public_room`]). mDNS
     /// reports a peer once (until its record expires, minutes later), so
     /// a first dial that failed (both ends dialling each other while
     /// starting up, an interface not quite up) would leave it unconnected;
     /// the addresses come from mDNS itself.
     fn redial_lan_peers(&mut self) {
+        if !self.in_public_room() {
+            return;
+        }
         let Some(mdns) = self.swarm.behaviour().mdns.as_ref() else {
             return;
         };
@@ -348,12 +396,15 @@ impl EventLoop {
             if let Some(byte) = pending.data.get_mut(room_frame::ATTEMPT_BYTE) {
                 *byte = pending.attempt;
             }
-            let topic = room_frame::topic(&pending.room);
+            let Some(topic) = self.joined.get(&pending.room).cloned() else {
+                // Left the room meanwhile: nobody to say it to.
+                continue;
+            };
             let result = self
                 .swarm
                 .behaviour_mut()
                 .gossipsub
-                .publish(topic, pending.data.clone());
+                .publish(topic.clone(), pending.data.clone());
             if let Err(gossipsub::PublishError::AllQueuesFull(_)) = result {
                 if pending.since.elapsed() >= SLOW_DROP_AFTER {
                     // Nobody took it for too long: drop the members that
@@ -363,9 +414,7 @@ impl EventLoop {
                         .behaviour()
                         .gossipsub
                         .all_peers()
-                        .filter(|(_, topics)| {
-                            topics.contains(&&room_frame::topic(&pending.room).hash())
-                        })
+                        .filter(|(_, topics)| topics.contains(&&topic.hash()))
                         .map(|(peer, _)| *peer)
                         .collect();
                     for peer in stuck {
@@ -422,24 +471,61 @@ impl EventLoop {
             Request::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
-            Request::Join { room } => {
-                let topic = room_frame::topic(&room);
+            Request::Join { room, founder } => {
+                let founder = founder.unwrap_or(*self.swarm.local_peer_id());
+                let topic = room_frame::topic(&room, &founder);
+                if let Some(old) = self.joined.get(&room) {
+                    if old.hash() == topic.hash() {
+                        return;
+                    }
+                    let old = old.clone();
+                    self.topic_rooms.remove(&old.hash());
+                    let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&old);
+                }
                 let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
                 let _ = gossipsub.subscribe(&topic);
-                let _ = gossipsub.set_topic_params(topic, behaviour::topic_score());
+                let _ = gossipsub.set_topic_params(topic.clone(), behaviour::topic_score());
+                self.topic_rooms.insert(topic.hash(), room.clone());
+                // Peers already in that room said so before we were: gossipsub
+                // told us then, and will not again.
+                let hash = topic.hash();
+                let members: Vec<PeerId> = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .map(|(peer, _)| *peer)
+                    .collect();
+                for peer in members {
+                    self.emit(NetEvent::Subscribed {
+                        peer,
+                        room: room.clone(),
+                    });
+                }
+                if !is_public(&room) {
+                    if let Ok(mut founders) = self.founders.lock() {
+                        founders.insert(room.clone(), founder);
+                    }
+                }
+                self.joined.insert(room, topic);
             }
             Request::Leave { room } => {
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .unsubscribe(&room_frame::topic(&room));
+                if let Some(topic) = self.joined.remove(&room) {
+                    self.topic_rooms.remove(&topic.hash());
+                    let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+                }
+                if let Ok(mut founders) = self.founders.lock() {
+                    founders.remove(&room);
+                }
             }
             Request::Publish { room, data } if !self.pending.is_empty() => {
                 self.hold_publish(room, data);
             }
             Request::Publish { room, data } => {
-                let topic = room_frame::topic(&room);
+                let Some(topic) = self.joined.get(&room).cloned() else {
+                    return;
+                };
                 match self
                     .swarm
                     .behaviour_mut()
@@ -499,7 +585,61 @@ impl EventLoop {
             Request::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
+            Request::Nearby { reply } => {
+                let _ = reply.send(self.nearby());
+            }
         }
+    }
+
+    /// The peers mDNS found, each once, with the public rooms their
+    /// subscriptions show.
+    fn nearby(&self) -> Vec<NearbyPeer> {
+        let Some(mdns) = self.swarm.behaviour().mdns.as_ref() else {
+            return Vec::new();
+        };
+        let mut found: Vec<NearbyPeer> = Vec::new();
+        for peer in mdns.discovered_nodes() {
+            if found.iter().any(|n| n.peer == *peer) {
+                continue;
+            }
+            found.push(NearbyPeer {
+                peer: *peer,
+                addr: None,
+                public_rooms: Vec::new(),
+                connected: self.swarm.is_connected(peer),
+            });
+        }
+        for (peer, topics) in self.swarm.behaviour().gossipsub.all_peers() {
+            if let Some(nearby) = found.iter_mut().find(|n| n.peer == *peer) {
+                nearby.public_rooms = topics
+                    .iter()
+                    .filter_map(|t| room_frame::room_of(t))
+                    .filter(|room| is_public(room))
+                    .collect();
+                nearby.public_rooms.sort();
+            }
+        }
+        for nearby in &mut found {
+            nearby.addr = self
+                .lan_addrs
+                .get(&nearby.peer)
+                .or_else(|| self.addresses.get(&nearby.peer))
+                .cloned();
+        }
+        found.sort_by_key(|n| n.peer.to_string());
+        found
+    }
+
+    /// Whether we are in a public room: only then does LAN discovery dial
+    /// the peers it finds. A private room is joined by dialing one of its
+    /// members, never because a peer happens to be on the same network.
+    fn in_public_room(&self) -> bool {
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .topics()
+            .filter_map(room_frame::room_of)
+            .any(|room| is_public(&room))
     }
 
     /// A member whose queue overflowed: reported once, dropped when it
@@ -552,8 +692,10 @@ impl EventLoop {
         id: gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
-        let (Some(author), Some(room)) = (message.source, room_frame::room_of(&message.topic))
-        else {
+        let (Some(author), Some(room)) = (
+            message.source,
+            self.topic_rooms.get(&message.topic).cloned(),
+        ) else {
             self.judge(&id, &source, gossipsub::MessageAcceptance::Reject);
             return;
         };
@@ -672,10 +814,21 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
+                peer_id,
                 error,
-                ..
             } => {
                 if let Some(pending) = self.dials.remove(&connection_id) {
+                    // The peer answered, but a connection to it is open
+                    // already (it dialled us at the same moment, or we
+                    // met it another way) and a further one is over the
+                    // per-peer limit: the user's dial reached whom it was
+                    // meant for, so it succeeded.
+                    if let (DialError::Denied { .. }, Some(peer)) = (&error, peer_id) {
+                        if self.swarm.is_connected(&peer) {
+                            let _ = pending.reply.send(Ok(peer));
+                            return;
+                        }
+                    }
                     let _ = pending.reply.send(Err(Error::Dial {
                         addr: pending.addr.to_string(),
                         cause: describe_dial(&error),
@@ -700,7 +853,7 @@ impl EventLoop {
                     message,
                 } => self.on_room_message(propagation_source, message_id, message),
                 gossipsub::Event::Subscribed { peer_id, topic, .. } => {
-                    if let Some(room) = room_frame::room_of(&topic) {
+                    if let Some(room) = self.topic_rooms.get(&topic).cloned() {
                         self.emit(NetEvent::Subscribed {
                             peer: peer_id,
                             room,
@@ -709,7 +862,7 @@ impl EventLoop {
                 }
                 gossipsub::Event::SlowPeer { peer_id, .. } => self.on_slow_peer(peer_id),
                 gossipsub::Event::Unsubscribed { peer_id, topic } => {
-                    if let Some(room) = room_frame::room_of(&topic) {
+                    if let Some(room) = self.topic_rooms.get(&topic).cloned() {
                         self.emit(NetEvent::Unsubscribed {
                             peer: peer_id,
                             room,
@@ -718,7 +871,20 @@ impl EventLoop {
                 }
                 _ => {}
             },
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Expired(gone))) => {
+                for (peer, _) in gone {
+                    self.lan_addrs.remove(&peer);
+                }
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in &found {
+                    if self.lan_addrs.len() < MAX_LAN_PEERS || self.lan_addrs.contains_key(peer) {
+                        self.lan_addrs.insert(*peer, addr.clone());
+                    }
+                }
+                if !self.in_public_room() {
+                    return;
+                }
                 let local = *self.swarm.local_peer_id();
                 for (peer, addr) in found {
                     if peer == local

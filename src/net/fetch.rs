@@ -139,7 +139,7 @@ impl Fetch {
     }
 }
 
-async fn write_message<T: Serialize>(
+pub(super) async fn write_message<T: Serialize>(
     stream: &mut (impl tokio::io::AsyncWrite + Unpin),
     message: &T,
 ) -> io::Result<()> {
@@ -154,7 +154,7 @@ async fn write_message<T: Serialize>(
 
 /// Reads one length-prefixed message of at most `max` bytes: the length is
 /// checked before anything is allocated.
-async fn read_message<T: for<'de> Deserialize<'de>>(
+pub(super) async fn read_message<T: for<'de> Deserialize<'de>>(
     stream: &mut (impl tokio::io::AsyncRead + Unpin),
     max: usize,
 ) -> io::Result<T> {

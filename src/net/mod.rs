@@ -15,6 +15,7 @@ mod client;
 mod event_loop;
 pub mod fetch;
 pub mod frame;
+pub mod room_founder;
 pub mod room_frame;
 mod stall;
 
@@ -33,7 +34,7 @@ pub use behaviour::{
 };
 pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
 pub use event_loop::{
-    NetEvent, PeerInfo, PublishBacklog, RATE_BURST, RATE_PER_SECOND, SLOW_DROP_AFTER,
+    NearbyPeer, NetEvent, PeerInfo, PublishBacklog, RATE_BURST, RATE_PER_SECOND, SLOW_DROP_AFTER,
 };
 
 use crate::chat::line::DEFAULT_MAX_LINE;
@@ -183,7 +184,9 @@ pub fn start(
         .map_err(|e| Error::Start(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
-    let control = swarm.behaviour().stream.new_control();
+    let mut control = swarm.behaviour().stream.new_control();
+    let founders = room_founder::Founders::default();
+    let questions = room_founder::accept(&mut control)?;
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (presence, presence_rx) = watch::channel(HashSet::new());
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -194,8 +197,10 @@ pub fn start(
         events,
         presence,
         std::sync::Arc::clone(&backlog),
+        std::sync::Arc::clone(&founders),
     );
     tokio::spawn(event_loop.run());
+    tokio::spawn(room_founder::answer(questions, founders));
     let client = Client {
         requests,
         control,

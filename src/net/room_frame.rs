@@ -15,7 +15,9 @@
 use libp2p::gossipsub::{self, MessageId, TopicHash};
 use serde::{Deserialize, Serialize};
 
-use crate::chat::room::{check_nick, check_room};
+use libp2p::PeerId;
+
+use crate::chat::room::{check_nick, check_room_key, is_public};
 
 /// Topic names are this prefix and the room name.
 pub const TOPIC_PREFIX: &str = "rust-p2p-chat/room/";
@@ -37,15 +39,35 @@ const KIND_HAVE: u8 = 3;
 /// Authors' sessions one message may list as held.
 pub const MAX_HOLDINGS: usize = 64;
 
-/// The gossipsub topic of a room.
-pub fn topic(room: &str) -> gossipsub::IdentTopic {
-    gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{room}"))
+/// The gossipsub topic of a room. A public room's topic is its name, so
+/// everyone on the LAN who joins it meets. A private room's topic also
+/// names its founder (the member whose address the others dialled, or
+/// whoever made it), so two private rooms of one name (every chat is
+/// `lobby` unless named) never mix, even when their members meet on the
+/// network for another reason.
+pub fn topic(room: &str, founder: &PeerId) -> gossipsub::IdentTopic {
+    if is_public(room) {
+        gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{room}"))
+    } else {
+        gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{room}/{founder}"))
+    }
 }
 
-/// The room of a topic, if it is a valid room topic.
+/// The room a topic names, if it is a valid room topic, whoever founded
+/// it (a public room's key keeps its mark, see
+/// [`crate::chat::room::PUBLIC_MARK`]).
 pub fn room_of(topic: &TopicHash) -> Option<String> {
-    let room = topic.as_str().strip_prefix(TOPIC_PREFIX)?;
-    check_room(room).ok()?;
+    let rest = topic.as_str().strip_prefix(TOPIC_PREFIX)?;
+    let room = match rest.split_once('/') {
+        Some((room, founder)) if !is_public(room) => {
+            founder.parse::<PeerId>().ok()?;
+            room
+        }
+        Some(_) => return None,
+        None if is_public(rest) => rest,
+        None => return None,
+    };
+    check_room_key(room).ok()?;
     Some(room.to_owned())
 }
 
@@ -337,7 +359,7 @@ mod tests {
             source: Some(peer),
             data: frame.encode(),
             sequence_number: None,
-            topic: topic("lobby").hash(),
+            topic: topic("lobby", &peer).hash(),
         };
         let a = lines(&["same"]);
         let mut b = lines(&["same"]);
@@ -345,7 +367,28 @@ mod tests {
         assert_ne!(message_id(&msg(&a)), message_id(&msg(&b)));
         assert_eq!(message_id(&msg(&a)), message_id(&msg(&lines(&["other"]))));
         let mut elsewhere = msg(&a);
-        elsewhere.topic = topic("side").hash();
+        elsewhere.topic = topic("side", &peer).hash();
         assert_ne!(message_id(&msg(&a)), message_id(&elsewhere));
+    }
+
+    #[test]
+    fn private_rooms_of_one_name_have_a_topic_per_founder() {
+        let [a, b] = [(); 2].map(|()| {
+            libp2p::identity::Keypair::generate_ed25519()
+                .public()
+                .to_peer_id()
+        });
+        assert_ne!(topic("lobby", &a).hash(), topic("lobby", &b).hash());
+        assert_eq!(topic("+lan", &a).hash(), topic("+lan", &b).hash());
+        assert_ne!(topic("lobby", &a).hash(), topic("+lobby", &a).hash());
+        for t in [topic("lobby", &a), topic("+lan", &b)] {
+            let room = room_of(&t.hash()).unwrap();
+            assert!(room == "lobby" || room == "+lan");
+        }
+        let hash = |s: &str| TopicHash::from_raw(format!("{TOPIC_PREFIX}{s}"));
+        assert_eq!(room_of(&hash("lobby")), None);
+        assert_eq!(room_of(&hash("lobby/not-a-peer")), None);
+        assert_eq!(room_of(&hash(&format!("+lan/{a}"))), None);
+        assert_eq!(room_of(&hash(&format!("bad name/{a}"))), None);
     }
 }

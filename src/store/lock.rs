@@ -41,6 +41,14 @@ pub struct DirLock {
     path: PathBuf,
 }
 
+/// Profiles of a data directory in use that [`DirLock::acquire_profile`]
+/// tries, at most (numbered from 2: the data directory itself is the
+/// first).
+pub const MAX_PROFILES: u32 = 16;
+
+/// Where the profiles of a data directory live, inside it.
+pub const PROFILES_DIR: &str = "profiles";
+
 impl DirLock {
     /// Locks `dir` (creating it, private to the user, if it is missing) for
     /// this process, or says that another process has it.
@@ -86,6 +94,35 @@ impl DirLock {
         Ok(DirLock { _file: file, path })
     }
 
+    /// Locks `base`, or when another program holds it, the first free
+    /// profile `base/profiles/N` (N from 2 to [`MAX_PROFILES`]): so two
+    /// chats started on one machine with no flags each get an identity and
+    /// a history of their own. Returns the lock, the directory locked and,
+    /// for a profile, its number.
+    ///
+    /// # Errors
+    ///
+    /// As [`DirLock::acquire`]; [`Error::Locked`] (for `base`) when every
+    /// profile is in use too.
+    pub fn acquire_profile(base: &Path) -> Result<(DirLock, PathBuf, Option<u32>), Error> {
+        match DirLock::acquire(base) {
+            Ok(lock) => return Ok((lock, base.to_owned(), None)),
+            Err(Error::Locked { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        for n in 2..=MAX_PROFILES {
+            let dir = base.join(PROFILES_DIR).join(n.to_string());
+            match DirLock::acquire(&dir) {
+                Ok(lock) => return Ok((lock, dir, Some(n))),
+                Err(Error::Locked { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Locked {
+            path: base.to_owned(),
+        })
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -125,6 +162,25 @@ mod tests {
         drop(first);
         let again = DirLock::acquire(dir.path()).unwrap();
         assert_eq!(fs::read_to_string(again.path()).unwrap().trim(), pid);
+    }
+
+    #[test]
+    fn a_directory_in_use_hands_out_the_next_free_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("data");
+        let (_first, first_dir, first_n) = DirLock::acquire_profile(&base).unwrap();
+        assert_eq!((first_dir.as_path(), first_n), (base.as_path(), None));
+        let (second, second_dir, second_n) = DirLock::acquire_profile(&base).unwrap();
+        assert_eq!(second_n, Some(2));
+        assert_eq!(second_dir, base.join("profiles").join("2"));
+        let (_third, _, third_n) = DirLock::acquire_profile(&base).unwrap();
+        assert_eq!(third_n, Some(3));
+        // A profile let go is handed out again.
+        drop(second);
+        let (_again, _, again_n) = DirLock::acquire_profile(&base).unwrap();
+        assert_eq!(again_n, Some(2));
+        // An explicit directory in use is still refused.
+        assert!(matches!(DirLock::acquire(&base), Err(Error::Locked { .. })));
     }
 
     #[test]

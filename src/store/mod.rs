@@ -24,7 +24,7 @@ pub use history::{
 pub use known_peers::{
     Check, KnownPeers, KNOWN_PEERS_FILE, MAX_FILE_LEN, MAX_LABELS, MAX_LABEL_LEN, MAX_PEERS,
 };
-pub use lock::{DirLock, LOCK_FILE};
+pub use lock::{DirLock, LOCK_FILE, MAX_PROFILES, PROFILES_DIR};
 pub use worker::{Store, JOB_QUEUE};
 
 use std::fs::OpenOptions;

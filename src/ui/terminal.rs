@@ -17,8 +17,9 @@ use super::Style;
 use crate::app::Shutdown;
 use crate::chat::{Command, Event};
 
-/// The input prompt.
-const PROMPT: &str = "> ";
+/// The input prompt, as the classic example session shows it
+/// (`You: Hello from server!`).
+pub const PROMPT: &str = "You: ";
 
 /// Lines of typed history kept for up/down.
 const HISTORY: usize = 500;
