@@ -134,6 +134,32 @@ fn escape_sequences_are_rendered_inert() {
 }
 
 #[test]
+fn invisible_characters_are_shown_escaped() {
+    // A bidi mark, the line and paragraph separators, and tag characters
+    // (text hidden in plain sight): each is spelled out, none printed raw.
+    let (mut listener, mut raw) = listener_with_raw_peer(&[]);
+    let sent = [
+        ("mark\u{61c}", "mark\\u{61c}"),
+        ("line\u{2028}break", "line\\u{2028}break"),
+        ("para\u{2029}break", "para\\u{2029}break"),
+        ("tag\u{e0041}", "tag\\u{e0041}"),
+    ];
+    for (text, _) in &sent {
+        raw.send(format!("{text}\n").as_bytes());
+    }
+    for (_, shown) in &sent {
+        listener.expect_next(&format!("Peer: {shown}"));
+    }
+    let raw_chars = ['\u{61c}', '\u{2028}', '\u{2029}', '\u{e0041}'];
+    let leaked: Vec<&String> = listener
+        .seen
+        .iter()
+        .filter(|line| line.contains(raw_chars))
+        .collect();
+    assert!(leaked.is_empty(), "printed raw: {leaked:?}");
+}
+
+#[test]
 fn lines_are_whole_whatever_the_segmentation() {
     let (mut listener, mut raw) = listener_with_raw_peer(&[]);
     for byte in b"one line\r\nand another\n" {

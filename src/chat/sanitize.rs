@@ -5,16 +5,29 @@
 //! output, retitle the window or (OSC 52) set the clipboard. So every
 //! character that a terminal would interpret instead of print is replaced by
 //! a visible spelling of itself: C0 controls (except tab) and DEL in caret
-//! notation (`^[`, `^?`), C1 controls and the Unicode bidirectional
-//! overrides as `\u{..}` escapes. The result is safe on a terminal and in a
-//! pipe alike, and a reader can still see what was sent.
+//! notation (`^[`, `^?`), C1 controls as `\u{..}` escapes.
 //!
-//! The common case, printable ASCII, is copied in one go; only the slow path
-//! looks at characters one by one.
+//! Characters that print nothing are spelled out the same way, because what
+//! a reader cannot see can still change what they read: every format
+//! character (general category Cf: the bidi marks, embeddings, overrides
+//! and isolates that reorder a line, the zero-width spaces and joiners, the
+//! soft hyphen, the byte order mark), the line and paragraph separators
+//! (Zl, Zp), the variation selectors, and the tag characters U+E0000 to
+//! U+E007F, which can carry a whole hidden message. See [`is_invisible`].
+//! That includes the zero-width joiner and the emoji presentation selector,
+//! so a joined emoji such as 👩‍💻 shows as its parts with `\u{200d}` between
+//! them, and the zero-width non-joiner some Persian spellings use shows as
+//! `\u{200c}`: a chat where a name or a line can be made to look like
+//! another is worse than one that shows such text a little awkwardly.
+//!
+//! The result is safe on a terminal and in a pipe alike, and a reader can
+//! still see what was sent. The common case, printable ASCII, is copied in
+//! one go; only the slow path looks at characters one by one.
 
 use std::fmt;
 
-/// Appends `text` to `out` with every control character made visible.
+/// Appends `text` to `out` with every control and invisible character made
+/// visible.
 ///
 /// ```
 /// use rust_p2p_chat::chat::sanitize::push_inert;
@@ -31,7 +44,8 @@ pub fn push_inert(out: &mut String, text: &str) {
     }
 }
 
-/// `text` with every control character made visible, as a new string.
+/// `text` with every control and invisible character made visible, as a new
+/// string.
 ///
 /// ```
 /// use rust_p2p_chat::chat::sanitize::inert;
@@ -105,19 +119,81 @@ fn push_char_inert(out: &mut String, c: char) {
             out.push(char::from(c as u8 + 0x40));
         }
         '\x7f' => out.push_str("^?"),
-        // C1 controls (a single-character CSI is U+009B), and the invisible
-        // characters that reorder or hide text (bidi overrides, isolates).
-        '\u{80}'..='\u{9f}'
-        | '\u{200e}'
-        | '\u{200f}'
-        | '\u{202a}'..='\u{202e}'
-        | '\u{2066}'..='\u{2069}' => {
-            use std::fmt::Write as _;
-            // Writing to a String cannot fail.
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        }
+        // C1 controls: a single-character CSI is U+009B.
+        '\u{80}'..='\u{9f}' => push_escaped(out, c),
+        c if is_invisible(c) => push_escaped(out, c),
         _ => out.push(c),
     }
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+}
+
+/// Code points that print nothing, as sorted, disjoint, inclusive ranges:
+/// general category Cf as of Unicode 16.0, the line and paragraph
+/// separators, the variation selectors and the tag block. Neighbouring
+/// ranges are merged, so this is not a copy of the Unicode tables.
+const INVISIBLE: &[(u32, u32)] = &[
+    (0x00ad, 0x00ad),   // soft hyphen
+    (0x0600, 0x0605),   // Arabic number signs
+    (0x061c, 0x061c),   // Arabic letter mark
+    (0x06dd, 0x06dd),   // Arabic end of ayah
+    (0x070f, 0x070f),   // Syriac abbreviation mark
+    (0x0890, 0x0891),   // Arabic pound and piastre marks above
+    (0x08e2, 0x08e2),   // Arabic disputed end of ayah
+    (0x180e, 0x180e),   // Mongolian vowel separator
+    (0x200b, 0x200f),   // zero-width space, non-joiner, joiner; LRM, RLM
+    (0x2028, 0x202e),   // line and paragraph separators; bidi embeddings, overrides
+    (0x2060, 0x2064),   // word joiner, invisible operators
+    (0x2066, 0x206f),   // bidi isolates, deprecated format characters
+    (0xfe00, 0xfe0f),   // variation selectors
+    (0xfeff, 0xfeff),   // zero-width no-break space (byte order mark)
+    (0xfff9, 0xfffb),   // interlinear annotation
+    (0x110bd, 0x110bd), // Kaithi number sign
+    (0x110cd, 0x110cd), // Kaithi number sign above
+    (0x13430, 0x1343f), // Egyptian hieroglyph format controls
+    (0x1bca0, 0x1bca3), // shorthand format controls
+    (0x1d173, 0x1d17a), // musical symbol begin and end controls
+    (0xe0000, 0xe007f), // tags
+    (0xe0100, 0xe01ef), // variation selectors supplement
+];
+
+/// True for a character that prints nothing but can change how the text
+/// around it reads: a format character (bidi controls, zero-width
+/// characters and the like), a line or paragraph separator, a variation
+/// selector, or a tag character. Controls (C0, DEL, C1) are not included;
+/// see [`char::is_control`].
+///
+/// ```
+/// use rust_p2p_chat::chat::sanitize::is_invisible;
+///
+/// assert!(is_invisible('\u{202e}')); // right-to-left override
+/// assert!(is_invisible('\u{2028}')); // line separator
+/// assert!(is_invisible('\u{e0041}')); // tag latin capital letter A
+/// assert!(!is_invisible('a'));
+/// assert!(!is_invisible('\u{1b}'));
+/// ```
+pub fn is_invisible(c: char) -> bool {
+    let cp = u32::from(c);
+    // Everything below the soft hyphen is ASCII, a control or a visible
+    // Latin-1 character: most text never reaches the search.
+    if cp < 0xad {
+        return false;
+    }
+    INVISIBLE
+        .binary_search_by(|&(lo, hi)| {
+            if hi < cp {
+                std::cmp::Ordering::Less
+            } else if lo > cp {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -199,6 +275,123 @@ mod tests {
     #[test]
     fn bidi_overrides_are_escaped() {
         assert_eq!(inert("a\u{202e}b\u{2066}c"), "a\\u{202e}b\\u{2066}c");
+    }
+
+    /// General category Cf (format) in Unicode 16.0, range by range as
+    /// `DerivedGeneralCategory.txt` lists it. Unicode 16.0 added none; 15.0
+    /// grew the Egyptian hieroglyph controls to U+1343F.
+    const FORMAT: &[(u32, u32)] = &[
+        (0x00ad, 0x00ad),
+        (0x0600, 0x0605),
+        (0x061c, 0x061c),
+        (0x06dd, 0x06dd),
+        (0x070f, 0x070f),
+        (0x0890, 0x0891),
+        (0x08e2, 0x08e2),
+        (0x180e, 0x180e),
+        (0x200b, 0x200f),
+        (0x202a, 0x202e),
+        (0x2060, 0x2064),
+        (0x2066, 0x206f),
+        (0xfeff, 0xfeff),
+        (0xfff9, 0xfffb),
+        (0x110bd, 0x110bd),
+        (0x110cd, 0x110cd),
+        (0x13430, 0x1343f),
+        (0x1bca0, 0x1bca3),
+        (0x1d173, 0x1d17a),
+        (0xe0001, 0xe0001),
+        (0xe0020, 0xe007f),
+    ];
+
+    /// The rest of what must be shown escaped: the line and paragraph
+    /// separators (Zl, Zp), the variation selectors, and the whole tag
+    /// block (U+E0000 is unassigned but still hides text).
+    const OTHER_INVISIBLE: &[(u32, u32)] = &[
+        (0x2028, 0x2029),
+        (0xfe00, 0xfe0f),
+        (0xe0000, 0xe007f),
+        (0xe0100, 0xe01ef),
+    ];
+
+    fn spec_chars(ranges: &[(u32, u32)]) -> impl Iterator<Item = char> + '_ {
+        ranges
+            .iter()
+            .flat_map(|&(lo, hi)| lo..=hi)
+            .map(|cp| char::from_u32(cp).unwrap_or_else(|| panic!("{cp:#x} is not a char")))
+    }
+
+    fn escaped(c: char) -> String {
+        format!("\\u{{{:x}}}", c as u32)
+    }
+
+    #[test]
+    fn the_lookup_table_is_sorted_and_disjoint() {
+        // The binary search in `is_invisible` relies on it.
+        for pair in INVISIBLE.windows(2) {
+            assert!(pair[0].0 <= pair[0].1 && pair[0].1 < pair[1].0, "{pair:x?}");
+        }
+    }
+
+    #[test]
+    fn every_format_character_is_escaped() {
+        let mut count = 0;
+        for c in spec_chars(FORMAT) {
+            assert_eq!(inert(&format!("a{c}b")), format!("a{}b", escaped(c)));
+            count += 1;
+        }
+        assert_eq!(count, 170, "the Cf table lost or gained a character");
+    }
+
+    #[test]
+    fn separators_variation_selectors_and_tags_are_escaped() {
+        for c in spec_chars(OTHER_INVISIBLE) {
+            assert_eq!(inert(&c.to_string()), escaped(c));
+        }
+    }
+
+    #[test]
+    fn the_neighbours_of_every_escaped_range_are_kept() {
+        let all: Vec<(u32, u32)> = FORMAT.iter().chain(OTHER_INVISIBLE).copied().collect();
+        let listed = |cp: u32| all.iter().any(|&(lo, hi)| (lo..=hi).contains(&cp));
+        for &(lo, hi) in &all {
+            for cp in [lo - 1, hi + 1] {
+                let Some(c) = char::from_u32(cp) else {
+                    continue;
+                };
+                if listed(cp) || c.is_control() {
+                    continue;
+                }
+                assert_eq!(inert(&c.to_string()), c.to_string(), "{cp:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_in_many_scripts_is_unchanged() {
+        for text in [
+            "Ελληνικά, русский, עברית, مرحبا, नमस्ते, ไทย, 한국어, 日本語",
+            "e\u{301} n\u{303}: combining marks are letters' business",
+            "🌍🎉👍🏽 one emoji each, skin tone included",
+        ] {
+            assert_eq!(inert(text), text);
+        }
+    }
+
+    #[test]
+    fn joiners_and_emoji_selectors_are_shown() {
+        // Zero-width joiner and the emoji presentation selector are
+        // invisible too: a joined emoji shows its parts and the joins.
+        assert_eq!(
+            inert("\u{1f469}\u{200d}\u{1f4bb} \u{2764}\u{fe0f}"),
+            "\u{1f469}\\u{200d}\u{1f4bb} \u{2764}\\u{fe0f}"
+        );
+    }
+
+    #[test]
+    fn hidden_tag_text_is_spelled_out() {
+        // "hi" in tag characters: invisible on most terminals.
+        assert_eq!(inert("ok\u{e0068}\u{e0069}"), "ok\\u{e0068}\\u{e0069}");
     }
 
     #[test]
