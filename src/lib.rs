@@ -30,9 +30,9 @@
 //!
 //! - [`chat`]: plain data and pure logic — [`Event`](chat::Event) and
 //!   [`Command`](chat::Command), line splitting with a size limit, making peer
-//!   text safe for a terminal, address parsing. No I/O. Start here to change
-//!   what a user sees: every status line is written in
-//!   [`Event::render`](chat::Event::render).
+//!   text safe for a terminal (and JSON safe to print), address parsing. No
+//!   I/O. Start here to change what a user sees: every status line is written
+//!   in [`Event::render`](chat::Event::render).
 //! - [`classic`]: the plain-protocol engine (TCP, one line per message).
 //! - [`net`]: the secure engine on rust-libp2p (Noise, Yamux, gossipsub
 //!   rooms with the wire format in [`net::room_frame`], mDNS, the direct

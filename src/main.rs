@@ -176,7 +176,10 @@ fn show_history(args: &Args, options: &HistoryArgs) -> anyhow::Result<()> {
                 "session": format!("{:016x}", message.session),
                 "line": message.line,
             });
-            writeln!(out, "{object}")?;
+            // Peer text may hold what a terminal would act on (DEL, C1,
+            // bidi controls): those are escaped, not written raw.
+            rust_p2p_chat::chat::json::to_writer(&mut out, &object)?;
+            writeln!(out)?;
         } else {
             let place = message
                 .room

@@ -13,7 +13,7 @@ use std::process::{ChildStdin, Command};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{port_of, Peer, TIMEOUT};
+use common::{port_of, Peer, RawPeer, BIN, TIMEOUT};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -407,6 +407,39 @@ fn history_json_has_every_field() {
     receiver.close_input();
     assert!(receiver.wait_exit().success());
     assert_eq!(Peer::history_json(b.path()), held);
+}
+
+#[test]
+fn history_json_escapes_what_a_terminal_would_act_on() {
+    // A plain listener keeps what a raw socket sent: DEL, a one-character
+    // CSI (U+009B) and a right-to-left override.
+    let dir = data_dir();
+    let mut listener = Peer::start(&["--plain", "--listen", "0", "--data-dir", utf8(dir.path())]);
+    let port = port_of(&listener.expect_prefix("Listening on: 0.0.0.0:"));
+    let mut raw = RawPeer::connect(port);
+    listener.expect_line("Type messages and press Enter to send (Ctrl+C to exit)");
+    let text = "del\x7f csi\u{9b}31m rlo\u{202e}txt";
+    raw.send(format!("{text}\n").as_bytes());
+    listener.expect_line("Peer: del^? csi\\u{9b}31m rlo\\u{202e}txt");
+    // Parsed, the JSON gives back the very text that was sent.
+    wait_for_history(dir.path(), Duration::from_secs(10), |h| {
+        h.iter().any(|m| m["text"] == text)
+    });
+
+    let output = Command::new(BIN)
+        .args(["history", "--json", "--data-dir", utf8(dir.path())])
+        .output()
+        .expect("run history --json");
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let raw_chars: Vec<char> = printed
+        .chars()
+        .filter(|&c| (c.is_control() && c != '\n') || c == '\u{202e}')
+        .collect();
+    assert!(raw_chars.is_empty(), "raw in {printed:?}: {raw_chars:?}");
+    for escape in [r"\u007f", r"\u009b", r"\u202e"] {
+        assert!(printed.contains(escape), "no {escape} in {printed:?}");
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::io;
 pub mod address;
 pub mod command;
 pub mod event;
+pub mod json;
 pub mod line;
 pub mod room;
 pub mod safety;
