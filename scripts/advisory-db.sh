@@ -24,9 +24,9 @@ if [ -z "$date" ]; then
     exit 1
 fi
 
-# cargo-deny keeps the default database (https://github.com/rustsec/advisory-db)
+# cargo-deny 0.20 keeps the default database (https://github.com/RustSec/advisory-db)
 # in a directory named after a hash of that URL.
-target="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/github.com-2f857891b7f43c59"
+target="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/advisory-db-3157b0e258782691"
 
 snapshot_epoch=$(date -d "$date" +%s)
 if [ -d "$target/.git" ]; then
