@@ -391,3 +391,70 @@ fn a_peer_that_stops_reading_is_reported_slow_then_dropped_and_memory_stays_boun
     drop(connector);
     let _ = flooder.join();
 }
+
+/// The binary with the data home `home` (where the default data directory
+/// is), mDNS on, and `args`.
+fn with_data_home(home: &std::path::Path, args: &[&str]) -> Peer {
+    let var = format!("XDG_DATA_HOME={}", home.display());
+    let mut all = vec![var.as_str(), common::BIN];
+    all.extend_from_slice(args);
+    Peer::start_with_program("env", &all)
+}
+
+#[test]
+fn two_programs_on_one_machine_chat_through_the_prompts_with_no_flags() {
+    let home = data_dir();
+    // The seed's "Testing Locally": the same command in two terminals.
+    let mut a = with_data_home(home.path(), &[]);
+    a.send("");
+    a.send("0");
+    let port = common::port_of(&a.expect_prefix("Listening on: 0.0.0.0:"));
+    a.expect_line("Waiting for peer to connect...");
+    let mut b = with_data_home(home.path(), &[]);
+    b.expect_stderr("runs as profile 2");
+    b.send(&format!("127.0.0.1:{port}"));
+    b.expect_line("Connected to peer!");
+    b.expect_secure_chat();
+    // The listener's lines come in the classic order, once.
+    a.expect_prefix("Peer connected from: 127.0.0.1:");
+    a.expect_secure_chat();
+    b.send("hello from the second terminal");
+    a.expect_line("Peer: hello from the second terminal");
+    a.send("and back");
+    b.expect_line("Peer: and back");
+    let own = |peer: &Peer| {
+        peer.seen
+            .iter()
+            .find(|l| l.starts_with("Your identity: "))
+            .map(|l| peer_id_of(l))
+    };
+    assert_ne!(own(&a), own(&b), "the two share one identity");
+    assert!(home
+        .path()
+        .join("rust-p2p-chat/profiles/2/identity.key")
+        .exists());
+}
+
+#[test]
+fn fresh_pairs_with_lan_discovery_on_connect_every_time() {
+    // LAN discovery (on by default) once dialled the listener by itself at
+    // the moment the user's dial did, and the second connection was refused
+    // by the per-peer limit in some pairs.
+    for i in 0..20 {
+        let (da, db) = (data_dir(), data_dir());
+        let dir_a = da.path().to_str().expect("utf-8");
+        let mut a = Peer::start(&["--listen", "0", "--data-dir", dir_a]);
+        let port = common::port_of(&a.expect_prefix("Listening on: 0.0.0.0:"));
+        let target = format!("127.0.0.1:{port}");
+        let dir_b = db.path().to_str().expect("utf-8");
+        let mut b = Peer::start(&["--connect", &target, "--data-dir", dir_b]);
+        if b.output_containing_within("Connected to peer!", TIMEOUT)
+            .is_none()
+        {
+            panic!("pair {i} did not connect: {:?}", b.expect_stderr("error"));
+        }
+        a.expect_prefix("Peer connected from: 127.0.0.1:");
+        b.send(&format!("pair {i}"));
+        a.expect_line(&format!("Peer: pair {i}"));
+    }
+}
