@@ -6,9 +6,14 @@ use std::io::Read;
 use std::thread;
 use std::time::Duration;
 
-use common::{closed_port, raw_listener, Peer, RawPeer};
+use common::{closed_port, port_of, raw_listener, Peer, RawPeer};
 
 const READY: &str = "Type messages and press Enter to send (Ctrl+C to exit)";
+
+/// A pause longer than any grace period after our input ends: a peer that
+/// speaks only after it must still be heard. Waiting is the scenario here,
+/// not a guess at how long something takes.
+const PAUSE: Duration = Duration::from_millis(1500);
 
 /// A listener with a raw socket peer connected to it, ready to chat.
 fn listener_with_raw_peer(extra: &[&str]) -> (Peer, RawPeer) {
@@ -282,6 +287,68 @@ fn input_end_delivers_everything_then_closes() {
     assert_eq!(raw.read_line().as_deref(), Some("b"));
     assert_eq!(raw.read_line(), None, "closed after the last line");
     raw.finish();
+    assert!(peer.wait_exit().success());
+}
+
+/// A plain listener whose stdin is already at EOF, as with `</dev/null`.
+fn listener_without_input() -> (Peer, u16) {
+    let mut listener = Peer::start(&["--plain", "--listen", "0"]);
+    listener.close_input();
+    let port = port_of(&listener.expect_prefix("Listening on: 0.0.0.0:"));
+    listener.expect_next("Waiting for peer to connect...");
+    (listener, port)
+}
+
+#[test]
+fn listener_without_input_shows_a_piped_connector() {
+    let (mut listener, port) = listener_without_input();
+    let mut connector = Peer::connect(port);
+    connector.send("a");
+    connector.send("b");
+    connector.close_input();
+    listener.expect_prefix("Peer connected from: 127.0.0.1:");
+    listener.expect_line("Peer: a");
+    listener.expect_next("Peer: b");
+    assert!(connector.wait_exit().success());
+    assert!(listener.wait_exit().success());
+}
+
+#[test]
+fn listener_without_input_hears_the_peer_until_it_closes() {
+    let (mut listener, port) = listener_without_input();
+    let mut raw = RawPeer::connect(port);
+    listener.expect_prefix("Peer connected from: 127.0.0.1:");
+    // However late the peer speaks, and however long it pauses, the
+    // listener shows it.
+    thread::sleep(PAUSE);
+    raw.send(b"a\nb\n");
+    listener.expect_line("Peer: a");
+    listener.expect_next("Peer: b");
+    thread::sleep(PAUSE);
+    raw.send(b"c\n");
+    listener.expect_next("Peer: c");
+    raw.finish();
+    listener.expect_next("Peer disconnected");
+    assert_eq!(raw.read_line(), None, "closed once the peer closed");
+    assert!(listener.wait_exit().success());
+}
+
+#[test]
+fn connector_whose_input_ended_hears_the_listener_until_it_closes() {
+    let (raw_listener, port) = raw_listener();
+    let mut peer = Peer::start(&["--plain", "--connect", &format!("127.0.0.1:{port}")]);
+    let (stream, _) = raw_listener.accept().unwrap();
+    let mut raw = RawPeer::from_stream(stream);
+    peer.expect_line(READY);
+    peer.send("last words");
+    peer.close_input();
+    assert_eq!(raw.read_line().as_deref(), Some("last words"));
+    assert_eq!(raw.read_line(), None, "our side is closed");
+    thread::sleep(PAUSE);
+    raw.send(b"late but heard\n");
+    peer.expect_next("Peer: late but heard");
+    raw.finish();
+    peer.expect_next("Peer disconnected");
     assert!(peer.wait_exit().success());
 }
 

@@ -12,10 +12,15 @@
 //! is written once, over the `Inbound` and `Outbound` halves that both
 //! engines provide.
 //!
-//! Input ending (stdin EOF, Ctrl+D) means "nothing more to say": everything
-//! queued is sent, our side of the connection is closed, and the chat ends
-//! when the peer closes too (or after [`LINGER`]). Shutdown (Ctrl+C, SIGTERM)
-//! ends the chat at once.
+//! Input ending (stdin EOF, Ctrl+D) means "nothing more to say", not "stop
+//! listening": everything queued is sent, our side of the connection is
+//! closed, and what the peer still sends is shown until it closes too (the
+//! secure engine instead waits for acknowledgements, at most [`LINGER`]).
+//! Input that was already over, with nothing in it, when a chat began
+//! (`</dev/null`) closes nothing: that side only listens. A peer reads our
+//! close as "gone" and ends its chat, so closing first would cut off a peer
+//! that has not yet said anything. Shutdown (Ctrl+C, SIGTERM) ends the chat
+//! at once.
 
 mod fault;
 mod plain;
@@ -41,8 +46,8 @@ pub const COMMAND_QUEUE: usize = 1024;
 /// event may carry a batch of lines (see [`BATCH_BYTES`]).
 pub const EVENT_QUEUE: usize = 64;
 
-/// How long, after our input ended and our side was closed, we keep
-/// showing what the peer still sends before we close the connection.
+/// How long the secure engine, once our input ended, waits for what we
+/// sent to be acknowledged before it ends the chat.
 pub const LINGER: Duration = Duration::from_secs(1);
 
 /// A peer that has not taken what we send for this long is reported slow.
@@ -199,7 +204,8 @@ pub async fn run(
 enum End {
     /// The peer went away.
     PeerLeft,
-    /// Our input ended; the chat was closed after it was delivered.
+    /// Our input ended, what it held was delivered, and then the peer
+    /// closed too.
     InputClosed,
     /// Shutdown was asked for, or the front end is gone.
     Stopped,
@@ -257,7 +263,9 @@ impl Chat<'_> {
             return End::Stopped;
         }
         let end = self.converse(incoming, outgoing, others).await;
-        if matches!(end, End::PeerLeft) && !self.show(Event::PeerDisconnected).await {
+        if matches!(end, End::PeerLeft | End::InputClosed)
+            && !self.show(Event::PeerDisconnected).await
+        {
             return End::Stopped;
         }
         end
@@ -280,17 +288,17 @@ impl Chat<'_> {
                 if front_end_open { End::PeerLeft } else { End::Stopped }
             }
             sent_all = &mut outbound => {
-                if sent_all {
-                    // Keep showing what the peer still says until it closes.
-                    tokio::select! {
-                        _ = &mut inbound => {}
-                        _ = tokio::time::sleep(LINGER) => {}
-                        _ = &mut others => {}
-                        _ = &mut stopped => {}
+                if !sent_all {
+                    return End::PeerLeft;
+                }
+                // A half-closed chat: keep showing what the peer says, for
+                // as long as it takes, until it closes too.
+                tokio::select! {
+                    front_end_open = &mut inbound => {
+                        if front_end_open { End::InputClosed } else { End::Stopped }
                     }
-                    End::InputClosed
-                } else {
-                    End::PeerLeft
+                    _ = &mut others => End::Stopped,
+                    _ = &mut stopped => End::Stopped,
                 }
             }
             _ = &mut others => End::Stopped,
@@ -385,13 +393,20 @@ fn gather(first: String, incoming: &mut impl Inbound) -> (Event, Option<Event>) 
 }
 
 /// Sends what the user types, flushing whenever the input runs dry, until
-/// the input ends (true: all sent and our side closed) or the connection
-/// fails or stalls (false).
+/// the input ends (true: all sent and our side closed, or left open when
+/// there was never anything to send) or the connection fails or stalls
+/// (false).
 async fn send(
     outgoing: &mut impl Outbound,
     commands: &mut mpsc::Receiver<Command>,
     events: &mpsc::Sender<Event>,
 ) -> bool {
+    if commands.is_closed() && commands.is_empty() {
+        // Nothing was, or ever will be, said on this side. Our close would
+        // end the peer's chat (it reads it as "gone"), perhaps before it has
+        // said what we are here to receive, so leave our side open.
+        return true;
+    }
     while let Some(command) = commands.recv().await {
         let mut next = Some(command);
         while let Some(Command::Send(line)) = next {
