@@ -25,10 +25,21 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const TURN_AWAY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// TCP keep-alive: a peer that vanished without closing (power loss, cable
-/// pulled) is noticed after about `IDLE + INTERVAL * RETRIES` of silence.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// pulled, a link that drops everything) while the chat is idle is noticed
+/// after `IDLE + INTERVAL * RETRIES` of silence, 25 s. The system defaults
+/// (two hours of idleness) would leave a listener busy with a ghost.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// See [`KEEPALIVE_IDLE`].
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`KEEPALIVE_IDLE`].
 const KEEPALIVE_RETRIES: u32 = 3;
+
+/// A connection whose sent data has gone unacknowledged this long is
+/// dropped (`TCP_USER_TIMEOUT`). Without it, retransmissions to a vanished
+/// peer go on for about 15 minutes (and keep-alive does not probe while data
+/// is outstanding). Where the option is missing, keep-alive is all we have.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+const USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A listening socket that hands out one [`Session`] per accepted peer.
 #[derive(Debug)]
@@ -102,13 +113,10 @@ pub struct Session {
 
 impl Session {
     fn new(stream: TcpStream, peer: SocketAddr, config: &Config) -> Self {
-        // Both are tuning: a socket without them still works.
+        // Tuning: a socket without it still works, only a dead peer is
+        // found late.
         let _ = stream.set_nodelay(true);
-        let keepalive = TcpKeepalive::new()
-            .with_time(KEEPALIVE_IDLE)
-            .with_interval(KEEPALIVE_INTERVAL)
-            .with_retries(KEEPALIVE_RETRIES);
-        let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let _ = watch_for_dead_peer(SockRef::from(&stream));
         let (read, write) = stream.into_split();
         Self {
             incoming: Incoming {
@@ -259,10 +267,70 @@ impl Outgoing {
     }
 }
 
+/// Sets the options that find a peer gone without a word (see
+/// [`KEEPALIVE_IDLE`] and [`USER_TIMEOUT`]) on a connected socket.
+fn watch_for_dead_peer(socket: SockRef<'_>) -> std::io::Result<()> {
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    socket.set_tcp_keepalive(&keepalive)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
+    Ok(())
+}
+
 fn is_disconnect(error: &std::io::Error) -> bool {
     use std::io::ErrorKind as K;
     matches!(
         error.kind(),
         K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The longest a vanished peer may go unnoticed, idle or not.
+    const DEAD_PEER_FOUND_WITHIN: Duration = Duration::from_secs(30);
+
+    /// Bounds every wait in these tests.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn assert_watches_for_a_dead_peer(stream: &TcpStream) {
+        let socket = SockRef::from(stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(socket.tcp_user_timeout().unwrap(), Some(USER_TIMEOUT));
+    }
+
+    #[tokio::test]
+    async fn accepted_and_connected_sockets_watch_for_a_dead_peer() {
+        let config = Config::default();
+        let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config.clone())
+            .await
+            .unwrap();
+        let target: PeerAddress = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let (connected, accepted) = tokio::time::timeout(TEST_TIMEOUT, async {
+            tokio::join!(connect(&target, config), listener.accept())
+        })
+        .await
+        .unwrap();
+        for session in [connected.unwrap(), accepted.unwrap()] {
+            assert_watches_for_a_dead_peer(session.incoming.stream.as_ref());
+        }
+    }
+
+    #[test]
+    fn a_dead_peer_is_found_in_time() {
+        // Idle: the probes go unanswered.
+        let idle = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES;
+        assert!(idle <= DEAD_PEER_FOUND_WITHIN, "{idle:?}");
+        // Sending: our data goes unacknowledged.
+        assert!(USER_TIMEOUT <= DEAD_PEER_FOUND_WITHIN);
+    }
 }
