@@ -458,3 +458,134 @@ fn fresh_pairs_with_lan_discovery_on_connect_every_time() {
         a.expect_line(&format!("Peer: pair {i}"));
     }
 }
+
+/// Runs a command, returning whether it succeeded.
+fn run(args: &[&str]) -> bool {
+    std::process::Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Two network namespaces (`10.213.0.1`, `10.213.0.2`) joined by a veth
+/// pair whose two ends send at most `rate` (TBF); removed on drop.
+struct SlowLink {
+    names: [String; 2],
+}
+
+impl SlowLink {
+    fn create(rate: &str) -> Option<SlowLink> {
+        let tag = std::process::id() % 100_000;
+        let link = SlowLink {
+            names: [format!("rpc-sa-{tag}"), format!("rpc-sb-{tag}")],
+        };
+        let [a, b] = &link.names;
+        let (va, vb) = (format!("rpcsa{tag}"), format!("rpcsb{tag}"));
+        let mut ok = run(&["ip", "netns", "add", a])
+            && run(&["ip", "netns", "add", b])
+            && run(&[
+                "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
+            ])
+            && run(&["ip", "link", "set", &va, "netns", a])
+            && run(&["ip", "link", "set", &vb, "netns", b]);
+        for (ns, dev, addr) in [(a, &va, "10.213.0.1/24"), (b, &vb, "10.213.0.2/24")] {
+            ok = ok
+                && run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev])
+                && run(&["ip", "-n", ns, "link", "set", dev, "up"])
+                && run(&["ip", "-n", ns, "link", "set", "lo", "up"])
+                && run(&[
+                    "ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+                    "rate", rate, "burst", "32kbit", "latency", "400ms",
+                ]);
+        }
+        ok.then_some(link)
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", name])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn a_sender_fed_from_a_file_ends_only_once_a_slow_link_delivered_every_line() {
+    if !is_root() {
+        eprintln!("SKIPPED: creating network namespaces needs root (CI runs as root)");
+        return;
+    }
+    let Some(link) = SlowLink::create("1mbit") else {
+        eprintln!("SKIPPED: could not create network namespaces with a TBF link here");
+        return;
+    };
+    const LINES: usize = 10_000;
+    let (da, db) = (data_dir(), data_dir());
+    let file = da.path().join("lines.txt");
+    let text: String = (0..LINES)
+        .map(|i| format!("{i:05} {}\n", "x".repeat(57)))
+        .collect();
+    std::fs::write(&file, text).expect("write the lines");
+    let dir_b = db.path().to_str().expect("utf-8");
+    let mut receiver = Peer::start_with_program(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &link.names[1],
+            common::BIN,
+            "--no-mdns",
+            "--listen",
+            "0",
+            "--data-dir",
+            dir_b,
+        ],
+    );
+    let port = common::port_of(&receiver.expect_prefix("Listening on: 0.0.0.0:"));
+    let sender_dir = da.path().join("sender");
+    let script = format!(
+        "exec ip netns exec {} '{}' --no-mdns --connect 10.213.0.2:{port} --data-dir '{}' < '{}'",
+        link.names[0],
+        common::BIN,
+        sender_dir.display(),
+        file.display()
+    );
+    let started = Instant::now();
+    let mut sender = Peer::start_with_program("sh", &["-c", &script]);
+    let status = sender.wait_exit();
+    let took = started.elapsed();
+    assert!(status.success(), "the sender failed after {took:?}");
+    // The sender ended only once every line was acknowledged, that is
+    // stored by the receiver: they are all there, each once.
+    let mut seen = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < LINES {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .unwrap_or_else(|| panic!("{} of {LINES} lines shown", seen.len()));
+        let Some(line) = receiver.line_within(left) else {
+            continue;
+        };
+        if let Some(text) = line.strip_prefix("Peer: ") {
+            assert!(seen.insert(text.to_owned()), "shown twice: {text}");
+        }
+    }
+    let history = Peer::history_json(&sender_dir);
+    assert_eq!(history.len().min(LINES), history.len());
+    assert!(
+        history.iter().all(|m| m["status"] == "delivered"),
+        "the sender's history has lines not delivered"
+    );
+    eprintln!("10,000 lines over 1 Mbit/s: the sender ended after {took:?}");
+    drop((receiver, sender));
+}

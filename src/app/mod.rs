@@ -88,6 +88,15 @@ pub enum Error {
         /// Its fingerprint.
         fingerprint: String,
     },
+    /// Our input ended, but some of our lines were never acknowledged
+    /// and the wait for them made no progress for too long.
+    #[error("{lines} line(s) were not acknowledged by anyone after {seconds} s without progress; they stay queued and are sent on the next run")]
+    Undelivered {
+        /// Lines not acknowledged.
+        lines: u64,
+        /// How long the wait made no progress.
+        seconds: u64,
+    },
     /// An option's value is not valid.
     #[error("{0}")]
     Usage(String),

@@ -292,7 +292,13 @@ pub(super) async fn run(
     }
     room.run(chat, net_events, direct, fetched).await;
     room.settle().await;
-    Ok(())
+    match room.gave_up {
+        Some(lines) => Err(Error::Undelivered {
+            lines,
+            seconds: DRAIN_GIVE_UP.as_secs(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Fetches missing lines in a task: from the author (it has all it sent),
@@ -327,6 +333,72 @@ fn shown_as(roster: &Roster, peer: &str) -> String {
             format!("Peer-{}", short(&fingerprint_of(&author)))
         }
         _ => roster.display(peer),
+    }
+}
+
+/// After our input ended, how often what is still unacknowledged is
+/// looked at (and, after the first look, reported).
+const DRAIN_CHECK: Duration = Duration::from_secs(1);
+
+/// After our input ended, how long the wait for acknowledgements may go
+/// without any before the program gives up (and exits with an error,
+/// leaving the lines queued for its next run). Progress resets it, so a
+/// slow link is waited for as long as it keeps moving.
+const DRAIN_GIVE_UP: Duration = Duration::from_secs(30);
+
+/// The wait, after our input ended, for our lines to be acknowledged.
+#[derive(Debug, Default)]
+struct Drain {
+    /// When input ended; `None` before.
+    started: Option<Instant>,
+    /// The last time fewer lines were waiting than before.
+    progress_at: Option<Instant>,
+    /// Lines waiting at that time.
+    waiting: u64,
+}
+
+/// What the wait does next.
+#[derive(Debug, PartialEq, Eq)]
+enum DrainStep {
+    Wait,
+    Report,
+    GiveUp,
+}
+
+impl Drain {
+    fn started(now: Instant, waiting: u64) -> Self {
+        Drain {
+            started: Some(now),
+            progress_at: Some(now),
+            waiting,
+        }
+    }
+
+    /// Whether input ended a while ago ([`super::LINGER`]).
+    fn waited_for_a_member(&self) -> bool {
+        self.started.is_some_and(|at| at.elapsed() >= LINGER)
+    }
+
+    /// Looks at how many lines wait now.
+    fn check(&mut self, waiting: u64) -> DrainStep {
+        self.check_at(Instant::now(), waiting)
+    }
+
+    fn check_at(&mut self, now: Instant, waiting: u64) -> DrainStep {
+        let (Some(started), Some(progress_at)) = (self.started, self.progress_at) else {
+            return DrainStep::Wait;
+        };
+        if waiting < self.waiting {
+            self.waiting = waiting;
+            self.progress_at = Some(now);
+        } else if now.duration_since(progress_at) >= DRAIN_GIVE_UP && waiting > 0 {
+            return DrainStep::GiveUp;
+        }
+        if waiting > 0 && now.duration_since(started) >= DRAIN_CHECK {
+            DrainStep::Report
+        } else {
+            DrainStep::Wait
+        }
     }
 }
 
@@ -537,6 +609,9 @@ struct RoomChat {
     faults: Faults,
     /// Peers whose identity was shown.
     introduced: HashSet<PeerId>,
+    /// Lines never acknowledged when the wait after our input ended gave
+    /// up; they were put back in the outbox.
+    gave_up: Option<u64>,
     /// Peers that dialled our listener and have not joined the room we
     /// show yet, with where they came from.
     dialled_in: HashMap<PeerId, SocketAddr>,
@@ -672,6 +747,7 @@ impl RoomChat {
             gaps: HashMap::new(),
             introduced: HashSet::new(),
             dialled_in: HashMap::new(),
+            gave_up: None,
             pending: Vec::new(),
             label: None,
             first_peer: None,
@@ -838,8 +914,9 @@ impl RoomChat {
         // `coalesce_window`).
         let mut typed: Vec<String> = Vec::new();
         let mut flush_at: Option<Instant> = None;
-        // When input ended: the time to stop waiting for the last lines.
+        // When input ended: when to look again at what is unacknowledged.
         let mut linger: Option<Instant> = None;
+        let mut drain = Drain::default();
         let mut last_flush = Instant::now();
         let mut next_hello = Instant::now() + HELLO_PERIOD;
         let (Some(mut stored_rx), Some(mut reconnected_rx), Some(mut written_rx)) = (
@@ -890,6 +967,14 @@ impl RoomChat {
                 // Everything we typed is acknowledged: nothing to wait for.
                 return;
             }
+            if linger.is_some()
+                && self.writing == 0
+                && self.unacked_since.is_empty()
+                && drain.waited_for_a_member()
+            {
+                // Nothing of ours waits, and nobody came to say anything.
+                return;
+            }
             let lingering = async {
                 match linger {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -911,7 +996,24 @@ impl RoomChat {
             tokio::select! {
                 _ = stopped(shutdown) => return,
                 // Lines still being written go out first.
-                () = lingering, if self.writing == 0 => return,
+                () = lingering, if self.writing == 0 => {
+                    let waiting = self.undelivered();
+                    match drain.check(waiting) {
+                        DrainStep::Wait => {}
+                        DrainStep::Report => {
+                            let notice = Notice::Delivering { waiting };
+                            if events.send(Event::Notice(notice)).await.is_err() {
+                                return;
+                            }
+                        }
+                        DrainStep::GiveUp => {
+                            self.requeue_undelivered().await;
+                            self.gave_up = Some(waiting);
+                            return;
+                        }
+                    }
+                    linger = Some(Instant::now() + DRAIN_CHECK);
+                }
                 // Input waits while the network cannot take more.
                 () = backlog.eased(), if backlogged => {}
                 Some((outgoing, written)) = written_rx.recv() => {
@@ -950,9 +1052,10 @@ impl RoomChat {
                         if !typed.is_empty() && !self.on_input(events, std::mem::take(&mut typed)).await {
                             return;
                         }
-                        // Everything typed went out; let it travel (and be
-                        // acknowledged), then end.
-                        linger = Some(Instant::now() + LINGER);
+                        // Everything typed went out; it must be
+                        // acknowledged before we end (see `Drain`).
+                        drain = Drain::started(Instant::now(), self.undelivered());
+                        linger = Some(Instant::now() + DRAIN_CHECK);
                     }
                 },
                 () = flush_timer => {
@@ -1789,6 +1892,35 @@ impl RoomChat {
             }
         }
         true
+    }
+
+    /// Our lines not acknowledged yet, in every room.
+    fn undelivered(&self) -> u64 {
+        self.unacked_since
+            .keys()
+            .map(|room| {
+                let sent = self.next_seq.get(room).copied().unwrap_or(1);
+                let acked = self.acked.get(room).copied().unwrap_or(0).max(1);
+                sent.saturating_sub(acked)
+            })
+            .sum()
+    }
+
+    /// Puts our unacknowledged lines back in the outbox, for the next run
+    /// to send: handed to the network is not delivered.
+    async fn requeue_undelivered(&mut self) {
+        // Sent marks still gathered must land first, or they would mark
+        // the lines sent again after this.
+        self.mark_sent().await;
+        let (me, session) = (self.client.local_peer_id().to_string(), self.session);
+        for room in self.unacked_since.keys() {
+            let (me, conversation) = (me.clone(), conversation(room));
+            let _ = self
+                .secure
+                .store
+                .call(move |h| h.requeue_undelivered(&conversation, &me, session))
+                .await;
+        }
     }
 
     /// Reports our lines waiting too long for an acknowledgement.
@@ -2935,5 +3067,40 @@ fn store_error<T>(result: Result<Result<T, store::Error>, store::Error>) -> Opti
     match result {
         Ok(Ok(_)) => None,
         Ok(Err(e)) | Err(e) => Some(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_after_input_reports_after_a_second_and_gives_up_only_without_progress() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut drain = Drain::started(t0, 100);
+        assert_eq!(drain.check_at(at(500), 100), DrainStep::Wait);
+        assert_eq!(drain.check_at(at(1_000), 90), DrainStep::Report);
+        // Slow but moving: never given up on.
+        let mut waiting = 90;
+        for s in 2..120 {
+            waiting -= u64::from(s % 20 == 0);
+            assert_eq!(drain.check_at(at(s * 1_000), waiting), DrainStep::Report);
+        }
+        // Stuck for the whole give-up time: given up on.
+        // The last line acknowledged was at 100 s.
+        let stuck = 100_000 + DRAIN_GIVE_UP.as_millis() as u64;
+        assert_eq!(
+            drain.check_at(at(stuck - 1_000), waiting),
+            DrainStep::Report
+        );
+        assert_eq!(
+            drain.check_at(at(stuck + 1_000), waiting),
+            DrainStep::GiveUp
+        );
+        // Nothing waiting: nothing to say.
+        let mut done = Drain::started(t0, 0);
+        assert_eq!(done.check_at(at(5_000), 0), DrainStep::Wait);
+        assert_eq!(Drain::default().check_at(at(5_000), 10), DrainStep::Wait);
     }
 }

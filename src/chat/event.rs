@@ -262,6 +262,12 @@ pub enum Notice {
         /// How many.
         count: u64,
     },
+    /// Our input ended and some of our lines wait for an acknowledgement
+    /// before the program ends.
+    Delivering {
+        /// Lines not yet acknowledged.
+        waiting: u64,
+    },
     /// Something typed could not be sent.
     NotSent(String),
     /// A room member is not taking what we send.
@@ -487,6 +493,10 @@ impl fmt::Display for Notice {
                 f,
                 "{count} message(s) from {} reported as never arrived came late:",
                 Inert(who)
+            ),
+            Notice::Delivering { waiting } => write!(
+                f,
+                "Waiting for {waiting} line(s) to be acknowledged before ending (Ctrl+C ends now; they stay queued for the next run)"
             ),
             Notice::NotSent(cause) => write!(f, "Not sent: {}", Inert(cause)),
             Notice::MemberSlow { who } => write!(

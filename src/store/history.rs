@@ -859,6 +859,52 @@ impl History {
         })
     }
 
+    /// Puts back in the outbox our lines of a stream that no recipient
+    /// acknowledged (from its delivery mark on): they were handed to the
+    /// network, which is no proof that anyone got them, so the next start
+    /// publishes them again (receivers drop what they already hold).
+    /// Returns how many lines that is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DiskFull`] or [`Error::Database`]; then nothing changed.
+    pub fn requeue_undelivered(
+        &mut self,
+        conversation: &str,
+        author: &str,
+        session: u64,
+    ) -> Result<u64, Error> {
+        let session = session_to_sql(session);
+        self.write(|tx| {
+            let delivered = to_sql(stream_mark(tx, Mark::Delivered, conversation, author, session)?);
+            // A batch that straddles the mark goes back whole.
+            let (first, lines): (Option<i64>, i64) = tx
+                .prepare_cached(
+                    "SELECT MIN(first_line), COALESCE(SUM(first_line + count - MAX(first_line, ?4)), 0) \
+                     FROM batches WHERE conversation = ?1 AND author = ?2 AND session = ?3 \
+                     AND outgoing = 1 AND first_line + count > ?4",
+                )?
+                .query_row(params![conversation, author, session, delivered], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            let Some(first) = first else {
+                return Ok(0);
+            };
+            tx.prepare_cached(
+                "UPDATE batches SET status = 'queued' \
+                 WHERE conversation = ?1 AND author = ?2 AND session = ?3 \
+                 AND outgoing = 1 AND status = 'sent' AND first_line >= ?4",
+            )?
+            .execute(params![conversation, author, session, first])?;
+            tx.prepare_cached(
+                "UPDATE sent SET next_line = MIN(next_line, ?4) \
+                 WHERE conversation = ?1 AND author = ?2 AND session = ?3",
+            )?
+            .execute(params![conversation, author, session, first])?;
+            Ok(u64::try_from(lines).unwrap_or(0))
+        })
+    }
+
     /// The delivery mark of a stream: every line below it is held by a
     /// recipient. 0 when there is none.
     ///
@@ -2308,6 +2354,34 @@ mod tests {
         history.mark_sent(ROOM, ME, 1, 3, 5).unwrap();
         assert_eq!(statuses(&history), [Sent; 5]);
         assert!(history.unsent(ROOM, ME, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn lines_nobody_acknowledged_go_back_to_the_outbox() {
+        use Status::*;
+        let mut history = History::in_memory().unwrap();
+        history
+            .insert(&[
+                numbered(ME, 1, 1..3),
+                numbered(ME, 1, 3..5),
+                numbered(ME, 1, 5..6),
+            ])
+            .unwrap();
+        history.mark_sent(ROOM, ME, 1, 1, 6).unwrap();
+        // A recipient holds lines 1 to 3: the batch at 3 straddles that.
+        history.mark_delivered_through(ROOM, ME, 1, 4).unwrap();
+        assert_eq!(history.requeue_undelivered(ROOM, ME, 1).unwrap(), 2);
+        assert_eq!(
+            statuses(&history),
+            [Delivered, Delivered, Delivered, Queued, Queued]
+        );
+        assert_eq!(
+            history.unsent(ROOM, ME, 1).unwrap(),
+            [numbered(ME, 1, 3..5), numbered(ME, 1, 5..6)]
+        );
+        // Nothing left to put back once every line is acknowledged.
+        history.mark_delivered_through(ROOM, ME, 1, 6).unwrap();
+        assert_eq!(history.requeue_undelivered(ROOM, ME, 1).unwrap(), 0);
     }
 
     #[test]
