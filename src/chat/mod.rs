@@ -18,14 +18,23 @@ pub mod sanitize;
 pub use address::{DialTarget, PeerAddress};
 pub use event::{Command, Event, HistoryLine, NearbyLine, Notice, Received};
 
-/// A short, lower-case description of an I/O error, without the OS error
-/// number that `io::Error`'s own `Display` appends.
+/// What the standard library puts before a resolver's message.
+const RESOLVER_PREAMBLE: &str = "failed to lookup address information: ";
+
+/// A short description of an I/O error (in lower case for the common
+/// network ones), without the OS error number that `io::Error`'s own
+/// `Display` appends, or the standard library's preamble to a resolver's
+/// answer (our messages already say that a name was being resolved).
 ///
 /// ```
 /// use rust_p2p_chat::chat::describe_io;
 ///
 /// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
 /// assert_eq!(describe_io(&refused), "connection refused");
+/// let unknown = std::io::Error::other(
+///     "failed to lookup address information: Name or service not known",
+/// );
+/// assert_eq!(describe_io(&unknown), "Name or service not known");
 /// ```
 pub fn describe_io(error: &io::Error) -> String {
     use io::ErrorKind as K;
@@ -42,9 +51,10 @@ pub fn describe_io(error: &io::Error) -> String {
         K::BrokenPipe => "connection closed by peer",
         _ => {
             let text = error.to_string();
+            let text = text.strip_prefix(RESOLVER_PREAMBLE).unwrap_or(&text);
             return match text.find(" (os error") {
                 Some(end) => text[..end].to_owned(),
-                None => text,
+                None => text.to_owned(),
             };
         }
     };

@@ -53,7 +53,7 @@ impl Listener {
     pub async fn bind(addr: SocketAddr, config: Config) -> Result<Self, Error> {
         let inner = TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::Bind { addr, source })?;
+            .map_err(|cause| Error::Bind { addr, cause })?;
         Ok(Self { inner, config })
     }
 
@@ -61,7 +61,7 @@ impl Listener {
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
         self.inner
             .local_addr()
-            .map_err(|source| Error::Accept { source })
+            .map_err(|cause| Error::Accept { cause })
     }
 
     /// Waits for the next peer. Cancel-safe.
@@ -70,7 +70,7 @@ impl Listener {
             .inner
             .accept()
             .await
-            .map_err(|source| Error::Accept { source })?;
+            .map_err(|cause| Error::Accept { cause })?;
         Ok(Session::new(stream, peer, &self.config))
     }
 }
@@ -81,9 +81,9 @@ pub async fn connect(addr: &PeerAddress, config: Config) -> Result<Session, Erro
         Some(ip) => vec![SocketAddr::new(ip, addr.port())],
         None => tokio::net::lookup_host((addr.host(), addr.port()))
             .await
-            .map_err(|source| Error::Resolve {
+            .map_err(|cause| Error::Resolve {
                 host: addr.host().to_owned(),
-                source,
+                cause,
             })?
             .collect(),
     };
@@ -100,7 +100,7 @@ pub async fn connect(addr: &PeerAddress, config: Config) -> Result<Session, Erro
     }
     Err(Error::Connect {
         addr: addr.to_string(),
-        source: last_error,
+        cause: last_error,
     })
 }
 
@@ -192,11 +192,11 @@ impl Incoming {
                 Ok(0) => self.disconnected = true,
                 Ok(n) => self.lines.push(&self.chunk[..n]),
                 Err(e) if is_disconnect(&e) => self.disconnected = true,
-                Err(source) => {
+                Err(cause) => {
                     self.disconnected = true;
                     return Err(Error::Io {
                         peer: self.peer,
-                        source,
+                        cause,
                     });
                 }
             }
@@ -241,7 +241,7 @@ impl Outgoing {
             return Err(Error::MessageHasNewline);
         }
         let peer = self.peer;
-        let io_error = |source| Error::Io { peer, source };
+        let io_error = |cause| Error::Io { peer, cause };
         self.stream
             .write_all(text.as_bytes())
             .await
@@ -251,18 +251,18 @@ impl Outgoing {
 
     /// Sends everything queued.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        self.stream.flush().await.map_err(|source| Error::Io {
+        self.stream.flush().await.map_err(|cause| Error::Io {
             peer: self.peer,
-            source,
+            cause,
         })
     }
 
     /// Sends everything queued and closes our direction of the connection
     /// (the peer reads end-of-file; it may still send to us).
     pub async fn close(&mut self) -> Result<(), Error> {
-        self.stream.shutdown().await.map_err(|source| Error::Io {
+        self.stream.shutdown().await.map_err(|cause| Error::Io {
             peer: self.peer,
-            source,
+            cause,
         })
     }
 }
