@@ -38,7 +38,9 @@ pub const MAX_KEY_FILE_LEN: u64 = 4096;
 const IDENTITY_MULTIHASH_CODE: u64 = 0;
 
 /// What went wrong loading or creating our identity. Every message names
-/// the file, the cause and what to do about it.
+/// the file, the cause and what to do about it. An I/O cause is said in the
+/// message and kept in a `cause` field, not given as the `source()`, so a
+/// printer that follows the chain of sources does not say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The data directory did not exist and could not be created, or
@@ -46,24 +48,24 @@ pub enum Error {
     #[error(
         "could not create the data directory {}: {}; \
          check the path and that you can write to its parent",
-        .path.display(), describe_io(.source)
+        .path.display(), describe_io(.cause)
     )]
     CreateDir {
         /// The directory.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The key file exists but could not be read.
     #[error(
         "could not read the key file {}: {}; check that it is a readable file owned by you",
-        .path.display(), describe_io(.source)
+        .path.display(), describe_io(.cause)
     )]
     Read {
         /// The key file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The key file can be read or written by other users. It is refused,
     /// not fixed: whoever could read it may have copied the key.
@@ -96,13 +98,13 @@ pub enum Error {
     #[error(
         "could not write the key file {}: {}; \
          check that the data directory is writable and not full",
-        .path.display(), describe_io(.source)
+        .path.display(), describe_io(.cause)
     )]
     Write {
         /// The key file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -146,9 +148,9 @@ impl Identity {
     /// that other users can access, or that is not a valid Ed25519 key, is
     /// an error, and the file is left as it is.
     pub fn load_or_create(dir: &Path) -> Result<Identity, Error> {
-        create_private_dir(dir).map_err(|source| Error::CreateDir {
+        create_private_dir(dir).map_err(|cause| Error::CreateDir {
             path: dir.to_owned(),
-            source,
+            cause,
         })?;
         let path = dir.join(KEY_FILE);
         if let Some(identity) = Self::load(&path)? {
@@ -157,7 +159,7 @@ impl Identity {
         let keypair = Keypair::generate_ed25519();
         let encoded = keypair.to_protobuf_encoding().map_err(|e| Error::Write {
             path: path.clone(),
-            source: io::Error::other(e.to_string()),
+            cause: io::Error::other(e.to_string()),
         })?;
         match write_private_file(&path, &encoded, Replace::Never) {
             Ok(()) => Self::from_keypair(keypair, &path),
@@ -166,18 +168,18 @@ impl Identity {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 Self::load(&path)?.ok_or_else(|| Error::Read {
                     path: path.clone(),
-                    source: io::Error::from(io::ErrorKind::NotFound),
+                    cause: io::Error::from(io::ErrorKind::NotFound),
                 })
             }
-            Err(source) => Err(Error::Write { path, source }),
+            Err(cause) => Err(Error::Write { path, cause }),
         }
     }
 
     /// Reads the key file; `None` if there is none yet.
     fn load(path: &Path) -> Result<Option<Identity>, Error> {
-        let read_error = |source| Error::Read {
+        let read_error = |cause| Error::Read {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let Some(file) = open_if_exists(path).map_err(read_error)? else {
             return Ok(None);
@@ -493,6 +495,32 @@ mod tests {
         #[cfg(unix)]
         set_mode(&path, 0o600);
         path
+    }
+
+    #[test]
+    fn the_cause_is_said_once() {
+        // `main` prints an error's chain of sources after its message; the
+        // message already names the cause, in plain words.
+        let denied = || io::Error::from_raw_os_error(13);
+        let path = PathBuf::from("/x/identity.key");
+        let errors = [
+            Error::CreateDir {
+                path: path.clone(),
+                cause: denied(),
+            },
+            Error::Read {
+                path: path.clone(),
+                cause: denied(),
+            },
+            Error::Write {
+                path,
+                cause: denied(),
+            },
+        ];
+        for error in errors {
+            assert!(std::error::Error::source(&error).is_none(), "{error}");
+            assert_eq!(error.to_string().matches("permission denied").count(), 1);
+        }
     }
 
     #[test]
