@@ -3,9 +3,13 @@
 //! The prompts read answers as lines from any `BufRead`, so they work the
 //! same on a terminal and on a pipe (`printf '\n9001\n' | rust-p2p-chat`),
 //! and they are tested without a terminal. An invalid answer gets a
-//! one-line explanation and the same question again.
+//! one-line explanation and the same question again; so does a port that
+//! cannot be listened on, which is tried at the prompt (where the user can
+//! still pick another) rather than found later, when it would end the
+//! program.
 
 use std::io::{self, BufRead, Write};
+use std::net::{Ipv4Addr, TcpListener};
 
 use clap::Parser;
 
@@ -13,6 +17,7 @@ use crate::app::Role;
 use std::path::PathBuf;
 
 use crate::chat::address::{parse_listen_port, DialTarget, DEFAULT_PORT};
+use crate::chat::describe_io;
 use crate::chat::line::DEFAULT_MAX_LINE;
 
 /// Longest prompt answer read; the rest of a longer line is skipped.
@@ -187,7 +192,9 @@ pub enum PromptError {
     Io(#[from] io::Error),
 }
 
-/// Shows the banner and asks whether to listen or connect.
+/// Shows the banner and asks whether to listen or connect. A port to
+/// listen on is checked by binding it on 0.0.0.0 (see [`can_listen`]); one
+/// that is taken is explained and asked again.
 ///
 /// When `echo_newline` is set (input is not a terminal, so the answer is not
 /// echoed), a newline follows each answer so later lines start on their own.
@@ -195,16 +202,43 @@ pub enum PromptError {
 /// ```
 /// use rust_p2p_chat::{app::Role, cli::prompt_role};
 ///
-/// let mut input = &b"\n9001\n"[..];
+/// let mut input = &b"\n0\n"[..];
 /// let mut output = Vec::new();
 /// let role = prompt_role(&mut input, &mut output, true)?;
-/// assert_eq!(role, Role::Listen { port: 9001 });
+/// assert_eq!(role, Role::Listen { port: 0 });
 /// # Ok::<(), rust_p2p_chat::cli::PromptError>(())
 /// ```
 pub fn prompt_role(
     input: &mut impl BufRead,
     out: &mut impl Write,
     echo_newline: bool,
+) -> Result<Role, PromptError> {
+    prompt_role_with(input, out, echo_newline, can_listen)
+}
+
+/// [`prompt_role`], with `can_listen` deciding whether a port may be
+/// listened on (an error is explained and the port asked again).
+///
+/// ```
+/// use std::io;
+/// use rust_p2p_chat::{app::Role, cli::prompt_role_with};
+///
+/// let taken = |port| match port {
+///     9000 => Err(io::Error::from(io::ErrorKind::AddrInUse)),
+///     _ => Ok(()),
+/// };
+/// let mut input = &b"\n9000\n9001\n"[..];
+/// let mut output = Vec::new();
+/// let role = prompt_role_with(&mut input, &mut output, true, taken)?;
+/// assert_eq!(role, Role::Listen { port: 9001 });
+/// assert!(String::from_utf8_lossy(&output).contains("port 9000 is in use"));
+/// # Ok::<(), rust_p2p_chat::cli::PromptError>(())
+/// ```
+pub fn prompt_role_with(
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+    echo_newline: bool,
+    can_listen: impl Fn(u16) -> io::Result<()>,
 ) -> Result<Role, PromptError> {
     writeln!(out, "P2P Chat Application")?;
     writeln!(out, "Usage:")?;
@@ -234,8 +268,28 @@ pub fn prompt_role(
         return Ok(Role::Connect(addr));
     }
     let question = format!("Enter port to listen on (default {DEFAULT_PORT}): ");
-    let port = ask(input, out, echo_newline, &question, parse_listen_port)?;
+    let port = ask(input, out, echo_newline, &question, |answer| {
+        let port = parse_listen_port(answer).map_err(|e| e.to_string())?;
+        can_listen(port).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => {
+                format!("port {port} is in use: choose another, or 0 for any free port")
+            }
+            _ => format!("cannot listen on port {port}: {}", describe_io(&e)),
+        })?;
+        Ok::<_, String>(port)
+    })?;
     Ok(Role::Listen { port })
+}
+
+/// Whether `port` can be listened on: binds it on 0.0.0.0, as the chat
+/// will, and lets it go at once. Port 0 (any free port) always can. The
+/// port may still be taken between this check and the chat's own bind;
+/// that rare case ends the program with the bind error.
+pub fn can_listen(port: u16) -> io::Result<()> {
+    if port == 0 {
+        return Ok(());
+    }
+    TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).map(drop)
 }
 
 fn ask<T, E: std::fmt::Display>(
@@ -283,11 +337,48 @@ fn read_answer(input: &mut impl BufRead) -> io::Result<Option<String>> {
 mod tests {
     use super::*;
 
+    /// The prompts, with every port free.
     fn run(input: &str) -> (Result<Role, PromptError>, String) {
+        run_checked(input, |_| Ok(()))
+    }
+
+    /// The prompts, with `can_listen` saying which ports are free.
+    fn run_checked(
+        input: &str,
+        can_listen: impl Fn(u16) -> io::Result<()>,
+    ) -> (Result<Role, PromptError>, String) {
         let mut input = input.as_bytes();
         let mut out = Vec::new();
-        let role = prompt_role(&mut input, &mut out, false);
+        let role = prompt_role_with(&mut input, &mut out, false, can_listen);
         (role, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_port_that_cannot_be_listened_on_is_explained_and_asked_again() {
+        let (role, out) = run_checked("\n9000\n80\n9001\n", |port| match port {
+            9000 => Err(io::ErrorKind::AddrInUse.into()),
+            80 => Err(io::ErrorKind::PermissionDenied.into()),
+            _ => Ok(()),
+        });
+        assert_eq!(role.unwrap(), Role::Listen { port: 9001 });
+        assert!(out.contains("port 9000 is in use: "), "{out}");
+        assert!(
+            out.contains("cannot listen on port 80: permission denied"),
+            "{out}"
+        );
+        assert_eq!(out.matches("Enter port to listen on").count(), 3);
+    }
+
+    #[test]
+    fn a_port_in_use_here_is_asked_again() {
+        let holder = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let busy = holder.local_addr().unwrap().port();
+        let input = format!("\n{busy}\n0\n");
+        let mut out = Vec::new();
+        let role = prompt_role(&mut input.as_bytes(), &mut out, false);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(role.unwrap(), Role::Listen { port: 0 });
+        assert!(out.contains(&format!("port {busy} is in use: ")), "{out}");
     }
 
     #[test]

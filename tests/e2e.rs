@@ -129,6 +129,18 @@ fn prompts_answered_through_a_pipe() {
 }
 
 #[test]
+fn a_port_in_use_at_the_prompt_is_asked_again() {
+    let holder = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let busy = holder.local_addr().unwrap().port();
+    let mut listener = Peer::start(&["--plain"]);
+    listener.send_bytes(format!("\n{busy}\n0\n").as_bytes());
+    listener.expect_prefix(&format!("port {busy} is in use: "));
+    listener.expect_prefix("Enter port to listen on");
+    listener.expect_prefix("Listening on: 0.0.0.0:");
+    listener.expect_next("Waiting for peer to connect...");
+}
+
+#[test]
 fn piped_lines_are_delivered_and_the_program_exits() {
     let (listener, port) = raw_listener();
     let script = format!("printf 'a\\nb\\n' | '{BIN}' --plain --connect 127.0.0.1:{port}");
