@@ -99,8 +99,8 @@ pub struct Args {
     #[arg(long, value_name = "HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=87_600))]
     pub sync_window: u32,
 
-    /// Where the identity key and known peers are kept (default: the
-    /// platform's data directory).
+    /// Where the identity key, known peers and message history are kept
+    /// (default: the platform's data directory).
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
@@ -434,6 +434,17 @@ mod tests {
         let input = format!("{}\n127.0.0.1:1\n", "x".repeat(5000));
         let (role, _) = run(&input);
         assert_eq!(role.unwrap(), Role::Connect("127.0.0.1:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn data_dir_help_names_everything_kept_there() {
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            help.contains("identity key, known peers and message history"),
+            "{help}"
+        );
     }
 
     #[test]
