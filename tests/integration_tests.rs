@@ -23,6 +23,23 @@ fn listener_with_raw_peer(extra: &[&str]) -> (Peer, RawPeer) {
     (listener, raw)
 }
 
+/// A plain connector to `host` and the raw socket peer it reached.
+fn connector_with_raw_peer(host: &str) -> (Peer, RawPeer) {
+    let (listener, port) = raw_listener();
+    let peer = Peer::start(&["--plain", "--connect", &format!("{host}:{port}")]);
+    let (stream, _) = listener.accept().unwrap();
+    (peer, RawPeer::from_stream(stream))
+}
+
+/// A plain listener whose stdin is already at EOF, as with `</dev/null`.
+fn listener_without_input() -> (Peer, u16) {
+    let mut listener = Peer::start(&["--plain", "--listen", "0"]);
+    listener.close_input();
+    let port = port_of(&listener.expect_prefix("Listening on: 0.0.0.0:"));
+    listener.expect_next("Waiting for peer to connect...");
+    (listener, port)
+}
+
 #[test]
 fn both_directions_at_the_same_time() {
     const N: usize = 2_000;
@@ -283,10 +300,7 @@ fn connector_exits_when_the_listener_goes_away() {
 
 #[test]
 fn input_end_delivers_everything_then_closes() {
-    let (listener, port) = raw_listener();
-    let mut peer = Peer::start(&["--plain", "--connect", &format!("localhost:{port}")]);
-    let (stream, _) = listener.accept().unwrap();
-    let mut raw = RawPeer::from_stream(stream);
+    let (mut peer, mut raw) = connector_with_raw_peer("localhost");
     peer.send("a");
     peer.send("b");
     peer.close_input();
@@ -295,15 +309,6 @@ fn input_end_delivers_everything_then_closes() {
     assert_eq!(raw.read_line(), None, "closed after the last line");
     raw.finish();
     assert!(peer.wait_exit().success());
-}
-
-/// A plain listener whose stdin is already at EOF, as with `</dev/null`.
-fn listener_without_input() -> (Peer, u16) {
-    let mut listener = Peer::start(&["--plain", "--listen", "0"]);
-    listener.close_input();
-    let port = port_of(&listener.expect_prefix("Listening on: 0.0.0.0:"));
-    listener.expect_next("Waiting for peer to connect...");
-    (listener, port)
 }
 
 #[test]
@@ -342,10 +347,7 @@ fn listener_without_input_hears_the_peer_until_it_closes() {
 
 #[test]
 fn connector_whose_input_ended_hears_the_listener_until_it_closes() {
-    let (raw_listener, port) = raw_listener();
-    let mut peer = Peer::start(&["--plain", "--connect", &format!("127.0.0.1:{port}")]);
-    let (stream, _) = raw_listener.accept().unwrap();
-    let mut raw = RawPeer::from_stream(stream);
+    let (mut peer, mut raw) = connector_with_raw_peer("127.0.0.1");
     peer.expect_line(READY);
     peer.send("last words");
     peer.close_input();
