@@ -589,3 +589,31 @@ fn a_sender_fed_from_a_file_ends_only_once_a_slow_link_delivered_every_line() {
     eprintln!("10,000 lines over 1 Mbit/s: the sender ended after {took:?}");
     drop((receiver, sender));
 }
+
+#[test]
+fn a_line_over_what_others_accept_is_refused_at_once_and_later_lines_flow() {
+    let (da, db) = (data_dir(), data_dir());
+    let (mut receiver, port, _) = Peer::secure_listen(da.path(), &[]);
+    let mut sender = Peer::secure_connect(port, db.path(), &["--max-line", "4194304"]);
+    sender.expect_secure_chat();
+    receiver.expect_secure_chat();
+    // A room line above what every member's engine takes: the author is
+    // told at once, and the next lines are not held up behind it.
+    sender.send(&"x".repeat(2 * 1024 * 1024));
+    sender.expect_stderr("longer than the 1048576-byte line limit");
+    sender.send("after the big one");
+    receiver.expect_line("Peer: after the big one");
+
+    // A member with a smaller limit receives what others send in order,
+    // drops a line over its own limit with a notice, and goes on.
+    let dc = data_dir();
+    let (mut small, small_port, _) = Peer::secure_listen(dc.path(), &["--max-line", "1000"]);
+    let dd = data_dir();
+    let mut big = Peer::secure_connect(small_port, dd.path(), &[]);
+    big.expect_secure_chat();
+    small.expect_secure_chat();
+    big.send(&"y".repeat(5000));
+    big.send("next");
+    small.expect_stderr("longer than the 1000-byte line limit");
+    small.expect_line("Peer: next");
+}

@@ -1178,8 +1178,8 @@ impl RoomChat {
                     continue;
                 }
             };
-            if text.len() > self.max_line {
-                let limit = self.max_line;
+            if text.len() > self.max_line.min(net::MAX_ROOM_LINE) {
+                let limit = self.max_line.min(net::MAX_ROOM_LINE);
                 let notice = Event::Notice(Notice::OutgoingTooLong { limit });
                 if events.send(notice).await.is_err() {
                     return false;

@@ -54,6 +54,14 @@ const EVENT_QUEUE: usize = 16;
 /// the batch (header, nick, signature, protobuf).
 const ROOM_OVERHEAD: usize = 4 * 1024;
 
+/// The longest line a room message carries, whatever `--max-line` says.
+/// Every member's engine accepts room messages of this size (plus a
+/// batch's overhead), so a member with a larger limit cannot send what
+/// others' engines would refuse (which stalled its every later line), and
+/// a member with a smaller one still receives the message, in order, and
+/// drops the line with a notice.
+pub const MAX_ROOM_LINE: usize = DEFAULT_MAX_LINE;
+
 /// How long a peer that is turned away gets to read that we are busy.
 const TURN_AWAY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -162,8 +170,9 @@ pub fn start(
 ) -> Result<(Client, mpsc::Receiver<NetEvent>), Error> {
     let local = keypair.public().to_peer_id();
     let idle = config.idle_timeout;
-    // A batch holds up to `batch_bytes` of lines, or one longer line.
-    let max_transmit = config.max_message.max(config.batch_bytes) + ROOM_OVERHEAD;
+    // A batch holds up to `batch_bytes` of lines, or one longer line; the
+    // same for every member, whatever its own line limit.
+    let max_transmit = MAX_ROOM_LINE.max(config.batch_bytes) + ROOM_OVERHEAD;
     let use_mdns = config.mdns;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
