@@ -617,3 +617,56 @@ fn a_line_over_what_others_accept_is_refused_at_once_and_later_lines_flow() {
     small.expect_stderr("longer than the 1000-byte line limit");
     small.expect_line("Peer: next");
 }
+
+#[test]
+fn after_a_reconnect_both_sides_show_the_classic_lines_in_the_classic_order() {
+    // With LAN discovery on, as users run it: it once reconnected the two
+    // by itself, before the connector's own redial, and the connector
+    // showed a join, a rename to `Peer` and `Connected to peer!` last.
+    let (da, db) = (data_dir(), data_dir());
+    let dir = da.path().to_str().expect("utf-8");
+    let mut a = Peer::start(&["--listen", "0", "--data-dir", dir, "--name", "alice"]);
+    let port = common::port_of(&a.expect_prefix("Listening on: 0.0.0.0:"));
+    let target = format!("127.0.0.1:{port}");
+    let dir_b = db.path().to_str().expect("utf-8");
+    let mut b = Peer::start(&["--connect", &target, "--data-dir", dir_b, "--name", "bob"]);
+    b.expect_line("Connected to peer!");
+    b.expect_secure_chat();
+    a.expect_prefix("Peer connected from: 127.0.0.1:");
+    a.expect_secure_chat();
+    b.send("before");
+    a.expect_line("bob: before");
+
+    // The listener goes away and comes back on the same port.
+    a.kill_9();
+    b.expect_line("Peer disconnected");
+    let b_before = b.seen.len();
+    let listen = port.to_string();
+    let mut a = Peer::start(&["--listen", &listen, "--data-dir", dir, "--name", "alice"]);
+    a.expect_line("Waiting for peer to connect...");
+    // The connector: one "Connected to peer!", then who it is, then ready;
+    // no join or rename lines of the two-person chat.
+    b.expect_line_within("Connected to peer!", Duration::from_secs(40));
+    b.expect_next_prefix("Peer identity: ");
+    b.expect_next_prefix("The chat is end-to-end encrypted");
+    b.expect_next("Type messages and press Enter to send (Ctrl+C to exit)");
+    // The listener: the classic lines, in order, once.
+    a.expect_next_prefix("Peer connected from: 127.0.0.1:");
+    a.expect_next_prefix("Peer identity: ");
+    a.expect_next_prefix("The chat is end-to-end encrypted");
+    a.expect_next("Type messages and press Enter to send (Ctrl+C to exit)");
+    b.send("after");
+    a.expect_line("bob: after");
+    a.send("welcome back");
+    b.expect_line("alice: welcome back");
+    // The restarted listener meets bob for the first time in its run and
+    // learns his nick as at any first meeting; nothing else.
+    for (who, peer, from) in [("connector", &b, b_before), ("listener", &a, 0)] {
+        let noise: Vec<&String> = peer.seen[from..]
+            .iter()
+            .filter(|l| l.contains(" joined #") || l.contains(" is now known as "))
+            .filter(|l| *l != "Peer is now known as bob")
+            .collect();
+        assert!(noise.is_empty(), "{who} showed {noise:?}: {:?}", peer.seen);
+    }
+}

@@ -236,6 +236,15 @@ impl Peer {
     }
 
     /// The next stdout line, which must be exactly `want`.
+    /// The next stdout line must start with `prefix`; returns it.
+    pub fn expect_next_prefix(&mut self, prefix: &str) -> String {
+        let line = self.next_line();
+        match line {
+            Some(line) if line.starts_with(prefix) => line,
+            other => panic!("{other:?} is not {prefix:?}...; seen: {:?}", self.tail()),
+        }
+    }
+
     pub fn expect_next(&mut self, want: &str) {
         let line = self.next_line();
         assert_eq!(line.as_deref(), Some(want), "seen: {:?}", self.tail());
