@@ -962,16 +962,16 @@ impl RoomChat {
                         .map(|(since, _)| *since + UNDELIVERED_NOTICE),
                 )
                 .min();
-            if linger.is_some() && self.writing == 0 && self.unacked_since.is_empty() && self.ready
-            {
-                // Everything we typed is acknowledged: nothing to wait for.
-                return;
-            }
-            if linger.is_some()
+            let settled = linger.is_some()
                 && self.writing == 0
                 && self.unacked_since.is_empty()
-                && drain.waited_for_a_member()
-            {
+                && !self.owes_acknowledgements();
+            if settled && self.ready {
+                // Everything we typed is acknowledged, and what we received
+                // is too: nothing to wait for.
+                return;
+            }
+            if settled && drain.waited_for_a_member() {
                 // Nothing of ours waits, and nobody came to say anything.
                 return;
             }
@@ -1892,6 +1892,13 @@ impl RoomChat {
             }
         }
         true
+    }
+
+    /// Whether lines we received still wait to be stored or acknowledged:
+    /// a member whose input ended tells the others what it holds before it
+    /// goes, or they would wait for an acknowledgement that never comes.
+    fn owes_acknowledgements(&self) -> bool {
+        !self.to_store.is_empty() || self.store_at.is_some() || self.have_due.is_some()
     }
 
     /// Our lines not acknowledged yet, in every room.
