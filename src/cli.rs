@@ -187,9 +187,17 @@ pub enum PromptError {
     /// Too many invalid answers in a row.
     #[error("no valid answer after {MAX_ATTEMPTS} attempts")]
     TooManyAttempts,
-    /// The terminal could not be read or written.
-    #[error("could not use the terminal: {0}")]
-    Io(#[from] io::Error),
+    /// The terminal could not be read or written. The cause is said in
+    /// the message and not given as the `source()`, so a printer that
+    /// follows the chain of sources does not say it twice.
+    #[error("could not use the terminal: {}", describe_io(.0))]
+    Io(io::Error),
+}
+
+impl From<io::Error> for PromptError {
+    fn from(error: io::Error) -> Self {
+        PromptError::Io(error)
+    }
 }
 
 /// Shows the banner and asks whether to listen or connect. A port to
@@ -336,6 +344,16 @@ fn read_answer(input: &mut impl BufRead) -> io::Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminal_error_says_its_cause_once() {
+        let error = PromptError::from(io::Error::from_raw_os_error(5));
+        assert!(std::error::Error::source(&error).is_none(), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "could not use the terminal: Input/output error"
+        );
+    }
 
     /// The prompts, with every port free.
     fn run(input: &str) -> (Result<Role, PromptError>, String) {

@@ -668,5 +668,22 @@ fn after_a_reconnect_both_sides_show_the_classic_lines_in_the_classic_order() {
             .filter(|l| *l != "Peer is now known as bob")
             .collect();
         assert!(noise.is_empty(), "{who} showed {noise:?}: {:?}", peer.seen);
+fn a_refused_connect_names_the_address_as_typed_and_its_cause_once() {
+    let port = common::closed_port();
+    let typed = [
+        format!("127.0.0.1:{port}"),
+        // A multiaddr typed stays a multiaddr.
+        format!("/ip4/127.0.0.1/tcp/{port}"),
+    ];
+    for target in typed {
+        let dir = data_dir();
+        let path = dir.path().to_str().expect("utf-8");
+        let mut peer = Peer::start(&["--connect", &target, "--data-dir", path, "--no-mdns"]);
+        assert_eq!(peer.wait_exit().code(), Some(1));
+        let line = peer.expect_stderr("could not connect");
+        assert_eq!(
+            line,
+            format!("error: could not connect to {target}: connection refused")
+        );
     }
 }

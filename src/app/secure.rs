@@ -264,7 +264,9 @@ pub(super) async fn run(
                 DialTarget::Multiaddr(addr) => net::parse_multiaddr(addr)?,
             };
             let peer = tokio::select! {
-                peer = dial_with_retries(&room.client, &addr) => peer?,
+                peer = dial_with_retries(&room.client, &addr) => {
+                    peer.map_err(|e| e.dialling(&target.to_string()))?
+                }
                 _ = chat.stopped() => return Ok(()),
             };
             if let Some(expected) = &room.secure.expect {

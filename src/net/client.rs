@@ -345,9 +345,9 @@ impl Incoming {
         match read {
             Ok(received) => Ok(received),
             Err(e) if is_disconnect(&e) => Ok(Received::Disconnected),
-            Err(source) => Err(Error::Io {
+            Err(cause) => Err(Error::Io {
                 peer: self.peer,
-                source,
+                cause,
             }),
         }
     }
@@ -381,25 +381,25 @@ impl Outgoing {
         self.writer
             .queue(text, sent_ms)
             .await
-            .map_err(|source| Error::Io {
+            .map_err(|cause| Error::Io {
                 peer: self.peer,
-                source,
+                cause,
             })
     }
 
     /// Sends everything queued. Cancel-safe.
     pub async fn flush(&mut self) -> Result<(), Error> {
-        self.writer.flush().await.map_err(|source| Error::Io {
+        self.writer.flush().await.map_err(|cause| Error::Io {
             peer: self.peer,
-            source,
+            cause,
         })
     }
 
     /// Sends everything queued and closes our direction of the stream.
     pub async fn close(&mut self) -> Result<(), Error> {
-        self.writer.close().await.map_err(|source| Error::Io {
+        self.writer.close().await.map_err(|cause| Error::Io {
             peer: self.peer,
-            source,
+            cause,
         })
     }
 }

@@ -957,6 +957,12 @@ fn describe_upgrade(error: &std::io::Error) -> String {
         }
         source = inner.source();
     }
+    // The transport's own wrappers (`Either`s of its layers) forward
+    // `source()` past the socket's error, so the walk above misses it; its
+    // text still ends in the OS error number, which is what it was.
+    if let Some(os) = os_error_in(&error.to_string()) {
+        return describe_io(&os);
+    }
     match error.kind() {
         std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData => {
             let text = error.to_string().to_lowercase();
@@ -969,6 +975,13 @@ fn describe_upgrade(error: &std::io::Error) -> String {
         }
         _ => describe_io(error),
     }
+}
+
+/// The OS error whose text ends `text` (`Connection refused (os error
+/// 111)`, as `io::Error` writes one), if it does.
+fn os_error_in(text: &str) -> Option<std::io::Error> {
+    let code = text.strip_suffix(')')?.rsplit_once(" (os error ")?.1;
+    code.parse().ok().map(std::io::Error::from_raw_os_error)
 }
 
 /// Peers we connect to on our own (peer exchange, mDNS) only while we have
@@ -1064,5 +1077,32 @@ mod tests {
         let first_drop = seen.iter().position(|a| *a == Admit::FirstDrop);
         let ban = seen.iter().position(|a| *a == Admit::Ban);
         assert!(first_drop.is_some() && first_drop < ban, "{seen:?}");
+    }
+
+    /// Stands for the transport's `Either` wrappers: it shows the socket's
+    /// error but, forwarding `source()`, never hands it out.
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.0.source()
+        }
+    }
+
+    #[test]
+    fn a_socket_error_behind_the_transport_wrappers_reads_plainly() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        let wrapped = std::io::Error::other(Wrapper(refused));
+        assert_eq!(describe_upgrade(&wrapped), "connection refused");
+        let other = std::io::Error::other("noise handshake failed");
+        assert!(describe_upgrade(&other).starts_with("the secure handshake failed"));
     }
 }

@@ -92,7 +92,9 @@ impl Default for Config {
     }
 }
 
-/// What went wrong in the secure engine.
+/// What went wrong in the secure engine. An I/O cause is said in the
+/// message and kept in a `cause` field, not given as the `source()`, so a
+/// printer that follows the chain of sources does not say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The network stack could not be set up.
@@ -139,12 +141,12 @@ pub enum Error {
         cause: String,
     },
     /// Reading from or writing to the peer failed.
-    #[error("connection with {peer} failed: {}", describe_io(.source))]
+    #[error("connection with {peer} failed: {}", describe_io(.cause))]
     Io {
         /// The peer.
         peer: PeerId,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A message to send is longer than the limit.
     #[error("message is {len} bytes, over the {limit}-byte limit")]
@@ -160,6 +162,21 @@ pub enum Error {
     /// The engine's task has ended.
     #[error("the network engine has stopped")]
     Stopped,
+}
+
+impl Error {
+    /// The error with a failed connection named by `typed`, the address as
+    /// the user gave it: the engine only knows the multiaddr it dialled,
+    /// which a user who typed `HOST:PORT` would not recognise.
+    pub fn dialling(self, typed: &str) -> Self {
+        match self {
+            Error::Dial { cause, .. } => Error::Dial {
+                addr: typed.to_owned(),
+                cause,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Starts the engine with our identity; it runs until every [`Client`]
@@ -293,5 +310,32 @@ mod tests {
         assert_eq!(peer_in(&addr), Some(peer));
         assert!(parse_multiaddr("/ip4/127.0.0.1/udp/9000").is_err());
         assert!(parse_multiaddr("/nonsense").is_err());
+    }
+
+    #[test]
+    fn a_failed_connection_says_its_cause_once() {
+        let peer = Keypair::generate_ed25519().public().to_peer_id();
+        let error = Error::Io {
+            peer,
+            cause: std::io::Error::from_raw_os_error(104),
+        };
+        assert!(std::error::Error::source(&error).is_none(), "{error}");
+        assert_eq!(error.to_string().matches("reset").count(), 1, "{error}");
+    }
+
+    #[test]
+    fn a_failed_dial_is_named_as_typed() {
+        let error = Error::Dial {
+            addr: "/ip4/127.0.0.1/tcp/9999".into(),
+            cause: "connection refused".into(),
+        };
+        assert_eq!(
+            error.dialling("127.0.0.1:9999").to_string(),
+            "could not connect to 127.0.0.1:9999: connection refused"
+        );
+        assert!(matches!(
+            Error::Stopped.dialling("127.0.0.1:9999"),
+            Error::Stopped
+        ));
     }
 }

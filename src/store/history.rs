@@ -532,14 +532,14 @@ impl History {
     /// [`Error::Write`], [`Error::DiskFull`] or [`Error::Database`] when it
     /// cannot be created or opened.
     pub fn open(dir: &Path) -> Result<History, Error> {
-        create_private_dir(dir).map_err(|source| Error::CreateDir {
+        create_private_dir(dir).map_err(|cause| Error::CreateDir {
             path: dir.to_owned(),
-            source,
+            cause,
         })?;
         let path = dir.join(HISTORY_FILE);
-        create_private_file(&path).map_err(|source| Error::Write {
+        create_private_file(&path).map_err(|cause| Error::Write {
             path: path.clone(),
-            source,
+            cause,
         })?;
         // Without CREATE: the file was made above, private to the user, and
         // SQLite gives its -wal and -shm files the same permissions.
@@ -581,7 +581,7 @@ impl History {
         match fs::metadata(&path) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NoHistory { path }),
-            Err(source) => return Err(Error::Read { path, source }),
+            Err(cause) => return Err(Error::Read { path, cause }),
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&path, flags).map_err(|e| db_error(&path, e))?;
@@ -1695,7 +1695,7 @@ fn db_error(path: &Path, error: rusqlite::Error) -> Error {
             path,
             reason: format!("a stored value is not what this program writes: {error}"),
         },
-        source => Error::Database { path, source },
+        cause => Error::Database { path, cause },
     }
 }
 
@@ -2870,11 +2870,11 @@ mod tests {
             },
             Error::Database {
                 path: path.clone(),
-                source: rusqlite::Error::QueryReturnedNoRows,
+                cause: rusqlite::Error::QueryReturnedNoRows,
             },
             Error::Lock {
                 path: path.clone(),
-                source: io::Error::from(io::ErrorKind::PermissionDenied),
+                cause: io::Error::from(io::ErrorKind::PermissionDenied),
             },
         ];
         for error in &errors {

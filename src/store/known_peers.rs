@@ -297,13 +297,13 @@ impl KnownPeers {
 
     /// Writes the whole record to its file, atomically.
     fn save(&self) -> Result<(), Error> {
-        let write_error = |source| Error::Write {
+        let write_error = |cause| Error::Write {
             path: self.path.clone(),
-            source,
+            cause,
         };
-        create_private_dir(&self.dir).map_err(|source| Error::CreateDir {
+        create_private_dir(&self.dir).map_err(|cause| Error::CreateDir {
             path: self.dir.clone(),
-            source,
+            cause,
         })?;
         let bytes = serde_json::to_vec_pretty(&self.to_file_format())
             .map_err(|e| write_error(io::Error::other(e)))?;
@@ -343,9 +343,9 @@ fn checked_label(label: Option<&str>) -> Result<Option<&str>, Error> {
 /// The file's bytes, `None` if it does not exist. Reads no more than
 /// [`MAX_FILE_LEN`].
 fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, Error> {
-    let read_error = |source| Error::Read {
+    let read_error = |cause| Error::Read {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let Some(file) = open_if_exists(path).map_err(read_error)? else {
         return Ok(None);

@@ -59,14 +59,14 @@ impl DirLock {
     /// [`Error::CreateDir`] or [`Error::Lock`] when the directory or the
     /// lock file cannot be made or locked.
     pub fn acquire(dir: &Path) -> Result<DirLock, Error> {
-        create_private_dir(dir).map_err(|source| Error::CreateDir {
+        create_private_dir(dir).map_err(|cause| Error::CreateDir {
             path: dir.to_owned(),
-            source,
+            cause,
         })?;
         let path = dir.join(LOCK_FILE);
-        let lock_error = |source| Error::Lock {
+        let lock_error = |cause| Error::Lock {
             path: path.clone(),
-            source,
+            cause,
         };
         // Not truncated on open: until the lock is ours, the PID in the
         // file belongs to whoever holds it.

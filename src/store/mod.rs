@@ -43,19 +43,21 @@ fn private_file_options() -> OpenOptions {
 }
 
 /// What went wrong reading or writing the store. Every message names the
-/// file, the cause and what to do about it.
+/// file, the cause and what to do about it. A cause is said in the message
+/// and kept in a `cause` field, not given as the `source()`, so a printer
+/// that follows the chain of sources does not say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file of the store exists but could not be read.
     #[error(
         "could not read {}: {}; check that it is a readable file owned by you",
-        .path.display(), describe_io(.source)
+        .path.display(), describe_io(.cause)
     )]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// A file of the store is not what this program writes. It is left as
     /// it is; nothing is written over it.
@@ -74,25 +76,25 @@ pub enum Error {
     #[error(
         "could not create the data directory {}: {}; \
          check the path and that you can write to its parent",
-        .path.display(), describe_io(.source)
+        .path.display(), describe_io(.cause)
     )]
     CreateDir {
         /// The directory.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// A file of the store could not be written. What was recorded stays in
     /// memory for this run.
     #[error(
         "could not write {}: {}; check that the data directory is writable and not full",
-        .path.display(), describe_io(.source)
+        .path.display(), describe_io(.cause)
     )]
     Write {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// A label is too long to record.
     #[error("a peer label is {len} bytes, over the {limit}-byte limit")]
@@ -116,13 +118,13 @@ pub enum Error {
     #[error(
         "could not lock {}: {}; check that the data directory is writable \
          and on a file system that supports file locks",
-        .path.display(), describe_io(.source)
+        .path.display(), describe_io(.cause)
     )]
     Lock {
         /// The lock file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The history was written by a newer version of this program. It is
     /// left as it is.
@@ -194,7 +196,7 @@ pub enum Error {
     Stopped,
     /// Any other failure of the history database.
     #[error(
-        "the history database {} failed: {source}; check that the file and its \
+        "the history database {} failed: {cause}; check that the file and its \
          directory are readable and writable by you",
         .path.display()
     )]
@@ -202,6 +204,49 @@ pub enum Error {
         /// The database file.
         path: PathBuf,
         /// The cause.
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_said_once() {
+        // `main` prints an error's chain of sources after its message; the
+        // message already names the cause, in plain words.
+        let denied = || io::Error::from_raw_os_error(13);
+        let path = PathBuf::from("/x/history.db");
+        let errors = [
+            Error::Read {
+                path: path.clone(),
+                cause: denied(),
+            },
+            Error::CreateDir {
+                path: path.clone(),
+                cause: denied(),
+            },
+            Error::Write {
+                path: path.clone(),
+                cause: denied(),
+            },
+            Error::Lock {
+                path: path.clone(),
+                cause: denied(),
+            },
+        ];
+        for error in errors {
+            assert!(std::error::Error::source(&error).is_none(), "{error}");
+            assert_eq!(error.to_string().matches("permission denied").count(), 1);
+        }
+        let failed = Error::Database {
+            path,
+            cause: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some("disk I/O error".into()),
+            ),
+        };
+        assert!(std::error::Error::source(&failed).is_none(), "{failed}");
+    }
 }
