@@ -186,7 +186,7 @@ fn show_history(args: &Args, options: &HistoryArgs) -> anyhow::Result<()> {
                 .as_ref()
                 .map_or_else(|| message.conversation.clone(), |room| format!("#{room}"));
             let who = if message.outgoing {
-                "you".to_owned()
+                rust_p2p_chat::chat::event::YOU.to_owned()
             } else {
                 message
                     .name

@@ -458,6 +458,14 @@ fn history_is_shown_on_restart_and_by_command() {
     connector.close_input();
     assert!(connector.wait_exit().success());
     listener.expect_line("Peer disconnected");
+    // `rust-p2p-chat history` names our lines as the chat does.
+    let (status, out, err) = Peer::run(&["history", "--data-dir", utf8(b.path())]);
+    assert!(status.success(), "{err:?}");
+    assert!(
+        out.iter()
+            .any(|l| l.ends_with(" #lobby You: hello [delivered]")),
+        "{out:?}"
+    );
 
     let mut again = Peer::secure_connect(port, b.path(), &[]);
     let block = read_history_block(&mut again);
@@ -476,10 +484,14 @@ fn history_is_shown_on_restart_and_by_command() {
     again.expect_line("Connected to peer!");
     again.expect_secure_chat();
 
-    again.send("/history 1");
+    // Back in a chat of two, the peer's lines read `Peer: ...` live, and
+    // `/history` names it so too.
+    listener.send("welcome back");
+    again.expect_line("Peer: welcome back");
+    again.send("/history 2");
     let block = read_history_block(&mut again);
-    assert_eq!(block.len(), 1, "{block:?}");
-    assert!(history_entry(&block[0]).ends_with(": hi back"), "{block:?}");
+    let block: Vec<&str> = block.iter().map(|l| history_entry(l)).collect();
+    assert_eq!(block, ["Peer: hi back", "Peer: welcome back"]);
 }
 
 #[test]

@@ -687,3 +687,30 @@ fn a_refused_connect_names_the_address_as_typed_and_its_cause_once() {
         );
     }
 }
+
+#[test]
+fn a_peer_back_without_a_name_keeps_the_nick_it_had() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut listener, port, _) = Peer::secure_listen(a.path(), &[]);
+    let mut bob = Peer::secure_connect(port, b.path(), &["--name", "bob"]);
+    bob.expect_secure_chat();
+    listener.expect_secure_chat();
+    bob.send("hi");
+    listener.expect_line("bob: hi");
+    bob.close_input();
+    assert!(bob.wait_exit().success());
+    listener.expect_line("Peer disconnected");
+
+    // The same identity again, with no --name this time.
+    let restarted = listener.seen.len();
+    let mut back = Peer::secure_connect(port, b.path(), &[]);
+    back.expect_secure_chat();
+    listener.expect_secure_chat();
+    back.send("again");
+    assert_eq!(listener.expect_suffix(": again"), "bob: again");
+    let since = &listener.seen[restarted..];
+    assert!(
+        !since.iter().any(|l| l.contains("known as")),
+        "renamed: {since:?}"
+    );
+}

@@ -32,6 +32,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::chat::event::YOU;
+use crate::chat::room::Roster;
 use crate::chat::{Command, DialTarget, Event, HistoryLine, Notice, Received};
 use crate::identity::Identity;
 use crate::store::{KnownPeers, Store, StoredMessage};
@@ -494,14 +496,20 @@ pub(super) fn random_session() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
-/// A stored line as `/history` and the start show it.
-pub(super) fn history_line(message: StoredMessage, me: &str) -> HistoryLine {
+/// A stored line as `/history` and the start show it. An author who is in
+/// `room` now is named as its live lines name it (`Peer` in a chat of two),
+/// so one sender does not go by two names on one screen; anyone else by
+/// the nick it had, or its short fingerprint.
+pub(super) fn history_line(message: StoredMessage, me: &str, room: Option<&Roster>) -> HistoryLine {
     let stamp = store::rfc3339(message.ts_ms);
     let when = stamp.get(..16).unwrap_or(&stamp).replace('T', " ");
+    let present = room.filter(|roster| roster.contains(&message.author));
     let from = if message.author == me {
-        "You".to_owned()
+        YOU.to_owned()
     } else if message.conversation.starts_with("plain:") {
         "Peer".to_owned()
+    } else if let Some(roster) = present {
+        roster.display(&message.author)
     } else {
         message.name.clone().unwrap_or_else(|| {
             // As the room shows it: by the short fingerprint.
@@ -522,5 +530,64 @@ pub(super) fn history_line(message: StoredMessage, me: &str) -> HistoryLine {
         from,
         text: message.text,
         status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::room::Member;
+    use crate::store::Status;
+
+    fn received(author: &str, name: Option<&str>) -> StoredMessage {
+        StoredMessage {
+            id: "id".into(),
+            conversation: "room:lobby".into(),
+            room: Some("lobby".into()),
+            peer: None,
+            author: author.into(),
+            session: 1,
+            line: 0,
+            name: name.map(String::from),
+            ts_ms: 0,
+            text: "hello".into(),
+            outgoing: false,
+            status: Status::Received,
+        }
+    }
+
+    #[test]
+    fn history_names_a_sender_as_its_live_lines_do() {
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id()
+            .to_string();
+        let fingerprint = identity::peer_fingerprint(&peer.parse().unwrap()).unwrap();
+        let mut room = Roster::default();
+        room.join(
+            &peer,
+            Member {
+                nick: None,
+                fingerprint: fingerprint.clone(),
+                impostor: false,
+            },
+        );
+        // Alone with us, an unnamed member's live lines read `Peer: ...`.
+        assert_eq!(room.display(&peer), "Peer");
+        let line = history_line(received(&peer, None), "me", Some(&room));
+        assert_eq!(line.from, "Peer");
+        // Gone, it is told apart by its fingerprint, as fetched lines are.
+        let short = crate::chat::room::short_fingerprint(&fingerprint);
+        let line = history_line(received(&peer, None), "me", Some(&Roster::default()));
+        assert_eq!(line.from, format!("Peer-{short}"));
+        // Gone, a nick it had is kept.
+        let line = history_line(received(&peer, Some("bob")), "me", None);
+        assert_eq!(line.from, "bob");
+        let ours = StoredMessage {
+            outgoing: true,
+            status: Status::Sent,
+            ..received("me", None)
+        };
+        assert_eq!(history_line(ours, "me", Some(&room)).from, YOU);
     }
 }

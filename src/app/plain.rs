@@ -69,7 +69,7 @@ pub(super) async fn run(
                     if !kept.is_empty() {
                         let lines = kept
                             .into_iter()
-                            .map(|m| super::history_line(m, "local"))
+                            .map(|m| super::history_line(m, "local", None))
                             .collect();
                         if !chat.show(Event::History { lines }).await {
                             return Ok(());

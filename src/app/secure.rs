@@ -877,9 +877,13 @@ impl RoomChat {
             .store
             .call(move |h| h.recent(&conversation, limit))
             .await;
+        let roster = self.rooms.get(room);
         match kept {
             Ok(Ok(messages)) => Event::History {
-                lines: messages.into_iter().map(|m| history_line(m, &me)).collect(),
+                lines: messages
+                    .into_iter()
+                    .map(|m| history_line(m, &me, roster))
+                    .collect(),
             },
             Ok(Err(e)) | Err(e) => Event::Info(format!("history: {e}")),
         }
@@ -2780,6 +2784,14 @@ impl RoomChat {
         peer: PeerId,
         nick: Option<Option<String>>,
     ) -> bool {
+        // A member we knew by a nick that comes back without one (started
+        // again without --name) keeps that nick until it says another:
+        // renaming it to `Peer`, the name of the unnamed, would read as if
+        // someone else had taken its place.
+        let nick = match nick {
+            Some(None) if self.nicks.contains_key(&peer) => None,
+            nick => nick,
+        };
         let key = peer.to_string();
         let trusted_owner = nick
             .as_ref()

@@ -172,12 +172,16 @@ pub enum Event {
     Notice(Notice),
 }
 
+/// How our own lines are named in a history: the chat's `/history` and
+/// `rust-p2p-chat history` alike.
+pub const YOU: &str = "You";
+
 /// One line of [`Event::History`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryLine {
     /// When its author wrote it, as `HH:MM` or a date and time.
     pub when: String,
-    /// How its author is shown (`You` for ours).
+    /// How its author is shown ([`YOU`] for ours).
     pub from: String,
     /// The text.
     pub text: String,
