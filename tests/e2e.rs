@@ -183,3 +183,94 @@ fn talks_to_a_raw_socket_like_nc() {
     chat.expect_next("Peer disconnected");
     assert!(chat.wait_exit().success());
 }
+
+/// A terminal screen of 80x24, the size [`in_terminal`] sets, fed what the
+/// program printed.
+struct Screen(vt100::Parser);
+
+impl Screen {
+    fn new() -> Screen {
+        Screen(vt100::Parser::default())
+    }
+
+    /// Reads what `term` prints up to and including `needle` onto the
+    /// screen.
+    fn read_until(&mut self, term: &mut PtySession, needle: &str) {
+        let before = term.exp_string(needle).unwrap();
+        // The pseudo-terminal reader hands out each byte as a char.
+        let bytes: Vec<u8> = before.chars().map(|c| c as u8).collect();
+        self.0.process(&bytes);
+        self.0.process(needle.as_bytes());
+    }
+
+    /// Checks that each of `texts` is on `times` rows of the screen.
+    fn assert_rows(&self, texts: &[String], times: usize, after: &str) {
+        for text in texts {
+            let rows = self
+                .0
+                .screen()
+                .rows(0, 80)
+                .filter(|row| row.contains(text.as_str()))
+                .count();
+            assert_eq!(
+                rows,
+                times,
+                "{text:?} after {after}:\n{}",
+                self.0.screen().contents()
+            );
+        }
+    }
+}
+
+/// Types `text` (keys and control characters) into the terminal.
+fn keys(term: &mut PtySession, text: &str) {
+    term.send(text).unwrap();
+    term.flush().unwrap();
+}
+
+#[test]
+fn a_wrapped_input_line_cleared_leaves_nothing_on_screen() {
+    let (listener, port) = raw_listener();
+    let mut term = in_terminal(&format!("--plain --connect 127.0.0.1:{port}"));
+    let (stream, _) = listener.accept().unwrap();
+    let mut peer = RawPeer::from_stream(stream);
+    let mut screen = Screen::new();
+    screen.read_until(
+        &mut term,
+        "Type messages and press Enter to send (Ctrl+C to exit)",
+    );
+    // Wider than the 80 columns with the prompt: two rows, each with a
+    // text of its own to look for.
+    let long = |tag: &str| format!("{tag}-first-row-{}{tag}-second-row", ".".repeat(60));
+    let rows = |tag: &str| [format!("{tag}-first-row-"), format!("{tag}-second-row")];
+
+    // Ctrl+U on a wrapped line clears both of its rows.
+    let typed = long("typed");
+    keys(&mut term, &typed);
+    screen.read_until(&mut term, &typed);
+    keys(&mut term, "\x15");
+    keys(&mut term, "#1");
+    screen.read_until(&mut term, "You: #1");
+    screen.assert_rows(&rows("typed"), 0, "Ctrl+U");
+    keys(&mut term, "\x15");
+
+    // A wrapped line sent shows once, as sent.
+    keys(&mut term, "short entry\r");
+    assert_eq!(peer.read_line().as_deref(), Some("short entry"));
+    let sent = long("sent");
+    keys(&mut term, &format!("{sent}\r"));
+    assert_eq!(peer.read_line().as_deref(), Some(sent.as_str()));
+    keys(&mut term, "#2");
+    screen.read_until(&mut term, "You: #2");
+    screen.assert_rows(&rows("sent"), 1, "Enter");
+
+    // Up recalls the wrapped line, Up again the shorter one before it:
+    // the wrapped one is gone from the input rows.
+    keys(&mut term, "\x15");
+    keys(&mut term, "\x1b[A");
+    keys(&mut term, "\x1b[A");
+    screen.read_until(&mut term, "You: short entry");
+    screen.assert_rows(&rows("sent"), 1, "Up, Up");
+    term.send_control('c').unwrap();
+    term.exp_eof().unwrap();
+}

@@ -6,6 +6,10 @@
 //! never holds more than one batch; then it takes events from the app and
 //! queues them as one batch. Ctrl+C asks the app to shut down; Ctrl+D ends
 //! the input like EOF on a pipe. The terminal is restored on every way out.
+//!
+//! The editor is the rustyline-async in `vendor/`: the release, with a fix
+//! for input lines wider than the terminal, whose first row it left on
+//! screen when it cleared them.
 
 use std::future::Future;
 use std::io::Write;
