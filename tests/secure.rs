@@ -714,3 +714,31 @@ fn a_peer_back_without_a_name_keeps_the_nick_it_had() {
         "renamed: {since:?}"
     );
 }
+
+#[test]
+fn a_line_typed_alone_is_said_to_be_queued_at_once_and_once() {
+    let (dir, visitor_dir) = (data_dir(), data_dir());
+    let (mut alone, port, _) = Peer::secure_listen(dir.path(), &[]);
+    alone.send("anyone?");
+    let queued = "Queued: no one else is in #lobby; it is sent when someone comes";
+    let line = alone.expect_stderr_within("Queued", Duration::from_secs(1));
+    assert_eq!(line, queued);
+    // Said once while alone, not once per line: the next line is queued
+    // too (as /history shows), and not announced again.
+    alone.send("still nobody?");
+    alone.send("/history");
+    alone.expect_suffix("You: still nobody? (queued)");
+    let again = alone.output_containing_within("Queued", Duration::from_millis(500));
+    assert_eq!(again, None);
+
+    // Someone comes and takes them, and goes: the next stretch alone is
+    // announced again.
+    let mut visitor = Peer::secure_connect(port, visitor_dir.path(), &[]);
+    visitor.expect_line("Peer: still nobody?");
+    visitor.close_input();
+    assert!(visitor.wait_exit().success());
+    alone.expect_line("Peer disconnected");
+    alone.send("gone again");
+    let line = alone.expect_stderr_within("Queued", Duration::from_secs(1));
+    assert_eq!(line, queued);
+}

@@ -658,6 +658,9 @@ struct RoomChat {
     /// Per room: since when our oldest unacknowledged line waits, and
     /// whether that was reported.
     unacked_since: HashMap<String, (Instant, bool)>,
+    /// Rooms where we were told, since we were last alone in them with
+    /// nobody arriving, that what we type is kept until someone comes.
+    told_queued: HashSet<String>,
     /// A write to the store failed (reported once).
     store_failed: bool,
     /// Per (room, author, session): lines stored beyond a hole, first to
@@ -724,6 +727,7 @@ impl RoomChat {
             stored_rx: Some(stored_rx),
             acked: HashMap::new(),
             unacked_since: HashMap::new(),
+            told_queued: HashSet::new(),
             store_failed: false,
             stored_ahead: HashMap::new(),
             unstored: Vec::new(),
@@ -1327,7 +1331,16 @@ impl RoomChat {
             self.unacked_since
                 .entry(room.clone())
                 .or_insert((Instant::now(), false));
+            // Said at once: the report of lines not yet delivered comes
+            // only after a wait meant for a member slow to acknowledge.
+            let notice = self
+                .told_queued
+                .insert(room.clone())
+                .then(|| Notice::Queued { room: room.clone() });
             self.pending.push((room, first, texts));
+            if let Some(notice) = notice {
+                return ChatEvents(events).notice(notice).await;
+            }
             return true;
         }
         self.publish_batch(events, &room, first, texts, nick).await;
@@ -2867,6 +2880,9 @@ impl RoomChat {
                     return false;
                 }
             }
+        }
+        if was_alone {
+            self.told_queued.remove(room);
         }
         if was_alone && self.current.as_deref() == Some(room) {
             if !self.ready {

@@ -274,6 +274,12 @@ pub enum Notice {
     },
     /// Something typed could not be sent.
     NotSent(String),
+    /// What we type is kept until someone is in the room to take it (said
+    /// once each time we find ourselves alone, not for every line).
+    Queued {
+        /// The room.
+        room: String,
+    },
     /// A room member is not taking what we send.
     MemberSlow {
         /// How it is shown.
@@ -503,6 +509,10 @@ impl fmt::Display for Notice {
                 "Waiting for {waiting} line(s) to be acknowledged before ending (Ctrl+C ends now; they stay queued for the next run)"
             ),
             Notice::NotSent(cause) => write!(f, "Not sent: {}", Inert(cause)),
+            Notice::Queued { room } => write!(
+                f,
+                "Queued: no one else is in #{room}; it is sent when someone comes"
+            ),
             Notice::MemberSlow { who } => write!(
                 f,
                 "{} has not read what you sent; it will be dropped if it does not catch up",
