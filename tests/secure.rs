@@ -668,6 +668,10 @@ fn after_a_reconnect_both_sides_show_the_classic_lines_in_the_classic_order() {
             .filter(|l| *l != "Peer is now known as bob")
             .collect();
         assert!(noise.is_empty(), "{who} showed {noise:?}: {:?}", peer.seen);
+    }
+}
+
+#[test]
 fn a_refused_connect_names_the_address_as_typed_and_its_cause_once() {
     let port = common::closed_port();
     let typed = [
