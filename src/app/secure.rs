@@ -326,6 +326,21 @@ fn spawn_fetch(
     });
 }
 
+/// The lines of a fetch reply in runs written at one time each: the first
+/// line's number, the lines, and when they were written.
+fn stamped_runs(reply: &FetchReply) -> Vec<(u64, &[String], u64)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=reply.texts.len() {
+        if i == reply.texts.len() || reply.sent_ms.get(i) != reply.sent_ms.get(start) {
+            let sent_ms = reply.sent_ms.get(start).copied().unwrap_or(0);
+            runs.push((reply.first + start as u64, &reply.texts[start..i], sent_ms));
+            start = i;
+        }
+    }
+    runs
+}
+
 /// How the author `peer` of lines in a room is shown. Lines fetched from a
 /// member who is not (or no longer) here are told apart by fingerprint,
 /// never shown as the classic `Peer`.
@@ -439,7 +454,11 @@ fn serve_fetches(
                     recent.range(&key, request.session, request.from, request.to)
                 });
                 let reply = match kept {
-                    Some((first, texts)) if first == request.from => FetchReply { first, texts },
+                    Some((first, texts, sent_ms)) if first == request.from => FetchReply {
+                        first,
+                        texts,
+                        sent_ms,
+                    },
                     _ => stored_range(&store, &request, &author.to_string()).await,
                 };
                 let _ = fetch.reply(&reply).await;
@@ -461,12 +480,16 @@ async fn stored_range(store: &Store, request: &FetchRequest, author: &str) -> Fe
     let mut reply = FetchReply {
         first: from,
         texts: Vec::new(),
+        sent_ms: Vec::new(),
     };
     if let Ok(Ok(runs)) = runs {
         for run in runs {
             if run.first_line != reply.first + reply.texts.len() as u64 {
                 break;
             }
+            reply
+                .sent_ms
+                .extend(std::iter::repeat_n(run.ts_ms, run.texts.len()));
             reply.texts.extend(run.texts);
         }
     }
@@ -1254,8 +1277,9 @@ impl RoomChat {
         *seq += texts.len() as u64;
         let me = self.client.local_peer_id().to_string();
         let key = format!("{me}/{room}");
+        let ts_ms = now_ms();
         if let Ok(mut recent) = self.recent.lock() {
-            recent.record(&key, self.session, first, &texts);
+            recent.record(&key, self.session, first, &texts, ts_ms);
         }
         // Into the outbox before it is sent.
         let batch = Batch {
@@ -1266,7 +1290,7 @@ impl RoomChat {
             session: self.session,
             first_line: first,
             name: self.secure.nick.clone(),
-            ts_ms: now_ms(),
+            ts_ms,
             texts,
             outgoing: true,
             status: Status::Queued,
@@ -2514,7 +2538,7 @@ impl RoomChat {
                 let (session, order_key) = (frame.session, format!("{key}/{room}"));
                 for (first, texts) in self.faults.pass_lines(frame.seq, texts) {
                     if let Ok(mut recent) = self.recent.lock() {
-                        recent.record(&order_key, session, first, &texts);
+                        recent.record(&order_key, session, first, &texts, sent_ms);
                     }
                     let nick_now = nick.as_deref();
                     if !self
@@ -2616,20 +2640,22 @@ impl RoomChat {
         };
         // Only what was asked for: a member may answer for any stream.
         let mut reply = reply;
-        let end = reply.first.saturating_add(reply.texts.len() as u64);
-        let from = reply.first.max(request.from);
-        let to = end.min(request.to.saturating_add(1));
-        if from >= to {
+        reply.keep(request.from, request.to.saturating_add(1));
+        if reply.texts.is_empty() {
             return true;
         }
-        reply.texts.truncate((to - reply.first) as usize);
-        reply.texts.drain(..(from - reply.first) as usize);
-        reply.first = from;
+        if reply.sent_ms.len() != reply.texts.len() {
+            // A reply without the times of its lines: they are unknown.
+            reply.sent_ms = vec![now_ms(); reply.texts.len()];
+        }
         let key = author.to_string();
         let order_key = format!("{key}/{}", request.room);
         if let Ok(mut recent) = self.recent.lock() {
-            recent.record(&order_key, request.session, reply.first, &reply.texts);
+            for (first, texts, sent_ms) in stamped_runs(&reply) {
+                recent.record(&order_key, request.session, first, texts, sent_ms);
+            }
         }
+        let sent_ms = reply.sent_ms.first().copied().unwrap_or_else(now_ms);
         let nick = self.nicks.get(&author).cloned();
         let session = request.session;
         if !self
@@ -2640,7 +2666,7 @@ impl RoomChat {
                 reply.first,
                 &reply.texts,
                 nick.as_deref(),
-                now_ms(),
+                sent_ms,
             )
             .await
         {
@@ -2661,7 +2687,7 @@ impl RoomChat {
                     self.gaps.remove(&slot);
                 }
                 let room = &request.room;
-                self.keep_and_show(events, room, &key, session, first, texts, nick, now_ms())
+                self.keep_and_show(events, room, &key, session, first, texts, nick, sent_ms)
                     .await
             }
             Delivery::Gap { .. } | Delivery::Duplicate => true,
@@ -3110,6 +3136,21 @@ fn store_error<T>(result: Result<Result<T, store::Error>, store::Error>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_splits_into_runs_of_one_time() {
+        let reply = FetchReply {
+            first: 5,
+            texts: ["a", "b", "c", "d"].map(String::from).to_vec(),
+            sent_ms: vec![10, 10, 20, 10],
+        };
+        let runs: Vec<(u64, usize, u64)> = stamped_runs(&reply)
+            .into_iter()
+            .map(|(first, texts, ms)| (first, texts.len(), ms))
+            .collect();
+        assert_eq!(runs, [(5, 2, 10), (7, 1, 20), (8, 1, 10)]);
+        assert!(stamped_runs(&FetchReply::default()).is_empty());
+    }
 
     #[test]
     fn the_wait_after_input_reports_after_a_second_and_gives_up_only_without_progress() {

@@ -675,15 +675,17 @@ pub struct Recent {
 struct RecentLines {
     /// Sequence number of `lines[0]`.
     first: u64,
-    lines: std::collections::VecDeque<String>,
+    /// Each line with its author's clock when it was written.
+    lines: std::collections::VecDeque<(String, u64)>,
     bytes: usize,
     used: u64,
 }
 
 impl Recent {
-    /// Records lines numbered from `first` (only the ones that continue or
-    /// overlap what is kept; a jump starts afresh).
-    pub fn record(&mut self, key: &str, session: u64, first: u64, texts: &[String]) {
+    /// Records lines numbered from `first`, written at `sent_ms` by their
+    /// author's clock (only the ones that continue or overlap what is
+    /// kept; a jump starts afresh).
+    pub fn record(&mut self, key: &str, session: u64, first: u64, texts: &[String], sent_ms: u64) {
         self.clock += 1;
         if !self.authors.contains_key(&(key.to_owned(), session))
             && self.authors.len() >= RECENT_AUTHORS
@@ -710,12 +712,12 @@ impl Recent {
         };
         for text in texts.iter().skip(skip) {
             entry.bytes += text.len();
-            entry.lines.push_back(text.clone());
+            entry.lines.push_back((text.clone(), sent_ms));
         }
         while entry.lines.len() > RECENT_LINES
             || (entry.bytes > RECENT_BYTES && entry.lines.len() > 1)
         {
-            if let Some(old) = entry.lines.pop_front() {
+            if let Some((old, _)) = entry.lines.pop_front() {
                 entry.bytes -= old.len();
             }
             entry.first += 1;
@@ -736,8 +738,15 @@ impl Recent {
     }
 
     /// The kept lines from `from` to `to` (inclusive), from the first one
-    /// kept in that range: returns the first sequence number and the lines.
-    pub fn range(&self, key: &str, session: u64, from: u64, to: u64) -> Option<(u64, Vec<String>)> {
+    /// kept in that range: returns the first sequence number, the lines and
+    /// when each was written.
+    pub fn range(
+        &self,
+        key: &str,
+        session: u64,
+        from: u64,
+        to: u64,
+    ) -> Option<(u64, Vec<String>, Vec<u64>)> {
         let entry = self.authors.get(&(key.to_owned(), session))?;
         let end = entry.first + entry.lines.len() as u64;
         let start = from.max(entry.first);
@@ -745,12 +754,12 @@ impl Recent {
         if start >= stop {
             return None;
         }
-        let lines = entry
+        let (lines, stamps) = entry
             .lines
             .range((start - entry.first) as usize..(stop - entry.first) as usize)
             .cloned()
-            .collect();
-        Some((start, lines))
+            .unzip();
+        Some((start, lines, stamps))
     }
 }
 
@@ -761,17 +770,24 @@ mod tests {
     #[test]
     fn recent_lines_are_kept_in_order_and_bounded() {
         let mut recent = Recent::default();
-        recent.record("a", 1, 1, &texts(&["1", "2", "3"]));
-        recent.record("a", 1, 3, &texts(&["3", "4"]));
-        assert_eq!(recent.range("a", 1, 2, 3), Some((2, texts(&["2", "3"]))));
-        assert_eq!(recent.range("a", 1, 4, 10), Some((4, texts(&["4"]))));
+        recent.record("a", 1, 1, &texts(&["1", "2", "3"]), 100);
+        recent.record("a", 1, 3, &texts(&["3", "4"]), 200);
+        assert_eq!(
+            recent.range("a", 1, 2, 3),
+            Some((2, texts(&["2", "3"]), vec![100, 100]))
+        );
+        assert_eq!(
+            recent.range("a", 1, 4, 10),
+            Some((4, texts(&["4"]), vec![200]))
+        );
         assert_eq!(recent.range("a", 1, 5, 10), None);
         assert_eq!(recent.range("a", 2, 1, 1), None);
         let many: Vec<String> = (0..RECENT_LINES + 10).map(|i| i.to_string()).collect();
-        recent.record("b", 1, 1, &many);
-        let (first, lines) = recent.range("b", 1, 1, 20).expect("kept");
+        recent.record("b", 1, 1, &many, 300);
+        let (first, lines, stamps) = recent.range("b", 1, 1, 20).expect("kept");
         assert_eq!(first, 11);
         assert_eq!(lines[0], "10");
+        assert_eq!(stamps.len(), lines.len());
     }
 
     fn texts(items: &[&str]) -> Vec<String> {

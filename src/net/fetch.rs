@@ -18,7 +18,7 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 use super::{Client, Error};
 
 /// The fetch protocol.
-pub const FETCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/fetch/1.0.0");
+pub const FETCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/fetch/2.0.0");
 
 /// Largest request accepted, in bytes.
 const MAX_REQUEST: usize = 4 * 1024;
@@ -51,6 +51,31 @@ pub struct FetchReply {
     pub first: u64,
     /// The lines.
     pub texts: Vec<String>,
+    /// When each line was written, by its author's clock (ms since 1970),
+    /// one per line: a member new to a room shows what was said before it
+    /// came as history, with its time.
+    pub sent_ms: Vec<u64>,
+}
+
+impl FetchReply {
+    /// Keeps only lines `from..to` (by sequence number) of the reply, with
+    /// their times.
+    pub fn keep(&mut self, from: u64, to: u64) {
+        let end = self.first.saturating_add(self.texts.len() as u64);
+        let (from, to) = (from.max(self.first), to.min(end));
+        if from >= to {
+            self.texts.clear();
+            self.sent_ms.clear();
+            self.first = from;
+            return;
+        }
+        let (skip, take) = ((from - self.first) as usize, (to - from) as usize);
+        self.texts.truncate(skip + take);
+        self.texts.drain(..skip);
+        self.sent_ms.truncate(skip + take);
+        self.sent_ms.drain(..skip.min(self.sent_ms.len()));
+        self.first = from;
+    }
 }
 
 impl FetchRequest {
@@ -177,6 +202,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_reply_is_cut_to_a_range_with_its_times() {
+        let mut reply = FetchReply {
+            first: 10,
+            texts: ["a", "b", "c", "d"].map(String::from).to_vec(),
+            sent_ms: vec![1, 2, 3, 4],
+        };
+        reply.keep(11, 13);
+        assert_eq!(
+            (reply.first, reply.texts.clone()),
+            (11, vec!["b".into(), "c".into()])
+        );
+        assert_eq!(reply.sent_ms, [2, 3]);
+        reply.keep(20, 30);
+        assert!(reply.texts.is_empty() && reply.sent_ms.is_empty());
+    }
+
+    #[test]
     fn messages_round_trip_and_oversized_ones_are_refused() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -185,6 +227,7 @@ mod tests {
             let reply = FetchReply {
                 first: 3,
                 texts: vec!["a".into(), "a".into()],
+                sent_ms: vec![1, 2],
             };
             let mut buf = Vec::new();
             write_message(&mut buf, &reply).await.unwrap();
