@@ -618,6 +618,109 @@ fn crash_test_kill_9_twice_loses_and_duplicates_nothing() {
     });
 }
 
+/// The texts of the `[history ...] WHO: TEXT` lines `peer` showed.
+fn history_texts(peer: &Peer) -> impl Iterator<Item = &str> {
+    peer.seen
+        .iter()
+        .filter(|l| l.starts_with("[history "))
+        .filter_map(|l| history_entry(l).split_once(": ").map(|(_, text)| text))
+}
+
+/// What is shown is what was stored: a receiver killed (SIGKILL) twice in
+/// the middle of a stream and started again on its data never shows a
+/// line live twice, across all its runs. A line stored but killed before
+/// it reached the screen is in a later run's history instead; every line
+/// is seen one way or the other, and stored once.
+#[test]
+fn lines_shown_before_a_crash_are_never_shown_live_again() {
+    const LINES: usize = 5000;
+    let lines: Vec<String> = (0..LINES).map(|i| format!("n {i:04}")).collect();
+    let (a, b) = (data_dir(), data_dir());
+    let (mut sender, mut receiver, port, _) = secure_pair(a.path(), b.path());
+    let writer = write_in_chunks(
+        sender.take_stdin(),
+        lines.clone(),
+        100,
+        Duration::from_millis(20),
+    );
+    let live = |l: &str| said_by_a_peer(l).is_some_and(|t| t.starts_with("n "));
+    let mut runs = Vec::new();
+    for count in [LINES / 5, LINES * 2 / 5] {
+        receiver.expect_count(live, count, TIMEOUT);
+        receiver.kill_9();
+        receiver.read_rest_within(TIMEOUT);
+        runs.push(receiver);
+        receiver = Peer::secure_connect(port, b.path(), &[]);
+    }
+
+    // The last run ends up holding every line; what it holds it shows,
+    // unless an earlier run already did.
+    let held = wait_for_history(b.path(), TIMEOUT * 2, |h| received(h).len() >= LINES);
+    assert_texts_each_once(&received(&held), &lines, "the receiver");
+    let _stdin = writer.join().expect("writer");
+    let mut shown_live: HashMap<String, usize> = HashMap::new();
+    for run in &runs {
+        for text in run.seen.iter().filter_map(|l| said_by_a_peer(l)) {
+            *shown_live.entry(text.to_owned()).or_default() += 1;
+        }
+    }
+    let mut in_history: HashSet<String> = runs
+        .iter()
+        .skip(1)
+        .flat_map(history_texts)
+        .map(str::to_owned)
+        .collect();
+    // Bounded: the last run shows what it fetched within TIMEOUT.
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen_last: HashSet<String> = HashSet::new();
+    while lines
+        .iter()
+        .any(|t| !shown_live.contains_key(t) && !in_history.contains(t) && !seen_last.contains(t))
+    {
+        let Some(line) = deadline
+            .checked_duration_since(Instant::now())
+            .and_then(|left| receiver.line_within(left))
+        else {
+            break;
+        };
+        if line.starts_with("[history ") {
+            if let Some((_, text)) = history_entry(&line).split_once(": ") {
+                in_history.insert(text.to_owned());
+            }
+        } else if let Some(text) = said_by_a_peer(&line) {
+            seen_last.insert(text.to_owned());
+        }
+    }
+    for text in receiver.seen.iter().filter_map(|l| said_by_a_peer(l)) {
+        *shown_live.entry(text.to_owned()).or_default() += 1;
+    }
+
+    let twice: BTreeSet<(&String, &usize)> = shown_live.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} line(s) shown live more than once across the runs: {:?}",
+        twice.len(),
+        twice.iter().take(10).collect::<Vec<_>>()
+    );
+    let never: Vec<&String> = lines
+        .iter()
+        .filter(|t| !shown_live.contains_key(*t) && !in_history.contains(*t))
+        .collect();
+    assert!(
+        never.is_empty(),
+        "{} line(s) neither shown live nor in a later run's history: {:?}",
+        never.len(),
+        never.iter().take(10).collect::<Vec<_>>()
+    );
+    let only_history = lines
+        .iter()
+        .filter(|t| !shown_live.contains_key(*t))
+        .count();
+    eprintln!("crash and show: {only_history} line(s) seen only in a later run's history");
+    let held = Peer::history_json(b.path());
+    assert_each_once(&ids(received(&held)), "a received id");
+}
+
 #[test]
 fn partition_heals_and_all_three_converge() {
     partition_and_heal(false);

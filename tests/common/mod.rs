@@ -322,6 +322,23 @@ impl Peer {
         assert!(!status.success(), "killed, yet exited with {status}");
     }
 
+    /// Reads the stdout lines still in the pipe of a process that has
+    /// exited (a killed process's last writes are not lost), until the
+    /// output ends; panics if it has not ended within `limit`.
+    pub fn read_rest_within(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("output still open after {limit:?}"));
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => panic!("output still open after {limit:?}"),
+            }
+        }
+    }
+
     /// Waits up to `limit` until `n` stdout lines satisfying `matches` have
     /// been read (counting from now).
     pub fn expect_count(&mut self, matches: impl Fn(&str) -> bool, n: usize, limit: Duration) {
