@@ -980,8 +980,14 @@ fn a_connection_dropped_mid_burst_loses_no_line_on_reconnect() {
     let _stdin = writer.join().expect("writer thread");
 }
 
-/// Sends lines of 1,000 bytes until `receiver` reports a history error
-/// (on stdout or stderr); returns what was sent and the report.
+/// What a receiver says, once, when its disk is full.
+const DISK_FULL: &str = "history: the disk is full";
+
+/// What it says, once, when it can store again.
+const STORING_AGAIN: &str = "history: storing again";
+
+/// Sends lines of 1,000 bytes numbered from 0 until `receiver` reports a
+/// full disk (on stdout or stderr); returns what was sent and the report.
 fn send_until_the_disk_is_full(sender: &mut Peer, receiver: &mut Peer) -> (Vec<String>, String) {
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut sent = Vec::new();
@@ -998,7 +1004,7 @@ fn send_until_the_disk_is_full(sender: &mut Peer, receiver: &mut Peer) -> (Vec<S
             sent.push(line);
         }
         if let Some(report) =
-            receiver.output_containing_within("History not kept", Duration::from_millis(50))
+            receiver.output_containing_within("the disk is full", Duration::from_millis(50))
         {
             return (sent, report);
         }
@@ -1037,8 +1043,9 @@ fn assert_delivered_only_what_is_held(author: &Path, receiver: &Path) -> (usize,
     (delivered.len(), held.len())
 }
 
-/// A pair whose receiver keeps its data on a 1 MiB tmpfs, sent lines
-/// until the receiver's history refused one for want of room.
+/// A pair whose receiver keeps its data on a 4 MiB tmpfs, filled but for
+/// 100 KiB, sent lines until the receiver's history refused one for want
+/// of room.
 struct FullDisk {
     disk: Tmpfs,
     /// The sender's data dir.
@@ -1059,7 +1066,7 @@ fn full_disk() -> Option<FullDisk> {
         eprintln!("SKIPPED: mounting a small tmpfs needs root (CI runs as root)");
         return None;
     }
-    let Some(disk) = Tmpfs::mount("1m") else {
+    let Some(disk) = Tmpfs::mount("4m") else {
         eprintln!("SKIPPED: could not mount a tmpfs here");
         return None;
     };
@@ -1079,11 +1086,11 @@ fn full_disk() -> Option<FullDisk> {
 }
 
 #[test]
-fn a_full_disk_is_a_clear_error_and_the_store_survives() {
+fn a_full_disk_is_said_once_and_storing_resumes_when_there_is_room() {
     let Some(FullDisk {
         disk,
         a,
-        sender,
+        mut sender,
         mut receiver,
         filler,
         sent,
@@ -1092,30 +1099,70 @@ fn a_full_disk_is_a_clear_error_and_the_store_survives() {
     else {
         return;
     };
-    assert!(report.contains("full"), "not a clear error: {report:?}");
+    let (Some(unstored), Some(" line(s) not stored yet, will retry")) = (
+        report
+            .strip_prefix(&format!("{DISK_FULL}; "))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse::<usize>().ok()),
+        report.find(" line(s)").map(|at| &report[at..]),
+    ) else {
+        panic!("not a clear error: {report:?}");
+    };
+    assert!(unstored > 0, "{report:?}");
 
+    // More lines while the disk is full: every write of them fails, and
+    // none of them says so again.
+    let mut sent = sent;
+    for _ in 0..300 {
+        let line = format!("{:05} {}", sent.len(), "x".repeat(994));
+        sender.send(&line);
+        sent.push(line);
+    }
+    expect_said(&mut receiver, &sent[sent.len() - 1..], TIMEOUT);
+
+    // Room again: storing resumes, says so once, and stores what was
+    // refused as well as what comes now.
     std::fs::remove_file(filler).expect("remove the filler");
-    let while_running = Peer::history_json(disk.path());
-    assert_each_once(&ids(&while_running), "an id (while running)");
+    let after: Vec<String> = (0..10).map(|i| format!("after {i}")).collect();
+    for line in &after {
+        sender.send(line);
+    }
+    receiver
+        .output_containing_within(STORING_AGAIN, Duration::from_secs(15))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {STORING_AGAIN:?} within 15 s: {:?}",
+                receiver.seen_stderr
+            )
+        });
+    let all: Vec<String> = sent.iter().chain(&after).cloned().collect();
+    let held = wait_for_history(disk.path(), TIMEOUT, |h| received(h).len() >= all.len());
+    assert_texts_each_once(&received(&held), &all, "the receiver, with room again");
+    expect_said(&mut receiver, &after, TIMEOUT);
+    receiver.read_available();
+    assert_eq!(
+        receiver.count_output_containing(DISK_FULL),
+        1,
+        "the full disk said other than once: {:?}",
+        receiver.seen_stderr
+    );
+    assert_eq!(
+        receiver.count_output_containing(STORING_AGAIN),
+        1,
+        "{:?}",
+        receiver.seen_stderr
+    );
+
     receiver.signal("TERM");
     let _ = receiver.wait_exit();
-
     let held = Peer::history_json(disk.path());
-    for message in &held {
-        assert!(
-            sent.iter().any(|s| s == string(message, "text")),
-            "stored what was never sent: {message}"
-        );
-    }
-    let texts: Vec<&str> = held.iter().map(|m| string(m, "text")).collect();
-    let prefix = texts.iter().zip(&sent).all(|(t, s)| t == s);
-    eprintln!(
-        "full disk: B reported {report:?}; sent {}, B holds {} (a prefix of what was sent: {prefix})",
-        sent.len(),
-        held.len(),
-    );
+    assert_each_once(&ids(&held), "an id");
+    assert_texts_each_once(&received(&held), &all, "the receiver, after it ended");
     let (delivered, _) = assert_delivered_only_what_is_held(a.path(), disk.path());
-    eprintln!("full disk: A counts {delivered} delivered");
+    eprintln!(
+        "full disk: B reported {report:?}; sent {}, A counts {delivered} delivered",
+        all.len()
+    );
     drop(sender);
 }
 

@@ -28,6 +28,8 @@ pub struct Peer {
     stderr: Receiver<String>,
     /// Every stdout line seen so far, for error messages.
     pub seen: Vec<String>,
+    /// Every stderr line read so far.
+    pub seen_stderr: Vec<String>,
     /// The data home of a process not given `--data-dir`: its own, so no
     /// test writes to the user's real data directory. Removed with the
     /// Peer, after the process is killed.
@@ -86,6 +88,7 @@ impl Peer {
             stdout,
             stderr,
             seen: Vec::new(),
+            seen_stderr: Vec::new(),
             _data_home: data_home,
         }
     }
@@ -258,15 +261,22 @@ impl Peer {
     /// Waits up to `limit` for a stderr line containing `part`.
     pub fn expect_stderr_within(&mut self, part: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
-        let mut seen = Vec::new();
+        let from = self.seen_stderr.len();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
-                Ok(line) if line.contains(part) => return line,
-                Ok(line) => seen.push(line),
+                Ok(line) => {
+                    self.seen_stderr.push(line.clone());
+                    if line.contains(part) {
+                        return line;
+                    }
+                }
                 Err(_) => break,
             }
         }
-        panic!("no stderr line with {part:?}; stderr: {seen:?}")
+        panic!(
+            "no stderr line with {part:?}; stderr: {:?}",
+            &self.seen_stderr[from..]
+        )
     }
 
     /// Waits for the process to exit; kills it and panics after [`TIMEOUT`].
@@ -371,6 +381,7 @@ impl Peer {
         let deadline = Instant::now() + limit;
         loop {
             while let Ok(line) = self.stderr.try_recv() {
+                self.seen_stderr.push(line.clone());
                 if line.contains(part) {
                     return Some(line);
                 }
@@ -389,14 +400,35 @@ impl Peer {
                 Err(RecvTimeoutError::Timeout) => {}
                 // Output ended: only stderr may still say it.
                 Err(RecvTimeoutError::Disconnected) => {
-                    return self
+                    let line = self
                         .stderr
                         .recv_timeout(deadline.checked_duration_since(Instant::now())?)
-                        .ok()
-                        .filter(|l| l.contains(part));
+                        .ok()?;
+                    self.seen_stderr.push(line.clone());
+                    return line.contains(part).then_some(line);
                 }
             }
         }
+    }
+
+    /// Reads every line already written to stdout and stderr, without
+    /// waiting, into [`Peer::seen`] and [`Peer::seen_stderr`].
+    pub fn read_available(&mut self) {
+        while let Ok(line) = self.stdout.try_recv() {
+            self.seen.push(line);
+        }
+        while let Ok(line) = self.stderr.try_recv() {
+            self.seen_stderr.push(line);
+        }
+    }
+
+    /// How many lines read so far, on stdout or stderr, contain `part`.
+    pub fn count_output_containing(&self, part: &str) -> usize {
+        self.seen
+            .iter()
+            .chain(&self.seen_stderr)
+            .filter(|l| l.contains(part))
+            .count()
     }
 
     /// Runs the binary with `args` to its end (stdin closed); returns its
