@@ -994,9 +994,12 @@ fn send_until_the_disk_is_full(sender: &mut Peer, receiver: &mut Peer) -> (Vec<S
     loop {
         assert!(
             Instant::now() < deadline && sent.len() < 5000,
-            "no history error after {} lines of 1,000 bytes; seen: {:?}",
+            "no history error after {} lines of 1,000 bytes; seen last: {:?}",
             sent.len(),
-            &receiver.seen[receiver.seen.len().saturating_sub(3)..]
+            receiver.seen[receiver.seen.len().saturating_sub(3)..]
+                .iter()
+                .map(|l| l.get(..40).unwrap_or(l))
+                .collect::<Vec<_>>()
         );
         for _ in 0..10 {
             let line = format!("{:05} {}", sent.len(), "x".repeat(994));
@@ -1202,4 +1205,55 @@ fn lines_lost_to_a_full_disk_are_not_acknowledged_once_there_is_room() {
     }
     let (delivered, held) = assert_delivered_only_what_is_held(a.path(), disk.path());
     eprintln!("room again: A counts {delivered} delivered, B holds {held}");
+}
+
+/// The plain mode stores what it receives too, and says the same about a
+/// full disk: once when it starts refusing lines, once when it stores
+/// again, and then the lines it refused are stored with the next ones.
+#[test]
+fn a_full_disk_in_plain_mode_is_said_once_and_storing_resumes() {
+    if !is_root() {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let Some(disk) = Tmpfs::mount("4m") else {
+        eprintln!("SKIPPED: could not mount a tmpfs here");
+        return;
+    };
+    let (mut receiver, port) = Peer::listen(&["--data-dir", utf8(disk.path())]);
+    let mut sender = Peer::connect(port);
+    receiver.expect_prefix("Peer connected from: ");
+    let filler = fill_leaving(disk.path(), 100 * 1024);
+    let (mut sent, report) = send_until_the_disk_is_full(&mut sender, &mut receiver);
+    assert!(
+        report.starts_with(DISK_FULL) && report.ends_with(" line(s) not stored yet, will retry"),
+        "not a clear error: {report:?}"
+    );
+    for _ in 0..100 {
+        let line = format!("{:05} {}", sent.len(), "x".repeat(994));
+        sender.send(&line);
+        sent.push(line);
+    }
+    expect_said(&mut receiver, &sent[sent.len() - 1..], TIMEOUT);
+
+    std::fs::remove_file(filler).expect("remove the filler");
+    let after: Vec<String> = (0..10).map(|i| format!("after {i}")).collect();
+    for line in &after {
+        sender.send(line);
+    }
+    receiver
+        .output_containing_within(STORING_AGAIN, TIMEOUT)
+        .unwrap_or_else(|| panic!("no {STORING_AGAIN:?}: {:?}", receiver.seen_stderr));
+    let all: Vec<String> = sent.iter().chain(&after).cloned().collect();
+    let held = wait_for_history(disk.path(), TIMEOUT, |h| received(h).len() >= all.len());
+    assert_texts_each_once(&received(&held), &all, "the plain receiver");
+    receiver.read_available();
+    for notice in [DISK_FULL, STORING_AGAIN] {
+        assert_eq!(
+            receiver.count_output_containing(notice),
+            1,
+            "{notice:?} said other than once: {:?}",
+            receiver.seen_stderr
+        );
+    }
 }
