@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::fault::Faults;
 use super::{
@@ -106,9 +106,6 @@ const MAX_UNSTORED_LINES: usize = 100_000;
 /// Runs stored beyond a hole remembered per author session at most.
 const MAX_STORED_AHEAD: usize = 1024;
 
-/// Completed writes of received lines waiting to be handled.
-const STORED_QUEUE: usize = 256;
-
 /// Batches of ours handed to the store and not yet published, at most:
 /// input waits beyond that, so a store slower than the typing (or the
 /// pipe) holds back the reading, not memory.
@@ -122,11 +119,11 @@ const MAX_PUBLISH_BACKLOG: usize = 8;
 /// most (see [`Store::try_now`]); a bigger batch goes to the store thread.
 const INLINE_WRITE: usize = 16 * 1024;
 
-/// Received lines wait this long for more to be written with them, or
-/// until [`STORE_GATHER_LINES`] wait. Acknowledgements wait longer anyway
-/// ([`ACK_DELAY`]).
-const STORE_GATHER: Duration = Duration::from_millis(10);
-const STORE_GATHER_LINES: usize = 4096;
+/// Received lines gathered while a write of earlier ones is on the store
+/// thread, at most; past that the chat waits for that write (and the
+/// network with it), so a store slower than the network holds back the
+/// network, not memory.
+const MAX_GATHERED_LINES: usize = 16_384;
 
 /// Our published lines are marked sent in the store together, this long
 /// after the first of them. Until then they read as queued, and a run
@@ -293,7 +290,7 @@ pub(super) async fn run(
         }
     }
     room.run(chat, net_events, direct, fetched).await;
-    room.settle().await;
+    room.settle(chat.events).await;
     match room.gave_up {
         Some(lines) => Err(Error::Undelivered {
             lines,
@@ -339,6 +336,17 @@ fn stamped_runs(reply: &FetchReply) -> Vec<(u64, &[String], u64)> {
         }
     }
     runs
+}
+
+/// The outcome of the write of received lines on the store thread; never
+/// comes while there is none.
+async fn stored(storing: &mut Option<Storing>) -> Written {
+    match storing {
+        Some(storing) => (&mut storing.done)
+            .await
+            .unwrap_or_else(|_| (Vec::new(), Err(store::Error::Stopped))),
+        None => std::future::pending().await,
+    }
 }
 
 /// How the author `peer` of lines in a room is shown. Lines fetched from a
@@ -546,19 +554,61 @@ fn accept_direct(client: &mut Client) -> Result<mpsc::Receiver<(PeerId, String)>
     Ok(rx)
 }
 
-/// A write of received lines finished.
-enum StoredNote {
-    /// Every line below `end` of the author's session in the room is
-    /// stored.
-    Stored {
-        room: String,
-        author: String,
-        session: u64,
-        first: u64,
-        end: u64,
-    },
-    /// The store refused them (a full disk): they are kept to try again.
-    Failed { error: String, batches: Vec<Batch> },
+/// How received lines are shown once they are stored: worked out when
+/// they arrive, so that a member who leaves meanwhile is shown as it was
+/// when it spoke.
+struct Shown {
+    from: String,
+    /// The room, when it is not the current one.
+    room: Option<String>,
+}
+
+/// What follows the write of a batch of received lines.
+enum Then {
+    /// New lines: shown once written (stored or not).
+    Show(Shown),
+    /// New lines of a room left meanwhile: written only.
+    Keep,
+    /// Lines the store refused before (they were shown then), tried again.
+    Retry,
+}
+
+/// Received lines a store job wrote, or could not.
+type Written = (Vec<Batch>, Result<(), store::Error>);
+
+/// The write of received lines on the store thread (one at a time: see
+/// [`RoomChat::gather`]), and what follows it for each of its batches.
+struct Storing {
+    then: Vec<Then>,
+    done: oneshot::Receiver<Written>,
+}
+
+/// Carries received lines through the store job that writes them and
+/// back. If the job is dropped unrun (the store thread is gone), they
+/// still come back, as not written, to be shown all the same.
+struct ReceivedWrite {
+    batches: Vec<Batch>,
+    done: Option<oneshot::Sender<Written>>,
+}
+
+impl ReceivedWrite {
+    /// Writes the batches to `history` in one transaction, then reports.
+    fn write(mut self, history: &mut store::History) {
+        let written = history.insert(&self.batches).map(drop);
+        self.send(written);
+    }
+
+    fn send(&mut self, result: Result<(), store::Error>) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send((std::mem::take(&mut self.batches), result));
+        }
+    }
+}
+
+impl Drop for ReceivedWrite {
+    fn drop(&mut self) {
+        self.send(Err(store::Error::Stopped));
+    }
 }
 
 /// A batch of our lines on its way: handed to the store to be written as
@@ -664,18 +714,17 @@ struct RoomChat {
     writing: usize,
     /// `/quit` was typed: end once the lines typed before it are out.
     quitting: bool,
-    /// Received lines not yet handed to the store, how many, and when
-    /// they will be (see [`RoomChat::gather`]).
+    /// Received lines not yet handed to the store, what follows the
+    /// write of each batch, and how many lines (see [`RoomChat::gather`]).
     to_store: Vec<Batch>,
+    to_show: Vec<Then>,
     to_store_lines: usize,
-    store_at: Option<Instant>,
+    /// The write of received lines on the store thread, if any.
+    storing: Option<Storing>,
     /// Per room, our lines published and not yet marked sent in the store
     /// (first, end), and when they will be (see [`SENT_MARK_DELAY`]).
     sent_marks: HashMap<String, (u64, u64)>,
     sent_mark_at: Option<Instant>,
-    /// Where writes of received lines report back.
-    stored_tx: mpsc::Sender<StoredNote>,
-    stored_rx: Option<mpsc::Receiver<StoredNote>>,
     /// Per room: our lines below this are acknowledged by a member.
     acked: HashMap<String, u64>,
     /// Per room: since when our oldest unacknowledged line waits, and
@@ -689,7 +738,8 @@ struct RoomChat {
     /// Per (room, author, session): lines stored beyond a hole, first to
     /// end, until the hole is written.
     stored_ahead: HashMap<(String, String, u64), BTreeMap<u64, u64>>,
-    /// Received lines the store refused, to try again, and how many.
+    /// Received lines the store refused, to try again, and how many wait
+    /// to be stored (these, and those being tried again).
     unstored: Vec<Batch>,
     unstored_lines: usize,
     retry_store_at: Option<Instant>,
@@ -726,7 +776,6 @@ impl RoomChat {
         recent: Arc<Mutex<Recent>>,
         fetched_tx: mpsc::Sender<(FetchRequest, FetchReply)>,
     ) -> Self {
-        let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
         let (reconnected_tx, reconnected_rx) = mpsc::channel(1);
         let (written_tx, written_rx) = mpsc::unbounded_channel();
         Self {
@@ -737,8 +786,9 @@ impl RoomChat {
             sent_marks: HashMap::new(),
             sent_mark_at: None,
             to_store: Vec::new(),
+            to_show: Vec::new(),
             to_store_lines: 0,
-            store_at: None,
+            storing: None,
             pending_lines: 0,
             told_held: false,
             stored: HashMap::new(),
@@ -746,8 +796,6 @@ impl RoomChat {
             faults: Faults::from_env(),
             have_dirty: HashSet::new(),
             have_due: None,
-            stored_tx,
-            stored_rx: Some(stored_rx),
             acked: HashMap::new(),
             unacked_since: HashMap::new(),
             told_queued: HashSet::new(),
@@ -895,8 +943,10 @@ impl RoomChat {
     }
 
     /// The last `limit` lines kept of a room, or why they cannot be read.
+    /// Received lines are read as far as they were handed to the store
+    /// (see [`RoomChat::show_stored`]).
     async fn history_event(&mut self, room: &str, limit: usize) -> Event {
-        self.flush_to_store().await;
+        self.mark_sent().await;
         let conversation = conversation(room);
         let me = self.client.local_peer_id().to_string();
         let kept = self
@@ -922,11 +972,13 @@ impl RoomChat {
     /// Lets the store writes started by the chat reach the store, and
     /// waits for them: the store runs them in order, so one empty job
     /// after them returns when they are done.
-    async fn settle(&mut self) {
+    /// Received lines still being written are shown once they are.
+    async fn settle(&mut self, events: &mpsc::Sender<Event>) {
         if let Some(task) = self.reconnect.take() {
             task.abort();
         }
-        self.flush_to_store().await;
+        self.show_stored(events).await;
+        self.mark_sent().await;
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
@@ -952,11 +1004,9 @@ impl RoomChat {
         let mut drain = Drain::default();
         let mut last_flush = Instant::now();
         let mut next_hello = Instant::now() + HELLO_PERIOD;
-        let (Some(mut stored_rx), Some(mut reconnected_rx), Some(mut written_rx)) = (
-            self.stored_rx.take(),
-            self.reconnected_rx.take(),
-            self.written_rx.take(),
-        ) else {
+        let (Some(mut reconnected_rx), Some(mut written_rx)) =
+            (self.reconnected_rx.take(), self.written_rx.take())
+        else {
             return;
         };
         let backlog = self.client.publish_backlog();
@@ -986,7 +1036,6 @@ impl RoomChat {
                 .chain(self.hello_due.values().copied())
                 .chain(self.have_due)
                 .chain(self.retry_store_at)
-                .chain(self.store_at)
                 .chain(self.sent_mark_at)
                 .chain(
                     self.unacked_since
@@ -1127,20 +1176,19 @@ impl RoomChat {
                         return;
                     }
                     self.greet_due().await;
-                    if self.store_at.is_some_and(|at| at <= Instant::now()) {
-                        self.write_received().await;
-                    }
                     if self.sent_mark_at.is_some_and(|at| at <= Instant::now()) {
                         self.mark_sent().await;
                     }
-                    self.retry_unstored().await;
+                    if !self.retry_unstored(events).await {
+                        return;
+                    }
                     self.say_have_due().await;
                     if !self.tell_undelivered(events).await {
                         return;
                     }
                 }
-                Some(note) = stored_rx.recv() => {
-                    if !self.on_stored(events, note).await {
+                written = stored(&mut self.storing) => {
+                    if !self.on_stored(events, written).await {
                         return;
                     }
                 }
@@ -1202,6 +1250,11 @@ impl RoomChat {
                 other => {
                     self.publish_in_batches(events, std::mem::take(&mut run))
                         .await;
+                    // What arrived before the command is shown before its
+                    // answer (and `/history` reads it).
+                    if !self.show_stored(events).await {
+                        return false;
+                    }
                     let reply = self.on_command(other).await;
                     if let Some(event) = reply {
                         if events.send(event).await.is_err() {
@@ -1509,12 +1562,14 @@ impl RoomChat {
             .is_ok()
     }
 
-    /// Stores lines shown from a member; the write reports back through
-    /// `stored_tx`, and only then are they acknowledged. The write is
-    /// queued before this returns, so what is stored keeps the order shown.
+    /// Stores lines of a member, then shows them (see
+    /// [`RoomChat::gather`]); only once they are stored are they
+    /// acknowledged. Lines are stored in the order they arrive, which is
+    /// the order they are shown. False once the display is gone.
     #[allow(clippy::too_many_arguments)]
-    async fn store_received(
+    async fn keep_and_show(
         &mut self,
+        events: &mpsc::Sender<Event>,
         room: &str,
         author: &str,
         session: u64,
@@ -1522,11 +1577,18 @@ impl RoomChat {
         texts: Vec<String>,
         nick: Option<String>,
         ts_ms: u64,
-    ) {
+    ) -> bool {
         // What we hold counts from the first line we ever tried to store.
         self.stored
             .entry((room.to_owned(), author.to_owned(), session))
             .or_insert(first);
+        let then = match self.rooms.get(room) {
+            Some(roster) => Then::Show(Shown {
+                from: shown_as(roster, author),
+                room: (self.current.as_deref() != Some(room)).then(|| room.to_owned()),
+            }),
+            None => Then::Keep,
+        };
         let batch = Batch {
             conversation: conversation(room),
             room: Some(room.to_owned()),
@@ -1540,49 +1602,43 @@ impl RoomChat {
             outgoing: false,
             status: Status::Received,
         };
-        self.gather(vec![batch]).await;
+        self.gather(events, vec![(batch, then)]).await
     }
 
-    /// Stores lines of a member and shows them (see
-    /// [`RoomChat::store_received`]); false once the display is gone.
-    #[allow(clippy::too_many_arguments)]
-    async fn keep_and_show(
-        &mut self,
-        events: &mpsc::Sender<Event>,
-        room: &str,
-        author: &str,
-        session: u64,
-        first: u64,
-        texts: Vec<String>,
-        nick: Option<String>,
-        ts_ms: u64,
-    ) -> bool {
-        self.store_received(room, author, session, first, texts.clone(), nick, ts_ms)
-            .await;
-        self.show_lines(events, room, author, texts).await
-    }
-
-    /// Keeps received lines to write in one go with those that follow
-    /// within [`STORE_GATHER`]: a burst costs the store one commit, not
-    /// one per batch.
-    async fn gather(&mut self, batches: Vec<Batch>) {
-        for batch in batches {
+    /// Hands received lines to the store at once when no write of them is
+    /// on the store thread, else gathers them for the next write, which
+    /// starts as soon as that one ends: a line that comes to an idle chat
+    /// waits for one commit, not for a timer, and a burst costs a commit
+    /// per write rather than one per batch. Past [`MAX_GATHERED_LINES`]
+    /// this waits for the write on the store thread. False once the
+    /// display is gone.
+    async fn gather(&mut self, events: &mpsc::Sender<Event>, batches: Vec<(Batch, Then)>) -> bool {
+        for (batch, then) in batches {
             self.to_store_lines += batch.texts.len();
             self.to_store.push(batch);
+            self.to_show.push(then);
         }
-        if self.to_store_lines >= STORE_GATHER_LINES {
+        if self.storing.is_none() {
             self.write_received().await;
-        } else if !self.to_store.is_empty() {
-            self.store_at.get_or_insert(Instant::now() + STORE_GATHER);
+        } else if self.to_store_lines >= MAX_GATHERED_LINES {
+            let written = stored(&mut self.storing).await;
+            return self.on_stored(events, written).await;
         }
+        true
     }
 
-    /// Hands the store at once what waits to be written: received lines
-    /// gathered, and marks of our lines sent. A read queued after this
-    /// sees them.
-    async fn flush_to_store(&mut self) {
+    /// Waits until every received line handed over so far is written (or
+    /// refused) and shown, so that what is shown next comes after them.
+    /// False once the display is gone.
+    async fn show_stored(&mut self, events: &mpsc::Sender<Event>) -> bool {
         self.write_received().await;
-        self.mark_sent().await;
+        while self.storing.is_some() {
+            let written = stored(&mut self.storing).await;
+            if !self.on_stored(events, written).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Marks our published lines sent in the store, in one job.
@@ -1606,134 +1662,150 @@ impl RoomChat {
             .await;
     }
 
-    /// Queues a write of the received lines gathered; its outcome comes
-    /// back through `stored_tx`.
+    /// Starts writing the received lines gathered, unless a write of them
+    /// is on the store thread already; [`RoomChat::on_stored`] takes the
+    /// outcome.
     async fn write_received(&mut self) {
-        self.store_at = None;
+        if self.storing.is_some() || self.to_store.is_empty() {
+            return;
+        }
         self.to_store_lines = 0;
-        let batches = std::mem::take(&mut self.to_store);
-        if batches.is_empty() {
-            return;
-        }
-        let tx = self.stored_tx.clone();
-        // A failed write hands its batches back, to try again.
-        let queued = self
-            .secure
-            .store
-            .submit(move |h| match h.insert(&batches) {
-                Ok(_) => Ok(batches
-                    .iter()
-                    .map(|b| StoredNote::Stored {
-                        room: b.room.clone().unwrap_or_default(),
-                        author: b.author.clone(),
-                        session: b.session,
-                        first: b.first_line,
-                        end: b.first_line + b.texts.len() as u64,
-                    })
-                    .collect::<Vec<_>>()),
-                Err(e) => Err(StoredNote::Failed {
-                    error: e.to_string(),
-                    batches,
-                }),
-            })
-            .await;
-        tokio::spawn(async move {
-            let notes = match queued {
-                Ok(result) => match result.await {
-                    Ok(Ok(notes)) => notes,
-                    Ok(Err(failed)) => vec![failed],
-                    // The store thread is gone, and the lines with it.
-                    Err(_) => return,
-                },
-                Err(_) => return,
-            };
-            for note in notes {
-                if tx.send(note).await.is_err() {
-                    return;
-                }
-            }
+        let (report, done) = oneshot::channel();
+        let write = ReceivedWrite {
+            batches: std::mem::take(&mut self.to_store),
+            done: Some(report),
+        };
+        self.storing = Some(Storing {
+            then: std::mem::take(&mut self.to_show),
+            done,
         });
+        // A job that never runs reports on drop, here or on the store
+        // thread.
+        let _ = self.secure.store.submit(move |h| write.write(h)).await;
     }
 
-    /// A write of received lines finished: acknowledge them soon, but
-    /// only as far as every line before them is stored too (a write that
-    /// failed leaves a hole that stops the acknowledgement until it is
-    /// written on a later try).
-    async fn on_stored(&mut self, events: &mpsc::Sender<Event>, note: StoredNote) -> bool {
-        match note {
-            StoredNote::Stored {
-                room,
-                author,
-                session,
-                first,
-                end,
-            } => {
-                let key = (room.clone(), author, session);
-                let held = self.stored.entry(key.clone()).or_insert(first);
-                let before = *held;
-                let mut advanced = false;
-                if first <= *held {
-                    *held = (*held).max(end);
-                    if let Some(ahead) = self.stored_ahead.get_mut(&key) {
-                        while let Some(entry) = ahead.first_entry() {
-                            if *entry.key() > *held {
-                                break;
-                            }
-                            *held = (*held).max(entry.remove());
+    /// A write of received lines ended. What it stored is acknowledged
+    /// soon, but only as far as every line before it is stored too (a
+    /// write that failed leaves a hole that stops the acknowledgement until
+    /// a later try fills it); what it could not store is kept to try again.
+    /// Stored or not, new lines are shown now: the chat goes on without
+    /// the store, and says so. The lines gathered meanwhile are written
+    /// first, so the store works while the screen does. False once the
+    /// display is gone.
+    async fn on_stored(&mut self, events: &mpsc::Sender<Event>, written: Written) -> bool {
+        let (batches, result) = written;
+        let thens = self.storing.take().map(|s| s.then).unwrap_or_default();
+        self.write_received().await;
+        let mut to_show = Vec::new();
+        for (batch, then) in batches.into_iter().zip(thens) {
+            let lines = batch.texts.len();
+            if result.is_ok() {
+                self.note_stored(&batch);
+                if let Then::Retry = then {
+                    self.unstored_lines = self.unstored_lines.saturating_sub(lines);
+                }
+            } else {
+                let texts = match &then {
+                    Then::Show(_) => batch.texts.clone(),
+                    Then::Keep | Then::Retry => Vec::new(),
+                };
+                let kept = match then {
+                    Then::Retry => true,
+                    Then::Show(_) | Then::Keep => {
+                        let fits = self.unstored_lines + lines <= MAX_UNSTORED_LINES;
+                        if fits {
+                            self.unstored_lines += lines;
                         }
-                        if ahead.is_empty() {
-                            self.stored_ahead.remove(&key);
-                        }
+                        fits
                     }
-                    advanced = *held > before;
-                } else {
-                    let ahead = self.stored_ahead.entry(key).or_default();
-                    // Runs that touch are kept as one: a long wait for a
-                    // hole to be written makes one entry, not one per batch.
-                    let touching = ahead
-                        .range(..=first)
-                        .next_back()
-                        .filter(|(_, &stop)| stop >= first)
-                        .map(|(&start, &stop)| (start, stop));
-                    if let Some((start, stop)) = touching {
-                        ahead.insert(start, end.max(stop));
-                    } else if ahead.len() < MAX_STORED_AHEAD {
-                        ahead.insert(first, end);
-                    }
+                };
+                if kept {
+                    self.unstored.push(batch);
                 }
-                if advanced && self.have_dirty.insert(room.clone()) && self.have_due.is_none() {
-                    // Spread over twice the room's delay, so that the first
-                    // members to tell spare the rest (see `say_have_due`).
-                    let members = self.rooms.get(&room).map_or(0, Roster::len) as u32;
-                    let spread = ACK_DELAY_PER_MEMBER * members.min(200) * 2;
-                    let share = (random_session() % 1024) as u32;
-                    self.have_due = Some(Instant::now() + ACK_DELAY + spread * share / 1024);
+                if let Then::Show(shown) = then {
+                    to_show.push((shown, texts));
                 }
-                true
+                continue;
             }
-            StoredNote::Failed { error, batches } => {
-                for batch in batches {
-                    if self.unstored_lines + batch.texts.len() <= MAX_UNSTORED_LINES {
-                        self.unstored_lines += batch.texts.len();
-                        self.unstored.push(batch);
-                    }
-                }
-                self.retry_store_at
-                    .get_or_insert(Instant::now() + STORE_RETRY);
-                self.report_store_error(events, error).await
+            if let Then::Show(shown) = then {
+                to_show.push((shown, batch.texts));
             }
+        }
+        if let Err(e) = result {
+            self.retry_store_at
+                .get_or_insert(Instant::now() + STORE_RETRY);
+            if !self.report_store_error(events, e.to_string()).await {
+                return false;
+            }
+        }
+        for (shown, texts) in to_show {
+            if !self.show_lines(events, shown, texts).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Counts a batch of received lines as stored, and has it
+    /// acknowledged soon if that stores more of its author's lines without
+    /// a hole.
+    fn note_stored(&mut self, batch: &Batch) {
+        let room = batch.room.clone().unwrap_or_default();
+        let first = batch.first_line;
+        let end = first + batch.texts.len() as u64;
+        let key = (room.clone(), batch.author.clone(), batch.session);
+        let held = self.stored.entry(key.clone()).or_insert(first);
+        let before = *held;
+        let mut advanced = false;
+        if first <= *held {
+            *held = (*held).max(end);
+            if let Some(ahead) = self.stored_ahead.get_mut(&key) {
+                while let Some(entry) = ahead.first_entry() {
+                    if *entry.key() > *held {
+                        break;
+                    }
+                    *held = (*held).max(entry.remove());
+                }
+                if ahead.is_empty() {
+                    self.stored_ahead.remove(&key);
+                }
+            }
+            advanced = *held > before;
+        } else {
+            let ahead = self.stored_ahead.entry(key).or_default();
+            // Runs that touch are kept as one: a long wait for a
+            // hole to be written makes one entry, not one per batch.
+            let touching = ahead
+                .range(..=first)
+                .next_back()
+                .filter(|(_, &stop)| stop >= first)
+                .map(|(&start, &stop)| (start, stop));
+            if let Some((start, stop)) = touching {
+                ahead.insert(start, end.max(stop));
+            } else if ahead.len() < MAX_STORED_AHEAD {
+                ahead.insert(first, end);
+            }
+        }
+        if advanced && self.have_dirty.insert(room.clone()) && self.have_due.is_none() {
+            // Spread over twice the room's delay, so that the first
+            // members to tell spare the rest (see `say_have_due`).
+            let members = self.rooms.get(&room).map_or(0, Roster::len) as u32;
+            let spread = ACK_DELAY_PER_MEMBER * members.min(200) * 2;
+            let share = (random_session() % 1024) as u32;
+            self.have_due = Some(Instant::now() + ACK_DELAY + spread * share / 1024);
         }
     }
 
-    /// Tries again the writes that failed.
-    async fn retry_unstored(&mut self) {
+    /// Tries again the writes that failed, when due. False once the
+    /// display is gone.
+    async fn retry_unstored(&mut self, events: &mpsc::Sender<Event>) -> bool {
         if self.retry_store_at.is_none_or(|at| at > Instant::now()) {
-            return;
+            return true;
         }
         self.retry_store_at = None;
-        self.unstored_lines = 0;
         let unstored = std::mem::take(&mut self.unstored);
-        self.gather(unstored).await;
+        let batches = unstored.into_iter().map(|b| (b, Then::Retry)).collect();
+        self.gather(events, batches).await
     }
 
     /// What we hold of a room's authors, for a hello or an
@@ -1894,6 +1966,11 @@ impl RoomChat {
             .rooms
             .get(room)
             .map_or_else(|| "Peer".into(), |r| shown_as(r, author));
+        // The notice heads the late lines: what came before them is shown
+        // before it.
+        if !self.show_stored(events).await {
+            return false;
+        }
         let notice = Event::Notice(Notice::Recovered { who, count });
         if events.send(notice).await.is_err() {
             return false;
@@ -1941,7 +2018,7 @@ impl RoomChat {
     /// a member whose input ended tells the others what it holds before it
     /// goes, or they would wait for an acknowledgement that never comes.
     fn owes_acknowledgements(&self) -> bool {
-        !self.to_store.is_empty() || self.store_at.is_some() || self.have_due.is_some()
+        !self.to_store.is_empty() || self.storing.is_some() || self.have_due.is_some()
     }
 
     /// Our lines not acknowledged yet, in every room.
@@ -2694,11 +2771,12 @@ impl RoomChat {
         }
     }
 
+    /// Shows lines of a member (those within the line limit). False once
+    /// the display is gone.
     async fn show_lines(
         &self,
         events: &mpsc::Sender<Event>,
-        room: &str,
-        peer: &str,
+        shown: Shown,
         mut texts: Vec<String>,
     ) -> bool {
         let before = texts.len();
@@ -2713,11 +2791,7 @@ impl RoomChat {
         if texts.is_empty() {
             return true;
         }
-        let Some(roster) = self.rooms.get(room) else {
-            return true;
-        };
-        let from = shown_as(roster, peer);
-        let room = (self.current.as_deref() != Some(room)).then(|| room.to_owned());
+        let Shown { from, room } = shown;
         events
             .send(Event::Lines { from, room, texts })
             .await
@@ -2924,6 +2998,10 @@ impl RoomChat {
 
     /// Removes a member; shows a leave line (or the classic disconnect).
     async fn member_left(&mut self, events: &mpsc::Sender<Event>, room: &str, peer: &str) -> bool {
+        // Its last lines, still being stored, are shown before it leaves.
+        if !self.show_stored(events).await {
+            return false;
+        }
         let Some(roster) = self.rooms.get_mut(room) else {
             return true;
         };
