@@ -25,6 +25,7 @@
 mod fault;
 mod plain;
 mod secure;
+mod trouble;
 
 use std::future::Future;
 use std::sync::Arc;

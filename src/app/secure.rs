@@ -23,6 +23,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::fault::Faults;
+use super::trouble::StoreTrouble;
 use super::{
     history_line, now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER,
 };
@@ -630,23 +631,20 @@ struct Outgoing {
 /// written.
 struct WriteReport {
     outgoing: Option<(Outgoing, Batch)>,
-    to: mpsc::UnboundedSender<(Outgoing, Result<(), String>)>,
+    to: mpsc::UnboundedSender<(Outgoing, Result<(), store::Error>)>,
 }
 
 impl WriteReport {
     /// Writes the batch to `history`, then reports.
     fn write(mut self, history: &mut store::History) {
         let written = match &self.outgoing {
-            Some((_, batch)) => history
-                .insert(std::slice::from_ref(batch))
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            Some((_, batch)) => history.insert(std::slice::from_ref(batch)).map(drop),
             None => return,
         };
         self.send(written);
     }
 
-    fn send(&mut self, result: Result<(), String>) {
+    fn send(&mut self, result: Result<(), store::Error>) {
         if let Some((mut outgoing, batch)) = self.outgoing.take() {
             outgoing.texts = batch.texts;
             let _ = self.to.send((outgoing, result));
@@ -656,7 +654,7 @@ impl WriteReport {
 
 impl Drop for WriteReport {
     fn drop(&mut self) {
-        self.send(Err(store::Error::Stopped.to_string()));
+        self.send(Err(store::Error::Stopped));
     }
 }
 
@@ -709,8 +707,8 @@ struct RoomChat {
     have_due: Option<Instant>,
     /// Where writes of our lines report back, in order, and how many are
     /// on their way (see [`MAX_WRITING`]).
-    written_tx: mpsc::UnboundedSender<(Outgoing, Result<(), String>)>,
-    written_rx: Option<mpsc::UnboundedReceiver<(Outgoing, Result<(), String>)>>,
+    written_tx: mpsc::UnboundedSender<(Outgoing, Result<(), store::Error>)>,
+    written_rx: Option<mpsc::UnboundedReceiver<(Outgoing, Result<(), store::Error>)>>,
     writing: usize,
     /// `/quit` was typed: end once the lines typed before it are out.
     quitting: bool,
@@ -733,8 +731,8 @@ struct RoomChat {
     /// Rooms where we were told, since we were last alone in them with
     /// nobody arriving, that what we type is kept until someone comes.
     told_queued: HashSet<String>,
-    /// A write to the store failed (reported once).
-    store_failed: bool,
+    /// Whether the store refuses writes (said when that starts and ends).
+    trouble: StoreTrouble,
     /// Per (room, author, session): lines stored beyond a hole, first to
     /// end, until the hole is written.
     stored_ahead: HashMap<(String, String, u64), BTreeMap<u64, u64>>,
@@ -799,7 +797,7 @@ impl RoomChat {
             acked: HashMap::new(),
             unacked_since: HashMap::new(),
             told_queued: HashSet::new(),
-            store_failed: false,
+            trouble: StoreTrouble::default(),
             stored_ahead: HashMap::new(),
             unstored: Vec::new(),
             unstored_lines: 0,
@@ -1158,7 +1156,7 @@ impl RoomChat {
                 Some((peer, text)) = direct.recv() => {
                     let from = self.display_anywhere(&peer);
                     if let Some(e) = self.store_direct(peer, peer, text.clone(), false).await {
-                        if !self.report_store_error(events, e).await {
+                        if !self.report_store_error(events, &e, None).await {
                             return;
                         }
                     }
@@ -1386,13 +1384,16 @@ impl RoomChat {
         &mut self,
         events: &mpsc::Sender<Event>,
         outgoing: Outgoing,
-        written: Result<(), String>,
+        written: Result<(), store::Error>,
     ) -> bool {
         self.writing = self.writing.saturating_sub(1);
-        if let Err(e) = written {
-            if !self.report_store_error(events, e).await {
-                return false;
-            }
+        let told = match written {
+            Ok(()) => self.report_stored(events).await,
+            // Our lines go out all the same, and are not written again.
+            Err(e) => self.report_store_error(events, &e, None).await,
+        };
+        if !told {
+            return false;
         }
         let Outgoing {
             room,
@@ -1508,7 +1509,7 @@ impl RoomChat {
         author: PeerId,
         text: String,
         outgoing: bool,
-    ) -> Option<String> {
+    ) -> Option<store::Error> {
         let conversation = format!("peer:{peer}");
         let author = author.to_string();
         let session = self.session;
@@ -1550,16 +1551,30 @@ impl RoomChat {
         store_error(written)
     }
 
-    /// Shows a store error once; the chat goes on without it.
-    async fn report_store_error(&mut self, events: &mpsc::Sender<Event>, error: String) -> bool {
-        if self.store_failed {
-            return true;
+    /// Tells the user that a write to the store failed, when that starts a
+    /// failure (see [`StoreTrouble`]); the chat goes on without the store.
+    /// `retried` is how many received lines now wait to be tried again,
+    /// when the failed write was of lines that are. False once the display
+    /// is gone.
+    async fn report_store_error(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        error: &store::Error,
+        retried: Option<usize>,
+    ) -> bool {
+        match self.trouble.failed(error, retried) {
+            Some(notice) => events.send(Event::Notice(notice)).await.is_ok(),
+            None => true,
         }
-        self.store_failed = true;
-        events
-            .send(Event::Notice(Notice::HistoryFailed(error)))
-            .await
-            .is_ok()
+    }
+
+    /// A write to the store succeeded: tells the user when that ends a
+    /// failure. False once the display is gone.
+    async fn report_stored(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        match self.trouble.stored(self.unstored_lines) {
+            Some(notice) => events.send(Event::Notice(notice)).await.is_ok(),
+            None => true,
+        }
     }
 
     /// Stores lines of a member, then shows them (see
@@ -1731,12 +1746,17 @@ impl RoomChat {
                 to_show.push((shown, batch.texts));
             }
         }
-        if let Err(e) = result {
-            self.retry_store_at
-                .get_or_insert(Instant::now() + STORE_RETRY);
-            if !self.report_store_error(events, e.to_string()).await {
-                return false;
+        let told = match result {
+            Ok(()) => self.report_stored(events).await,
+            Err(e) => {
+                self.retry_store_at
+                    .get_or_insert(Instant::now() + STORE_RETRY);
+                self.report_store_error(events, &e, Some(self.unstored_lines))
+                    .await
             }
+        };
+        if !told {
+            return false;
         }
         for (shown, texts) in to_show {
             if !self.show_lines(events, shown, texts).await {
@@ -3203,11 +3223,11 @@ fn spawn_reconnect(
     })
 }
 
-/// The error of a store call, if any, as text.
-fn store_error<T>(result: Result<Result<T, store::Error>, store::Error>) -> Option<String> {
+/// The error of a store call, if any.
+fn store_error<T>(result: Result<Result<T, store::Error>, store::Error>) -> Option<store::Error> {
     match result {
         Ok(Ok(_)) => None,
-        Ok(Err(e)) | Err(e) => Some(e.to_string()),
+        Ok(Err(e)) | Err(e) => Some(e),
     }
 }
 

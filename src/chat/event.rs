@@ -242,6 +242,16 @@ pub enum Notice {
     /// The history could not be written: what arrives is shown but not
     /// acknowledged until it is stored.
     HistoryFailed(String),
+    /// The disk holding the history is full: received lines are shown but
+    /// not stored (nor acknowledged), and are tried again. Said once, not
+    /// for every write refused.
+    HistoryFull {
+        /// Lines waiting to be stored when it was said.
+        unstored: usize,
+    },
+    /// Writes to the history succeed again after [`Notice::HistoryFull`]
+    /// or [`Notice::HistoryFailed`]: what waited is stored.
+    HistoryResumed,
     /// A member sends faster than allowed; some of its messages dropped.
     Throttled {
         /// How it is shown.
@@ -484,6 +494,11 @@ impl fmt::Display for Notice {
                 "History not kept: {}; what arrives is shown but not acknowledged until it can be stored (tried again every second)",
                 Inert(cause)
             ),
+            Notice::HistoryFull { unstored } => write!(
+                f,
+                "history: the disk is full; {unstored} line(s) not stored yet, will retry"
+            ),
+            Notice::HistoryResumed => write!(f, "history: storing again"),
             Notice::Throttled { who } => write!(
                 f,
                 "{} sends faster than allowed: some of its messages were dropped",
@@ -559,6 +574,17 @@ mod tests {
         for (event, line) in cases {
             assert_eq!(event.to_string(), line);
         }
+    }
+
+    #[test]
+    fn a_full_disk_and_its_end_are_said_plainly() {
+        let full = Event::Notice(Notice::HistoryFull { unstored: 12 });
+        assert_eq!(
+            full.to_string(),
+            "history: the disk is full; 12 line(s) not stored yet, will retry"
+        );
+        let again = Event::Notice(Notice::HistoryResumed);
+        assert_eq!(again.to_string(), "history: storing again");
     }
 
     #[test]
