@@ -1,15 +1,16 @@
 //! Running a chat over the plain protocol (`--plain`): the classic mode.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
+use super::trouble::StoreTrouble;
 use super::{Chat, End, Error, Inbound, Outbound, Role, SendError};
 use crate::chat::{DialTarget, Event, Notice, Received};
 use crate::classic::{self, Incoming, Outgoing};
-use crate::store::{Batch, Status, Store};
+use crate::store::{self, Batch, Status, Store};
 
 /// Writes to the store in flight at most; past that, the chat waits for
 /// the store (memory stays bounded however fast lines come).
@@ -20,6 +21,14 @@ const HISTORY_ON_CONNECT: usize = 20;
 
 /// Lines kept back for one write at most.
 const WRITE_BATCH: usize = 4096;
+
+/// Lines the store refused (a full disk) kept to be written again, at
+/// most; beyond that they are shown but never stored.
+const MAX_REFUSED_LINES: usize = 100_000;
+
+/// Lines the store refused are written again this often until they are
+/// stored.
+const RETRY_REFUSED: Duration = Duration::from_secs(1);
 
 /// At most this many peers are being turned away at once; more are closed
 /// without the busy line.
@@ -78,7 +87,7 @@ pub(super) async fn run(
                 }
             }
             let (incoming, outgoing) = session.split();
-            let log = Log::new(store, addr.to_string());
+            let log = Log::new(store, addr.to_string(), chat.events.downgrade());
             let (mut incoming, mut outgoing) = log.wrap(incoming, outgoing);
             chat.run(&mut incoming, &mut outgoing, std::future::pending())
                 .await;
@@ -124,7 +133,7 @@ pub(super) async fn run(
                 let peer = session.peer_addr().to_string();
                 let (incoming, outgoing) = session.split();
                 let (mut incoming, mut outgoing) =
-                    Log::new(store.clone(), peer).wrap(incoming, outgoing);
+                    Log::new(store.clone(), peer, chat.events.downgrade()).wrap(incoming, outgoing);
                 let others = turn_away_others(&listener, chat.events);
                 let end = chat.run(&mut incoming, &mut outgoing, others).await;
                 incoming.log.flush().await;
@@ -142,6 +151,10 @@ pub(super) async fn run(
 /// are gathered and written a batch at a time (when the input runs dry or
 /// a batch is full). Plain peers have no identity, so ids are local: this
 /// run's session, the side (`local`, or the peer's address) and a count.
+/// Lines the store refuses are written again every [`RETRY_REFUSED`]
+/// until they are stored, and the user is told when that starts and ends
+/// (see [`StoreTrouble`]); nothing is acknowledged in the plain mode, so
+/// nothing else waits for them.
 struct Log {
     store: Option<Store>,
     peer: String,
@@ -151,10 +164,115 @@ struct Log {
     next_line: u64,
     lines: Vec<String>,
     in_flight: Arc<Semaphore>,
+    refused: Arc<Mutex<Refused>>,
+    /// Weak, so that a write still under way never keeps the front end
+    /// open.
+    events: mpsc::WeakSender<Event>,
+}
+
+/// What the store refused, shared by both sides of a chat and the task
+/// that writes it again.
+#[derive(Default)]
+struct Refused {
+    batches: Vec<Batch>,
+    /// Lines refused and not stored yet: in `batches`, or being written
+    /// again.
+    lines: usize,
+    trouble: StoreTrouble,
+    /// A task is writing them again.
+    retrying: bool,
+}
+
+impl Refused {
+    /// Takes in the outcome of a write of `batches`, which were refused
+    /// before when `again`; returns the notice to show, if any, and
+    /// whether a task must start to write refused lines again.
+    fn written(
+        &mut self,
+        batches: Vec<Batch>,
+        again: bool,
+        result: Result<(), store::Error>,
+    ) -> (Option<Notice>, bool) {
+        let error = match result {
+            Ok(()) => {
+                if again {
+                    let stored: usize = batches.iter().map(|b| b.texts.len()).sum();
+                    self.lines = self.lines.saturating_sub(stored);
+                }
+                return (self.trouble.stored(self.lines), false);
+            }
+            Err(error) => error,
+        };
+        for batch in batches {
+            if !again {
+                if self.lines + batch.texts.len() > MAX_REFUSED_LINES {
+                    continue;
+                }
+                self.lines += batch.texts.len();
+            }
+            self.batches.push(batch);
+        }
+        let notice = self.trouble.failed(&error, Some(self.lines));
+        let start = !self.retrying && !self.batches.is_empty();
+        self.retrying |= start;
+        (notice, start)
+    }
+}
+
+/// Writes `batches` (refused before when `again`), takes in the outcome
+/// and tells the user what that changed; true when a task must start to
+/// write refused lines again ([`write_refused`]).
+async fn write_lines(
+    store: &Store,
+    batches: Vec<Batch>,
+    again: bool,
+    refused: &Mutex<Refused>,
+    events: &mpsc::WeakSender<Event>,
+) -> bool {
+    let written = store
+        .call(move |h| {
+            let result = h.insert(&batches).map(drop);
+            (batches, result)
+        })
+        .await;
+    let (notice, start) = match (written, refused.lock()) {
+        (Ok((batches, result)), Ok(mut refused)) => refused.written(batches, again, result),
+        // The store thread is gone (it said why), and the lines with it.
+        (Err(e), Ok(mut refused)) => (refused.trouble.failed(&e, None), false),
+        (_, Err(_)) => (None, false),
+    };
+    if let (Some(notice), Some(events)) = (notice, events.upgrade()) {
+        let _ = events.send(Event::Notice(notice)).await;
+    }
+    start
+}
+
+/// Writes what the store refused again every [`RETRY_REFUSED`], until
+/// nothing refused is left (stored, or lost with the store).
+async fn write_refused(
+    store: Store,
+    refused: Arc<Mutex<Refused>>,
+    events: mpsc::WeakSender<Event>,
+) {
+    loop {
+        tokio::time::sleep(RETRY_REFUSED).await;
+        let batches = match refused.lock() {
+            Ok(mut refused) => {
+                let batches = std::mem::take(&mut refused.batches);
+                refused.retrying = !batches.is_empty();
+                batches
+            }
+            Err(_) => return,
+        };
+        if batches.is_empty() {
+            return;
+        }
+        write_lines(&store, batches, true, &refused, &events).await;
+    }
 }
 
 impl Log {
-    fn new(store: Option<Store>, peer: String) -> Log {
+    fn new(store: Option<Store>, peer: String, events: mpsc::WeakSender<Event>) -> Log {
         Log {
             store,
             author: peer.clone(),
@@ -164,6 +282,8 @@ impl Log {
             next_line: 0,
             lines: Vec::new(),
             in_flight: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
+            refused: Arc::default(),
+            events,
         }
     }
 
@@ -178,6 +298,8 @@ impl Log {
             next_line: 0,
             lines: Vec::new(),
             in_flight: Arc::clone(&self.in_flight),
+            refused: Arc::clone(&self.refused),
+            events: self.events.clone(),
         };
         (
             Logged {
@@ -241,8 +363,11 @@ impl Log {
                 Status::Received
             },
         };
+        let (refused, events) = (Arc::clone(&self.refused), self.events.clone());
         tokio::spawn(async move {
-            let _ = store.call(move |h| h.insert(&[batch])).await;
+            if write_lines(&store, vec![batch], false, &refused, &events).await {
+                tokio::spawn(write_refused(store, refused, events));
+            }
             drop(slot);
         });
     }
