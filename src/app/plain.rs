@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use super::trouble::StoreTrouble;
+use super::trouble::Refused;
 use super::{Chat, End, Error, Inbound, Outbound, Role, SendError};
 use crate::chat::{DialTarget, Event, Notice, Received};
 use crate::classic::{self, Incoming, Outgoing};
-use crate::store::{self, Batch, Status, Store};
+use crate::store::{Batch, Status, Store};
 
 /// Writes to the store in flight at most; past that, the chat waits for
 /// the store (memory stays bounded however fast lines come).
@@ -21,10 +21,6 @@ const HISTORY_ON_CONNECT: usize = 20;
 
 /// Lines kept back for one write at most.
 const WRITE_BATCH: usize = 4096;
-
-/// Lines the store refused (a full disk) kept to be written again, at
-/// most; beyond that they are shown but never stored.
-const MAX_REFUSED_LINES: usize = 100_000;
 
 /// Lines the store refused are written again this often until they are
 /// stored.
@@ -153,7 +149,7 @@ pub(super) async fn run(
 /// run's session, the side (`local`, or the peer's address) and a count.
 /// Lines the store refuses are written again every [`RETRY_REFUSED`]
 /// until they are stored, and the user is told when that starts and ends
-/// (see [`StoreTrouble`]); nothing is acknowledged in the plain mode, so
+/// (see [`Refused`]); nothing is acknowledged in the plain mode, so
 /// nothing else waits for them.
 struct Log {
     store: Option<Store>,
@@ -164,59 +160,18 @@ struct Log {
     next_line: u64,
     lines: Vec<String>,
     in_flight: Arc<Semaphore>,
-    refused: Arc<Mutex<Refused>>,
+    unstored: Arc<Mutex<Unstored>>,
     /// Weak, so that a write still under way never keeps the front end
     /// open.
     events: mpsc::WeakSender<Event>,
 }
 
 /// What the store refused, shared by both sides of a chat and the task
-/// that writes it again.
+/// that writes it again ([`write_refused`]), which runs while `retrying`.
 #[derive(Default)]
-struct Refused {
-    batches: Vec<Batch>,
-    /// Lines refused and not stored yet: in `batches`, or being written
-    /// again.
-    lines: usize,
-    trouble: StoreTrouble,
-    /// A task is writing them again.
+struct Unstored {
+    refused: Refused,
     retrying: bool,
-}
-
-impl Refused {
-    /// Takes in the outcome of a write of `batches`, which were refused
-    /// before when `again`; returns the notice to show, if any, and
-    /// whether a task must start to write refused lines again.
-    fn written(
-        &mut self,
-        batches: Vec<Batch>,
-        again: bool,
-        result: Result<(), store::Error>,
-    ) -> (Option<Notice>, bool) {
-        let error = match result {
-            Ok(()) => {
-                if again {
-                    let stored: usize = batches.iter().map(|b| b.texts.len()).sum();
-                    self.lines = self.lines.saturating_sub(stored);
-                }
-                return (self.trouble.stored(self.lines), false);
-            }
-            Err(error) => error,
-        };
-        for batch in batches {
-            if !again {
-                if self.lines + batch.texts.len() > MAX_REFUSED_LINES {
-                    continue;
-                }
-                self.lines += batch.texts.len();
-            }
-            self.batches.push(batch);
-        }
-        let notice = self.trouble.failed(&error, Some(self.lines));
-        let start = !self.retrying && !self.batches.is_empty();
-        self.retrying |= start;
-        (notice, start)
-    }
 }
 
 /// Writes `batches` (refused before when `again`), takes in the outcome
@@ -226,7 +181,7 @@ async fn write_lines(
     store: &Store,
     batches: Vec<Batch>,
     again: bool,
-    refused: &Mutex<Refused>,
+    unstored: &Mutex<Unstored>,
     events: &mpsc::WeakSender<Event>,
 ) -> bool {
     let written = store
@@ -235,10 +190,22 @@ async fn write_lines(
             (batches, result)
         })
         .await;
-    let (notice, start) = match (written, refused.lock()) {
-        (Ok((batches, result)), Ok(mut refused)) => refused.written(batches, again, result),
+    let (notice, start) = match (written, unstored.lock()) {
+        (Ok((batches, Ok(()))), Ok(mut unstored)) => {
+            let stored = batches.iter().map(|b| b.texts.len()).sum();
+            (
+                unstored.refused.stored(if again { stored } else { 0 }),
+                false,
+            )
+        }
+        (Ok((batches, Err(e))), Ok(mut unstored)) => {
+            let notice = unstored
+                .refused
+                .refused(&e, batches.into_iter().map(|b| (b, again)));
+            (notice, !std::mem::replace(&mut unstored.retrying, true))
+        }
         // The store thread is gone (it said why), and the lines with it.
-        (Err(e), Ok(mut refused)) => (refused.trouble.failed(&e, None), false),
+        (Err(e), Ok(mut unstored)) => (unstored.refused.failed(&e), false),
         (_, Err(_)) => (None, false),
     };
     if let (Some(notice), Some(events)) = (notice, events.upgrade()) {
@@ -251,15 +218,15 @@ async fn write_lines(
 /// nothing refused is left (stored, or lost with the store).
 async fn write_refused(
     store: Store,
-    refused: Arc<Mutex<Refused>>,
+    unstored: Arc<Mutex<Unstored>>,
     events: mpsc::WeakSender<Event>,
 ) {
     loop {
         tokio::time::sleep(RETRY_REFUSED).await;
-        let batches = match refused.lock() {
-            Ok(mut refused) => {
-                let batches = std::mem::take(&mut refused.batches);
-                refused.retrying = !batches.is_empty();
+        let batches = match unstored.lock() {
+            Ok(mut unstored) => {
+                let batches = unstored.refused.take();
+                unstored.retrying = !batches.is_empty();
                 batches
             }
             Err(_) => return,
@@ -267,7 +234,7 @@ async fn write_refused(
         if batches.is_empty() {
             return;
         }
-        write_lines(&store, batches, true, &refused, &events).await;
+        write_lines(&store, batches, true, &unstored, &events).await;
     }
 }
 
@@ -282,7 +249,7 @@ impl Log {
             next_line: 0,
             lines: Vec::new(),
             in_flight: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
-            refused: Arc::default(),
+            unstored: Arc::default(),
             events,
         }
     }
@@ -298,7 +265,7 @@ impl Log {
             next_line: 0,
             lines: Vec::new(),
             in_flight: Arc::clone(&self.in_flight),
-            refused: Arc::clone(&self.refused),
+            unstored: Arc::clone(&self.unstored),
             events: self.events.clone(),
         };
         (
@@ -363,10 +330,10 @@ impl Log {
                 Status::Received
             },
         };
-        let (refused, events) = (Arc::clone(&self.refused), self.events.clone());
+        let (unstored, events) = (Arc::clone(&self.unstored), self.events.clone());
         tokio::spawn(async move {
-            if write_lines(&store, vec![batch], false, &refused, &events).await {
-                tokio::spawn(write_refused(store, refused, events));
+            if write_lines(&store, vec![batch], false, &unstored, &events).await {
+                tokio::spawn(write_refused(store, unstored, events));
             }
             drop(slot);
         });

@@ -23,7 +23,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::fault::Faults;
-use super::trouble::StoreTrouble;
+use super::trouble::Refused;
 use super::{
     history_line, now_ms, random_session, stopped, unstalled, Chat, Error, Role, SendError, LINGER,
 };
@@ -99,10 +99,6 @@ const SYNC_BACKLOG: u64 = 10_000;
 
 /// Writes refused by the store are tried again this often.
 const STORE_RETRY: Duration = Duration::from_secs(1);
-
-/// Received lines kept to store again at most (the rest is not kept, and
-/// so never acknowledged: its authors still count it undelivered).
-const MAX_UNSTORED_LINES: usize = 100_000;
 
 /// Runs stored beyond a hole remembered per author session at most.
 const MAX_STORED_AHEAD: usize = 1024;
@@ -347,6 +343,14 @@ async fn stored(storing: &mut Option<Storing>) -> Written {
             .await
             .unwrap_or_else(|_| (Vec::new(), Err(store::Error::Stopped))),
         None => std::future::pending().await,
+    }
+}
+
+/// Shows a notice, if there is one; false once the display is gone.
+async fn tell(events: &mpsc::Sender<Event>, notice: Option<Notice>) -> bool {
+    match notice {
+        Some(notice) => events.send(Event::Notice(notice)).await.is_ok(),
+        None => true,
     }
 }
 
@@ -731,15 +735,15 @@ struct RoomChat {
     /// Rooms where we were told, since we were last alone in them with
     /// nobody arriving, that what we type is kept until someone comes.
     told_queued: HashSet<String>,
-    /// Whether the store refuses writes (said when that starts and ends).
-    trouble: StoreTrouble,
+    /// Received lines the store refused, to try again (at most
+    /// [`super::trouble::MAX_REFUSED_LINES`]: the rest is never
+    /// acknowledged, so its authors still count it undelivered), and
+    /// whether it refuses writes, said when that starts and ends.
+    refused: Refused,
     /// Per (room, author, session): lines stored beyond a hole, first to
     /// end, until the hole is written.
     stored_ahead: HashMap<(String, String, u64), BTreeMap<u64, u64>>,
-    /// Received lines the store refused, to try again, and how many wait
-    /// to be stored (these, and those being tried again).
-    unstored: Vec<Batch>,
-    unstored_lines: usize,
+    /// When to write the refused lines again.
     retry_store_at: Option<Instant>,
     /// Reconnecting to the peer we connected to, and where it says so.
     reconnect: Option<tokio::task::JoinHandle<()>>,
@@ -797,10 +801,8 @@ impl RoomChat {
             acked: HashMap::new(),
             unacked_since: HashMap::new(),
             told_queued: HashSet::new(),
-            trouble: StoreTrouble::default(),
+            refused: Refused::default(),
             stored_ahead: HashMap::new(),
-            unstored: Vec::new(),
-            unstored_lines: 0,
             retry_store_at: None,
             reconnect: None,
             reconnected_tx,
@@ -1156,7 +1158,7 @@ impl RoomChat {
                 Some((peer, text)) = direct.recv() => {
                     let from = self.display_anywhere(&peer);
                     if let Some(e) = self.store_direct(peer, peer, text.clone(), false).await {
-                        if !self.report_store_error(events, &e, None).await {
+                        if !self.report_store_error(events, &e).await {
                             return;
                         }
                     }
@@ -1388,9 +1390,12 @@ impl RoomChat {
     ) -> bool {
         self.writing = self.writing.saturating_sub(1);
         let told = match written {
-            Ok(()) => self.report_stored(events).await,
+            Ok(()) => {
+                let notice = self.refused.stored(0);
+                tell(events, notice).await
+            }
             // Our lines go out all the same, and are not written again.
-            Err(e) => self.report_store_error(events, &e, None).await,
+            Err(e) => self.report_store_error(events, &e).await,
         };
         if !told {
             return false;
@@ -1551,30 +1556,16 @@ impl RoomChat {
         store_error(written)
     }
 
-    /// Tells the user that a write to the store failed, when that starts a
-    /// failure (see [`StoreTrouble`]); the chat goes on without the store.
-    /// `retried` is how many received lines now wait to be tried again,
-    /// when the failed write was of lines that are. False once the display
-    /// is gone.
+    /// Tells the user that a write whose lines are not written again
+    /// failed, when that starts a trouble (see [`Refused`]); the chat goes
+    /// on without the store. False once the display is gone.
     async fn report_store_error(
         &mut self,
         events: &mpsc::Sender<Event>,
         error: &store::Error,
-        retried: Option<usize>,
     ) -> bool {
-        match self.trouble.failed(error, retried) {
-            Some(notice) => events.send(Event::Notice(notice)).await.is_ok(),
-            None => true,
-        }
-    }
-
-    /// A write to the store succeeded: tells the user when that ends a
-    /// failure. False once the display is gone.
-    async fn report_stored(&mut self, events: &mpsc::Sender<Event>) -> bool {
-        match self.trouble.stored(self.unstored_lines) {
-            Some(notice) => events.send(Event::Notice(notice)).await.is_ok(),
-            None => true,
-        }
+        let notice = self.refused.failed(error);
+        tell(events, notice).await
     }
 
     /// Stores lines of a member, then shows them (see
@@ -1712,50 +1703,37 @@ impl RoomChat {
         let thens = self.storing.take().map(|s| s.then).unwrap_or_default();
         self.write_received().await;
         let mut to_show = Vec::new();
-        for (batch, then) in batches.into_iter().zip(thens) {
-            let lines = batch.texts.len();
-            if result.is_ok() {
-                self.note_stored(&batch);
-                if let Then::Retry = then {
-                    self.unstored_lines = self.unstored_lines.saturating_sub(lines);
-                }
-            } else {
-                let texts = match &then {
-                    Then::Show(_) => batch.texts.clone(),
-                    Then::Keep | Then::Retry => Vec::new(),
-                };
-                let kept = match then {
-                    Then::Retry => true,
-                    Then::Show(_) | Then::Keep => {
-                        let fits = self.unstored_lines + lines <= MAX_UNSTORED_LINES;
-                        if fits {
-                            self.unstored_lines += lines;
-                        }
-                        fits
+        let notice = match result {
+            Ok(()) => {
+                let mut again = 0;
+                for (batch, then) in batches.into_iter().zip(thens) {
+                    self.note_stored(&batch);
+                    match then {
+                        Then::Show(shown) => to_show.push((shown, batch.texts)),
+                        Then::Retry => again += batch.texts.len(),
+                        Then::Keep => {}
                     }
-                };
-                if kept {
-                    self.unstored.push(batch);
                 }
-                if let Then::Show(shown) = then {
-                    to_show.push((shown, texts));
-                }
-                continue;
+                self.refused.stored(again)
             }
-            if let Then::Show(shown) = then {
-                to_show.push((shown, batch.texts));
-            }
-        }
-        let told = match result {
-            Ok(()) => self.report_stored(events).await,
             Err(e) => {
                 self.retry_store_at
                     .get_or_insert(Instant::now() + STORE_RETRY);
-                self.report_store_error(events, &e, Some(self.unstored_lines))
-                    .await
+                let mut kept = Vec::new();
+                for (batch, then) in batches.into_iter().zip(thens) {
+                    match then {
+                        Then::Show(shown) => {
+                            to_show.push((shown, batch.texts.clone()));
+                            kept.push((batch, false));
+                        }
+                        Then::Keep => kept.push((batch, false)),
+                        Then::Retry => kept.push((batch, true)),
+                    }
+                }
+                self.refused.refused(&e, kept)
             }
         };
-        if !told {
+        if !tell(events, notice).await {
             return false;
         }
         for (shown, texts) in to_show {
@@ -1823,8 +1801,8 @@ impl RoomChat {
             return true;
         }
         self.retry_store_at = None;
-        let unstored = std::mem::take(&mut self.unstored);
-        let batches = unstored.into_iter().map(|b| (b, Then::Retry)).collect();
+        let batches = self.refused.take();
+        let batches = batches.into_iter().map(|b| (b, Then::Retry)).collect();
         self.gather(events, batches).await
     }
 

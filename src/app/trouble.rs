@@ -1,48 +1,84 @@
-//! When the history refuses writes, and when it takes them again, told
-//! once each.
+//! Lines the history refused, kept to be written again, and telling the
+//! user when that trouble starts and ends, once each.
 //!
 //! A full disk refuses every write until space is freed, and a busy chat
 //! writes many times a second: a notice per refused write would bury the
 //! conversation. So the user is told when the trouble starts, and again
-//! when it ends, which is when a write succeeds and nothing waits to be
-//! stored any more. Both chats (plain and secure) keep one of these.
+//! when it ends, which is when a write succeeds and nothing refused waits
+//! any more. Both chats (plain and secure) keep one [`Refused`].
 
 use crate::chat::Notice;
-use crate::store;
+use crate::store::{self, Batch};
 
-/// Whether the history is refusing writes; see the module note.
+/// Lines refused kept to be written again, at most: beyond that they are
+/// shown but never stored (nor, in a room, acknowledged).
+pub(super) const MAX_REFUSED_LINES: usize = 100_000;
+
+/// What the store refused, and whether it is refusing; see the module
+/// note.
 #[derive(Debug, Default)]
-pub(super) struct StoreTrouble {
+pub(super) struct Refused {
+    batches: Vec<Batch>,
+    /// Lines refused and not stored yet: in `batches`, or taken to be
+    /// written again.
+    lines: usize,
     failing: bool,
 }
 
-impl StoreTrouble {
-    /// A write failed; the notice to show, the first time only.
-    /// `retried` is how many lines wait to be tried again, when the lines
-    /// of the failed write are among them (a full disk is then said in so
-    /// many words; otherwise, or for any other failure, its cause).
-    pub(super) fn failed(
+impl Refused {
+    /// A write of `batches` failed: they are kept to be written again
+    /// (each marked `again` when refused before, and so counted already;
+    /// a new one past [`MAX_REFUSED_LINES`] is not kept). Returns the
+    /// notice to show when this starts a trouble.
+    pub(super) fn refused(
         &mut self,
         error: &store::Error,
-        retried: Option<usize>,
+        batches: impl IntoIterator<Item = (Batch, bool)>,
     ) -> Option<Notice> {
-        if std::mem::replace(&mut self.failing, true) {
-            return None;
+        for (batch, again) in batches {
+            if !again {
+                if self.lines + batch.texts.len() > MAX_REFUSED_LINES {
+                    continue;
+                }
+                self.lines += batch.texts.len();
+            }
+            self.batches.push(batch);
         }
-        Some(match (error, retried) {
-            (store::Error::DiskFull { .. }, Some(unstored)) => Notice::HistoryFull { unstored },
-            (other, _) => Notice::HistoryFailed(other.to_string()),
+        self.start(match error {
+            store::Error::DiskFull { .. } => Notice::HistoryFull {
+                unstored: self.lines,
+            },
+            other => Notice::HistoryFailed(other.to_string()),
         })
     }
 
-    /// A write succeeded, and `unstored` lines still wait to be stored; the
-    /// notice to show when that ends a failure.
-    pub(super) fn stored(&mut self, unstored: usize) -> Option<Notice> {
-        if !self.failing || unstored > 0 {
+    /// A write failed whose lines are not written again (they went out
+    /// all the same, or the store is gone): its cause is the notice to
+    /// show when this starts a trouble.
+    pub(super) fn failed(&mut self, error: &store::Error) -> Option<Notice> {
+        self.start(Notice::HistoryFailed(error.to_string()))
+    }
+
+    fn start(&mut self, notice: Notice) -> Option<Notice> {
+        (!std::mem::replace(&mut self.failing, true)).then_some(notice)
+    }
+
+    /// A write succeeded, storing `again` lines that were refused before.
+    /// Returns the notice to show when that ends a trouble.
+    pub(super) fn stored(&mut self, again: usize) -> Option<Notice> {
+        self.lines = self.lines.saturating_sub(again);
+        if !self.failing || self.lines > 0 {
             return None;
         }
         self.failing = false;
         Some(Notice::HistoryResumed)
+    }
+
+    /// Takes the refused batches to write them again; they stay counted
+    /// until a write stores them ([`Refused::stored`]) or they are
+    /// refused again.
+    pub(super) fn take(&mut self) -> Vec<Batch> {
+        std::mem::take(&mut self.batches)
     }
 }
 
@@ -51,6 +87,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::store::Status;
 
     fn full() -> store::Error {
         store::Error::DiskFull {
@@ -58,40 +95,68 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_disk_is_said_once_and_its_end_once() {
-        let mut trouble = StoreTrouble::default();
-        assert_eq!(trouble.stored(0), None);
-        assert_eq!(
-            trouble.failed(&full(), Some(7)),
-            Some(Notice::HistoryFull { unstored: 7 })
-        );
-        assert_eq!(trouble.failed(&full(), Some(70)), None);
-        // Newer lines stored while older ones still wait end nothing.
-        assert_eq!(trouble.stored(70), None);
-        assert_eq!(trouble.stored(0), Some(Notice::HistoryResumed));
-        assert_eq!(trouble.stored(0), None);
-        // A later failure is a new one, said again.
-        assert!(trouble.failed(&full(), Some(1)).is_some());
+    fn lines(count: usize) -> Batch {
+        Batch {
+            conversation: "room:rust".into(),
+            room: Some("rust".into()),
+            peer: None,
+            author: "12D3KooWbob".into(),
+            session: 1,
+            first_line: 0,
+            name: None,
+            ts_ms: 0,
+            texts: vec!["x".into(); count],
+            outgoing: false,
+            status: Status::Received,
+        }
     }
 
     #[test]
-    fn lines_not_tried_again_are_not_promised_a_retry() {
-        let mut trouble = StoreTrouble::default();
-        let notice = trouble.failed(&full(), None);
-        assert!(
-            matches!(&notice, Some(Notice::HistoryFailed(cause)) if cause.contains("full")),
-            "{notice:?}"
+    fn a_full_disk_is_said_once_and_its_end_once() {
+        let mut refused = Refused::default();
+        assert_eq!(refused.stored(0), None);
+        assert_eq!(
+            refused.refused(&full(), [(lines(7), false)]),
+            Some(Notice::HistoryFull { unstored: 7 })
         );
+        assert_eq!(refused.refused(&full(), [(lines(3), false)]), None);
+        // Newer lines stored while refused ones still wait end nothing.
+        assert_eq!(refused.stored(0), None);
+        let again: Vec<(Batch, bool)> = refused.take().into_iter().map(|b| (b, true)).collect();
+        assert_eq!(again.len(), 2);
+        assert_eq!(refused.refused(&full(), again), None);
+        let again = refused.take();
+        assert_eq!(
+            refused.stored(again.iter().map(|b| b.texts.len()).sum()),
+            Some(Notice::HistoryResumed)
+        );
+        assert_eq!(refused.stored(0), None);
+        // A later failure is a new trouble, said again.
+        assert!(refused.refused(&full(), [(lines(1), false)]).is_some());
+    }
+
+    #[test]
+    fn refused_lines_are_kept_up_to_the_limit() {
+        let mut refused = Refused::default();
+        refused.refused(&full(), [(lines(MAX_REFUSED_LINES - 1), false)]);
+        refused.refused(&full(), [(lines(2), false), (lines(1), false)]);
+        let kept: usize = refused.take().iter().map(|b| b.texts.len()).sum();
+        assert_eq!(kept, MAX_REFUSED_LINES);
     }
 
     #[test]
     fn other_failures_name_their_cause() {
-        let mut trouble = StoreTrouble::default();
-        let notice = trouble.failed(&store::Error::Stopped, Some(3));
+        let mut refused = Refused::default();
+        let notice = refused.refused(&store::Error::Stopped, [(lines(3), false)]);
         assert!(
             matches!(&notice, Some(Notice::HistoryFailed(cause)) if cause.contains("stopped")),
             "{notice:?}"
+        );
+        let mut refused = Refused::default();
+        let notice = refused.failed(&full());
+        assert!(
+            matches!(&notice, Some(Notice::HistoryFailed(cause)) if cause.contains("full")),
+            "lines not written again are promised no retry: {notice:?}"
         );
     }
 }
