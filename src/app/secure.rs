@@ -966,13 +966,10 @@ impl RoomChat {
         }
     }
 
-    /// The main loop: what the user types, what the network says, gaps
-    /// that time out, until input ends, shutdown, or (for a peer that
-    /// connected) the chat empties.
     /// Lets the store writes started by the chat reach the store, and
     /// waits for them: the store runs them in order, so one empty job
-    /// after them returns when they are done.
-    /// Received lines still being written are shown once they are.
+    /// after them returns when they are done. Received lines still being
+    /// written are shown once they are.
     async fn settle(&mut self, events: &mpsc::Sender<Event>) {
         if let Some(task) = self.reconnect.take() {
             task.abort();
@@ -985,6 +982,9 @@ impl RoomChat {
         let _ = self.secure.store.call(|_| ()).await;
     }
 
+    /// The main loop: what the user types, what the network says, gaps
+    /// that time out, until input ends, shutdown, or (for a peer that
+    /// connected) the chat empties.
     async fn run(
         &mut self,
         chat: &mut Chat<'_>,
