@@ -112,8 +112,9 @@ const MAX_WRITING: usize = 32;
 /// (see [`net::PublishBacklog`]) beyond which input waits.
 const MAX_PUBLISH_BACKLOG: usize = 8;
 
-/// Bytes of our lines written to the outbox on the chat's own thread at
-/// most (see [`Store::try_now`]); a bigger batch goes to the store thread.
+/// Bytes of our lines written to the outbox, or of received lines written
+/// together, on the chat's own thread at most (see [`Store::try_now`]); a
+/// bigger write goes to the store thread.
 const INLINE_WRITE: usize = 16 * 1024;
 
 /// Received lines gathered while a write of earlier ones is on the store
@@ -1625,8 +1626,9 @@ impl RoomChat {
             self.to_show.push(then);
         }
         if self.storing.is_none() {
-            self.write_received().await;
-        } else if self.to_store_lines >= MAX_GATHERED_LINES {
+            return self.write_received(events).await;
+        }
+        if self.to_store_lines >= MAX_GATHERED_LINES {
             let written = stored(&mut self.storing).await;
             return self.on_stored(events, written).await;
         }
@@ -1637,7 +1639,9 @@ impl RoomChat {
     /// refused) and shown, so that what is shown next comes after them.
     /// False once the display is gone.
     async fn show_stored(&mut self, events: &mpsc::Sender<Event>) -> bool {
-        self.write_received().await;
+        if !self.write_received(events).await {
+            return false;
+        }
         while self.storing.is_some() {
             let written = stored(&mut self.storing).await;
             if !self.on_stored(events, written).await {
@@ -1668,26 +1672,46 @@ impl RoomChat {
             .await;
     }
 
-    /// Starts writing the received lines gathered, unless a write of them
-    /// is on the store thread already; [`RoomChat::on_stored`] takes the
-    /// outcome.
-    async fn write_received(&mut self) {
+    /// Writes the received lines gathered, unless a write of them is on
+    /// the store thread already. A short write is done here and now when
+    /// the store thread is idle, as for our own lines, and its lines shown
+    /// at once: handing it to that thread and back would cost a line more
+    /// time than the commit. Others go to the store thread, and
+    /// [`RoomChat::on_stored`] takes their outcome. False once the display
+    /// is gone.
+    async fn write_received(&mut self, events: &mpsc::Sender<Event>) -> bool {
         if self.storing.is_some() || self.to_store.is_empty() {
-            return;
+            return true;
         }
         self.to_store_lines = 0;
+        let batches = std::mem::take(&mut self.to_store);
+        let then = std::mem::take(&mut self.to_show);
+        let bytes: usize = batches.iter().flat_map(|b| &b.texts).map(String::len).sum();
+        if bytes <= INLINE_WRITE {
+            let now = self.secure.store.try_now(|h| h.insert(&batches).map(drop));
+            if let Some(written) = now {
+                let written = written.and_then(|inserted| inserted);
+                return self.take_in(events, then, (batches, written)).await;
+            }
+        }
         let (report, done) = oneshot::channel();
+        self.storing = Some(Storing { then, done });
         let write = ReceivedWrite {
-            batches: std::mem::take(&mut self.to_store),
+            batches,
             done: Some(report),
         };
-        self.storing = Some(Storing {
-            then: std::mem::take(&mut self.to_show),
-            done,
-        });
         // A job that never runs reports on drop, here or on the store
         // thread.
         let _ = self.secure.store.submit(move |h| write.write(h)).await;
+        true
+    }
+
+    /// The write of received lines on the store thread ended: its outcome
+    /// is taken in (see [`RoomChat::take_in`]), then the lines gathered
+    /// meanwhile are written. False once the display is gone.
+    async fn on_stored(&mut self, events: &mpsc::Sender<Event>, written: Written) -> bool {
+        let then = self.storing.take().map(|s| s.then).unwrap_or_default();
+        self.take_in(events, then, written).await && self.write_received(events).await
     }
 
     /// A write of received lines ended. What it stored is acknowledged
@@ -1695,13 +1719,14 @@ impl RoomChat {
     /// write that failed leaves a hole that stops the acknowledgement until
     /// a later try fills it); what it could not store is kept to try again.
     /// Stored or not, new lines are shown now: the chat goes on without
-    /// the store, and says so. The lines gathered meanwhile are written
-    /// first, so the store works while the screen does. False once the
-    /// display is gone.
-    async fn on_stored(&mut self, events: &mpsc::Sender<Event>, written: Written) -> bool {
+    /// the store, and says so. False once the display is gone.
+    async fn take_in(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        thens: Vec<Then>,
+        written: Written,
+    ) -> bool {
         let (batches, result) = written;
-        let thens = self.storing.take().map(|s| s.then).unwrap_or_default();
-        self.write_received().await;
         let mut to_show = Vec::new();
         let notice = match result {
             Ok(()) => {
