@@ -421,3 +421,44 @@ fn a_trusted_nick_claimed_by_another_key_is_marked() {
         .peer
         .expect_line("bob(not the trusted one!): it is me, really");
 }
+
+#[test]
+fn a_newcomer_sees_what_was_said_before_it_came_as_history_only() {
+    let (mut alice, port) = member("alice", None);
+    let (mut bob, _) = member("bob", Some(port));
+    await_joins(&mut alice, &["bob".to_owned()]);
+    await_joins(&mut bob, &["alice".to_owned()]);
+    bob.peer.send("said before carol came");
+    bob.peer.send("and this too");
+    alice.peer.expect_line("bob: and this too");
+
+    let (mut carol, _) = member("carol", Some(port));
+    // What was said before carol came reaches her as history, in order,
+    // with its time: never as live lines.
+    carol
+        .peer
+        .expect_line_within("--- 2 line(s) from history ---", TIMEOUT);
+    let first = carol.peer.expect_any_within(TIMEOUT);
+    let second = carol.peer.expect_any_within(TIMEOUT);
+    for (line, text) in [
+        (&first, "said before carol came"),
+        (&second, "and this too"),
+    ] {
+        assert!(
+            line.starts_with("[history ") && line.ends_with(&format!("] bob: {text}")),
+            "{line}"
+        );
+    }
+    carol.peer.expect_next("--- end of history ---");
+    bob.peer.send("after carol came");
+    carol.peer.expect_line("bob: after carol came");
+    assert!(
+        !carol
+            .peer
+            .seen
+            .iter()
+            .any(|l| l == "bob: said before carol came" || l == "bob: and this too"),
+        "shown live: {:?}",
+        carol.peer.seen
+    );
+}

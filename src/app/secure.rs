@@ -33,7 +33,7 @@ use crate::chat::room::{
     Recent, Roster,
 };
 use crate::chat::safety::safety_number;
-use crate::chat::{Command, DialTarget, Event, NearbyLine, Notice, Received};
+use crate::chat::{Command, DialTarget, Event, HistoryLine, NearbyLine, Notice, Received};
 use crate::identity::{self, Identity};
 use crate::net::fetch::{FetchReply, FetchRequest};
 use crate::net::room_frame::{Body, Holding, RoomFrame, MAX_HOLDINGS};
@@ -465,13 +465,17 @@ fn serve_fetches(
                 };
                 let key = format!("{author}/{}", request.room);
                 let kept = recent.lock().ok().and_then(|recent| {
-                    recent.range(&key, request.session, request.from, request.to)
+                    let nick = recent.nick(&key, request.session);
+                    recent
+                        .range(&key, request.session, request.from, request.to)
+                        .map(|range| (range, nick))
                 });
                 let reply = match kept {
-                    Some((first, texts, sent_ms)) if first == request.from => FetchReply {
+                    Some(((first, texts, sent_ms), nick)) if first == request.from => FetchReply {
                         first,
                         texts,
                         sent_ms,
+                        nick,
                     },
                     _ => stored_range(&store, &request, &author.to_string()).await,
                 };
@@ -495,9 +499,11 @@ async fn stored_range(store: &Store, request: &FetchRequest, author: &str) -> Fe
         first: from,
         texts: Vec::new(),
         sent_ms: Vec::new(),
+        nick: None,
     };
     if let Ok(Ok(runs)) = runs {
         for run in runs {
+            reply.nick = run.name.clone();
             if run.first_line != reply.first + reply.texts.len() as u64 {
                 break;
             }
@@ -567,6 +573,9 @@ struct Shown {
     from: String,
     /// The room, when it is not the current one.
     room: Option<String>,
+    /// For lines said before we first came to the room: when they were
+    /// written. They are shown as history, never as live lines.
+    earlier: Option<u64>,
 }
 
 /// What follows the write of a batch of received lines.
@@ -733,6 +742,13 @@ struct RoomChat {
     /// Per room: since when our oldest unacknowledged line waits, and
     /// whether that was reported.
     unacked_since: HashMap<String, (Instant, bool)>,
+    /// When we first joined each room (kept in the store): what was said
+    /// there before is history to us.
+    joined_at: HashMap<String, u64>,
+    /// Streams (author/room, session) first met through a member's
+    /// summary rather than live: what of them was written before we first
+    /// joined is shown as history.
+    backlog: HashSet<(String, u64)>,
     /// Rooms where we were told, since we were last alone in them with
     /// nobody arriving, that what we type is kept until someone comes.
     told_queued: HashSet<String>,
@@ -802,6 +818,8 @@ impl RoomChat {
             acked: HashMap::new(),
             unacked_since: HashMap::new(),
             told_queued: HashSet::new(),
+            joined_at: HashMap::new(),
+            backlog: HashSet::new(),
             refused: Refused::default(),
             stored_ahead: HashMap::new(),
             retry_store_at: None,
@@ -895,7 +913,7 @@ impl RoomChat {
         let me = self.client.local_peer_id().to_string();
         let session = self.session;
         let since = now_ms().saturating_sub(self.secure.sync_window.as_millis() as u64);
-        let (streams, next, unsent, acked) = self
+        let (streams, next, unsent, acked, joined) = self
             .secure
             .store
             .call(move |h| -> Result<_, store::Error> {
@@ -904,9 +922,11 @@ impl RoomChat {
                     h.next_line(&conversation, &me, session)?,
                     h.unsent(&conversation, &me, session)?,
                     h.delivered_through(&conversation, &me, session)?,
+                    h.joined(&conversation, now_ms())?,
                 ))
             })
             .await??;
+        self.joined_at.insert(room.to_owned(), joined);
         let me = self.client.local_peer_id().to_string();
         for stream in streams {
             if stream.author == me {
@@ -1334,6 +1354,7 @@ impl RoomChat {
         let ts_ms = now_ms();
         if let Ok(mut recent) = self.recent.lock() {
             recent.record(&key, self.session, first, &texts, ts_ms);
+            recent.name(&key, self.session, self.secure.nick.as_deref());
         }
         // Into the outbox before it is sent.
         let batch = Batch {
@@ -1589,10 +1610,23 @@ impl RoomChat {
         self.stored
             .entry((room.to_owned(), author.to_owned(), session))
             .or_insert(first);
+        // Lines said before we first came to the room are history to us.
+        let slot = (format!("{author}/{room}"), session);
+        let earlier = self.backlog.contains(&slot)
+            && self
+                .joined_at
+                .get(room)
+                .is_some_and(|joined| ts_ms < *joined);
         let then = match self.rooms.get(room) {
             Some(roster) => Then::Show(Shown {
-                from: shown_as(roster, author),
+                // History names its author as `/history` does: by the
+                // nick given with the lines.
+                from: match &nick {
+                    Some(nick) if earlier => nick.clone(),
+                    _ => shown_as(roster, author),
+                },
                 room: (self.current.as_deref() != Some(room)).then(|| room.to_owned()),
+                earlier: earlier.then_some(ts_ms),
             }),
             None => Then::Keep,
         };
@@ -1928,6 +1962,7 @@ impl RoomChat {
             None => {
                 let start = next.saturating_sub(SYNC_BACKLOG).max(1);
                 self.order.start_at(&key, session, start);
+                self.backlog.insert((key.clone(), session));
                 start
             }
         };
@@ -2639,6 +2674,7 @@ impl RoomChat {
                 for (first, texts) in self.faults.pass_lines(frame.seq, texts) {
                     if let Ok(mut recent) = self.recent.lock() {
                         recent.record(&order_key, session, first, &texts, sent_ms);
+                        recent.name(&order_key, session, nick.as_deref());
                     }
                     let nick_now = nick.as_deref();
                     if !self
@@ -2756,7 +2792,14 @@ impl RoomChat {
             }
         }
         let sent_ms = reply.sent_ms.first().copied().unwrap_or_else(now_ms);
-        let nick = self.nicks.get(&author).cloned();
+        // The nick we heard it give, else the one the answering member
+        // knows (checked like any nick: it is only a claim).
+        let nick = self.nicks.get(&author).cloned().or_else(|| {
+            reply
+                .nick
+                .take()
+                .filter(|n| crate::chat::room::check_nick(n).is_ok())
+        });
         let session = request.session;
         if !self
             .recover_lines(
@@ -2772,6 +2815,7 @@ impl RoomChat {
         {
             return false;
         }
+        let (reply_first, stamps) = (reply.first, std::mem::take(&mut reply.sent_ms));
         match self
             .order
             .accept(&order_key, session, reply.first, reply.texts)
@@ -2786,9 +2830,34 @@ impl RoomChat {
                 if filled && !self.order.has_gap(&order_key, session) {
                     self.gaps.remove(&slot);
                 }
+                // Each run of lines written at one time is kept (and shown)
+                // with its time; lines that waited behind the gap came
+                // live, now.
                 let room = &request.room;
-                self.keep_and_show(events, room, &key, session, first, texts, nick, sent_ms)
-                    .await
+                let now = now_ms();
+                let time_of = |line: u64| {
+                    line.checked_sub(reply_first)
+                        .and_then(|i| stamps.get(i as usize).copied())
+                        .unwrap_or(now)
+                };
+                let mut texts = texts;
+                let mut first = first;
+                while !texts.is_empty() {
+                    let ts = time_of(first);
+                    let run = (1..texts.len())
+                        .find(|i| time_of(first + *i as u64) != ts)
+                        .unwrap_or(texts.len());
+                    let rest = texts.split_off(run);
+                    let batch = std::mem::replace(&mut texts, rest);
+                    if !self
+                        .keep_and_show(events, room, &key, session, first, batch, nick.clone(), ts)
+                        .await
+                    {
+                        return false;
+                    }
+                    first += run as u64;
+                }
+                true
             }
             Delivery::Gap { .. } | Delivery::Duplicate => true,
         }
@@ -2814,11 +2883,29 @@ impl RoomChat {
         if texts.is_empty() {
             return true;
         }
-        let Shown { from, room } = shown;
-        events
-            .send(Event::Lines { from, room, texts })
-            .await
-            .is_ok()
+        let Shown {
+            from,
+            room,
+            earlier,
+        } = shown;
+        let event = match earlier {
+            Some(ts_ms) => {
+                let stamp = store::rfc3339(ts_ms);
+                let when = stamp.get(..16).unwrap_or(&stamp).replace('T', " ");
+                let lines = texts
+                    .into_iter()
+                    .map(|text| HistoryLine {
+                        when: when.clone(),
+                        from: from.clone(),
+                        text,
+                        status: None,
+                    })
+                    .collect();
+                Event::History { lines }
+            }
+            None => Event::Lines { from, room, texts },
+        };
+        events.send(event).await.is_ok()
     }
 
     /// Asks again for gaps still open, and gives up on the ones waited
@@ -3244,6 +3331,7 @@ mod tests {
             first: 5,
             texts: ["a", "b", "c", "d"].map(String::from).to_vec(),
             sent_ms: vec![10, 10, 20, 10],
+            nick: None,
         };
         let runs: Vec<(u64, usize, u64)> = stamped_runs(&reply)
             .into_iter()

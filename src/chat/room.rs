@@ -679,6 +679,8 @@ struct RecentLines {
     lines: std::collections::VecDeque<(String, u64)>,
     bytes: usize,
     used: u64,
+    /// The nick its author last gave with these lines.
+    nick: Option<String>,
 }
 
 impl Recent {
@@ -737,6 +739,18 @@ impl Recent {
         }
     }
 
+    /// Remembers the nick an author gave with its latest lines.
+    pub fn name(&mut self, key: &str, session: u64, nick: Option<&str>) {
+        if let Some(entry) = self.authors.get_mut(&(key.to_owned(), session)) {
+            entry.nick = nick.map(str::to_owned);
+        }
+    }
+
+    /// The nick an author last gave with lines we keep.
+    pub fn nick(&self, key: &str, session: u64) -> Option<String> {
+        self.authors.get(&(key.to_owned(), session))?.nick.clone()
+    }
+
     /// The kept lines from `from` to `to` (inclusive), from the first one
     /// kept in that range: returns the first sequence number, the lines and
     /// when each was written.
@@ -782,6 +796,9 @@ mod tests {
         );
         assert_eq!(recent.range("a", 1, 5, 10), None);
         assert_eq!(recent.range("a", 2, 1, 1), None);
+        assert_eq!(recent.nick("a", 1), None);
+        recent.name("a", 1, Some("ann"));
+        assert_eq!(recent.nick("a", 1).as_deref(), Some("ann"));
         let many: Vec<String> = (0..RECENT_LINES + 10).map(|i| i.to_string()).collect();
         recent.record("b", 1, 1, &many, 300);
         let (first, lines, stamps) = recent.range("b", 1, 1, 20).expect("kept");

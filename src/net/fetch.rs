@@ -55,6 +55,9 @@ pub struct FetchReply {
     /// one per line: a member new to a room shows what was said before it
     /// came as history, with its time.
     pub sent_ms: Vec<u64>,
+    /// The nick the author gave with these lines, if the member answering
+    /// knows it (unchecked: the asker checks it like any nick).
+    pub nick: Option<String>,
 }
 
 impl FetchReply {
@@ -207,6 +210,7 @@ mod tests {
             first: 10,
             texts: ["a", "b", "c", "d"].map(String::from).to_vec(),
             sent_ms: vec![1, 2, 3, 4],
+            nick: None,
         };
         reply.keep(11, 13);
         assert_eq!(
@@ -228,6 +232,7 @@ mod tests {
                 first: 3,
                 texts: vec!["a".into(), "a".into()],
                 sent_ms: vec![1, 2],
+                nick: Some("ann".into()),
             };
             let mut buf = Vec::new();
             write_message(&mut buf, &reply).await.unwrap();

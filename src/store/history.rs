@@ -189,6 +189,10 @@ const QUICK_CHECK_PROBLEMS: u32 = 3;
 /// The key in `meta` of our persistent session.
 const SESSION_KEY: &str = "session";
 
+/// Keys in `meta` of when we first joined each conversation: this, then
+/// the conversation.
+const JOINED_KEY: &str = "joined:";
+
 /// The format's history: entry `n` brings a database from version `n` to
 /// `n + 1`. Entries are only ever appended.
 const MIGRATIONS: &[&str] = &[
@@ -1186,6 +1190,31 @@ impl History {
             )?;
             let session = tx.query_row(SELECT, [SESSION_KEY], |row| row.get(0))?;
             Ok(session_from_sql(session))
+        })
+    }
+
+    /// When we first joined a conversation (ms since 1970): recorded as
+    /// `now_ms` the first time this is asked, and kept. What its members
+    /// said before it is history to us, not news.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DiskFull`] or [`Error::Database`].
+    pub fn joined(&mut self, conversation: &str, now_ms: u64) -> Result<u64, Error> {
+        const SELECT: &str = "SELECT value FROM meta WHERE key = ?1";
+        let key = format!("{JOINED_KEY}{conversation}");
+        let found: Option<i64> =
+            self.read(|conn| conn.query_row(SELECT, [&key], |row| row.get(0)).optional())?;
+        if let Some(at) = found {
+            return Ok(u64::try_from(at).unwrap_or(0));
+        }
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, to_sql(now_ms)],
+            )?;
+            let at: i64 = tx.query_row(SELECT, [&key], |row| row.get(0))?;
+            Ok(u64::try_from(at).unwrap_or(0))
         })
     }
 
@@ -2354,6 +2383,14 @@ mod tests {
         history.mark_sent(ROOM, ME, 1, 3, 5).unwrap();
         assert_eq!(statuses(&history), [Sent; 5]);
         assert!(history.unsent(ROOM, ME, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_first_join_of_a_conversation_is_kept() {
+        let mut history = History::in_memory().unwrap();
+        assert_eq!(history.joined(ROOM, 1_000).unwrap(), 1_000);
+        assert_eq!(history.joined(ROOM, 5_000).unwrap(), 1_000);
+        assert_eq!(history.joined("room:other", 7_000).unwrap(), 7_000);
     }
 
     #[test]
