@@ -440,7 +440,7 @@ fn fresh_pairs_with_lan_discovery_on_connect_every_time() {
     // LAN discovery (on by default) once dialled the listener by itself at
     // the moment the user's dial did, and the second connection was refused
     // by the per-peer limit in some pairs.
-    for i in 0..20 {
+    for i in 0..30 {
         let (da, db) = (data_dir(), data_dir());
         let dir_a = da.path().to_str().expect("utf-8");
         let mut a = Peer::start(&["--listen", "0", "--data-dir", dir_a]);
