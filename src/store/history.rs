@@ -2355,9 +2355,9 @@ mod tests {
         rows.collect::<Result<_, _>>().unwrap()
     }
 
-    #[test]
-    fn sent_is_a_mark_unless_an_earlier_line_is_still_queued() {
-        use Status::*;
+    /// A history holding five lines of ours, queued in three batches
+    /// (lines 1-2, 3-4 and 5).
+    fn ours_in_three_batches() -> History {
         let mut history = History::in_memory().unwrap();
         history
             .insert(&[
@@ -2366,6 +2366,13 @@ mod tests {
                 numbered(ME, 1, 5..6),
             ])
             .unwrap();
+        history
+    }
+
+    #[test]
+    fn sent_is_a_mark_unless_an_earlier_line_is_still_queued() {
+        use Status::*;
+        let mut history = ours_in_three_batches();
         // In order: the stream's mark moves; no row is written again.
         history.mark_sent(ROOM, ME, 1, 1, 3).unwrap();
         assert_eq!(statuses(&history), [Sent, Sent, Queued, Queued, Queued]);
@@ -2396,14 +2403,7 @@ mod tests {
     #[test]
     fn lines_nobody_acknowledged_go_back_to_the_outbox() {
         use Status::*;
-        let mut history = History::in_memory().unwrap();
-        history
-            .insert(&[
-                numbered(ME, 1, 1..3),
-                numbered(ME, 1, 3..5),
-                numbered(ME, 1, 5..6),
-            ])
-            .unwrap();
+        let mut history = ours_in_three_batches();
         history.mark_sent(ROOM, ME, 1, 1, 6).unwrap();
         // A recipient holds lines 1 to 3: the batch at 3 straddles that.
         history.mark_delivered_through(ROOM, ME, 1, 4).unwrap();
