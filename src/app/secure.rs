@@ -123,12 +123,6 @@ const INLINE_WRITE: usize = 16 * 1024;
 /// network, not memory.
 const MAX_GATHERED_LINES: usize = 16_384;
 
-/// Our published lines are marked sent in the store together, this long
-/// after the first of them. Until then they read as queued, and a run
-/// killed meanwhile publishes them again on its next start, which
-/// receivers drop as the duplicates they are.
-const SENT_MARK_DELAY: Duration = Duration::from_millis(250);
-
 /// Fetch answers waiting to be handled.
 const FETCHED_QUEUE: usize = 64;
 
@@ -733,10 +727,6 @@ struct RoomChat {
     to_store_lines: usize,
     /// The write of received lines on the store thread, if any.
     storing: Option<Storing>,
-    /// Per room, our lines published and not yet marked sent in the store
-    /// (first, end), and when they will be (see [`SENT_MARK_DELAY`]).
-    sent_marks: HashMap<String, (u64, u64)>,
-    sent_mark_at: Option<Instant>,
     /// Per room: our lines below this are acknowledged by a member.
     acked: HashMap<String, u64>,
     /// Per room: since when our oldest unacknowledged line waits, and
@@ -802,8 +792,6 @@ impl RoomChat {
             written_rx: Some(written_rx),
             writing: 0,
             quitting: false,
-            sent_marks: HashMap::new(),
-            sent_mark_at: None,
             to_store: Vec::new(),
             to_show: Vec::new(),
             to_store_lines: 0,
@@ -967,7 +955,6 @@ impl RoomChat {
     /// Received lines are read as far as they were handed to the store
     /// (see [`RoomChat::show_stored`]).
     async fn history_event(&mut self, room: &str, limit: usize) -> Event {
-        self.mark_sent().await;
         let conversation = conversation(room);
         let me = self.client.local_peer_id().to_string();
         let kept = self
@@ -996,7 +983,6 @@ impl RoomChat {
             task.abort();
         }
         self.show_stored(events).await;
-        self.mark_sent().await;
         for _ in 0..8 {
             tokio::task::yield_now().await;
         }
@@ -1057,7 +1043,6 @@ impl RoomChat {
                 .chain(self.hello_due.values().copied())
                 .chain(self.have_due)
                 .chain(self.retry_store_at)
-                .chain(self.sent_mark_at)
                 .chain(
                     self.unacked_since
                         .values()
@@ -1197,9 +1182,6 @@ impl RoomChat {
                         return;
                     }
                     self.greet_due().await;
-                    if self.sent_mark_at.is_some_and(|at| at <= Instant::now()) {
-                        self.mark_sent().await;
-                    }
                     if !self.retry_unstored(events).await {
                         return;
                     }
@@ -1480,13 +1462,9 @@ impl RoomChat {
         };
         match unstalled(publish, events).await {
             Ok(()) => {
-                let span = self
-                    .sent_marks
-                    .entry(room.to_owned())
-                    .or_insert((first, first + count));
-                *span = (span.0.min(first), span.1.max(first + count));
-                self.sent_mark_at
-                    .get_or_insert(Instant::now() + SENT_MARK_DELAY);
+                // Handed to the network is not delivered: the lines stay
+                // queued in the store until a member acknowledges them,
+                // and a run that ends before then sends them again.
                 let acked = self.acked.get(room).copied().unwrap_or(0);
                 if acked < first + count {
                     self.unacked_since
@@ -1683,27 +1661,6 @@ impl RoomChat {
             }
         }
         true
-    }
-
-    /// Marks our published lines sent in the store, in one job.
-    async fn mark_sent(&mut self) {
-        self.sent_mark_at = None;
-        let marks = std::mem::take(&mut self.sent_marks);
-        if marks.is_empty() {
-            return;
-        }
-        let (me, session) = (self.client.local_peer_id().to_string(), self.session);
-        // A failed mark leaves the lines queued: sent again on the next
-        // start, and dropped there as duplicates.
-        let _ = self
-            .secure
-            .store
-            .submit(move |h| {
-                for (room, (first, end)) in marks {
-                    let _ = h.mark_sent(&conversation(&room), &me, session, first, end);
-                }
-            })
-            .await;
     }
 
     /// Writes the received lines gathered, unless a write of them is on
@@ -2094,9 +2051,6 @@ impl RoomChat {
     /// Puts our unacknowledged lines back in the outbox, for the next run
     /// to send: handed to the network is not delivered.
     async fn requeue_undelivered(&mut self) {
-        // Sent marks still gathered must land first, or they would mark
-        // the lines sent again after this.
-        self.mark_sent().await;
         let (me, session) = (self.client.local_peer_id().to_string(), self.session);
         for room in self.unacked_since.keys() {
             let (me, conversation) = (me.clone(), conversation(room));

@@ -1138,8 +1138,8 @@ impl History {
         })
     }
 
-    /// Our batches of a stream that are still queued, in line order: what
-    /// to publish on the next start.
+    /// Our batches of a stream that are still queued and not all
+    /// acknowledged, in line order: what to publish on the next start.
     ///
     /// # Errors
     ///
@@ -1155,7 +1155,8 @@ impl History {
                 batch_rows!(),
                 "WHERE b.conversation = ?1 AND b.author = ?2 AND b.session = ?3 \
                  AND b.outgoing = 1 AND b.status = 'queued' \
-                 AND b.first_line >= COALESCE(s.next_line, 0) ORDER BY b.first_line"
+                 AND b.first_line >= COALESCE(s.next_line, 0) \
+                 AND b.first_line + b.count > COALESCE(d.next_line, 0) ORDER BY b.first_line"
             ))?;
             let mut rows = select.query(params![conversation, author, session_to_sql(session)])?;
             let mut batches = Vec::new();
@@ -2389,6 +2390,22 @@ mod tests {
         // The batch kept back goes out: the mark passes it.
         history.mark_sent(ROOM, ME, 1, 3, 5).unwrap();
         assert_eq!(statuses(&history), [Sent; 5]);
+        assert!(history.unsent(ROOM, ME, 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn lines_a_recipient_acknowledged_are_not_sent_again() {
+        let mut history = ours_in_three_batches();
+        // Published, never marked sent: all three wait to go again...
+        assert_eq!(history.unsent(ROOM, ME, 1).unwrap().len(), 3);
+        // ...but for what a recipient acknowledged (the batch at 3
+        // straddles the mark: it goes whole).
+        history.mark_delivered_through(ROOM, ME, 1, 4).unwrap();
+        assert_eq!(
+            history.unsent(ROOM, ME, 1).unwrap(),
+            [numbered(ME, 1, 3..5), numbered(ME, 1, 5..6)]
+        );
+        history.mark_delivered_through(ROOM, ME, 1, 6).unwrap();
         assert!(history.unsent(ROOM, ME, 1).unwrap().is_empty());
     }
 
