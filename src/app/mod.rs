@@ -22,10 +22,8 @@
 //! that has not yet said anything. Shutdown (Ctrl+C, SIGTERM) ends the chat
 //! at once.
 
-mod fault;
 mod plain;
 mod secure;
-mod trouble;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -497,13 +495,27 @@ pub(super) fn random_session() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 32)
 }
 
+/// What the delivery core is told of a store error.
+pub(super) fn failure(error: &store::Error) -> crate::chat::delivery::Failure {
+    crate::chat::delivery::Failure {
+        disk_full: matches!(error, store::Error::DiskFull { .. }),
+        cause: error.to_string(),
+    }
+}
+
+/// When a line of history was written, as it is shown: `YYYY-MM-DD HH:MM`
+/// in UTC.
+pub(super) fn history_when(ts_ms: u64) -> String {
+    let stamp = store::rfc3339(ts_ms);
+    stamp.get(..16).unwrap_or(&stamp).replace('T', " ")
+}
+
 /// A stored line as `/history` and the start show it. An author who is in
 /// `room` now is named as its live lines name it (`Peer` in a chat of two),
 /// so one sender does not go by two names on one screen; anyone else by
 /// the nick it had, or its short fingerprint.
 pub(super) fn history_line(message: StoredMessage, me: &str, room: Option<&Roster>) -> HistoryLine {
-    let stamp = store::rfc3339(message.ts_ms);
-    let when = stamp.get(..16).unwrap_or(&stamp).replace('T', " ");
+    let when = history_when(message.ts_ms);
     let present = room.filter(|roster| roster.contains(&message.author));
     let from = if message.author == me {
         YOU.to_owned()

@@ -6,11 +6,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use super::trouble::Refused;
-use super::{Chat, End, Error, Inbound, Outbound, Role, SendError};
+use super::{failure, Chat, End, Error, Inbound, Outbound, Role, SendError};
+use crate::chat::delivery::refused::{Counted, Refused};
 use crate::chat::{DialTarget, Event, Notice, Received};
 use crate::classic::{self, Incoming, Outgoing};
 use crate::store::{Batch, Status, Store};
+
+impl Counted for Batch {
+    fn lines(&self) -> usize {
+        self.texts.len()
+    }
+}
 
 /// Writes to the store in flight at most; past that, the chat waits for
 /// the store (memory stays bounded however fast lines come).
@@ -170,7 +176,7 @@ struct Log {
 /// that writes it again ([`write_refused`]), which runs while `retrying`.
 #[derive(Default)]
 struct Unstored {
-    refused: Refused,
+    refused: Refused<Batch>,
     retrying: bool,
 }
 
@@ -201,11 +207,11 @@ async fn write_lines(
         (Ok((batches, Err(e))), Ok(mut unstored)) => {
             let notice = unstored
                 .refused
-                .refused(&e, batches.into_iter().map(|b| (b, again)));
+                .refused(&failure(&e), batches.into_iter().map(|b| (b, again)));
             (notice, !std::mem::replace(&mut unstored.retrying, true))
         }
         // The store thread is gone (it said why), and the lines with it.
-        (Err(e), Ok(mut unstored)) => (unstored.refused.failed(&e), false),
+        (Err(e), Ok(mut unstored)) => (unstored.refused.failed(&failure(&e)), false),
         (_, Err(_)) => (None, false),
     };
     if let (Some(notice), Some(events)) = (notice, events.upgrade()) {

@@ -168,8 +168,63 @@ pub enum Event {
     },
     /// An answer to a command (`/rooms`, `/peers`, `/nick`, ...).
     Info(String),
+    /// How the chat is doing (shown like an answer to a command).
+    Status(Status),
     /// Something the user should know that is not part of the conversation.
     Notice(Notice),
+}
+
+/// How the chat is doing: delivery and reconnection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Nobody else is in the room and so many of our lines wait that
+    /// input waits too.
+    InputHeld {
+        /// The room.
+        room: String,
+        /// Lines waiting.
+        waiting: usize,
+    },
+    /// Our lines wait for an acknowledgement longer than they should.
+    Undelivered {
+        /// The room.
+        room: String,
+        /// Lines waiting.
+        waiting: u64,
+    },
+    /// Every line of ours in the room reported undelivered now is.
+    Delivered {
+        /// The room.
+        room: String,
+    },
+    /// The peer we connected to is gone: dialled again after a wait.
+    Reconnecting {
+        /// Its address, as typed.
+        to: String,
+        /// The wait.
+        seconds: u64,
+    },
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::InputHeld { room, waiting } => write!(
+                f,
+                "No one else is in #{room} and {waiting} lines wait to be sent; more input is read once someone is back"
+            ),
+            Status::Undelivered { room, waiting } => write!(
+                f,
+                "{waiting} message(s) to #{room} not yet delivered; they are kept and sent when a member is back"
+            ),
+            Status::Delivered { room } => write!(f, "All your messages in #{room} are delivered"),
+            Status::Reconnecting { to, seconds } => write!(
+                f,
+                "Reconnecting to {} in {seconds} s (messages you type meanwhile are kept)...",
+                Inert(to)
+            ),
+        }
+    }
 }
 
 /// How our own lines are named in a history: the chat's `/history` and
@@ -370,6 +425,7 @@ impl Event {
             ),
             Event::Trusted { peer_id } => write!(out, "Marked {peer_id} as verified"),
             Event::Help(text) | Event::Info(text) => write!(out, "{text}"),
+            Event::Status(status) => write!(out, "{status}"),
             Event::Lines { from, room, texts } => {
                 for (i, text) in texts.iter().enumerate() {
                     if i > 0 {

@@ -8,6 +8,7 @@ use std::io;
 
 pub mod address;
 pub mod command;
+pub mod delivery;
 pub mod event;
 pub mod json;
 pub mod line;

@@ -22,6 +22,7 @@ use super::event_loop::{PublishBacklog, Request};
 use super::frame::{FrameReader, FrameWriter};
 use super::room_frame::RoomFrame;
 use super::{Config, Error, CHAT_PROTOCOL};
+use crate::chat::delivery::Said;
 use crate::chat::Received;
 
 type Stream = Compat<libp2p::Stream>;
@@ -129,6 +130,16 @@ impl Client {
             data: frame.encode(),
         })
         .await
+    }
+
+    /// Says something in a room (see [`Client::publish`]); a hello also
+    /// gives the addresses we listen on.
+    pub async fn say(&self, room: &str, said: Said) -> Result<(), Error> {
+        let addrs = match said {
+            Said::Hello { .. } => self.listen_addrs().await,
+            _ => Vec::new(),
+        };
+        self.publish(room, &RoomFrame::saying(said, &addrs)).await
     }
 
     /// Connects to a peer we learned of, unless already connected.

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use super::behaviour::{self, Behaviour, BehaviourEvent};
 use super::room_frame::{self, RoomFrame};
 use super::{socket_addr, Error};
+use crate::chat::delivery::Said;
 use crate::chat::describe_io;
 use crate::chat::room::is_public;
 
@@ -113,7 +114,9 @@ pub enum NetEvent {
         /// The peer that passed it to us.
         via: PeerId,
         /// What it says.
-        frame: RoomFrame,
+        said: Said,
+        /// Where its author says it can be reached (a hello's).
+        addrs: Vec<Multiaddr>,
     },
     /// A peer joined a room's topic.
     Subscribed {
@@ -728,11 +731,13 @@ impl EventLoop {
             }
         };
         self.judge(&id, &source, gossipsub::MessageAcceptance::Accept);
+        let (said, addrs) = frame.into_said();
         self.emit(NetEvent::Room {
             room,
             author,
             via: source,
-            frame,
+            said,
+            addrs,
         });
     }
 

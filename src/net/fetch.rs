@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use super::{Client, Error};
+use crate::chat::delivery::{FetchAsk, Fetched, StreamId};
 
 /// The fetch protocol.
 pub const FETCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/fetch/2.0.0");
@@ -60,31 +61,55 @@ pub struct FetchReply {
     pub nick: Option<String>,
 }
 
-impl FetchReply {
-    /// Keeps only lines `from..to` (by sequence number) of the reply, with
-    /// their times.
-    pub fn keep(&mut self, from: u64, to: u64) {
-        let end = self.first.saturating_add(self.texts.len() as u64);
-        let (from, to) = (from.max(self.first), to.min(end));
-        if from >= to {
-            self.texts.clear();
-            self.sent_ms.clear();
-            self.first = from;
-            return;
+impl From<FetchReply> for Fetched {
+    fn from(reply: FetchReply) -> Fetched {
+        Fetched {
+            first: reply.first,
+            texts: reply.texts,
+            sent_ms: reply.sent_ms,
+            nick: reply.nick,
         }
-        let (skip, take) = ((from - self.first) as usize, (to - from) as usize);
-        self.texts.truncate(skip + take);
-        self.texts.drain(..skip);
-        self.sent_ms.truncate(skip + take);
-        self.sent_ms.drain(..skip.min(self.sent_ms.len()));
-        self.first = from;
+    }
+}
+
+impl From<Fetched> for FetchReply {
+    fn from(lines: Fetched) -> FetchReply {
+        FetchReply {
+            first: lines.first,
+            texts: lines.texts,
+            sent_ms: lines.sent_ms,
+            nick: lines.nick,
+        }
     }
 }
 
 impl FetchRequest {
+    /// The request for lines `from..=to` of a stream, if its author is a
+    /// peer ID.
+    pub fn asking(stream: &StreamId, from: u64, to: u64) -> Option<FetchRequest> {
+        let author: PeerId = stream.author.parse().ok()?;
+        Some(FetchRequest {
+            room: stream.room.clone(),
+            author: author.to_bytes(),
+            session: stream.session,
+            from,
+            to,
+        })
+    }
+
     /// The author as a peer ID, if the bytes are one.
     pub fn author(&self) -> Option<PeerId> {
         PeerId::from_bytes(&self.author).ok()
+    }
+
+    /// The stream asked for, if the author is a peer ID.
+    pub fn stream(&self) -> Option<StreamId> {
+        let author = self.author()?;
+        Some(StreamId::new(
+            self.room.clone(),
+            author.to_string(),
+            self.session,
+        ))
     }
 }
 
@@ -113,6 +138,23 @@ impl Client {
         tokio::time::timeout(FETCH_TIMEOUT, work)
             .await
             .map_err(|_| failed("timed out".into()))?
+    }
+
+    /// Asks for missing lines: each peer named in turn (the author first:
+    /// it has all it sent), until one has some. `None` when nobody had any.
+    pub async fn fetch_missing(&mut self, ask: &FetchAsk) -> Option<Fetched> {
+        let request = FetchRequest::asking(&ask.stream, ask.from, ask.to)?;
+        for peer in &ask.ask {
+            let Ok(peer) = peer.parse::<PeerId>() else {
+                continue;
+            };
+            if let Ok(reply) = self.fetch(peer, &request).await {
+                if !reply.texts.is_empty() {
+                    return Some(reply.into());
+                }
+            }
+        }
+        None
     }
 
     /// Starts answering fetches.
@@ -203,24 +245,6 @@ pub(super) async fn read_message<T: for<'de> Deserialize<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reply_is_cut_to_a_range_with_its_times() {
-        let mut reply = FetchReply {
-            first: 10,
-            texts: ["a", "b", "c", "d"].map(String::from).to_vec(),
-            sent_ms: vec![1, 2, 3, 4],
-            nick: None,
-        };
-        reply.keep(11, 13);
-        assert_eq!(
-            (reply.first, reply.texts.clone()),
-            (11, vec!["b".into(), "c".into()])
-        );
-        assert_eq!(reply.sent_ms, [2, 3]);
-        reply.keep(20, 30);
-        assert!(reply.texts.is_empty() && reply.sent_ms.is_empty());
-    }
 
     #[test]
     fn messages_round_trip_and_oversized_ones_are_refused() {

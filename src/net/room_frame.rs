@@ -15,7 +15,9 @@
 use libp2p::gossipsub::{self, MessageId, TopicHash};
 use serde::{Deserialize, Serialize};
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::chat::delivery::{Held, Said};
 
 use crate::chat::room::{check_nick, check_room_key, is_public};
 
@@ -37,7 +39,10 @@ const KIND_LEAVE: u8 = 2;
 const KIND_HAVE: u8 = 3;
 
 /// Authors' sessions one message may list as held.
-pub const MAX_HOLDINGS: usize = 64;
+pub const MAX_HOLDINGS: usize = crate::chat::delivery::MAX_HOLDINGS;
+
+/// Addresses one hello carries at most.
+pub const MAX_HELLO_ADDRS: usize = 16;
 
 /// The gossipsub topic of a room. A public room's topic is its name, so
 /// everyone on the LAN who joins it meets. A private room's topic also
@@ -196,7 +201,7 @@ impl RoomFrame {
             Body::Hello {
                 nick, addrs, have, ..
             } => {
-                if addrs.len() > 16 || addrs.iter().any(|a| a.len() > 256) {
+                if addrs.len() > MAX_HELLO_ADDRS || addrs.iter().any(|a| a.len() > 256) {
                     return Err(FrameError::TooLarge);
                 }
                 check_holdings(have)?;
@@ -241,6 +246,144 @@ pub fn message_id(message: &gossipsub::Message) -> MessageId {
     id.push(0);
     id.extend_from_slice(&message.data[..message.data.len().min(HEADER)]);
     MessageId::new(&id)
+}
+
+impl RoomFrame {
+    /// The frame that says `said`; a hello also gives `addrs`, where we
+    /// can be reached.
+    pub fn saying(said: Said, addrs: &[Multiaddr]) -> RoomFrame {
+        let (session, seq, body) = match said {
+            Said::Lines {
+                session,
+                first,
+                sent_ms,
+                nick,
+                texts,
+            } => (
+                session,
+                first,
+                Body::Lines {
+                    sent_ms,
+                    nick,
+                    texts,
+                },
+            ),
+            Said::Hello {
+                session,
+                seq,
+                nick,
+                next,
+                have,
+            } => (
+                session,
+                seq,
+                Body::Hello {
+                    nick,
+                    addrs: addrs
+                        .iter()
+                        .take(MAX_HELLO_ADDRS)
+                        .map(|a| a.to_vec())
+                        .collect(),
+                    next,
+                    have: holdings(have),
+                },
+            ),
+            Said::Have { session, seq, have } => (
+                session,
+                seq,
+                Body::Have {
+                    have: holdings(have),
+                },
+            ),
+            Said::Leave { session, seq } => (session, seq, Body::Leave),
+        };
+        RoomFrame {
+            session,
+            seq,
+            attempt: 0,
+            body,
+        }
+    }
+
+    /// What the frame says, and the addresses a hello gives (authors that
+    /// are not peer IDs, and addresses that do not parse, are left out).
+    pub fn into_said(self) -> (Said, Vec<Multiaddr>) {
+        let RoomFrame {
+            session, seq, body, ..
+        } = self;
+        match body {
+            Body::Lines {
+                sent_ms,
+                nick,
+                texts,
+            } => (
+                Said::Lines {
+                    session,
+                    first: seq,
+                    sent_ms,
+                    nick,
+                    texts,
+                },
+                Vec::new(),
+            ),
+            Body::Hello {
+                nick,
+                addrs,
+                next,
+                have,
+            } => (
+                Said::Hello {
+                    session,
+                    seq,
+                    nick,
+                    next,
+                    have: held(have),
+                },
+                addrs
+                    .into_iter()
+                    .filter_map(|a| Multiaddr::try_from(a).ok())
+                    .collect(),
+            ),
+            Body::Have { have } => (
+                Said::Have {
+                    session,
+                    seq,
+                    have: held(have),
+                },
+                Vec::new(),
+            ),
+            Body::Leave => (Said::Leave { session, seq }, Vec::new()),
+        }
+    }
+}
+
+/// Holdings on the wire: authors as peer ID bytes.
+fn holdings(have: Vec<Held>) -> Vec<Holding> {
+    have.into_iter()
+        .filter_map(|h| {
+            let author: PeerId = h.author.parse().ok()?;
+            Some(Holding {
+                author: author.to_bytes(),
+                session: h.session,
+                next: h.next,
+            })
+        })
+        .take(MAX_HOLDINGS)
+        .collect()
+}
+
+/// Holdings from the wire.
+fn held(have: Vec<Holding>) -> Vec<Held> {
+    have.into_iter()
+        .filter_map(|h| {
+            let author = PeerId::from_bytes(&h.author).ok()?;
+            Some(Held {
+                author: author.to_string(),
+                session: h.session,
+                next: h.next,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,56 +7,79 @@
 //! when it ends, which is when a write succeeds and nothing refused waits
 //! any more. Both chats (plain and secure) keep one [`Refused`].
 
+use super::{Failure, Lines};
 use crate::chat::Notice;
-use crate::store::{self, Batch};
+
+/// What is refused: something holding lines.
+pub trait Counted {
+    /// How many lines it holds.
+    fn lines(&self) -> usize;
+}
+
+impl Counted for Lines {
+    fn lines(&self) -> usize {
+        self.texts.len()
+    }
+}
 
 /// Lines refused kept to be written again, at most: beyond that they are
 /// shown but never stored (nor, in a room, acknowledged).
-pub(super) const MAX_REFUSED_LINES: usize = 100_000;
+pub const MAX_REFUSED_LINES: usize = 100_000;
 
 /// What the store refused, and whether it is refusing; see the module
 /// note.
-#[derive(Debug, Default)]
-pub(super) struct Refused {
-    batches: Vec<Batch>,
+#[derive(Debug)]
+pub struct Refused<T> {
+    batches: Vec<T>,
     /// Lines refused and not stored yet: in `batches`, or taken to be
     /// written again.
     lines: usize,
     failing: bool,
 }
 
-impl Refused {
+impl<T> Default for Refused<T> {
+    fn default() -> Self {
+        Refused {
+            batches: Vec::new(),
+            lines: 0,
+            failing: false,
+        }
+    }
+}
+
+impl<T: Counted> Refused<T> {
     /// A write of `batches` failed: they are kept to be written again
     /// (each marked `again` when refused before, and so counted already;
     /// a new one past [`MAX_REFUSED_LINES`] is not kept). Returns the
     /// notice to show when this starts a trouble.
-    pub(super) fn refused(
+    pub fn refused(
         &mut self,
-        error: &store::Error,
-        batches: impl IntoIterator<Item = (Batch, bool)>,
+        error: &Failure,
+        batches: impl IntoIterator<Item = (T, bool)>,
     ) -> Option<Notice> {
         for (batch, again) in batches {
             if !again {
-                if self.lines + batch.texts.len() > MAX_REFUSED_LINES {
+                if self.lines + batch.lines() > MAX_REFUSED_LINES {
                     continue;
                 }
-                self.lines += batch.texts.len();
+                self.lines += batch.lines();
             }
             self.batches.push(batch);
         }
-        self.start(match error {
-            store::Error::DiskFull { .. } => Notice::HistoryFull {
+        self.start(if error.disk_full {
+            Notice::HistoryFull {
                 unstored: self.lines,
-            },
-            other => Notice::HistoryFailed(other.to_string()),
+            }
+        } else {
+            Notice::HistoryFailed(error.cause.clone())
         })
     }
 
     /// A write failed whose lines are not written again (they went out
     /// all the same, or the store is gone): its cause is the notice to
     /// show when this starts a trouble.
-    pub(super) fn failed(&mut self, error: &store::Error) -> Option<Notice> {
-        self.start(Notice::HistoryFailed(error.to_string()))
+    pub fn failed(&mut self, error: &Failure) -> Option<Notice> {
+        self.start(Notice::HistoryFailed(error.cause.clone()))
     }
 
     fn start(&mut self, notice: Notice) -> Option<Notice> {
@@ -65,7 +88,7 @@ impl Refused {
 
     /// A write succeeded, storing `again` lines that were refused before.
     /// Returns the notice to show when that ends a trouble.
-    pub(super) fn stored(&mut self, again: usize) -> Option<Notice> {
+    pub fn stored(&mut self, again: usize) -> Option<Notice> {
         self.lines = self.lines.saturating_sub(again);
         if !self.failing || self.lines > 0 {
             return None;
@@ -77,43 +100,36 @@ impl Refused {
     /// Takes the refused batches to write them again; they stay counted
     /// until a write stores them ([`Refused::stored`]) or they are
     /// refused again.
-    pub(super) fn take(&mut self) -> Vec<Batch> {
+    pub fn take(&mut self) -> Vec<T> {
         std::mem::take(&mut self.batches)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
+    use super::super::StreamId;
     use super::*;
-    use crate::store::Status;
 
-    fn full() -> store::Error {
-        store::Error::DiskFull {
-            path: PathBuf::from("history.sqlite3"),
+    fn full() -> Failure {
+        Failure {
+            disk_full: true,
+            cause: "the disk is full".into(),
         }
     }
 
-    fn lines(count: usize) -> Batch {
-        Batch {
-            conversation: "room:rust".into(),
-            room: Some("rust".into()),
-            peer: None,
-            author: "12D3KooWbob".into(),
-            session: 1,
-            first_line: 0,
-            name: None,
-            ts_ms: 0,
+    fn lines(count: usize) -> Lines {
+        Lines {
+            stream: StreamId::new("rust", "12D3KooWbob", 1),
+            first: 0,
             texts: vec!["x".into(); count],
-            outgoing: false,
-            status: Status::Received,
+            nick: None,
+            ts_ms: 0,
         }
     }
 
     #[test]
     fn a_full_disk_is_said_once_and_its_end_once() {
-        let mut refused = Refused::default();
+        let mut refused: Refused<Lines> = Refused::default();
         assert_eq!(refused.stored(0), None);
         assert_eq!(
             refused.refused(&full(), [(lines(7), false)]),
@@ -122,7 +138,7 @@ mod tests {
         assert_eq!(refused.refused(&full(), [(lines(3), false)]), None);
         // Newer lines stored while refused ones still wait end nothing.
         assert_eq!(refused.stored(0), None);
-        let again: Vec<(Batch, bool)> = refused.take().into_iter().map(|b| (b, true)).collect();
+        let again: Vec<(Lines, bool)> = refused.take().into_iter().map(|b| (b, true)).collect();
         assert_eq!(again.len(), 2);
         assert_eq!(refused.refused(&full(), again), None);
         let again = refused.take();
@@ -137,7 +153,7 @@ mod tests {
 
     #[test]
     fn refused_lines_are_kept_up_to_the_limit() {
-        let mut refused = Refused::default();
+        let mut refused: Refused<Lines> = Refused::default();
         refused.refused(&full(), [(lines(MAX_REFUSED_LINES - 1), false)]);
         refused.refused(&full(), [(lines(2), false), (lines(1), false)]);
         let kept: usize = refused.take().iter().map(|b| b.texts.len()).sum();
@@ -146,13 +162,19 @@ mod tests {
 
     #[test]
     fn other_failures_name_their_cause() {
-        let mut refused = Refused::default();
-        let notice = refused.refused(&store::Error::Stopped, [(lines(3), false)]);
+        let mut refused: Refused<Lines> = Refused::default();
+        let notice = refused.refused(
+            &Failure {
+                disk_full: false,
+                cause: "the store stopped".into(),
+            },
+            [(lines(3), false)],
+        );
         assert!(
             matches!(&notice, Some(Notice::HistoryFailed(cause)) if cause.contains("stopped")),
             "{notice:?}"
         );
-        let mut refused = Refused::default();
+        let mut refused: Refused<Lines> = Refused::default();
         let notice = refused.failed(&full());
         assert!(
             matches!(&notice, Some(Notice::HistoryFailed(cause)) if cause.contains("full")),

@@ -1,0 +1,291 @@
+//! Slash commands in the secure chat.
+
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use super::direct::DIRECT_TIMEOUT;
+use super::{fingerprint_of, name_label, own_identity, short, RoomChat};
+use crate::chat::command::{self, Input as Typed};
+use crate::chat::delivery::Input;
+use crate::chat::room::{check_nick, check_room_key, is_public, public_room, room_name, Roster};
+use crate::chat::safety::safety_number;
+use crate::chat::{Event, NearbyLine, Notice};
+use crate::identity;
+use crate::net;
+
+/// Lines `/history` shows unless told.
+const HISTORY_DEFAULT: usize = 50;
+
+impl RoomChat {
+    pub(super) async fn on_command(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        input: Typed<'_>,
+    ) -> Option<Event> {
+        let info = |text: String| Some(Event::Info(text));
+        match input {
+            Typed::Text(_) | Typed::Quit => None,
+            Typed::Help => Some(Event::Help(command::HELP.into())),
+            Typed::Unknown(word) => Some(Event::Help(command::unknown_hint(word))),
+            Typed::Usage(usage) => Some(Event::Help(format!("Usage: {usage}"))),
+            Typed::Id => Some(own_identity(&self.secure.identity)),
+            Typed::Nick(nick) => {
+                if let Err(e) = check_nick(nick) {
+                    return info(e.to_string());
+                }
+                self.secure.nick = Some(nick.to_owned());
+                let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    self.feed(events, Input::Hello { room }).await;
+                }
+                info(format!("You are now known as {nick}"))
+            }
+            Typed::Join { room, public } => {
+                if let Err(e) = check_room_key(room) {
+                    return info(e.to_string());
+                }
+                let room = if public && !is_public(room) {
+                    public_room(room)
+                } else {
+                    room.to_owned()
+                };
+                if self.join(events, &room).await.is_err() {
+                    return info("the network engine has stopped".into());
+                }
+                self.feed(events, Input::Hello { room: room.clone() }).await;
+                let members = self.rooms.get(&room).map_or(0, Roster::len);
+                let kind = if is_public(&room) {
+                    "a public room: peers on the LAN can find and join it"
+                } else {
+                    "a private room: only peers that dial a member join it"
+                };
+                info(format!(
+                    "Now in #{room} ({members} other member(s); {kind})"
+                ))
+            }
+            Typed::Nearby => {
+                let peers = self
+                    .client
+                    .nearby()
+                    .await
+                    .into_iter()
+                    .map(|nearby| NearbyLine {
+                        fingerprint: short(&fingerprint_of(&nearby.peer)),
+                        addr: nearby
+                            .addr
+                            .as_ref()
+                            .and_then(net::socket_addr)
+                            .map(|a| a.to_string()),
+                        public_rooms: nearby
+                            .public_rooms
+                            .iter()
+                            .map(|r| room_name(r).to_owned())
+                            .collect(),
+                        rooms_known: nearby.connected,
+                    })
+                    .collect();
+                Some(Event::Nearby { peers })
+            }
+            Typed::Leave(room) => {
+                let Some(room) = room.map(str::to_owned).or_else(|| self.current.clone()) else {
+                    return info("you are in no room".into());
+                };
+                if self.rooms.remove(&room).is_none() {
+                    return info(format!(
+                        "you are not in #{}",
+                        crate::chat::sanitize::inert(&room)
+                    ));
+                }
+                // Says goodbye before leaving the topic.
+                self.feed(events, Input::Left { room: room.clone() }).await;
+                let _ = self.client.leave(&room).await;
+                if self.current.as_deref() == Some(room.as_str()) {
+                    self.current = self.rooms.keys().next().cloned();
+                }
+                match &self.current {
+                    Some(now) => info(format!("Left #{room}; now in #{now}")),
+                    None => info(format!("Left #{room}; you are in no room (/join one)")),
+                }
+            }
+            Typed::Rooms => {
+                let mut text = String::from("Rooms:");
+                for (name, roster) in &self.rooms {
+                    let mark = if self.current.as_deref() == Some(name) {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    text.push_str(&format!(
+                        "\n {mark} #{name} ({} other member(s))",
+                        roster.len()
+                    ));
+                }
+                info(text)
+            }
+            Typed::History(count) => {
+                let Some(room) = self.current.clone() else {
+                    return info("you are in no room".into());
+                };
+                let limit = count.unwrap_or(HISTORY_DEFAULT).min(100_000);
+                Some(self.history_event(&room, limit).await)
+            }
+            Typed::Peers => {
+                let peers = self.client.peers().await;
+                let mut text = format!("Peers connected: {}", peers.len());
+                for p in peers {
+                    let addr = p
+                        .addr
+                        .as_ref()
+                        .and_then(net::socket_addr)
+                        .map_or_else(|| "?".into(), |a| a.to_string());
+                    let rtt = p.rtt.map_or_else(
+                        || "?".into(),
+                        |d| format!("{:.1} ms", d.as_secs_f64() * 1e3),
+                    );
+                    text.push_str(&format!(
+                        "\n  {}  {}  {}  {}",
+                        self.display_anywhere(&p.peer),
+                        fingerprint_of(&p.peer),
+                        addr,
+                        rtt
+                    ));
+                }
+                info(text)
+            }
+            Typed::Msg { to, text } => {
+                let peer = match self.resolve(to) {
+                    Ok(peer) => peer,
+                    Err(e) => return info(e),
+                };
+                let mut client = self.client.clone();
+                let text = text.to_owned();
+                let kept = text.clone();
+                let result = tokio::time::timeout(DIRECT_TIMEOUT, async move {
+                    let mut session = client.open_chat(peer).await?;
+                    session.send(&text).await?;
+                    let (_, mut outgoing) = session.split();
+                    outgoing.close().await
+                })
+                .await;
+                match result {
+                    Ok(Ok(())) => {
+                        let me = self.client.local_peer_id();
+                        let who = self.display_anywhere(&peer);
+                        match self.store_direct(peer, me, kept, true).await {
+                            None => info(format!("Sent to {who} only")),
+                            Some(e) => info(format!("Sent to {who} only (not kept: {e})")),
+                        }
+                    }
+                    Ok(Err(e)) => Some(Event::Notice(Notice::NotSent(e.to_string()))),
+                    Err(_) => Some(Event::Notice(Notice::NotSent("timed out".into()))),
+                }
+            }
+            Typed::Verify(who) => {
+                let peer = match self.target(who) {
+                    Ok(peer) => peer,
+                    Err(e) => return info(e),
+                };
+                match identity::peer_key_bytes(&peer) {
+                    Some(theirs) => Some(Event::SafetyNumber {
+                        number: safety_number(&self.secure.identity.public_key_bytes(), &theirs),
+                    }),
+                    None => info("this peer's key type has no safety number".into()),
+                }
+            }
+            Typed::Trust(who) => {
+                let peer = match self.target(who) {
+                    Ok(peer) => peer,
+                    Err(e) => return info(e),
+                };
+                let mut result = Ok(());
+                if self.first_peer == Some(peer) {
+                    result = self.secure.known.trust(self.label.as_deref(), &peer);
+                }
+                if result.is_ok() {
+                    result = self.secure.known.trust(None, &peer);
+                }
+                if let (Ok(()), Some(nick)) = (&result, self.nick_of(&peer)) {
+                    result = self.secure.known.trust(Some(&name_label(&nick)), &peer);
+                }
+                for roster in self.rooms.values_mut() {
+                    if let Some(member) = roster.get(&peer.to_string()).cloned() {
+                        roster.rename(&peer.to_string(), member.nick, false);
+                    }
+                }
+                match result {
+                    Ok(()) => Some(Event::Trusted {
+                        peer_id: peer.to_string(),
+                    }),
+                    Err(e) => Some(Event::Notice(Notice::Store(e.to_string()))),
+                }
+            }
+        }
+    }
+
+    /// The member a command names, or the only other member of the room.
+    pub(super) fn target(&self, who: Option<&str>) -> Result<PeerId, String> {
+        match who {
+            Some(who) => self.resolve(who),
+            None => {
+                let roster = self
+                    .current
+                    .as_ref()
+                    .and_then(|r| self.rooms.get(r))
+                    .ok_or("you are in no room")?;
+                let mut members = roster.iter();
+                match (members.next(), members.next()) {
+                    (Some((peer, _)), None) => peer.parse().map_err(|_| "unknown peer".into()),
+                    // The peer we connected to, before it shows in the room.
+                    (None, _)
+                        if self
+                            .first_peer
+                            .is_some_and(|p| self.introduced.contains(&p)) =>
+                    {
+                        self.first_peer.ok_or_else(|| "no one else is here".into())
+                    }
+                    (None, _) => Err("no one else is here".into()),
+                    _ => Err("there are several members here: name one".into()),
+                }
+            }
+        }
+    }
+
+    /// A member by display name or nick, in any room.
+    fn resolve(&self, who: &str) -> Result<PeerId, String> {
+        let mut found: Vec<String> = Vec::new();
+        for roster in self.rooms.values() {
+            for peer in roster.find(who) {
+                if !found.contains(&peer) {
+                    found.push(peer);
+                }
+            }
+        }
+        match found.as_slice() {
+            [one] => one.parse().map_err(|_| "unknown peer".into()),
+            [] => Err(format!(
+                "no member called {}",
+                crate::chat::sanitize::inert(who)
+            )),
+            _ => Err(format!(
+                "several members are called {}: add the #XXXX suffix shown",
+                crate::chat::sanitize::inert(who)
+            )),
+        }
+    }
+
+    /// Shows the last `limit` lines kept of a room, marked as history
+    /// (on start, nothing when there are none).
+    pub(super) async fn show_history(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        limit: usize,
+    ) -> bool {
+        match self.history_event(room, limit).await {
+            Event::History { lines } if lines.is_empty() && limit == super::HISTORY_ON_START => {
+                true
+            }
+            event => events.send(event).await.is_ok(),
+        }
+    }
+}

@@ -1,0 +1,667 @@
+//! Carrying out what the core's [`Delivery`](crate::chat::delivery::Delivery)
+//! decides: publishing, fetching, writing to the store, showing and
+//! reporting; and feeding back what came of it.
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::session::stored;
+use super::{conversation, fingerprint_of, short, RoomChat, Written};
+use crate::app::{failure, history_line, history_when, now_ms, unstalled, SendError};
+use crate::chat::delivery::order::MAX_HOLES;
+use crate::chat::delivery::{
+    Action, FetchAsk, Fetched, Input, Lines, Now, Report, Resume, Said, StoredStream, StreamId,
+};
+use crate::chat::event::Status;
+use crate::chat::room::Roster;
+use crate::chat::{Event, HistoryLine, Notice};
+use crate::store::{self, Batch};
+
+/// Bytes of lines written on the chat's own thread at most (see
+/// [`store::Store::try_now`]) when the store thread is idle; a bigger
+/// write goes to the store thread.
+const INLINE_WRITE: usize = 16 * 1024;
+
+/// Lines written in one store job, and where the outcome goes. If the job
+/// is dropped unrun (the store thread is gone), its lines still come back,
+/// as not written: ours are published all the same, and received ones
+/// shown.
+struct Write {
+    batches: Vec<Batch>,
+    done: Option<oneshot::Sender<Written>>,
+}
+
+impl Write {
+    /// Writes the batches to `history` in one transaction, then reports.
+    fn run(mut self, history: &mut store::History) {
+        let written = history.insert(&self.batches).map(drop);
+        self.send(written);
+    }
+
+    fn send(&mut self, result: Result<(), store::Error>) {
+        if let Some(done) = self.done.take() {
+            let lines = std::mem::take(&mut self.batches)
+                .into_iter()
+                .map(lines_of)
+                .collect();
+            let _ = done.send((lines, result));
+        }
+    }
+}
+
+impl Drop for Write {
+    fn drop(&mut self) {
+        self.send(Err(store::Error::Stopped));
+    }
+}
+
+/// Lines as the store keeps them: ours queued in the outbox until a
+/// member holds them, others' received.
+fn batch_of(lines: Lines, outgoing: bool) -> Batch {
+    let Lines {
+        stream,
+        first,
+        texts,
+        nick,
+        ts_ms,
+    } = lines;
+    Batch {
+        conversation: conversation(&stream.room),
+        room: Some(stream.room),
+        peer: None,
+        author: stream.author,
+        session: stream.session,
+        first_line: first,
+        name: nick,
+        ts_ms,
+        texts,
+        outgoing,
+        status: if outgoing {
+            store::Status::Queued
+        } else {
+            store::Status::Received
+        },
+    }
+}
+
+/// The lines of a room batch.
+fn lines_of(batch: Batch) -> Lines {
+    Lines {
+        stream: StreamId::new(batch.room.unwrap_or_default(), batch.author, batch.session),
+        first: batch.first_line,
+        texts: batch.texts,
+        nick: batch.name,
+        ts_ms: batch.ts_ms,
+    }
+}
+
+/// How the author `peer` of lines in a room is shown. Lines fetched from a
+/// member who is not (or no longer) here are told apart by fingerprint,
+/// never shown as the classic `Peer`.
+pub(super) fn shown_as(roster: &Roster, peer: &str) -> String {
+    match peer.parse::<PeerId>() {
+        Ok(author) if !roster.contains(peer) => {
+            format!("Peer-{}", short(&fingerprint_of(&author)))
+        }
+        _ => roster.display(peer),
+    }
+}
+
+impl RoomChat {
+    fn now(&self) -> Now {
+        Now {
+            at: self.started.elapsed(),
+            wall_ms: now_ms(),
+        }
+    }
+
+    /// Tells the core what happened and carries out what it decides.
+    /// False once the display is gone.
+    pub(super) async fn feed(&mut self, events: &mpsc::Sender<Event>, input: Input) -> bool {
+        let now = self.now();
+        self.core.handle(now, input);
+        self.carry_out(events).await
+    }
+
+    /// Carries out the core's actions, in order. A store slower than the
+    /// network holds back the network (and the core's memory): past the
+    /// core's limit this waits for the write on its way.
+    async fn carry_out(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        loop {
+            while let Some(action) = self.core.poll() {
+                if !self.act(events, action).await {
+                    return false;
+                }
+            }
+            if !self.core.must_wait_for_store() {
+                return true;
+            }
+            let written = stored(&mut self.storing).await;
+            self.storing = None;
+            self.take_stored(written);
+        }
+    }
+
+    async fn act(&mut self, events: &mpsc::Sender<Event>, action: Action) -> bool {
+        match action {
+            Action::Publish { room, said } => self.publish(events, room, said).await,
+            Action::Fetch(ask) => {
+                let mut client = self.client.clone();
+                self.fetches.spawn(async move {
+                    let reply = client.fetch_missing(&ask).await;
+                    (ask, reply)
+                });
+                true
+            }
+            Action::Record(lines) => {
+                self.record(lines).await;
+                true
+            }
+            Action::Store(lines) => {
+                self.store(lines).await;
+                true
+            }
+            Action::MarkDelivered { room, through } => {
+                let (conversation, me) = (conversation(&room), self.me());
+                let session = self.session;
+                // In order after the writes of those lines.
+                let _ = self
+                    .secure
+                    .store
+                    .submit(move |h| h.mark_delivered_through(&conversation, &me, session, through))
+                    .await;
+                true
+            }
+            Action::Show { lines, earlier } => self.show_lines(events, lines, earlier).await,
+            Action::Report(report) => self.report(events, report).await,
+        }
+    }
+
+    fn me(&self) -> String {
+        self.client.local_peer_id().to_string()
+    }
+
+    /// Publishes what the core says; our lines are kept in memory for
+    /// members that miss them.
+    async fn publish(&mut self, events: &mpsc::Sender<Event>, room: String, said: Said) -> bool {
+        let said = match said {
+            Said::Lines {
+                session,
+                first,
+                sent_ms,
+                nick,
+                texts,
+            } => {
+                if let Ok(mut recent) = self.recent.lock() {
+                    let stream = StreamId::new(room.clone(), self.me(), session);
+                    recent.record(&stream, first, &texts, sent_ms);
+                    recent.name(&stream, nick.as_deref());
+                }
+                Said::Lines {
+                    session,
+                    first,
+                    sent_ms,
+                    nick,
+                    texts,
+                }
+            }
+            Said::Hello {
+                session,
+                seq,
+                next,
+                have,
+                ..
+            } => Said::Hello {
+                session,
+                seq,
+                nick: self.secure.nick.clone(),
+                next,
+                have,
+            },
+            other => {
+                let _ = self.client.say(&room, other).await;
+                return true;
+            }
+        };
+        if matches!(said, Said::Hello { .. }) {
+            let _ = self.client.say(&room, said).await;
+            return true;
+        }
+        let publish = async {
+            self.client
+                .say(&room, said)
+                .await
+                .map_err(|e| SendError::Failed(e.to_string()))
+        };
+        if let Err(e) = unstalled(publish, events).await {
+            let cause = match e {
+                SendError::Failed(cause) => cause,
+                SendError::TooLong { limit } => format!("over the {limit}-byte limit"),
+            };
+            if events
+                .send(Event::Notice(Notice::ConnectionError(cause)))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            // The members that took nothing for so long are dropped.
+            if let Some(roster) = self.rooms.get(&room) {
+                let members: Vec<PeerId> =
+                    roster.iter().filter_map(|(p, _)| p.parse().ok()).collect();
+                for peer in members {
+                    self.client.disconnect(peer).await;
+                }
+            }
+        }
+        true
+    }
+
+    /// Writes our lines to the outbox. A short write, with none of ours
+    /// before it still on its way, is done here when the store is free:
+    /// no wait for its thread. Others go to the store thread, which runs
+    /// jobs in order, so they come back in order.
+    async fn record(&mut self, lines: Lines) {
+        let bytes: usize = lines.texts.iter().map(String::len).sum();
+        let batch = batch_of(lines, true);
+        if self.core.writing() == 1 && self.recording.is_empty() && bytes <= INLINE_WRITE {
+            let now = self
+                .secure
+                .store
+                .try_now(|h| h.insert(std::slice::from_ref(&batch)).map(drop));
+            if let Some(written) = now {
+                let result = written
+                    .and_then(|inserted| inserted)
+                    .map_err(|e| failure(&e));
+                let input = Input::Recorded {
+                    lines: lines_of(batch),
+                    result,
+                };
+                let now = self.now();
+                self.core.handle(now, input);
+                return;
+            }
+        }
+        let (done, outcome) = oneshot::channel();
+        self.recording.push_back(outcome);
+        let write = Write {
+            batches: vec![batch],
+            done: Some(done),
+        };
+        let _ = self.secure.store.submit(move |h| write.run(h)).await;
+    }
+
+    /// Writes received lines; a short write is done here and now when the
+    /// store thread is idle, as for our own lines, and its lines shown at
+    /// once: handing it to that thread and back would cost a line more
+    /// time than the commit.
+    async fn store(&mut self, lines: Vec<Lines>) {
+        let batches: Vec<Batch> = lines.into_iter().map(|l| batch_of(l, false)).collect();
+        let bytes: usize = batches.iter().flat_map(|b| &b.texts).map(String::len).sum();
+        if bytes <= INLINE_WRITE {
+            if let Some(written) = self.secure.store.try_now(|h| h.insert(&batches).map(drop)) {
+                let written = written.and_then(|inserted| inserted);
+                let lines = batches.into_iter().map(lines_of).collect();
+                self.take_stored((lines, written));
+                return;
+            }
+        }
+        let (done, outcome) = oneshot::channel();
+        self.storing = Some(outcome);
+        let write = Write {
+            batches,
+            done: Some(done),
+        };
+        let _ = self.secure.store.submit(move |h| write.run(h)).await;
+    }
+
+    /// Tells the core how a write of received lines ended.
+    fn take_stored(&mut self, (lines, result): Written) {
+        let input = Input::Stored {
+            lines,
+            result: result.map_err(|e| failure(&e)),
+        };
+        let now = self.now();
+        self.core.handle(now, input);
+    }
+
+    /// A write of our lines ended. False once the display is gone.
+    pub(super) async fn on_recorded(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        written: Result<Written, oneshot::error::RecvError>,
+    ) -> bool {
+        let Ok((lines, result)) = written else {
+            return true;
+        };
+        let result = result.map_err(|e| failure(&e));
+        let mut ok = true;
+        for lines in lines {
+            let input = Input::Recorded {
+                lines,
+                result: result.clone(),
+            };
+            ok = ok && self.feed(events, input).await;
+        }
+        ok
+    }
+
+    /// The write of received lines on the store thread ended. False once
+    /// the display is gone.
+    pub(super) async fn on_stored(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        written: Written,
+    ) -> bool {
+        self.storing = None;
+        self.take_stored(written);
+        self.carry_out(events).await
+    }
+
+    /// Waits until every received line handed over so far is written (or
+    /// refused) and shown, so that what is shown next comes after them.
+    /// False once the display is gone.
+    pub(super) async fn show_stored(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        while self.storing.is_some() {
+            let written = stored(&mut self.storing).await;
+            if !self.on_stored(events, written).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A member said something in a room: who it is and where it can be
+    /// reached are for the roster; lines are kept for members that miss
+    /// them; the rest is the core's. False once the display is gone.
+    pub(super) async fn on_room_said(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: String,
+        author: PeerId,
+        via: PeerId,
+        said: Said,
+        addrs: Vec<Multiaddr>,
+    ) -> bool {
+        if !self.rooms.contains_key(&room) {
+            return true;
+        }
+        if !self.announce_dialled_in(events, &room, author).await {
+            return false;
+        }
+        let from = author.to_string();
+        let input = |said| Input::Received {
+            room: room.clone(),
+            from: from.clone(),
+            via: via.to_string(),
+            said,
+        };
+        match said {
+            Said::Hello { ref nick, .. } => {
+                let nick = nick.clone();
+                if !addrs.is_empty() {
+                    self.client.introduce(author, addrs).await;
+                }
+                self.feed(events, input(said)).await
+                    && self.member_joined(events, &room, author, Some(nick)).await
+            }
+            Said::Leave { .. } => {
+                self.member_left(events, &room, &from).await && self.end_if_deserted(events).await
+            }
+            Said::Have { .. } => self.feed(events, input(said)).await,
+            Said::Lines {
+                session,
+                first,
+                sent_ms,
+                ref nick,
+                ref texts,
+            } => {
+                let nick = nick.clone();
+                if let Ok(mut recent) = self.recent.lock() {
+                    let stream = StreamId::new(room.clone(), from.clone(), session);
+                    recent.record(&stream, first, texts, sent_ms);
+                    recent.name(&stream, nick.as_deref());
+                }
+                self.member_joined(events, &room, author, Some(nick)).await
+                    && self.feed(events, input(said)).await
+            }
+        }
+    }
+
+    /// Lines fetched: kept for other members, then the core's. False once
+    /// the display is gone.
+    pub(super) async fn on_fetched(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        ask: FetchAsk,
+        reply: Option<Fetched>,
+    ) -> bool {
+        let reply = reply.map(|mut reply| {
+            if reply.sent_ms.len() != reply.texts.len() {
+                // An answer without the times of its lines: they are
+                // unknown, and taken as now.
+                reply.sent_ms = vec![now_ms(); reply.texts.len()];
+            }
+            if let Ok(mut recent) = self.recent.lock() {
+                for (first, texts, sent_ms) in time_runs(&reply) {
+                    recent.record(&ask.stream, first, texts, sent_ms);
+                }
+            }
+            // The nick we heard it give, else the answer's (the core
+            // checks it like any nick: it is only a claim).
+            let author = ask.stream.author.parse::<PeerId>().ok();
+            if let Some(nick) = author.and_then(|a| self.nicks.get(&a)) {
+                reply.nick = Some(nick.clone());
+            }
+            reply
+        });
+        self.feed(events, Input::Fetched { ask, reply }).await
+    }
+
+    /// Picks a room up where the store left it: what we hold of each
+    /// author (so nothing is shown twice and what is missing is fetched),
+    /// the number of our next line, and our lines never acknowledged.
+    pub(super) async fn resume_room(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+    ) -> Result<bool, crate::app::Error> {
+        let conversation = conversation(room);
+        let me = self.me();
+        let session = self.session;
+        let since = now_ms().saturating_sub(self.secure.sync_window.as_millis() as u64);
+        let resume = self
+            .secure
+            .store
+            .call(move |h| -> Result<Resume, store::Error> {
+                let mut streams = Vec::new();
+                for stream in h.streams(&conversation, since)? {
+                    let mut missing = h.missing(
+                        &conversation,
+                        &stream.author,
+                        stream.session,
+                        stream.next_line,
+                        MAX_HOLES + 1,
+                    )?;
+                    // Before the first line held is not a hole: it was
+                    // never ours to hold.
+                    if missing.first().is_some_and(|(from, _)| *from == 0) {
+                        missing.remove(0);
+                    }
+                    streams.push(StoredStream {
+                        author: stream.author,
+                        session: stream.session,
+                        next: stream.next_line,
+                        missing,
+                    });
+                }
+                let unsent = h
+                    .unsent(&conversation, &me, session)?
+                    .into_iter()
+                    .map(lines_of)
+                    .collect();
+                Ok(Resume {
+                    streams,
+                    next_line: h.next_line(&conversation, &me, session)?,
+                    unsent,
+                    delivered: h.delivered_through(&conversation, &me, session)?,
+                    joined_ms: h.joined(&conversation, now_ms())?,
+                })
+            })
+            .await??;
+        let input = Input::Joined {
+            room: room.to_owned(),
+            resume,
+        };
+        Ok(self.feed(events, input).await)
+    }
+
+    /// Puts our unacknowledged lines back in the outbox, for the next run
+    /// to send: handed to the network is not delivered.
+    pub(super) async fn requeue_undelivered(&mut self) {
+        let (me, session) = (self.me(), self.session);
+        for room in self.core.unacknowledged_rooms() {
+            let (me, conversation) = (me.clone(), conversation(&room));
+            let _ = self
+                .secure
+                .store
+                .call(move |h| h.requeue_undelivered(&conversation, &me, session))
+                .await;
+        }
+    }
+
+    /// Shows lines of a member (those within the line limit). False once
+    /// the display is gone.
+    async fn show_lines(&self, events: &mpsc::Sender<Event>, lines: Lines, earlier: bool) -> bool {
+        let Lines {
+            stream,
+            mut texts,
+            nick,
+            ts_ms,
+            ..
+        } = lines;
+        let before = texts.len();
+        texts.retain(|t| t.len() <= self.max_line);
+        if texts.len() < before {
+            let limit = self.max_line;
+            let notice = Event::Notice(Notice::IncomingTooLong { limit });
+            if events.send(notice).await.is_err() {
+                return false;
+            }
+        }
+        if texts.is_empty() {
+            return true;
+        }
+        let roster = self.rooms.get(&stream.room);
+        let from = match (&nick, roster) {
+            // History names its author as `/history` does: by the nick
+            // given with the lines.
+            (Some(nick), _) if earlier => nick.clone(),
+            (_, Some(roster)) => shown_as(roster, &stream.author),
+            (_, None) => shown_as(&Roster::default(), &stream.author),
+        };
+        let event = if earlier {
+            let when = history_when(ts_ms);
+            let lines = texts
+                .into_iter()
+                .map(|text| HistoryLine {
+                    when: when.clone(),
+                    from: from.clone(),
+                    text,
+                    status: None,
+                })
+                .collect();
+            Event::History { lines }
+        } else {
+            let room = (self.current.as_deref() != Some(&stream.room)).then_some(stream.room);
+            Event::Lines { from, room, texts }
+        };
+        events.send(event).await.is_ok()
+    }
+
+    /// Tells the user what the core reports. False once the display is
+    /// gone.
+    async fn report(&self, events: &mpsc::Sender<Event>, report: Report) -> bool {
+        let display = |stream: &StreamId, shown: fn(&Roster, &str) -> String| {
+            self.rooms
+                .get(&stream.room)
+                .map_or_else(|| "Peer".into(), |r| shown(r, &stream.author))
+        };
+        let event = match report {
+            Report::Lost { stream, count } => Event::Notice(Notice::Lost {
+                who: display(&stream, |r, p| r.display(p)),
+                count,
+            }),
+            Report::Recovered { stream, count } => Event::Notice(Notice::Recovered {
+                who: display(&stream, shown_as),
+                count,
+            }),
+            Report::Queued { room } => Event::Notice(Notice::Queued { room }),
+            Report::Undelivered { room, waiting } => {
+                Event::Status(Status::Undelivered { room, waiting })
+            }
+            Report::Delivered { room } => Event::Status(Status::Delivered { room }),
+            Report::Store(notice) => Event::Notice(notice),
+        };
+        events.send(event).await.is_ok()
+    }
+
+    /// The last `limit` lines kept of a room, or why they cannot be read.
+    /// Received lines are read as far as they were handed to the store
+    /// (see [`RoomChat::show_stored`]).
+    pub(super) async fn history_event(&mut self, room: &str, limit: usize) -> Event {
+        let conversation = conversation(room);
+        let me = self.me();
+        let kept = self
+            .secure
+            .store
+            .call(move |h| h.recent(&conversation, limit))
+            .await;
+        let roster = self.rooms.get(room);
+        match kept {
+            Ok(Ok(messages)) => Event::History {
+                lines: messages
+                    .into_iter()
+                    .map(|m| history_line(m, &me, roster))
+                    .collect(),
+            },
+            Ok(Err(e)) | Err(e) => Event::Info(format!("history: {e}")),
+        }
+    }
+}
+
+/// The lines of an answer in runs written at one time each: the first
+/// line's number, the lines, and when they were written.
+fn time_runs(reply: &Fetched) -> Vec<(u64, &[String], u64)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=reply.texts.len() {
+        if i == reply.texts.len() || reply.sent_ms.get(i) != reply.sent_ms.get(start) {
+            let sent_ms = reply.sent_ms.get(start).copied().unwrap_or(0);
+            runs.push((reply.first + start as u64, &reply.texts[start..i], sent_ms));
+            start = i;
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_splits_into_runs_of_one_time() {
+        let reply = Fetched {
+            first: 5,
+            texts: ["a", "b", "c", "d"].map(String::from).to_vec(),
+            sent_ms: vec![10, 10, 20, 10],
+            nick: None,
+        };
+        let runs: Vec<(u64, usize, u64)> = time_runs(&reply)
+            .into_iter()
+            .map(|(first, texts, ms)| (first, texts.len(), ms))
+            .collect();
+        assert_eq!(runs, [(5, 2, 10), (7, 1, 20), (8, 1, 10)]);
+        assert!(time_runs(&Fetched::default()).is_empty());
+    }
+}

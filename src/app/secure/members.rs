@@ -1,0 +1,473 @@
+//! Members, presence and trust: who is in which room and by what name,
+//! joins and leaves, and the loud warning when a nick or address the user
+//! trusted answers with another key.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use super::{fingerprint_of, name_label, short, RoomChat};
+use crate::app::{Error, Role};
+use crate::chat::delivery::Input;
+use crate::chat::room::{is_public, Member, Roster};
+use crate::chat::{Event, Notice};
+use crate::identity;
+use crate::net::{self, NetEvent};
+use crate::store::Check;
+
+/// Members asked which private room of a name they are in, at most, when
+/// `/join` names one.
+const MAX_FOUNDER_QUESTIONS: usize = 8;
+
+/// How long a member's join waits for its nick before it is shown.
+const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+impl RoomChat {
+    pub(super) async fn join(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+    ) -> Result<(), Error> {
+        if !self.rooms.contains_key(room) {
+            self.resume_room(events, room).await?;
+            let founder = self.founder_among_members(room).await;
+            self.client.join(room, founder).await?;
+            self.rooms.insert(room.to_owned(), Roster::default());
+        }
+        self.current = Some(room.to_owned());
+        Ok(())
+    }
+
+    /// The private room called `room` that the members we chat with are
+    /// in, if one of them is in one: `/join side` then meets them there,
+    /// not in a room of our own. Only members are asked; a peer met on the
+    /// LAN is not.
+    async fn founder_among_members(&self, room: &str) -> Option<PeerId> {
+        if is_public(room) {
+            return None;
+        }
+        let mut asked = HashSet::new();
+        for roster in self.rooms.values() {
+            for (key, _) in roster.iter() {
+                let Ok(peer) = key.parse::<PeerId>() else {
+                    continue;
+                };
+                if !asked.insert(peer) || asked.len() > MAX_FOUNDER_QUESTIONS {
+                    continue;
+                }
+                if let Some(founder) = self.client.room_founder(peer, room).await {
+                    return Some(founder);
+                }
+            }
+        }
+        None
+    }
+
+    /// After dialling `peer`: joins the private room it is in under our
+    /// current room's name (dialling a member is how a private room is
+    /// joined), leaving the one of our own we started alone in.
+    pub(super) async fn adopt_room_of(&mut self, peer: PeerId) {
+        let Some(room) = self.current.clone() else {
+            return;
+        };
+        if is_public(&room) {
+            return;
+        }
+        if let Some(founder) = self.client.room_founder(peer, &room).await {
+            let _ = self.client.join(&room, Some(founder)).await;
+        }
+    }
+
+    pub(super) fn nick_of(&self, peer: &PeerId) -> Option<String> {
+        let key = peer.to_string();
+        self.rooms
+            .values()
+            .find_map(|r| r.get(&key).and_then(|m| m.nick.clone()))
+    }
+
+    /// How a peer is shown: as in the current room if it is there, else as
+    /// in any room it is in.
+    pub(super) fn display_anywhere(&self, peer: &PeerId) -> String {
+        let key = peer.to_string();
+        if let Some(roster) = self.current.as_ref().and_then(|r| self.rooms.get(r)) {
+            if roster.contains(&key) {
+                return roster.display(&key);
+            }
+        }
+        self.rooms.values().find(|r| r.contains(&key)).map_or_else(
+            || format!("Peer-{}", short(&fingerprint_of(peer))),
+            |r| r.display(&key),
+        )
+    }
+
+    /// Shows who a newly connected peer is, after a loud warning if the
+    /// address we typed was trusted for another key. False when the front
+    /// end is gone.
+    pub(super) async fn introduce(&mut self, events: &mpsc::Sender<Event>, peer: PeerId) -> bool {
+        let chat = ChatEvents(events);
+        if !self.introduced.insert(peer) {
+            return true;
+        }
+        let label = if self.first_peer == Some(peer) {
+            self.label.clone()
+        } else {
+            None
+        };
+        if let Check::Changed {
+            label,
+            previous,
+            was_trusted: true,
+        } = self.secure.known.check(label.as_deref(), &peer)
+        {
+            let warning = Event::KeyChanged {
+                label,
+                previous: previous.to_string(),
+                now: peer.to_string(),
+            };
+            if !chat.show(warning).await {
+                return false;
+            }
+        }
+        let identity = Event::PeerIdentity {
+            peer_id: peer.to_string(),
+            fingerprint: fingerprint_of(&peer),
+            verified: self.secure.known.is_trusted(&peer),
+        };
+        if !chat.show(identity).await || !chat.show(Event::Encrypted).await {
+            return false;
+        }
+        if let Err(e) = self.secure.known.record_seen(label.as_deref(), &peer) {
+            return chat.show(Event::Notice(Notice::Store(e.to_string()))).await;
+        }
+        true
+    }
+
+    pub(super) async fn on_net_event(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        event: NetEvent,
+    ) -> bool {
+        let chat_events = ChatEvents(events);
+        match event {
+            NetEvent::Connected {
+                peer,
+                addr,
+                inbound,
+            } => {
+                if inbound {
+                    if let Some(expected) = &self.secure.expect {
+                        if !identity::matches_expected(expected, &peer) {
+                            self.client.disconnect(peer).await;
+                            let peer_id = peer.to_string();
+                            return chat_events.notice(Notice::Unexpected { peer_id }).await;
+                        }
+                    }
+                }
+                if inbound && matches!(self.role, Role::Listen { .. }) {
+                    // Announced when it joins our room: a connection alone
+                    // (LAN discovery from a peer in a public room, a
+                    // scanner) makes nobody a member.
+                    let from = net::socket_addr(&addr)
+                        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+                    self.dialled_in.insert(peer, from);
+                }
+                true
+            }
+            NetEvent::Disconnected { peer } => {
+                let key = peer.to_string();
+                let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+                for room in rooms {
+                    if !self.member_left(events, &room, &key).await {
+                        return false;
+                    }
+                }
+                self.introduced.remove(&peer);
+                self.dialled_in.remove(&peer);
+                self.end_if_deserted(events).await
+            }
+            NetEvent::Subscribed { peer, room } => {
+                if !self.rooms.contains_key(&room) {
+                    return true;
+                }
+                if !self.announce_dialled_in(events, &room, peer).await {
+                    return false;
+                }
+                self.member_joined(events, &room, peer, None).await
+            }
+            NetEvent::Unsubscribed { peer, room } => {
+                self.member_left(events, &room, &peer.to_string()).await
+                    && self.end_if_deserted(events).await
+            }
+            NetEvent::Room {
+                room,
+                author,
+                via,
+                said,
+                addrs,
+            } => {
+                self.on_room_said(events, room, author, via, said, addrs)
+                    .await
+            }
+            NetEvent::Throttled { peer } => {
+                let who = self.display_anywhere(&peer);
+                chat_events.notice(Notice::Throttled { who }).await
+            }
+            NetEvent::Banned { peer } => {
+                let who = self.display_anywhere(&peer);
+                chat_events.notice(Notice::Banned { who }).await
+            }
+            NetEvent::Rejected { .. } => chat_events.notice(Notice::Malformed).await,
+            NetEvent::NotPublished { room, cause } => {
+                chat_events
+                    .notice(Notice::NotSent(format!("#{room}: {cause}")))
+                    .await
+            }
+            NetEvent::Slow { peer } => {
+                let who = self.display_anywhere(&peer);
+                chat_events.notice(Notice::MemberSlow { who }).await
+            }
+            NetEvent::SlowDropped { peer } => {
+                let who = self.display_anywhere(&peer);
+                chat_events
+                    .notice(Notice::ConnectionError(format!(
+                        "{} read nothing for {} s; dropped it",
+                        crate::chat::sanitize::inert(&who),
+                        net::SLOW_DROP_AFTER.as_secs()
+                    )))
+                    .await
+            }
+        }
+    }
+
+    /// Shows the joins that waited long enough for a nick.
+    pub(super) async fn announce_due(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        let now = Instant::now();
+        let due: Vec<(String, PeerId)> = self
+            .unannounced
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for slot in due {
+            self.unannounced.remove(&slot);
+            let (room, peer) = slot;
+            let Some(roster) = self.rooms.get(&room) else {
+                continue;
+            };
+            let key = peer.to_string();
+            if !roster.contains(&key) {
+                continue;
+            }
+            let event = Event::Joined {
+                who: roster.display(&key),
+                room,
+            };
+            if events.send(event).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Records a member (and its nick, when known); shows a join line the
+    /// first time, a rename when the nick changed. Sends what was typed
+    /// while alone once someone is here.
+    pub(super) async fn member_joined(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        peer: PeerId,
+        nick: Option<Option<String>>,
+    ) -> bool {
+        // A member we knew by a nick that comes back without one (started
+        // again without --name) keeps that nick until it says another:
+        // renaming it to `Peer`, the name of the unnamed, would read as if
+        // someone else had taken its place.
+        let nick = match nick {
+            Some(None) if self.nicks.contains_key(&peer) => None,
+            nick => nick,
+        };
+        let key = peer.to_string();
+        let trusted_owner = nick
+            .as_ref()
+            .and_then(|n| n.as_deref())
+            .and_then(|nick| self.trusted_owner(nick, &peer));
+        let impostor = trusted_owner.is_some();
+        if let (Some(Some(nick)), Some(previous)) = (&nick, trusted_owner) {
+            if self.warned.insert((nick.clone(), peer)) {
+                let warning = Event::KeyChanged {
+                    label: format!("the nick {nick}"),
+                    previous: previous.to_string(),
+                    now: peer.to_string(),
+                };
+                if events.send(warning).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        if let Some(Some(known)) = &nick {
+            self.nicks.insert(peer, known.clone());
+        }
+        let known_nick = nick
+            .clone()
+            .flatten()
+            .or_else(|| self.nicks.get(&peer).cloned());
+        let introduced = self.introduced.contains(&peer);
+        let Some(roster) = self.rooms.get_mut(room) else {
+            return true;
+        };
+        let was_alone = roster.is_empty();
+        let slot = (room.to_owned(), peer);
+        if !roster.contains(&key) {
+            let member = Member {
+                nick: known_nick.clone(),
+                fingerprint: fingerprint_of(&peer),
+                impostor,
+            };
+            roster.join(&key, member);
+            let two_person = roster.len() == 1;
+            if two_person && introduced && room == self.secure.room {
+                // Two peers alone keep the classic lines: the connection
+                // was announced already.
+            } else if known_nick.is_none() {
+                // Its hello (with its nick) is usually a moment behind:
+                // announce it then, or when the wait is over.
+                self.unannounced
+                    .insert(slot, Instant::now() + ANNOUNCE_WAIT);
+            } else {
+                let event = Event::Joined {
+                    who: roster.display(&key),
+                    room: room.to_owned(),
+                };
+                if events.send(event).await.is_err() {
+                    return false;
+                }
+            }
+        } else if self.unannounced.contains_key(&slot) && known_nick.is_some() {
+            self.unannounced.remove(&slot);
+            roster.rename(&key, known_nick, impostor);
+            let event = Event::Joined {
+                who: roster.display(&key),
+                room: room.to_owned(),
+            };
+            if events.send(event).await.is_err() {
+                return false;
+            }
+        } else if let Some(nick) = nick {
+            let old = roster.display(&key);
+            if roster.get(&key).map(|m| &m.nick) != Some(&nick) {
+                roster.rename(&key, nick, impostor);
+                let new = roster.display(&key);
+                if old != new && events.send(Event::Renamed { old, new }).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        if was_alone && self.current.as_deref() == Some(room) && !self.ready {
+            self.ready = true;
+            if events.send(Event::Ready).await.is_err() {
+                return false;
+            }
+        }
+        // Sends what was typed while alone, and greets a newcomer.
+        let input = Input::MemberJoined {
+            room: room.to_owned(),
+            peer: key,
+        };
+        self.feed(events, input).await
+    }
+
+    /// Removes a member; shows a leave line (or the classic disconnect).
+    pub(super) async fn member_left(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        peer: &str,
+    ) -> bool {
+        // Its last lines, still being stored, are shown before it leaves.
+        if !self.show_stored(events).await {
+            return false;
+        }
+        let Some(roster) = self.rooms.get_mut(room) else {
+            return true;
+        };
+        let who = roster.display(peer);
+        if roster.leave(peer).is_none() {
+            return true;
+        }
+        let never_announced = peer
+            .parse::<PeerId>()
+            .is_ok_and(|p| self.unannounced.remove(&(room.to_owned(), p)).is_some());
+        let deserted = roster.is_empty();
+        let input = Input::MemberLeft {
+            room: room.to_owned(),
+            peer: peer.to_owned(),
+        };
+        if !self.feed(events, input).await {
+            return false;
+        }
+        let event = if deserted && self.current.as_deref() == Some(room) {
+            Event::PeerDisconnected
+        } else if never_announced {
+            return true;
+        } else {
+            Event::Left {
+                who,
+                room: room.to_owned(),
+            }
+        };
+        events.send(event).await.is_ok()
+    }
+
+    /// A peer that dialled our listener joined the room we show: the
+    /// classic `Peer connected from:` line, and who it is, once, before
+    /// anything else of it.
+    pub(super) async fn announce_dialled_in(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        peer: PeerId,
+    ) -> bool {
+        // In a public room, peers that LAN discovery connected meet as
+        // members joining, not as someone who dialled us.
+        if self.current.as_deref() != Some(room)
+            || is_public(room)
+            || self.introduced.contains(&peer)
+        {
+            return true;
+        }
+        let Some(from) = self.dialled_in.remove(&peer) else {
+            return true;
+        };
+        events.send(Event::PeerConnected { from }).await.is_ok()
+            && self.introduce(events, peer).await
+    }
+
+    /// The peer the user trusted for `nick`, when `peer` is another one.
+    fn trusted_owner(&self, nick: &str, peer: &PeerId) -> Option<PeerId> {
+        match self.secure.known.check(Some(&name_label(nick)), peer) {
+            Check::Changed {
+                previous,
+                was_trusted: true,
+                ..
+            } => Some(previous),
+            _ => None,
+        }
+    }
+}
+
+/// Sends events, for the few places that only notify.
+struct ChatEvents<'a>(&'a mpsc::Sender<Event>);
+
+impl ChatEvents<'_> {
+    async fn show(&self, event: Event) -> bool {
+        self.0.send(event).await.is_ok()
+    }
+
+    async fn notice(&self, notice: Notice) -> bool {
+        self.show(Event::Notice(notice)).await
+    }
+}

@@ -1,0 +1,91 @@
+//! Answering other members' fetches: from the recent lines kept in
+//! memory, else from the store (lines from before a restart, or older).
+
+use std::sync::Arc;
+
+use super::{conversation, RoomChat};
+use crate::app::Error;
+use crate::chat::delivery::{Fetched, StreamId};
+use crate::net::fetch::{FetchReply, FetchRequest};
+use crate::store::Store;
+
+/// Lines one fetch is answered with at most from the store.
+const MAX_FETCH_LINES: usize = 16_384;
+
+/// Fetches answered at once, at most; more wait for one to end.
+const MAX_SERVING: usize = 64;
+
+impl RoomChat {
+    /// Starts answering fetches. The task, and each answer's, are the
+    /// chat's: they end with it.
+    pub(super) fn serve_fetches(&mut self) -> Result<(), Error> {
+        let mut requests = self.client.accept_fetches()?;
+        let recent = Arc::clone(&self.recent);
+        let store = self.secure.store.clone();
+        self.tasks.spawn(async move {
+            let mut answers = tokio::task::JoinSet::new();
+            while let Some((_peer, mut fetch)) = requests.next().await {
+                while answers.try_join_next().is_some() {}
+                if answers.len() >= MAX_SERVING {
+                    answers.join_next().await;
+                }
+                let recent = Arc::clone(&recent);
+                let store = store.clone();
+                answers.spawn(async move {
+                    let Ok(request) = fetch.request().await else {
+                        return;
+                    };
+                    let Some(stream) = request.stream() else {
+                        let _ = fetch.reply(&FetchReply::default()).await;
+                        return;
+                    };
+                    let kept = recent.lock().ok().and_then(|recent| {
+                        let nick = recent.nick(&stream);
+                        recent
+                            .range(&stream, request.from, request.to)
+                            .map(|range| (range, nick))
+                    });
+                    let reply = match kept {
+                        Some(((first, texts, sent_ms), nick)) if first == request.from => Fetched {
+                            first,
+                            texts,
+                            sent_ms,
+                            nick,
+                        },
+                        _ => stored_range(&store, &request, &stream).await,
+                    };
+                    let _ = fetch.reply(&FetchReply::from(reply)).await;
+                });
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Lines `request.from..=request.to` of a stream from the store, as far
+/// as they run on without a hole.
+async fn stored_range(store: &Store, request: &FetchRequest, stream: &StreamId) -> Fetched {
+    let conversation = conversation(&stream.room);
+    let (author, session) = (stream.author.clone(), stream.session);
+    let (from, to) = (request.from, request.to.saturating_add(1));
+    let runs = store
+        .call(move |h| h.range(&conversation, &author, session, from, to, MAX_FETCH_LINES))
+        .await;
+    let mut reply = Fetched {
+        first: from,
+        ..Fetched::default()
+    };
+    if let Ok(Ok(runs)) = runs {
+        for run in runs {
+            if run.first_line != reply.first + reply.texts.len() as u64 {
+                break;
+            }
+            reply.nick = run.name.clone();
+            reply
+                .sent_ms
+                .extend(std::iter::repeat_n(run.ts_ms, run.texts.len()));
+            reply.texts.extend(run.texts);
+        }
+    }
+    reply
+}

@@ -1,0 +1,145 @@
+//! Our lines: numbered, written to the outbox, published (or kept while
+//! nobody else is in the room), and kept in the outbox until a member
+//! says it holds them.
+
+use super::{Action, Delivery, Failure, Lines, Now, Report, Said, StreamId, UNDELIVERED_NOTICE};
+
+impl Delivery {
+    /// Numbers typed lines for `room` and has them written to the outbox,
+    /// as queued; [`Delivery::recorded`] publishes them once they are.
+    pub(super) fn typed(
+        &mut self,
+        now: Now,
+        room: String,
+        texts: Vec<String>,
+        nick: Option<String>,
+    ) {
+        if texts.is_empty() {
+            return;
+        }
+        let Some(state) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let first = state.next_seq;
+        state.next_seq += texts.len() as u64;
+        self.writing += 1;
+        let lines = Lines {
+            stream: StreamId::new(room, self.me.clone(), self.session),
+            first,
+            texts,
+            nick,
+            ts_ms: now.wall_ms,
+        };
+        self.act(Action::Record(lines));
+    }
+
+    /// Our lines were written to the outbox (or could not be: they go out
+    /// all the same, and the user is told history is not kept): publish
+    /// them, or keep them while we are alone in the room. Lines of a room
+    /// left meanwhile stay queued in the store for when it is joined again.
+    pub(super) fn recorded(&mut self, now: Now, lines: Lines, result: Result<(), Failure>) {
+        self.writing = self.writing.saturating_sub(1);
+        let notice = match result {
+            Ok(()) => self.refused.stored(0),
+            Err(e) => self.refused.failed(&e),
+        };
+        if let Some(notice) = notice {
+            self.report(Report::Store(notice));
+        }
+        let name = lines.stream.room.clone();
+        let Some(room) = self.rooms.get_mut(&name) else {
+            return;
+        };
+        room.recorded = room.recorded.max(lines.end());
+        if room.members.is_empty() {
+            self.pending_lines += lines.texts.len();
+            room.unacked_since.get_or_insert((now.at, false));
+            room.pending.push(lines);
+            // Said at once: the report of lines not yet delivered comes
+            // only after a wait meant for a member slow to acknowledge.
+            if !std::mem::replace(&mut room.told_queued, true) {
+                self.report(Report::Queued { room: name });
+            }
+            return;
+        }
+        self.publish_lines(now, lines);
+    }
+
+    /// Publishes our lines. Handed to the network is not delivered: they
+    /// stay queued in the store until a member acknowledges them, and a
+    /// run that ends before then sends them again.
+    pub(super) fn publish_lines(&mut self, now: Now, lines: Lines) {
+        let Some(room) = self.rooms.get_mut(&lines.stream.room) else {
+            return;
+        };
+        if room.acked < lines.end() {
+            room.unacked_since.get_or_insert((now.at, false));
+        }
+        let Lines {
+            stream,
+            first,
+            texts,
+            nick,
+            ts_ms,
+        } = lines;
+        let said = Said::Lines {
+            session: stream.session,
+            first,
+            sent_ms: ts_ms,
+            nick,
+            texts,
+        };
+        self.act(Action::Publish {
+            room: stream.room,
+            said,
+        });
+    }
+
+    /// A member holds our lines of `room` below `next`.
+    pub(super) fn delivered(&mut self, name: &str, next: u64) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        let next = next.min(room.next_seq);
+        if next <= room.acked {
+            return;
+        }
+        room.acked = next;
+        let all = next >= room.next_seq;
+        let told = match room.unacked_since {
+            Some((_, told)) if all => {
+                room.unacked_since = None;
+                told
+            }
+            _ => false,
+        };
+        self.act(Action::MarkDelivered {
+            room: name.to_owned(),
+            through: next,
+        });
+        if told {
+            self.report(Report::Delivered {
+                room: name.to_owned(),
+            });
+        }
+    }
+
+    /// Reports our lines waiting too long for an acknowledgement.
+    pub(super) fn tell_undelivered(&mut self, now: Now) {
+        let mut due = Vec::new();
+        for (name, room) in &mut self.rooms {
+            if let Some((since, told)) = &mut room.unacked_since {
+                if !*told && now.at >= *since + UNDELIVERED_NOTICE {
+                    *told = true;
+                    let waiting = room.next_seq.saturating_sub(room.acked.max(1));
+                    if waiting > 0 {
+                        due.push((name.clone(), waiting));
+                    }
+                }
+            }
+        }
+        for (room, waiting) in due {
+            self.report(Report::Undelivered { room, waiting });
+        }
+    }
+}

@@ -1,0 +1,896 @@
+//! The delivery core under a deterministic simulation: members running
+//! the real [`Delivery`] state machine over a simulated network and
+//! simulated stores, driven by a seeded generator. Gossip is dropped,
+//! delayed, duplicated and reordered; fetches are refused; the network
+//! splits and heals; members are killed (losing what was not yet stored)
+//! and restarted from their store; lines are typed at random moments.
+//! Once the faults stop and the network heals, every line written at its
+//! author must be in every member's store exactly once, the stores must
+//! agree, nothing may have been acknowledged before it was stored, and
+//! each member must have shown each line at most once, in order.
+//!
+//! `cargo test --test delivery` runs [`SEEDS`] seeds; `DELIVERY_SEEDS=N`
+//! runs N; `DELIVERY_SEED=S` replays seed S alone (a failure prints the
+//! command); `DELIVERY_TRACE=1` with it prints every event and action.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::time::Duration;
+
+use rust_p2p_chat::chat::delivery::{
+    Action, Delivery, Failure, FetchAsk, Fetched, Held, Input, Lines, Now, Report, Resume, Said,
+    StoredStream, StreamId,
+};
+
+/// Seeds run by `cargo test`.
+const SEEDS: u64 = 1_000;
+
+/// The room every member is in.
+const ROOM: &str = "r";
+
+/// Longest line shown.
+const MAX_LINE: usize = 1024;
+
+/// Faults happen in the first part of a run...
+const FAULTS_FOR: Duration = Duration::from_secs(20);
+
+/// ... then the network heals, and everything must settle within this.
+const SETTLE_FOR: Duration = Duration::from_secs(150);
+
+/// Events processed per run at most: a run that does not settle fails.
+const MAX_EVENTS: usize = 2_000_000;
+
+/// SplitMix64: the simulation's only randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True `percent` times in a hundred.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn ms(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.below(to - from + 1))
+    }
+}
+
+/// How hostile a run is.
+#[derive(Debug, Clone, Copy)]
+struct Faults {
+    drop: u64,
+    duplicate: u64,
+    refuse_fetch: u64,
+    store_fails: u64,
+    max_delay_ms: u64,
+}
+
+/// A member's store: batches written, and marks.
+#[derive(Debug, Default, Clone)]
+struct SimStore {
+    /// Each batch written, ours marked outgoing.
+    batches: Vec<(Lines, bool)>,
+    /// Our lines below this are acknowledged.
+    delivered: u64,
+    joined_ms: Option<u64>,
+}
+
+impl SimStore {
+    /// Every line held, by stream and number; counts copies.
+    fn lines(&self) -> BTreeMap<(StreamId, u64), (String, usize)> {
+        let mut held: BTreeMap<(StreamId, u64), (String, usize)> = BTreeMap::new();
+        for (batch, _) in &self.batches {
+            for (i, text) in batch.texts.iter().enumerate() {
+                let entry = held
+                    .entry((batch.stream.clone(), batch.first + i as u64))
+                    .or_insert_with(|| (text.clone(), 0));
+                entry.1 += 1;
+            }
+        }
+        held
+    }
+
+    /// Whether every line `from..end` of a stream is held.
+    fn holds(&self, stream: &StreamId, from: u64, end: u64) -> bool {
+        let mut wanted: BTreeSet<u64> = (from..end).collect();
+        for (batch, _) in &self.batches {
+            if &batch.stream == stream {
+                for line in batch.first..batch.end() {
+                    wanted.remove(&line);
+                }
+            }
+        }
+        wanted.is_empty()
+    }
+
+    /// What the app's resume reads, as the real store answers it.
+    fn resume(&self, me: &str, session: u64, now_ms: u64) -> Resume {
+        let mut spans: BTreeMap<StreamId, Vec<(u64, u64)>> = BTreeMap::new();
+        for (batch, _) in &self.batches {
+            spans
+                .entry(batch.stream.clone())
+                .or_default()
+                .push((batch.first, batch.end()));
+        }
+        let mut streams = Vec::new();
+        let mut next_line = 0;
+        for (stream, mut runs) in spans {
+            runs.sort_unstable();
+            let next = runs.iter().map(|r| r.1).max().unwrap_or(0);
+            if stream.author == me && stream.session == session {
+                next_line = next;
+                continue;
+            }
+            let mut missing = Vec::new();
+            let mut expected = runs[0].0;
+            for (first, end) in runs {
+                if first > expected {
+                    missing.push((expected, first));
+                }
+                expected = expected.max(end);
+            }
+            streams.push(StoredStream {
+                author: stream.author,
+                session: stream.session,
+                next,
+                missing,
+            });
+        }
+        let unsent = self
+            .batches
+            .iter()
+            .filter(|(b, outgoing)| *outgoing && b.end() > self.delivered)
+            .map(|(b, _)| b.clone())
+            .collect();
+        Resume {
+            streams,
+            next_line,
+            unsent,
+            delivered: self.delivered,
+            joined_ms: self.joined_ms.unwrap_or(now_ms),
+        }
+    }
+
+    /// Lines `from..=to` of a stream, as far as they run on from `from`.
+    fn range(&self, stream: &StreamId, from: u64, to: u64) -> Fetched {
+        let mut lines: BTreeMap<u64, (String, u64)> = BTreeMap::new();
+        for (batch, _) in &self.batches {
+            if &batch.stream == stream {
+                for (i, text) in batch.texts.iter().enumerate() {
+                    lines.insert(batch.first + i as u64, (text.clone(), batch.ts_ms));
+                }
+            }
+        }
+        let mut reply = Fetched {
+            first: from,
+            ..Fetched::default()
+        };
+        let mut line = from;
+        while line <= to {
+            let Some((text, ts)) = lines.get(&line) else {
+                break;
+            };
+            reply.texts.push(text.clone());
+            reply.sent_ms.push(*ts);
+            line += 1;
+        }
+        reply
+    }
+}
+
+/// One member: its core while it runs, its store always.
+struct Member {
+    id: String,
+    session: u64,
+    core: Option<Delivery>,
+    /// Which run of it this is: events for an earlier one are dropped.
+    life: u64,
+    store: SimStore,
+    /// Our outbox writes on their way, in order.
+    recording: VecDeque<Lines>,
+    /// The received write on its way.
+    storing: Option<Vec<Lines>>,
+    /// Lines shown in this life, per stream, and the first shown.
+    shown: BTreeMap<StreamId, BTreeSet<u64>>,
+    first_shown: BTreeMap<StreamId, u64>,
+    /// Lines announced as recovered and not shown yet, per stream.
+    recovered: BTreeMap<StreamId, u64>,
+    /// Lines held when this life started: never shown again.
+    held_at_start: BTreeSet<(StreamId, u64)>,
+    typed: u64,
+    wake: Option<Duration>,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Deliver {
+        to: usize,
+        life: u64,
+        from: usize,
+        via: usize,
+        said: Said,
+    },
+    Fetched {
+        to: usize,
+        life: u64,
+        ask: FetchAsk,
+        reply: Option<Fetched>,
+    },
+    Recorded {
+        member: usize,
+        life: u64,
+    },
+    Stored {
+        member: usize,
+        life: u64,
+        fails: bool,
+    },
+    Wake {
+        member: usize,
+        life: u64,
+    },
+    Type {
+        member: usize,
+    },
+    Split,
+    Heal,
+    Kill {
+        member: usize,
+    },
+    Restart {
+        member: usize,
+    },
+    EndFaults,
+}
+
+struct Sim {
+    seed: u64,
+    rng: Rng,
+    now: Duration,
+    queue: BinaryHeap<Reverse<(Duration, u64, usize)>>,
+    events: Vec<Option<Ev>>,
+    seq: u64,
+    members: Vec<Member>,
+    /// Which side of a split each member is on.
+    side: Vec<u8>,
+    faults: Option<Faults>,
+    /// Our lines whose write finished, and their text: they must reach
+    /// everyone.
+    written: BTreeMap<(StreamId, u64), String>,
+    /// Print every event and action (`DELIVERY_TRACE=1`).
+    trace: bool,
+}
+
+/// Wall clock at the start of a run (ms since 1970).
+const EPOCH_MS: u64 = 1_800_000_000_000;
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let mut rng = Rng(seed);
+        let count = 2 + rng.below(11) as usize;
+        let faults = Faults {
+            drop: rng.below(40),
+            duplicate: rng.below(20),
+            refuse_fetch: rng.below(50),
+            store_fails: rng.below(10),
+            max_delay_ms: 1 + rng.below(300),
+        };
+        let members = (0..count)
+            .map(|i| Member {
+                id: format!("member-{i}"),
+                session: 1000 + i as u64,
+                core: None,
+                life: 0,
+                store: SimStore::default(),
+                recording: VecDeque::new(),
+                storing: None,
+                shown: BTreeMap::new(),
+                first_shown: BTreeMap::new(),
+                recovered: BTreeMap::new(),
+                held_at_start: BTreeSet::new(),
+                typed: 0,
+                wake: None,
+            })
+            .collect();
+        Sim {
+            seed,
+            rng,
+            now: Duration::ZERO,
+            queue: BinaryHeap::new(),
+            events: Vec::new(),
+            seq: 0,
+            members,
+            side: vec![0; count],
+            faults: Some(faults),
+            written: BTreeMap::new(),
+            trace: std::env::var_os("DELIVERY_TRACE").is_some(),
+        }
+    }
+
+    fn fail(&self, what: String) -> ! {
+        panic!(
+            "seed {} failed: {what}\nreplay: DELIVERY_SEED={} cargo test --test delivery",
+            self.seed, self.seed
+        );
+    }
+
+    fn at(&mut self, after: Duration, ev: Ev) {
+        self.seq += 1;
+        self.events.push(Some(ev));
+        let index = self.events.len() - 1;
+        self.queue
+            .push(Reverse((self.now + after, self.seq, index)));
+    }
+
+    fn stamp(&self) -> Now {
+        Now {
+            at: self.now,
+            wall_ms: EPOCH_MS + self.now.as_millis() as u64,
+        }
+    }
+
+    fn alive(&self, m: usize) -> bool {
+        self.members[m].core.is_some()
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        a != b && self.alive(a) && self.alive(b) && self.side[a] == self.side[b]
+    }
+
+    fn delay(&mut self) -> Duration {
+        let max = self.faults.map_or(20, |f| f.max_delay_ms);
+        self.rng.ms(1, max)
+    }
+
+    /// Hands `input` to member `m`'s core and carries out what it decides.
+    fn feed(&mut self, m: usize, input: Input) {
+        let now = self.stamp();
+        let Some(core) = self.members[m].core.as_mut() else {
+            return;
+        };
+        core.handle(now, input);
+        while let Some(action) = self.members[m].core.as_mut().and_then(Delivery::poll) {
+            self.act(m, action);
+        }
+        let wake = self.members[m].core.as_ref().and_then(Delivery::next_wake);
+        if let Some(at) = wake {
+            let at = at.max(self.now);
+            if self.members[m].wake.is_none_or(|w| at < w || w < self.now) {
+                self.members[m].wake = Some(at);
+                let life = self.members[m].life;
+                self.at(at - self.now, Ev::Wake { member: m, life });
+            }
+        }
+    }
+
+    fn act(&mut self, m: usize, action: Action) {
+        if self.trace {
+            eprintln!(
+                "{:>8} ms   {} does {action:?}",
+                self.now.as_millis(),
+                self.members[m].id
+            );
+        }
+        match action {
+            Action::Publish { said, .. } => self.publish(m, said),
+            Action::Fetch(ask) => self.fetch(m, ask),
+            Action::Record(lines) => {
+                self.members[m].recording.push_back(lines);
+                let life = self.members[m].life;
+                let after = self.rng.ms(0, 5);
+                self.at(after, Ev::Recorded { member: m, life });
+            }
+            Action::Store(lines) => {
+                if self.members[m].storing.is_some() {
+                    self.fail(format!(
+                        "{} was asked for a second write",
+                        self.members[m].id
+                    ));
+                }
+                self.members[m].storing = Some(lines);
+                let life = self.members[m].life;
+                let fails = self.faults.is_some_and(|f| self.rng.chance(f.store_fails));
+                let after = self.rng.ms(0, 20);
+                self.at(
+                    after,
+                    Ev::Stored {
+                        member: m,
+                        life,
+                        fails,
+                    },
+                );
+            }
+            Action::MarkDelivered { through, .. } => {
+                let store = &mut self.members[m].store;
+                store.delivered = store.delivered.max(through);
+            }
+            Action::Show { lines, .. } => self.shown(m, lines),
+            Action::Report(Report::Recovered { stream, count }) => {
+                *self.members[m].recovered.entry(stream).or_default() += count;
+            }
+            Action::Report(_) => {}
+        }
+    }
+
+    fn publish(&mut self, m: usize, said: Said) {
+        // Nothing is said to hold what is not stored.
+        if let Said::Hello { have, .. } | Said::Have { have, .. } = &said {
+            self.check_held(m, have);
+        }
+        for to in 0..self.members.len() {
+            if !self.reachable(m, to) {
+                continue;
+            }
+            let copies = match self.faults {
+                Some(f) if self.rng.chance(f.drop) => 0,
+                Some(f) if self.rng.chance(f.duplicate) => 2,
+                _ => 1,
+            };
+            for _ in 0..copies {
+                // Passed on by the author, or by another member.
+                let via = if self.rng.chance(30) {
+                    self.rng.below(self.members.len() as u64) as usize
+                } else {
+                    m
+                };
+                let after = self.delay();
+                let life = self.members[to].life;
+                let said = said.clone();
+                self.at(
+                    after,
+                    Ev::Deliver {
+                        to,
+                        life,
+                        from: m,
+                        via,
+                        said,
+                    },
+                );
+            }
+        }
+    }
+
+    fn check_held(&self, m: usize, have: &[Held]) {
+        let store = &self.members[m].store;
+        for held in have {
+            let stream = StreamId::new(ROOM, held.author.clone(), held.session);
+            let first = store
+                .batches
+                .iter()
+                .filter(|(b, _)| b.stream == stream)
+                .map(|(b, _)| b.first)
+                .min();
+            // Held from the first line stored: a stream none of which is
+            // stored yet is said to be held below its first line, which
+            // claims nothing.
+            let Some(first) = first else {
+                continue;
+            };
+            if !store.holds(&stream, first, held.next) {
+                self.fail(format!(
+                    "{} said it holds {stream:?} from {first} below {} before storing it all",
+                    self.members[m].id, held.next
+                ));
+            }
+        }
+    }
+
+    fn fetch(&mut self, m: usize, ask: FetchAsk) {
+        let mut reply = None;
+        for peer in &ask.ask {
+            let Some(p) = self.members.iter().position(|x| &x.id == peer) else {
+                continue;
+            };
+            if !self.reachable(m, p) {
+                continue;
+            }
+            if self.faults.is_some_and(|f| self.rng.chance(f.refuse_fetch)) {
+                continue;
+            }
+            let answer = self.members[p].store.range(&ask.stream, ask.from, ask.to);
+            if !answer.texts.is_empty() {
+                reply = Some(answer);
+                break;
+            }
+        }
+        let after = self.delay() * 2;
+        let life = self.members[m].life;
+        self.at(
+            after,
+            Ev::Fetched {
+                to: m,
+                life,
+                ask,
+                reply,
+            },
+        );
+    }
+
+    fn shown(&mut self, m: usize, lines: Lines) {
+        let id = self.members[m].id.clone();
+        let member = &mut self.members[m];
+        let stream = lines.stream.clone();
+        let floor = *member
+            .first_shown
+            .entry(stream.clone())
+            .or_insert(lines.first);
+        let shown = member.shown.entry(stream.clone()).or_default();
+        let highest = shown.last().copied();
+        let late = member.recovered.get(&stream).copied().unwrap_or(0);
+        let count = lines.texts.len() as u64;
+        let in_order = highest.is_none_or(|h| lines.first > h);
+        let overtaken = lines.end() <= floor;
+        let mut problem = None;
+        if !in_order && !overtaken {
+            if late >= count {
+                member.recovered.insert(stream.clone(), late - count);
+            } else {
+                problem = Some(format!(
+                    "{id} showed {stream:?} {}..{} after {highest:?}",
+                    lines.first,
+                    lines.end()
+                ));
+            }
+        }
+        if overtaken {
+            member.first_shown.insert(stream.clone(), lines.first);
+        }
+        for line in lines.first..lines.end() {
+            if !shown.insert(line) {
+                problem = Some(format!("{id} showed {stream:?} line {line} twice"));
+            }
+            if member.held_at_start.contains(&(stream.clone(), line)) {
+                problem = Some(format!(
+                    "{id} showed {stream:?} line {line} again after a restart"
+                ));
+            }
+        }
+        if let Some(problem) = problem {
+            self.fail(problem);
+        }
+    }
+
+    /// Starts (or restarts) member `m` from its store.
+    fn start(&mut self, m: usize) {
+        let now = self.stamp();
+        let seed = self.rng.next();
+        let member = &mut self.members[m];
+        member.life += 1;
+        member.recording.clear();
+        member.storing = None;
+        member.shown.clear();
+        member.first_shown.clear();
+        member.recovered.clear();
+        member.wake = None;
+        member.held_at_start = member.store.lines().into_keys().collect();
+        member.store.joined_ms.get_or_insert(now.wall_ms);
+        let resume = member.store.resume(&member.id, member.session, now.wall_ms);
+        member.core = Some(Delivery::new(
+            member.id.clone(),
+            member.session,
+            MAX_LINE,
+            seed,
+        ));
+        self.feed(
+            m,
+            Input::Joined {
+                room: ROOM.into(),
+                resume,
+            },
+        );
+        for other in 0..self.members.len() {
+            if self.reachable(m, other) {
+                self.meet(m, other);
+                self.meet(other, m);
+            }
+        }
+    }
+
+    fn meet(&mut self, m: usize, other: usize) {
+        let peer = self.members[other].id.clone();
+        self.feed(
+            m,
+            Input::MemberJoined {
+                room: ROOM.into(),
+                peer,
+            },
+        );
+    }
+
+    fn part(&mut self, m: usize, other: usize) {
+        let peer = self.members[other].id.clone();
+        self.feed(
+            m,
+            Input::MemberLeft {
+                room: ROOM.into(),
+                peer,
+            },
+        );
+    }
+
+    /// Sets who is on which side, telling members who came and went.
+    fn set_sides(&mut self, side: Vec<u8>) {
+        let n = self.members.len();
+        let pairs: Vec<(usize, usize)> = (0..n)
+            .flat_map(|a| (0..n).map(move |b| (a, b)))
+            .collect();
+        let before: Vec<bool> = pairs.iter().map(|&(a, b)| self.reachable(a, b)).collect();
+        self.side = side;
+        for (&(a, b), was) in pairs.iter().zip(before) {
+            let now = self.reachable(a, b);
+            if was && !now {
+                self.part(a, b);
+            } else if !was && now {
+                self.meet(a, b);
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        let n = self.members.len();
+        for m in 0..n {
+            self.start(m);
+        }
+        // Lines typed at random moments while the faults last.
+        for m in 0..n {
+            for _ in 0..self.rng.below(6) {
+                let after = self.rng.ms(0, FAULTS_FOR.as_millis() as u64);
+                self.at(after, Ev::Type { member: m });
+            }
+        }
+        for _ in 0..self.rng.below(3) {
+            let after = self.rng.ms(0, FAULTS_FOR.as_millis() as u64 - 2_000);
+            self.at(after, Ev::Split);
+            let after = after + self.rng.ms(500, 12_000);
+            self.at(after, Ev::Heal);
+        }
+        for _ in 0..self.rng.below(3) {
+            let member = self.rng.below(n as u64) as usize;
+            let after = self.rng.ms(0, FAULTS_FOR.as_millis() as u64);
+            self.at(after, Ev::Kill { member });
+            let after = after + self.rng.ms(100, 15_000);
+            self.at(after, Ev::Restart { member });
+        }
+        self.at(FAULTS_FOR, Ev::EndFaults);
+        let end = FAULTS_FOR + SETTLE_FOR;
+        let mut handled = 0;
+        while let Some(Reverse((at, _, index))) = self.queue.pop() {
+            if at > end {
+                break;
+            }
+            handled += 1;
+            if handled > MAX_EVENTS {
+                self.fail(format!("more than {MAX_EVENTS} events: it never settles"));
+            }
+            self.now = at;
+            let Some(ev) = self.events[index].take() else {
+                continue;
+            };
+            self.step(ev);
+        }
+        self.check();
+    }
+
+    fn step(&mut self, ev: Ev) {
+        if self.trace {
+            eprintln!("{:>8} ms {ev:?}", self.now.as_millis());
+        }
+        let life_of = |sim: &Sim, m: usize| sim.members[m].life;
+        match ev {
+            Ev::Deliver {
+                to,
+                life,
+                from,
+                via,
+                said,
+            } => {
+                if life == life_of(self, to) && self.reachable(from, to) {
+                    let input = Input::Received {
+                        room: ROOM.into(),
+                        from: self.members[from].id.clone(),
+                        via: self.members[via].id.clone(),
+                        said,
+                    };
+                    self.feed(to, input);
+                }
+            }
+            Ev::Fetched {
+                to,
+                life,
+                ask,
+                reply,
+            } => {
+                if life == life_of(self, to) {
+                    self.feed(to, Input::Fetched { ask, reply });
+                }
+            }
+            Ev::Recorded { member, life } => {
+                if life != life_of(self, member) {
+                    return;
+                }
+                let Some(lines) = self.members[member].recording.pop_front() else {
+                    return;
+                };
+                for (i, text) in lines.texts.iter().enumerate() {
+                    let line = (lines.stream.clone(), lines.first + i as u64);
+                    self.written.insert(line, text.clone());
+                }
+                self.members[member]
+                    .store
+                    .batches
+                    .push((lines.clone(), true));
+                self.feed(
+                    member,
+                    Input::Recorded {
+                        lines,
+                        result: Ok(()),
+                    },
+                );
+            }
+            Ev::Stored {
+                member,
+                life,
+                fails,
+            } => {
+                if life != life_of(self, member) {
+                    return;
+                }
+                let Some(lines) = self.members[member].storing.take() else {
+                    return;
+                };
+                let result = if fails {
+                    Err(Failure {
+                        disk_full: true,
+                        cause: "the disk is full".into(),
+                    })
+                } else {
+                    let store = &mut self.members[member].store;
+                    store
+                        .batches
+                        .extend(lines.iter().map(|l| (l.clone(), false)));
+                    Ok(())
+                };
+                self.feed(member, Input::Stored { lines, result });
+            }
+            Ev::Wake { member, life } => {
+                if life == life_of(self, member) {
+                    self.members[member].wake = None;
+                    self.feed(member, Input::Tick);
+                }
+            }
+            Ev::Type { member } => {
+                if !self.alive(member) {
+                    return;
+                }
+                let count = 1 + self.rng.below(4);
+                let m = &mut self.members[member];
+                let texts = (0..count)
+                    .map(|_| {
+                        m.typed += 1;
+                        format!("{} says {}", m.id, m.typed)
+                    })
+                    .collect();
+                let input = Input::Typed {
+                    room: ROOM.into(),
+                    texts,
+                    nick: None,
+                };
+                self.feed(member, input);
+            }
+            Ev::Split => {
+                if self.faults.is_some() {
+                    let side = (0..self.members.len())
+                        .map(|_| self.rng.below(2) as u8)
+                        .collect();
+                    self.set_sides(side);
+                }
+            }
+            Ev::Heal => self.set_sides(vec![0; self.members.len()]),
+            Ev::Kill { member } => {
+                if self.faults.is_none() || !self.alive(member) {
+                    return;
+                }
+                for other in 0..self.members.len() {
+                    if self.reachable(member, other) {
+                        self.part(other, member);
+                    }
+                }
+                self.members[member].core = None;
+                self.members[member].life += 1;
+            }
+            Ev::Restart { member } => {
+                if !self.alive(member) {
+                    self.start(member);
+                }
+            }
+            Ev::EndFaults => {
+                self.faults = None;
+                self.set_sides(vec![0; self.members.len()]);
+                for m in 0..self.members.len() {
+                    if !self.alive(m) {
+                        self.start(m);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the network healed and everything settled.
+    fn check(&self) {
+        let reference = self.members[0].store.lines();
+        for member in &self.members {
+            if !self.alive_member(member) {
+                self.fail(format!("{} is not running at the end", member.id));
+            }
+            let held = member.store.lines();
+            for ((stream, line), text) in &self.written {
+                match held.get(&(stream.clone(), *line)) {
+                    Some((kept, 1)) if kept == text => {}
+                    Some((_, copies)) if *copies > 1 => self.fail(format!(
+                        "{} holds {stream:?} line {line} {copies} times",
+                        member.id
+                    )),
+                    Some((kept, _)) => self.fail(format!(
+                        "{} holds {stream:?} line {line} as {kept:?}, written as {text:?}",
+                        member.id
+                    )),
+                    None => self.fail(format!(
+                        "{} never stored {stream:?} line {line} ({text:?})",
+                        member.id
+                    )),
+                }
+            }
+            let same = held.len() == reference.len()
+                && held
+                    .iter()
+                    .zip(&reference)
+                    .all(|((a, (ta, _)), (b, (tb, _)))| a == b && ta == tb);
+            if !same {
+                self.fail(format!(
+                    "{} and {} hold different lines ({} and {})",
+                    member.id,
+                    self.members[0].id,
+                    held.len(),
+                    reference.len()
+                ));
+            }
+        }
+    }
+
+    fn alive_member(&self, member: &Member) -> bool {
+        member.core.is_some()
+    }
+}
+
+fn run_seed(seed: u64) {
+    Sim::new(seed).run();
+}
+
+#[test]
+fn delivery_survives_loss_partitions_and_restarts_for_every_seed() {
+    if let Some(seed) = std::env::var("DELIVERY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        run_seed(seed);
+        return;
+    }
+    let seeds = std::env::var("DELIVERY_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEEDS);
+    for seed in 0..seeds {
+        run_seed(seed);
+    }
+}
