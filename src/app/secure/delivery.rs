@@ -476,18 +476,13 @@ impl RoomChat {
             .call(move |h| -> Result<Resume, store::Error> {
                 let mut streams = Vec::new();
                 for stream in h.streams(&conversation, since)? {
-                    let mut missing = h.missing(
+                    let missing = h.missing(
                         &conversation,
                         &stream.author,
                         stream.session,
                         stream.next_line,
                         MAX_HOLES + 1,
                     )?;
-                    // Before the first line held is not a hole: it was
-                    // never ours to hold.
-                    if missing.first().is_some_and(|(from, _)| *from == 0) {
-                        missing.remove(0);
-                    }
                     streams.push(StoredStream {
                         author: stream.author,
                         session: stream.session,

@@ -40,10 +40,10 @@ impl Delivery {
                     // it.
                     self.start_stream(&stream, first);
                 }
-                self.recover(&stream, first, &texts, nick.clone(), sent_ms);
+                self.recover(&stream, first, &texts, nick.clone(), sent_ms, true);
                 match self.order.accept(&stream, first, texts) {
                     Accepted::Show(first, texts) => {
-                        self.keep(stream, first, texts, nick, sent_ms);
+                        self.keep(stream, first, texts, nick, sent_ms, true);
                     }
                     Accepted::Gap { from, to } => self.wait_for_gap(now, stream, via, from, to),
                     Accepted::Duplicate => {}
@@ -172,7 +172,14 @@ impl Delivery {
             None => reply.nick.take().filter(|n| check_nick(n).is_ok()),
         };
         let first_ts = reply.sent_ms.first().copied().unwrap_or(now.wall_ms);
-        self.recover(&stream, reply.first, &reply.texts, nick.clone(), first_ts);
+        self.recover(
+            &stream,
+            reply.first,
+            &reply.texts,
+            nick.clone(),
+            first_ts,
+            false,
+        );
         let (reply_first, stamps) = (reply.first, std::mem::take(&mut reply.sent_ms));
         let Accepted::Show(first, texts) = self.order.accept(&stream, reply.first, reply.texts)
         else {
@@ -201,13 +208,14 @@ impl Delivery {
                 .unwrap_or(texts.len());
             let rest = texts.split_off(run);
             let batch = std::mem::replace(&mut texts, rest);
-            self.keep(stream.clone(), first, batch, nick.clone(), ts);
+            self.keep(stream.clone(), first, batch, nick.clone(), ts, false);
             first += run as u64;
         }
     }
 
     /// Lines of `texts` (numbered from `first`) that were given up on came
     /// after all: they are stored and shown after a report that says so.
+    /// `live`: they came as they were said, not fetched.
     fn recover(
         &mut self,
         stream: &StreamId,
@@ -215,6 +223,7 @@ impl Delivery {
         texts: &[String],
         nick: Option<String>,
         ts_ms: u64,
+        live: bool,
     ) {
         let runs = self.order.recover(stream, first, texts);
         if runs.is_empty() {
@@ -230,7 +239,7 @@ impl Delivery {
             count,
         });
         for (first, texts) in runs {
-            self.keep(stream.clone(), first, texts, nick.clone(), ts_ms);
+            self.keep(stream.clone(), first, texts, nick.clone(), ts_ms, live);
         }
     }
 
@@ -272,7 +281,14 @@ impl Delivery {
             }
             let nick = self.nicks.get(&stream.author).cloned().flatten();
             for (first, texts) in runs {
-                self.keep(stream.clone(), first, texts, nick.clone(), now.wall_ms);
+                self.keep(
+                    stream.clone(),
+                    first,
+                    texts,
+                    nick.clone(),
+                    now.wall_ms,
+                    true,
+                );
             }
         }
     }
@@ -289,7 +305,8 @@ impl Delivery {
 
     /// Stores lines of a member, then shows them; only once they are
     /// stored are they acknowledged. Lines are stored in the order they
-    /// arrive, which is the order they are shown.
+    /// arrive, which is the order they are shown. `live`: they came as
+    /// they were said (published to the room), not fetched: never history.
     fn keep(
         &mut self,
         stream: StreamId,
@@ -297,13 +314,16 @@ impl Delivery {
         texts: Vec<String>,
         nick: Option<String>,
         ts_ms: u64,
+        live: bool,
     ) {
         // What we hold counts from where we started following the stream
         // (or the first line we ever tried to store, if earlier).
         let start = self.order.start(&stream).unwrap_or(first).min(first);
         self.stored.entry(stream.clone()).or_insert(start);
-        // Lines said before we first came to the room are history to us.
-        let earlier = self.backlog.contains(&stream)
+        // Lines said before we first came to the room, and fetched since,
+        // are history to us.
+        let earlier = !live
+            && self.backlog.contains(&stream)
             && self
                 .rooms
                 .get(&stream.room)
@@ -556,10 +576,17 @@ mod tests {
             },
         );
         let stream = StreamId::new("r", "a", 1);
-        d.keep(stream.clone(), 1, vec!["x".into()], None, 0);
+        d.keep(stream.clone(), 1, vec!["x".into()], None, 0, true);
         assert!(d.storing());
         assert!(!d.must_wait_for_store());
-        d.keep(stream, 2, vec!["y".into(); MAX_GATHERED_LINES], None, 0);
+        d.keep(
+            stream,
+            2,
+            vec!["y".into(); MAX_GATHERED_LINES],
+            None,
+            0,
+            true,
+        );
         assert!(d.must_wait_for_store());
     }
 }

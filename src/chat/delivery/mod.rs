@@ -297,8 +297,9 @@ pub struct StoredStream {
     pub session: u64,
     /// One more than the highest line held.
     pub next: u64,
-    /// Lines below `next` and after the first line held that are not held
-    /// (first, end), lowest first.
+    /// Lines below `next` that are not held (first, end), lowest first,
+    /// from line 0: the store cannot tell lines never held from lines
+    /// whose write was lost.
     pub missing: Vec<(u64, u64)>,
 }
 
@@ -743,7 +744,18 @@ impl Delivery {
             if stream.author == self.me {
                 continue;
             }
-            let id = StreamId::new(name.clone(), stream.author, stream.session);
+            let id = StreamId::new(name.clone(), stream.author.clone(), stream.session);
+            // What is missing before the first line held is ours to hold
+            // as far back as a newcomer would fetch: lines whose write
+            // was lost when the program stopped are fetched again.
+            let start = stream.next.saturating_sub(SYNC_BACKLOG).max(1);
+            let missing: Vec<(u64, u64)> = stream
+                .missing
+                .iter()
+                .map(|&(from, end)| (from.max(start), end))
+                .filter(|(from, end)| from < end)
+                .collect();
+            let stream = StoredStream { missing, ..stream };
             self.order.resume(&id, stream.next, &stream.missing);
             // Stored without a hole up to the first one; beyond it, runs.
             let mut held = stream.next;

@@ -1,1 +1,494 @@
-//! Unit tests of the delivery state machine.
+//! Unit tests of the delivery state machine: one member, inputs by hand,
+//! the actions it answers with checked one by one. The simulator in
+//! `tests/delivery.rs` drives many members at once.
+
+use std::time::Duration;
+
+use super::*;
+
+const ME: &str = "me";
+const ROOM: &str = "r";
+
+fn at(ms: u64) -> Now {
+    Now {
+        at: Duration::from_millis(ms),
+        wall_ms: 1_000_000 + ms,
+    }
+}
+
+fn texts(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// A member in room `r` with `others` there, nothing stored.
+fn member(others: &[&str]) -> Delivery {
+    let mut d = Delivery::new(ME, 7, 1024, 1);
+    d.handle(
+        at(0),
+        Input::Joined {
+            room: ROOM.into(),
+            resume: Resume::default(),
+        },
+    );
+    for peer in others {
+        d.handle(
+            at(0),
+            Input::MemberJoined {
+                room: ROOM.into(),
+                peer: (*peer).into(),
+            },
+        );
+    }
+    actions(&mut d);
+    d
+}
+
+fn actions(d: &mut Delivery) -> Vec<Action> {
+    std::iter::from_fn(|| d.poll()).collect()
+}
+
+fn lines_from(author: &str, first: u64, items: &[&str]) -> Input {
+    Input::Received {
+        room: ROOM.into(),
+        from: author.into(),
+        via: author.into(),
+        said: Said::Lines {
+            session: 1,
+            first,
+            sent_ms: 1_000_000,
+            nick: None,
+            texts: texts(items),
+        },
+    }
+}
+
+/// Completes the store write among `acts`, and each that follows it, as
+/// the app would; returns every action after the first write.
+fn store_ok(d: &mut Delivery, now: Now, acts: &[Action]) -> Vec<Action> {
+    let write = |acts: &[Action]| {
+        acts.iter().find_map(|a| match a {
+            Action::Store(lines) => Some(lines.clone()),
+            _ => None,
+        })
+    };
+    let mut lines = write(acts).expect("a store write");
+    let mut all = Vec::new();
+    loop {
+        d.handle(
+            now,
+            Input::Stored {
+                lines,
+                result: Ok(()),
+            },
+        );
+        let acts = actions(d);
+        let next = write(&acts);
+        all.extend(acts);
+        match next {
+            Some(more) => lines = more,
+            None => return all,
+        }
+    }
+}
+
+/// The lines shown among `acts`, as (first, texts).
+fn shown(acts: &[Action]) -> Vec<(u64, Vec<String>)> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Show { lines, .. } => Some((lines.first, lines.texts.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fetches(acts: &[Action]) -> Vec<FetchAsk> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Fetch(ask) => Some(ask.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn haves(acts: &[Action]) -> Vec<Vec<Held>> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Publish {
+                said: Said::Have { have, .. },
+                ..
+            } => Some(have.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_gap_is_filled_by_a_fetch_and_what_waited_behind_it_follows_in_order() {
+    let mut d = member(&["a"]);
+    d.handle(at(1), lines_from("a", 1, &["1"]));
+    let acts = actions(&mut d);
+    let acts = store_ok(&mut d, at(2), &acts);
+    assert_eq!(shown(&acts), vec![(1, texts(&["1"]))]);
+    // 2 and 3 are lost on the way: 4 waits, and they are asked for.
+    d.handle(at(3), lines_from("a", 4, &["4"]));
+    let acts = actions(&mut d);
+    assert!(shown(&acts).is_empty());
+    let ask = fetches(&acts).pop().expect("a fetch");
+    assert_eq!((ask.from, ask.to), (2, 3));
+    assert_eq!(ask.ask, ["a".to_string(), "a".to_string()]);
+    let reply = Fetched {
+        first: 2,
+        texts: texts(&["2", "3"]),
+        sent_ms: vec![5, 5],
+        nick: None,
+    };
+    d.handle(
+        at(4),
+        Input::Fetched {
+            ask,
+            reply: Some(reply),
+        },
+    );
+    let acts = actions(&mut d);
+    let acts = store_ok(&mut d, at(5), &acts);
+    // Fetched lines keep their time; the one that waited came live.
+    assert_eq!(
+        shown(&acts),
+        vec![(2, texts(&["2", "3"])), (4, texts(&["4"]))]
+    );
+    // No gap is left to give up on.
+    d.handle(at(20_000), Input::Tick);
+    assert!(!actions(&mut d)
+        .iter()
+        .any(|a| matches!(a, Action::Report(Report::Lost { .. }))));
+}
+
+#[test]
+fn a_gap_given_up_on_is_reported_and_recovered_later_from_a_summary() {
+    let mut d = member(&["a"]);
+    d.handle(at(1), lines_from("a", 1, &["1"]));
+    let acts = actions(&mut d);
+    store_ok(&mut d, at(2), &acts);
+    d.handle(at(3), lines_from("a", 5, &["5"]));
+    let acts = actions(&mut d);
+    assert_eq!(fetches(&acts).len(), 1);
+    // Nobody answers: asked again every second, then given up on.
+    d.handle(at(1_003), Input::Tick);
+    assert_eq!(fetches(&actions(&mut d)).len(), 1);
+    d.handle(at(10_003), Input::Tick);
+    let acts = actions(&mut d);
+    assert!(acts.contains(&Action::Report(Report::Lost {
+        stream: StreamId::new(ROOM, "a", 1),
+        count: 3
+    })));
+    let acts = store_ok(&mut d, at(10_004), &acts);
+    assert_eq!(shown(&acts), vec![(5, texts(&["5"]))]);
+    // The author's next summary says it has them: asked for, shown late.
+    d.handle(
+        at(12_000),
+        Input::Received {
+            room: ROOM.into(),
+            from: "a".into(),
+            via: "a".into(),
+            said: Said::Hello {
+                session: 1,
+                seq: 1,
+                nick: None,
+                next: 6,
+                have: Vec::new(),
+            },
+        },
+    );
+    let ask = fetches(&actions(&mut d)).pop().expect("the hole asked for");
+    assert_eq!((ask.from, ask.to), (2, 4));
+    let reply = Fetched {
+        first: 2,
+        texts: texts(&["2", "3", "4"]),
+        sent_ms: vec![9; 3],
+        nick: None,
+    };
+    d.handle(
+        at(12_001),
+        Input::Fetched {
+            ask,
+            reply: Some(reply),
+        },
+    );
+    let acts = actions(&mut d);
+    assert!(acts.contains(&Action::Report(Report::Recovered {
+        stream: StreamId::new(ROOM, "a", 1),
+        count: 3
+    })));
+    let acts = store_ok(&mut d, at(12_002), &acts);
+    assert_eq!(shown(&acts), vec![(2, texts(&["2", "3", "4"]))]);
+}
+
+#[test]
+fn a_duplicate_batch_is_neither_stored_nor_shown_again() {
+    let mut d = member(&["a"]);
+    d.handle(at(1), lines_from("a", 1, &["1", "2"]));
+    let acts = actions(&mut d);
+    store_ok(&mut d, at(2), &acts);
+    d.handle(at(3), lines_from("a", 1, &["1", "2"]));
+    assert!(actions(&mut d).is_empty());
+    // Overlapping: only the new line.
+    d.handle(at(4), lines_from("a", 2, &["2", "3"]));
+    let acts = actions(&mut d);
+    let Some(Action::Store(lines)) = acts.first() else {
+        panic!("{acts:?}");
+    };
+    assert_eq!((lines[0].first, lines[0].texts.clone()), (3, texts(&["3"])));
+}
+
+#[test]
+fn acknowledgements_say_what_is_stored_and_are_spared_when_another_said_it() {
+    let mut d = member(&["a", "b"]);
+    d.handle(at(1), lines_from("a", 1, &["1", "2"]));
+    let acts = actions(&mut d);
+    // Not acknowledged before it is stored.
+    d.handle(at(500), Input::Tick);
+    assert!(haves(&actions(&mut d)).is_empty());
+    store_ok(&mut d, at(501), &acts);
+    let due = d.next_wake().expect("an acknowledgement due");
+    assert!(due <= Duration::from_millis(501) + ACK_DELAY + ACK_DELAY_PER_MEMBER * 4);
+    d.handle(at(2_000), Input::Tick);
+    let said = haves(&actions(&mut d));
+    assert_eq!(
+        said,
+        vec![vec![Held {
+            author: "a".into(),
+            session: 1,
+            next: 3
+        }]]
+    );
+    // More arrives, but b says it holds as much first: ours is spared.
+    d.handle(at(2_100), lines_from("a", 3, &["3"]));
+    let acts = actions(&mut d);
+    store_ok(&mut d, at(2_101), &acts);
+    d.handle(
+        at(2_102),
+        Input::Received {
+            room: ROOM.into(),
+            from: "b".into(),
+            via: "b".into(),
+            said: Said::Have {
+                session: 2,
+                seq: 1,
+                have: vec![Held {
+                    author: "a".into(),
+                    session: 1,
+                    next: 4,
+                }],
+            },
+        },
+    );
+    actions(&mut d);
+    d.handle(at(5_000), Input::Tick);
+    assert!(haves(&actions(&mut d)).is_empty());
+}
+
+#[test]
+fn our_lines_wait_for_a_member_stay_queued_until_acknowledged_and_are_replayed_after_a_restart() {
+    let mut d = member(&[]);
+    d.handle(
+        at(1),
+        Input::Typed {
+            room: ROOM.into(),
+            texts: texts(&["hi", "there"]),
+            nick: None,
+        },
+    );
+    let acts = actions(&mut d);
+    let Some(Action::Record(lines)) = acts.first().cloned() else {
+        panic!("{acts:?}");
+    };
+    assert_eq!((lines.first, lines.texts.len()), (1, 2));
+    assert_eq!(d.writing(), 1);
+    d.handle(
+        at(2),
+        Input::Recorded {
+            lines: lines.clone(),
+            result: Ok(()),
+        },
+    );
+    // Alone: kept, and said so once.
+    assert_eq!(
+        actions(&mut d),
+        vec![Action::Report(Report::Queued { room: ROOM.into() })]
+    );
+    assert_eq!(d.undelivered(), 2);
+    // The program ends before anyone comes; the next run has the store.
+    let mut d = Delivery::new(ME, 7, 1024, 2);
+    let resume = Resume {
+        next_line: 3,
+        unsent: vec![lines.clone()],
+        ..Resume::default()
+    };
+    d.handle(
+        at(0),
+        Input::Joined {
+            room: ROOM.into(),
+            resume,
+        },
+    );
+    assert!(actions(&mut d).is_empty());
+    d.handle(
+        at(5),
+        Input::MemberJoined {
+            room: ROOM.into(),
+            peer: "a".into(),
+        },
+    );
+    let acts = actions(&mut d);
+    assert!(acts.contains(&Action::Publish {
+        room: ROOM.into(),
+        said: Said::Lines {
+            session: 7,
+            first: 1,
+            sent_ms: lines.ts_ms,
+            nick: None,
+            texts: texts(&["hi", "there"]),
+        }
+    }));
+    // Numbering carries on after them.
+    d.handle(
+        at(6),
+        Input::Typed {
+            room: ROOM.into(),
+            texts: texts(&["again"]),
+            nick: None,
+        },
+    );
+    let acts = actions(&mut d);
+    assert!(matches!(&acts[..], [Action::Record(l)] if l.first == 3));
+    // A member holds them: delivered, marked so.
+    d.handle(
+        at(7),
+        Input::Received {
+            room: ROOM.into(),
+            from: "a".into(),
+            via: "a".into(),
+            said: Said::Have {
+                session: 2,
+                seq: 1,
+                have: vec![Held {
+                    author: ME.into(),
+                    session: 7,
+                    next: 3,
+                }],
+            },
+        },
+    );
+    assert!(actions(&mut d).contains(&Action::MarkDelivered {
+        room: ROOM.into(),
+        through: 3
+    }));
+}
+
+#[test]
+fn a_member_restarted_mid_burst_fetches_the_holes_its_store_has() {
+    let mut d = Delivery::new(ME, 7, 1024, 3);
+    // Stored before the restart: 1..=3 and 6..=9 of a, not 4 and 5.
+    let resume = Resume {
+        streams: vec![StoredStream {
+            author: "a".into(),
+            session: 1,
+            next: 10,
+            missing: vec![(0, 1), (4, 6)],
+        }],
+        ..Resume::default()
+    };
+    d.handle(
+        at(0),
+        Input::Joined {
+            room: ROOM.into(),
+            resume,
+        },
+    );
+    d.handle(
+        at(1),
+        Input::MemberJoined {
+            room: ROOM.into(),
+            peer: "a".into(),
+        },
+    );
+    // Says it holds only what runs on without a hole.
+    d.handle(at(600), Input::Tick);
+    let hello = actions(&mut d).into_iter().find_map(|a| match a {
+        Action::Publish {
+            said: Said::Hello { have, .. },
+            ..
+        } => Some(have),
+        _ => None,
+    });
+    assert_eq!(
+        hello,
+        Some(vec![Held {
+            author: "a".into(),
+            session: 1,
+            next: 4
+        }])
+    );
+    // The author's hello: the hole is asked for, and nothing else.
+    d.handle(
+        at(700),
+        Input::Received {
+            room: ROOM.into(),
+            from: "a".into(),
+            via: "a".into(),
+            said: Said::Hello {
+                session: 1,
+                seq: 1,
+                nick: None,
+                next: 10,
+                have: Vec::new(),
+            },
+        },
+    );
+    let asked: Vec<(u64, u64)> = fetches(&actions(&mut d))
+        .iter()
+        .map(|a| (a.from, a.to))
+        .collect();
+    assert_eq!(asked, vec![(4, 5)]);
+    // Lines already held are not shown again.
+    d.handle(at(800), lines_from("a", 6, &["6", "7", "8", "9"]));
+    assert!(actions(&mut d).is_empty());
+}
+
+#[test]
+fn a_refused_write_is_shown_tried_again_and_acknowledged_only_once_stored() {
+    let mut d = member(&["a"]);
+    d.handle(at(1), lines_from("a", 1, &["1"]));
+    let acts = actions(&mut d);
+    let Some(Action::Store(lines)) = acts.first().cloned() else {
+        panic!("{acts:?}");
+    };
+    let full = Failure {
+        disk_full: true,
+        cause: "full".into(),
+    };
+    d.handle(
+        at(2),
+        Input::Stored {
+            lines,
+            result: Err(full),
+        },
+    );
+    let acts = actions(&mut d);
+    assert!(
+        acts.contains(&Action::Report(Report::Store(Notice::HistoryFull {
+            unstored: 1
+        })))
+    );
+    assert_eq!(shown(&acts), vec![(1, texts(&["1"]))]);
+    d.handle(at(900), Input::Tick);
+    assert!(haves(&actions(&mut d)).is_empty());
+    // Tried again a second later, stored, then acknowledged.
+    d.handle(at(1_002), Input::Tick);
+    let acts = actions(&mut d);
+    let acts = store_ok(&mut d, at(1_003), &acts);
+    assert!(shown(&acts).is_empty());
+    assert!(acts.contains(&Action::Report(Report::Store(Notice::HistoryResumed))));
+    d.handle(at(3_000), Input::Tick);
+    assert_eq!(haves(&actions(&mut d)).len(), 1);
+}
