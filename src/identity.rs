@@ -11,20 +11,19 @@
 //! would silently give the user a new identity that their peers would see
 //! as a changed key.
 //!
-//! The atomic writing of private files is shared with
-//! [`store`](crate::store), which keeps its files in the same data directory
-//! under the same rules.
+//! The key file is written as every private file of the data directory is
+//! (see `private_file`, shared with [`store`](crate::store)).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use libp2p::identity::{Keypair, PublicKey};
 use libp2p::PeerId;
 
 use crate::chat::describe_io;
 use crate::chat::safety::{fingerprint, normalize_fingerprint};
+use crate::private_file::{create_private_dir, open_if_exists, write_private_file, Replace};
 
 /// The name of the key file inside the data directory.
 pub const KEY_FILE: &str = "identity.key";
@@ -246,15 +245,6 @@ impl Identity {
     }
 }
 
-/// Opens a file of the data directory; `None` when it does not exist yet.
-pub(crate) fn open_if_exists(path: &Path) -> io::Result<Option<File>> {
-    match File::open(path) {
-        Ok(file) => Ok(Some(file)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// The platform's data directory for this program (on Linux
 /// `~/.local/share/rust-p2p-chat`); `None` when there is no home directory.
 pub fn default_data_dir() -> Option<PathBuf> {
@@ -337,138 +327,6 @@ fn check_private(path: &Path, metadata: &fs::Metadata) -> Result<(), Error> {
 #[cfg(not(unix))]
 fn check_private(_path: &Path, _metadata: &fs::Metadata) -> Result<(), Error> {
     Ok(())
-}
-
-/// Creates `dir` and any missing parents, private to the user (0700), or
-/// checks that it is a directory if it exists. An existing directory's mode
-/// is left as the user set it.
-pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    match fs::metadata(dir) {
-        Ok(metadata) if metadata.is_dir() => return Ok(()),
-        Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "it exists but is not a directory",
-            ))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-/// Whether [`write_private_file`] may replace a file already at the path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Replace {
-    /// Replace it atomically: readers see the old or the new file whole.
-    Atomically,
-    /// Never: fail with [`io::ErrorKind::AlreadyExists`] instead.
-    Never,
-}
-
-/// Writes `bytes` to `path` as a file only the user can read (0600 from its
-/// creation), so that it appears whole or not at all: the bytes go to a
-/// temporary file in the same directory, which is synced and then moved
-/// into place.
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8], replace: Replace) -> io::Result<()> {
-    let (temp_path, temp) = create_temp_beside(path)?;
-    let written = fill_and_place(temp, &temp_path, path, bytes, replace);
-    if written.is_err() || replace == Replace::Never {
-        // After a link the temporary name is a second name of the file;
-        // after a failure it is litter. Neither is worth an error of its own.
-        let _ = fs::remove_file(&temp_path);
-    }
-    written?;
-    sync_parent(path);
-    Ok(())
-}
-
-fn fill_and_place(
-    mut temp: File,
-    temp_path: &Path,
-    path: &Path,
-    bytes: &[u8],
-    replace: Replace,
-) -> io::Result<()> {
-    temp.write_all(bytes)?;
-    temp.sync_all()?;
-    drop(temp);
-    match replace {
-        Replace::Atomically => fs::rename(temp_path, path),
-        Replace::Never => link_new(temp_path, path),
-    }
-}
-
-/// Gives the file at `temp` the name `path`, failing if `path` exists.
-fn link_new(temp: &Path, path: &Path) -> io::Result<()> {
-    match fs::hard_link(temp, path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
-        // Some file systems have no hard links. A rename cannot refuse to
-        // replace, so look first: the window left is the one between two
-        // system calls.
-        Err(_) if path.symlink_metadata().is_ok() => {
-            Err(io::Error::from(io::ErrorKind::AlreadyExists))
-        }
-        Err(_) => fs::rename(temp, path),
-    }
-}
-
-/// Creates a new, private temporary file in the directory of `path`.
-fn create_temp_beside(path: &Path) -> io::Result<(PathBuf, File)> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    const ATTEMPTS: u32 = 100;
-
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut last_error = io::Error::from(io::ErrorKind::AlreadyExists);
-    for _ in 0..ATTEMPTS {
-        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp_path = dir.join(format!(".{name}.tmp-{}-{count}", std::process::id()));
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        match options.open(&temp_path) {
-            Ok(file) => return Ok((temp_path, file)),
-            // A stale file of an earlier run under the same process ID.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = e,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_error)
-}
-
-/// Syncs the directory holding `path`, so the new name survives a crash.
-/// Best effort: the data is already safe in the file, and some systems
-/// cannot sync a directory.
-fn sync_parent(path: &Path) {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(dir) = File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 #[cfg(test)]

@@ -64,5 +64,6 @@ pub mod classic;
 pub mod cli;
 pub mod identity;
 pub mod net;
+mod private_file;
 pub mod store;
 pub mod ui;

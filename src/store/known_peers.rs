@@ -28,7 +28,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use crate::identity::{create_private_dir, open_if_exists, write_private_file, Replace};
+use crate::private_file::{create_private_dir, open_if_exists, write_private_file, Replace};
 
 /// The name of the file inside the data directory.
 pub const KNOWN_PEERS_FILE: &str = "known_peers.json";

@@ -13,8 +13,8 @@ use std::fs::{File, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{private_file_options, Error};
-use crate::identity::create_private_dir;
+use super::Error;
+use crate::private_file::{create_private_dir, private_file_options};
 
 /// The name of the lock file inside the data directory.
 pub const LOCK_FILE: &str = "lock";

@@ -17,30 +17,20 @@ mod lock;
 mod worker;
 
 pub use history::{
-    message_id, rfc3339, Batch, Checkpointer, Filter, History, Run, Status, StoredMessage, Stream,
-    CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_TICK, HISTORY_FILE, IN_MEMORY_BYTES,
-    MAX_BATCH_LINES, MAX_LINE, SCHEMA_VERSION,
+    message_id, parse_rfc3339, rfc3339, Batch, Checkpointer, Filter, History, RoomResume, Run,
+    Status, StoredMessage, Stream, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_TICK,
+    HISTORY_FILE, IN_MEMORY_BYTES, MAX_BATCH_LINES, MAX_LINE, SCHEMA_VERSION,
 };
 pub use known_peers::{
     Check, KnownPeers, KNOWN_PEERS_FILE, MAX_FILE_LEN, MAX_LABELS, MAX_LABEL_LEN, MAX_PEERS,
 };
 pub use lock::{DirLock, LOCK_FILE, MAX_PROFILES, PROFILES_DIR};
-pub use worker::{Store, JOB_QUEUE};
+pub use worker::{PendingWrite, Store, Written, JOB_QUEUE};
 
-use std::fs::OpenOptions;
 use std::io;
 use std::path::PathBuf;
 
 use crate::chat::describe_io;
-
-/// Options for opening a file of the store: one that is created is
-/// readable and writable by the user alone.
-fn private_file_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-}
 
 /// What went wrong reading or writing the store. Every message names the
 /// file, the cause and what to do about it. A cause is said in the message

@@ -30,14 +30,17 @@
 //! (looking every [`CHECKPOINT_TICK`]), so that no job waits for that (see
 //! the notes of the history module). It ends with the store thread.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, TryLockError};
+use std::task::{Context, Poll};
 use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Checkpointer, Error, History, CHECKPOINT_TICK};
+use super::{Batch, Checkpointer, Error, History, RoomResume, Run, StoredMessage, CHECKPOINT_TICK};
 
 /// How many jobs wait for the store thread before a caller has to wait for
 /// room. The app has a handful of calls in flight at most; a longer queue
@@ -51,6 +54,10 @@ type Job = Box<dyn FnOnce(&mut History) + Send>;
 /// A handle to the history running on its own thread. Clones share the
 /// thread, which ends (closing the history) once every handle is dropped
 /// and the jobs already sent have run.
+///
+/// Each method says what the chat wants of the history (append lines,
+/// mark them delivered, resume a room, read a range); it runs on the
+/// store thread, in the order the calls were made.
 ///
 /// ```
 /// use rust_p2p_chat::store::{Batch, History, Status, Store};
@@ -72,9 +79,10 @@ type Job = Box<dyn FnOnce(&mut History) + Send>;
 ///         outgoing: false,
 ///         status: Status::Received,
 ///     };
-///     let new = store.call(move |history| history.insert(&[batch])).await??;
-///     assert_eq!(new, [1]);
-///     let recent = store.call(|history| history.recent("room:rust", 10)).await??;
+///     let written = store.append(vec![batch]).await;
+///     assert_eq!(written.result?, [1]);
+///     assert_eq!(written.batches[0].texts, ["hello"]);
+///     let recent = store.recent("room:rust", 10).await?;
 ///     assert_eq!(recent[0].text, "hello");
 ///     Ok(())
 /// })
@@ -123,7 +131,7 @@ impl Store {
     ///
     /// [`Error::Stopped`] when the store thread is gone: a job panicked.
     /// Errors of the history itself are in `R`.
-    pub async fn call<R: Send + 'static>(
+    pub(crate) async fn call<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut History) -> R + Send + 'static,
     ) -> Result<R, Error> {
@@ -139,7 +147,10 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::Stopped`] when a job panicked: the store is gone.
-    pub fn try_now<R>(&self, job: impl FnOnce(&mut History) -> R) -> Option<Result<R, Error>> {
+    pub(crate) fn try_now<R>(
+        &self,
+        job: impl FnOnce(&mut History) -> R,
+    ) -> Option<Result<R, Error>> {
         match self.history.try_lock() {
             Ok(mut history) => Some(Ok(job(&mut history))),
             Err(TryLockError::WouldBlock) => None,
@@ -154,7 +165,7 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::Stopped`] when the store thread is gone.
-    pub async fn submit<R: Send + 'static>(
+    pub(crate) async fn submit<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut History) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, Error> {
@@ -165,6 +176,254 @@ impl Store {
         });
         self.jobs.send(job).await.map_err(|_| Error::Stopped)?;
         Ok(result)
+    }
+}
+
+/// The batches of a write, handed back (not copied) with its outcome.
+#[derive(Debug)]
+pub struct Written {
+    /// The batches, as they were handed in.
+    pub batches: Vec<Batch>,
+    /// For each batch, how many of its lines were new (see
+    /// [`History::insert`]); or why none of them was stored, including
+    /// [`Error::Stopped`] when the store thread is gone.
+    pub result: Result<Vec<usize>, Error>,
+}
+
+/// A write queued on the store thread by [`Store::append_queued`]; await
+/// it for its [`Written`]. It always comes, with the batches: a write
+/// that can never run (the store thread is gone) ends with
+/// [`Error::Stopped`].
+#[derive(Debug)]
+pub struct PendingWrite {
+    done: oneshot::Receiver<Written>,
+}
+
+impl Future for PendingWrite {
+    type Output = Written;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Written> {
+        Pin::new(&mut self.done).poll(cx).map(|written| {
+            // Unreachable while `WriteJob` reports on drop; said anyway.
+            written.unwrap_or(Written {
+                batches: Vec::new(),
+                result: Err(Error::Stopped),
+            })
+        })
+    }
+}
+
+/// Carries batches through the job that writes them and back. If the job
+/// is dropped unrun (the store thread is gone, or the queue closed), they
+/// still come back, as not written.
+struct WriteJob {
+    batches: Vec<Batch>,
+    done: Option<oneshot::Sender<Written>>,
+}
+
+impl WriteJob {
+    fn write(mut self, history: &mut History) {
+        let result = history.insert(&self.batches);
+        self.send(result);
+    }
+
+    fn send(&mut self, result: Result<Vec<usize>, Error>) {
+        if let Some(done) = self.done.take() {
+            let batches = std::mem::take(&mut self.batches);
+            // The caller may have stopped waiting; the write was done anyway.
+            let _ = done.send(Written { batches, result });
+        }
+    }
+}
+
+impl Drop for WriteJob {
+    fn drop(&mut self) {
+        self.send(Err(Error::Stopped));
+    }
+}
+
+impl Store {
+    /// Stores `batches` in one transaction (see [`History::insert`]: lines
+    /// already held are not stored again) and hands them back with the
+    /// outcome.
+    pub async fn append(&self, batches: Vec<Batch>) -> Written {
+        self.append_queued(batches).await.await
+    }
+
+    /// Queues the write of `batches` and returns at once (once the queue
+    /// has room) with where its outcome will come: writes queued one after
+    /// the other are done, and their outcomes come, in that order.
+    pub async fn append_queued(&self, batches: Vec<Batch>) -> PendingWrite {
+        let (report, done) = oneshot::channel();
+        let job = WriteJob {
+            batches,
+            done: Some(report),
+        };
+        // A job that is not sent reports on drop, as not written.
+        let _ = self.submit(move |history| job.write(history)).await;
+        PendingWrite { done }
+    }
+
+    /// Stores `batches` here and now, on the calling thread, when the store
+    /// thread is not running a job, and hands them back with the outcome;
+    /// when it is, nothing is written and they come back as `Err`. For
+    /// short writes only (everything on the calling thread waits for the
+    /// commit), and only when no write queued before must come first:
+    /// queued jobs not started yet run after this one.
+    ///
+    /// # Errors
+    ///
+    /// The batches, unwritten, when the store thread is busy.
+    pub fn append_now(&self, batches: Vec<Batch>) -> Result<Written, Vec<Batch>> {
+        match self.try_now(|history| history.insert(&batches)) {
+            Some(result) => Ok(Written {
+                batches,
+                result: result.and_then(|new| new),
+            }),
+            None => Err(batches),
+        }
+    }
+
+    /// Our persistent session (see [`History::session`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::session`], or [`Error::Stopped`].
+    pub async fn session(&self) -> Result<u64, Error> {
+        self.call(|history| history.session()).await?
+    }
+
+    /// The last `limit` lines of `conversation`, oldest first (see
+    /// [`History::recent`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::recent`], or [`Error::Stopped`].
+    pub async fn recent(
+        &self,
+        conversation: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, Error> {
+        let conversation = conversation.to_owned();
+        self.call(move |history| history.recent(&conversation, limit))
+            .await?
+    }
+
+    /// The lines held of `author`'s `session` in `conversation` from `from`
+    /// up to but not including `to`, at most `max`: what a member catching
+    /// up is served (see [`History::range`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::range`], or [`Error::Stopped`].
+    pub async fn read_range(
+        &self,
+        conversation: &str,
+        author: &str,
+        session: u64,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Result<Vec<Run>, Error> {
+        let (conversation, author) = (conversation.to_owned(), author.to_owned());
+        self.call(move |history| history.range(&conversation, &author, session, from, to, max))
+            .await?
+    }
+
+    /// What the chat needs to pick a room up where the store left it (see
+    /// [`History::resume_room`]), read in one job.
+    ///
+    /// # Errors
+    ///
+    /// As [`History::resume_room`], or [`Error::Stopped`].
+    pub async fn resume_room(
+        &self,
+        conversation: &str,
+        me: &str,
+        session: u64,
+        since_ms: u64,
+        now_ms: u64,
+    ) -> Result<RoomResume, Error> {
+        let (conversation, me) = (conversation.to_owned(), me.to_owned());
+        self.call(move |history| history.resume_room(&conversation, &me, session, since_ms, now_ms))
+            .await?
+    }
+
+    /// Stores a direct message, numbered after the last of its stream, and
+    /// returns its number (see [`History::store_direct`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::store_direct`], or [`Error::Stopped`].
+    pub async fn store_direct(&self, batch: Batch) -> Result<u64, Error> {
+        self.call(move |history| history.store_direct(batch))
+            .await?
+    }
+
+    /// Our lines `from..to` of a stream were handed to the network (see
+    /// [`History::mark_sent`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::mark_sent`], or [`Error::Stopped`].
+    pub async fn mark_sent(
+        &self,
+        conversation: &str,
+        author: &str,
+        session: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<(), Error> {
+        let (conversation, author) = (conversation.to_owned(), author.to_owned());
+        self.call(move |history| history.mark_sent(&conversation, &author, session, from, to))
+            .await?
+    }
+
+    /// A member holds every line of a stream below `next_line`; returns
+    /// the mark as it was before (see [`History::mark_delivered_through`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::mark_delivered_through`], or [`Error::Stopped`].
+    pub async fn mark_delivered(
+        &self,
+        conversation: &str,
+        author: &str,
+        session: u64,
+        next_line: u64,
+    ) -> Result<u64, Error> {
+        let (conversation, author) = (conversation.to_owned(), author.to_owned());
+        self.call(move |history| {
+            history.mark_delivered_through(&conversation, &author, session, next_line)
+        })
+        .await?
+    }
+
+    /// Puts our lines of a stream that no member acknowledged back in the
+    /// outbox; returns how many (see [`History::requeue_undelivered`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::requeue_undelivered`], or [`Error::Stopped`].
+    pub async fn requeue_undelivered(
+        &self,
+        conversation: &str,
+        author: &str,
+        session: u64,
+    ) -> Result<u64, Error> {
+        let (conversation, author) = (conversation.to_owned(), author.to_owned());
+        self.call(move |history| history.requeue_undelivered(&conversation, &author, session))
+            .await?
+    }
+
+    /// Waits until every job queued before this call has run: what was
+    /// handed to the store by then is written (or failed) when it returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Stopped`] when the store thread is gone.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.call(|_| ()).await
     }
 }
 
