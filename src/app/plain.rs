@@ -10,7 +10,7 @@ use super::{failure, Chat, End, Error, Inbound, Outbound, Role, SendError};
 use crate::chat::delivery::refused::{Counted, Refused};
 use crate::chat::{DialTarget, Event, Notice, Received};
 use crate::classic::{self, Incoming, Outgoing};
-use crate::store::{Batch, Status, Store};
+use crate::store::{self, Batch, Status, Store, Written};
 
 impl Counted for Batch {
     fn lines(&self) -> usize {
@@ -73,10 +73,7 @@ pub(super) async fn run(
             }
             if let Some(store) = &store {
                 let conversation = format!("plain:{addr}");
-                if let Ok(Ok(kept)) = store
-                    .call(move |h| h.recent(&conversation, HISTORY_ON_CONNECT))
-                    .await
-                {
+                if let Ok(kept) = store.recent(&conversation, HISTORY_ON_CONNECT).await {
                     if !kept.is_empty() {
                         let lines = kept
                             .into_iter()
@@ -190,28 +187,41 @@ async fn write_lines(
     unstored: &Mutex<Unstored>,
     events: &mpsc::WeakSender<Event>,
 ) -> bool {
-    let written = store
-        .call(move |h| {
-            let result = h.insert(&batches).map(drop);
-            (batches, result)
-        })
-        .await;
+    let written = store.append(batches).await;
     let (notice, start) = match (written, unstored.lock()) {
-        (Ok((batches, Ok(()))), Ok(mut unstored)) => {
+        (
+            Written {
+                batches,
+                result: Ok(_),
+            },
+            Ok(mut unstored),
+        ) => {
             let stored = batches.iter().map(|b| b.texts.len()).sum();
             (
                 unstored.refused.stored(if again { stored } else { 0 }),
                 false,
             )
         }
-        (Ok((batches, Err(e))), Ok(mut unstored)) => {
+        // The store thread is gone (it said why), and the lines with it.
+        (
+            Written {
+                result: Err(e @ store::Error::Stopped),
+                ..
+            },
+            Ok(mut unstored),
+        ) => (unstored.refused.failed(&failure(&e)), false),
+        (
+            Written {
+                batches,
+                result: Err(e),
+            },
+            Ok(mut unstored),
+        ) => {
             let notice = unstored
                 .refused
                 .refused(&failure(&e), batches.into_iter().map(|b| (b, again)));
             (notice, !std::mem::replace(&mut unstored.retrying, true))
         }
-        // The store thread is gone (it said why), and the lines with it.
-        (Err(e), Ok(mut unstored)) => (unstored.refused.failed(&failure(&e)), false),
         (_, Err(_)) => (None, false),
     };
     if let (Some(notice), Some(events)) = (notice, events.upgrade()) {

@@ -596,4 +596,166 @@ mod tests {
             assert!(matches!(err, Error::Stopped), "{err:?}");
         });
     }
+
+    fn ours(first_line: u64, count: u64) -> Batch {
+        Batch {
+            author: "12D3KooWme".into(),
+            outgoing: true,
+            status: Status::Queued,
+            ..lines(first_line, count)
+        }
+    }
+
+    #[test]
+    fn append_hands_the_batches_back_with_what_was_new() {
+        runtime().block_on(async {
+            let store = Store::spawn(History::in_memory().unwrap()).unwrap();
+            let written = store.append(vec![lines(0, 3), lines(2, 3)]).await;
+            assert_eq!(written.result.unwrap(), [3, 2]);
+            assert_eq!(written.batches, [lines(0, 3), lines(2, 3)]);
+
+            // Queued writes are done, and report, in order.
+            let first = store.append_queued(vec![lines(5, 2)]).await;
+            let second = store.append_queued(vec![lines(6, 2)]).await;
+            let (first, second) = tokio::join!(first, second);
+            assert_eq!(first.result.unwrap(), [2]);
+            assert_eq!(second.result.unwrap(), [1]);
+            assert_eq!(second.batches, [lines(6, 2)]);
+
+            // Here and now, with the store thread idle.
+            let now = store.append_now(vec![lines(8, 1)]).unwrap();
+            assert_eq!(now.result.unwrap(), [1]);
+            let stored = store.recent("room:rust", 100).await.unwrap();
+            let numbers: Vec<u64> = stored.iter().map(|m| m.line).collect();
+            assert_eq!(numbers, (0..9).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn append_now_gives_the_batches_back_while_the_thread_is_busy() {
+        runtime().block_on(async {
+            let store = Store::spawn(History::in_memory().unwrap()).unwrap();
+            let (started, running) = std_mpsc::channel::<()>();
+            let (open, gate) = std_mpsc::channel::<()>();
+            let busy = store
+                .submit(move |_| {
+                    let _ = started.send(());
+                    let _ = gate.recv_timeout(WAIT);
+                })
+                .await
+                .unwrap();
+            running.recv_timeout(WAIT).unwrap();
+            let back = store.append_now(vec![lines(0, 2)]).unwrap_err();
+            assert_eq!(back, [lines(0, 2)]);
+            open.send(()).unwrap();
+            busy.await.unwrap();
+            assert!(store.recent("room:rust", 10).await.unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn a_write_the_store_cannot_run_comes_back_stopped_with_its_batches() {
+        runtime().block_on(async {
+            let store = Store::spawn(History::in_memory().unwrap()).unwrap();
+            let _ = store
+                .call(|_| -> u8 { panic!("a job failed on purpose") })
+                .await;
+            let written = store.append(vec![lines(0, 2)]).await;
+            assert!(matches!(written.result, Err(Error::Stopped)), "{written:?}");
+            assert_eq!(written.batches, [lines(0, 2)]);
+            let now = store.append_now(vec![lines(0, 1)]).unwrap();
+            assert!(matches!(now.result, Err(Error::Stopped)), "{now:?}");
+            assert!(matches!(store.session().await, Err(Error::Stopped)));
+            assert!(matches!(store.flush().await, Err(Error::Stopped)));
+        });
+    }
+
+    #[test]
+    fn named_reads_and_marks_do_what_they_say() {
+        runtime().block_on(async {
+            let store = Store::spawn(History::in_memory().unwrap()).unwrap();
+            let session = store.session().await.unwrap();
+            assert_eq!(store.session().await.unwrap(), session, "kept");
+
+            let me = "12D3KooWme";
+            store
+                .append(vec![lines(0, 4), ours(0, 2), ours(2, 2)])
+                .await
+                .result
+                .unwrap();
+            let runs = store
+                .read_range("room:rust", "12D3KooWbob", 1, 1, 3, 10)
+                .await
+                .unwrap();
+            assert_eq!(runs.len(), 1);
+            assert_eq!(runs[0].first_line, 1);
+            assert_eq!(runs[0].texts, ["line 1", "line 2"]);
+
+            let resume = store
+                .resume_room("room:rust", me, 1, 0, 5_000)
+                .await
+                .unwrap();
+            assert_eq!(resume.next_line, 4);
+            assert_eq!(resume.unsent, [ours(0, 2), ours(2, 2)]);
+            assert_eq!(resume.delivered_through, 0);
+            assert_eq!(resume.joined, 5_000);
+            assert_eq!(resume.streams.len(), 2);
+
+            store.mark_sent("room:rust", me, 1, 0, 4).await.unwrap();
+            assert_eq!(
+                store.mark_delivered("room:rust", me, 1, 3).await.unwrap(),
+                0
+            );
+            assert_eq!(
+                store.mark_delivered("room:rust", me, 1, 1).await.unwrap(),
+                3
+            );
+            let statuses: Vec<Status> = store
+                .recent("room:rust", 100)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|m| m.outgoing)
+                .map(|m| m.status)
+                .collect();
+            assert_eq!(
+                statuses,
+                [
+                    Status::Delivered,
+                    Status::Delivered,
+                    Status::Delivered,
+                    Status::Sent
+                ]
+            );
+            // Line 3 was sent, not acknowledged: its batch goes back.
+            assert_eq!(
+                store.requeue_undelivered("room:rust", me, 1).await.unwrap(),
+                1
+            );
+            let resume = store
+                .resume_room("room:rust", me, 1, 0, 9_000)
+                .await
+                .unwrap();
+            assert_eq!(resume.unsent, [ours(2, 2)]);
+            assert_eq!(resume.delivered_through, 3);
+            assert_eq!(resume.joined, 5_000);
+
+            let direct = Batch {
+                conversation: "peer:12D3KooWbob".into(),
+                room: None,
+                peer: Some("12D3KooWbob".into()),
+                ..ours(99, 1)
+            };
+            assert_eq!(store.store_direct(direct.clone()).await.unwrap(), 0);
+            assert_eq!(store.store_direct(direct).await.unwrap(), 1);
+            let kept = store.recent("peer:12D3KooWbob", 10).await.unwrap();
+            let kept: Vec<(u64, Status)> = kept.iter().map(|m| (m.line, m.status)).collect();
+            assert_eq!(kept, [(0, Status::Delivered), (1, Status::Delivered)]);
+
+            // What was queued before a flush is done when it returns.
+            let pending = store.append_queued(vec![lines(4, 1)]).await;
+            store.flush().await.unwrap();
+            assert_eq!(pending.await.result.unwrap(), [1]);
+        });
+    }
 }

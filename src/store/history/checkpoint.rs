@@ -113,8 +113,8 @@ impl Checkpointer {
     /// "Cache let go").
     ///
     /// A checkpoint syncs the log and the database, and a write meeting
-    /// that sync waited for it: checkpointing every 250 ms took the p99 of
-    /// single lines from 0.7-0.8 ms to 1.0-1.2 ms. A stream of lines still
+    /// that sync waited for it, so checkpoints come seldom (not at every
+    /// tick) to keep the latency of single lines down. A stream of lines still
     /// gets one every few megabytes, so the log stays short.
     ///
     /// # Errors

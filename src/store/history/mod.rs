@@ -4,14 +4,13 @@
 //! Why it is shaped so:
 //!
 //! - **One row per batch, not per line.** Stored one row per line, SQLite
-//!   managed about 100,000 rows a second here, while the chat moves about
-//!   1,000,000 lines a second and keeping history must not cost it more than
-//!   a fifth of that. The chat already publishes and receives lines in
-//!   batches (of up to 4,096): a run of consecutive lines of one author's
-//!   session. So a row of `batches` holds such a run, its texts joined by
-//!   `'\n'`, and the per-row cost is paid once per batch. A line never
-//!   holds a `'\n'` (one that does has it stored as a space), so the texts
-//!   split back exactly.
+//!   kept up with a small fraction of the lines the chat moves, and keeping
+//!   history must cost the chat little of its throughput. The chat already
+//!   publishes and receives lines in batches (of up to 4,096): a run of
+//!   consecutive lines of one author's session. So a row of `batches` holds
+//!   such a run, its texts joined by `'\n'`, and the per-row cost is paid
+//!   once per batch. A line never holds a `'\n'` (one that does has it
+//!   stored as a space), so the texts split back exactly.
 //! - **Ids stay per line.** A line is still identified by (conversation,
 //!   author, session, line), its id is [`message_id`] of those, and every
 //!   reader ([`History::recent`], [`History::query`]) hands out lines. The
@@ -24,9 +23,9 @@
 //!   any moment (`kill -9`) loses nothing committed; the log is synced to
 //!   the disk at each checkpoint, so a power cut may take back the last
 //!   moments (at most about [`CHECKPOINT_INTERVAL`]). `FULL` (a sync per
-//!   commit) measured 0.3 ms per commit here and cost the chat a third of
-//!   its throughput. Every method is exactly
-//!   one transaction, and [`History::insert`] takes many batches at once.
+//!   commit) makes every commit wait for the disk, which costs the chat
+//!   much of its throughput. Every method is exactly one transaction, and
+//!   [`History::insert`] takes many batches at once.
 //! - **Checkpoints off the writer's path.** SQLite copies the log into the
 //!   database, and syncs both, in whichever commit finds the log grown past
 //!   its limit; that commit took milliseconds instead of microseconds, and
@@ -34,37 +33,39 @@
 //!   and thread of its own, does that work instead (a WAL checkpoint runs
 //!   beside the writer without blocking it), after every
 //!   [`CHECKPOINT_BYTES`] of text or [`CHECKPOINT_INTERVAL`], whichever
-//!   comes first; the writer's own automatic checkpoint is only a
-//!   backstop, at [`BACKSTOP_CHECKPOINT_PAGES`].
+//!   comes first; the writer's own automatic checkpoint is only a backstop,
+//!   at
+//!   [`BACKSTOP_CHECKPOINT_PAGES`](checkpoint::BACKSTOP_CHECKPOINT_PAGES).
 //! - **A log started over.** SQLite starts the log over, writing on the
 //!   pages of the file it already has, only when a commit finds all of it
 //!   in the database. One checkpoint beside a writer that goes on writing
 //!   never gets there: it copies what the log held when it began, and more
-//!   has come meanwhile. So the log grew until the backstop (256 MiB),
-//!   then was cut back to [`LOG_FILE_LIMIT`] and grew again, taking new
-//!   pages each time. The [`Checkpointer`] makes passes until one finds
-//!   nothing new (at most [`CATCH_UP_PASSES`]); under a stream of 1 KiB
-//!   lines the log then stays under about 80 MB.
+//!   has come meanwhile. So the log grew until the backstop, then was cut
+//!   back to [`LOG_FILE_LIMIT`](checkpoint::LOG_FILE_LIMIT) and grew again,
+//!   taking new pages each time. The [`Checkpointer`] makes passes until
+//!   one finds nothing new (at most
+//!   [`CATCH_UP_PASSES`](checkpoint::CATCH_UP_PASSES)), which keeps the log
+//!   short under a steady stream of lines.
 //! - **Large pages.** SQLite writes the log, and the checkpoint copies it,
-//!   a page per system call. With its default 4 KiB pages a stream of
-//!   1 KiB lines spent most of the store's time in those calls; 16 KiB
-//!   pages ([`PAGE_BYTES`]) take far fewer. A commit of one line writes
-//!   more (about 110 against 55 us in a probe), part of what history adds
-//!   to the latency of single lines.
+//!   a page per system call. With its default small pages a stream of lines
+//!   spent most of the store's time in those calls; larger pages
+//!   ([`PAGE_BYTES`](schema::PAGE_BYTES)) take far fewer. A commit of one
+//!   line then writes more, part of what history adds to the latency of
+//!   single lines.
 //! - **Cache let go.** Every line written makes the file, and with it the
 //!   operating system's cache of it, grow. Lines are written once and
 //!   seldom read again, and new cache takes fresh memory: on a virtual
 //!   machine that hands unused memory back to its host, each new page costs
-//!   a fault in the host. Here a checkpoint's copy got three to four times
-//!   slower once the cache had grown by a few hundred megabytes, and the
-//!   chat with it. So after each checkpoint, whose pages are then on the
-//!   disk, the [`Checkpointer`] lets the system drop them from its cache
-//!   (`posix_fadvise`, Linux only), all but the newest [`KEEP_CACHED`]:
+//!   a fault in the host, and a checkpoint's copy, with the chat waiting
+//!   behind it, slowed down markedly as the cache grew. So after each
+//!   checkpoint, whose pages are then on the disk, the [`Checkpointer`]
+//!   lets the system drop them from its cache (`posix_fadvise`, Linux
+//!   only), all but the newest [`KEEP_CACHED`](checkpoint::KEEP_CACHED):
 //!   the memory is used again for the next pages instead.
 //! - **Exactly once.** The rows of one stream never overlap: lines of an
-//!   incoming batch that are already stored (it arrived twice, by gossip and
-//!   again by a fetch, or after a restart, or overlaps one that did) are cut
-//!   out before it is stored, which may leave it in several rows.
+//!   incoming batch that are already stored (it arrived twice, by gossip
+//!   and again by a fetch, or after a restart, or overlaps one that did)
+//!   are cut out before it is stored, which may leave it in several rows.
 //!   [`History::insert`] says how many lines of each batch were new: only
 //!   those are shown.
 //! - **Delivery is a mark per stream.** A member acknowledges "I hold all
@@ -78,24 +79,32 @@
 //!   chat publishes a stream in line order, a mark per stream, in `sent`,
 //!   says the same: a queued row below it reads as sent. Rows are updated
 //!   one by one only when an earlier one is still queued.
-//! - **Arrival order.** `seq_no` numbers rows in the order they were stored.
-//!   Display follows it (and line order within a row), not the authors'
-//!   clocks, which may be wrong or hostile; the author's own time is kept
-//!   beside it (`ts_ms`).
+//! - **Arrival order.** `seq_no` numbers rows in the order they were
+//!   stored. Display follows it (and line order within a row), not the
+//!   authors' clocks, which may be wrong or hostile; the author's own time
+//!   is kept beside it (`ts_ms`).
 //! - **Streams.** The rows of one author's session in a conversation are
 //!   found by the unique index on (conversation, author, session,
-//!   first_line). It serves what reconciliation asks: what each member holds
-//!   ([`History::streams`]), what is missing ([`History::missing`]), the
-//!   lines to send to a member catching up ([`History::range`]), and the
-//!   overlap check of every insert.
+//!   first_line). It serves what reconciliation asks: what each member
+//!   holds ([`History::streams`]), what is missing ([`History::missing`]),
+//!   the lines to send to a member catching up ([`History::range`]), and
+//!   the overlap check of every insert.
 //! - **Bounded by what a peer sends.** A batch of more than
-//!   [`MAX_BATCH_LINES`] lines, or with a line numbered past [`MAX_LINE`], is
-//!   not stored at all: no one call can be made to store more than that.
+//!   [`MAX_BATCH_LINES`] lines, or with a line numbered past [`MAX_LINE`],
+//!   is not stored at all: no one call can be made to store more than that.
 //! - **Never written over.** A file that is not a history database, fails
-//!   SQLite's `quick_check`, or was written by a newer version of the program
-//!   is refused and left exactly as it was; the user decides what to do.
-//!   The format is versioned with `PRAGMA user_version` and brought up to
-//!   date by [`MIGRATIONS`], each applied in a transaction of its own.
+//!   SQLite's `quick_check`, or was written by a newer version of the
+//!   program is refused and left exactly as it was; the user decides what
+//!   to do. The format is versioned with `PRAGMA user_version` and brought
+//!   up to date by [`MIGRATIONS`](schema::MIGRATIONS), each applied in a
+//!   transaction of its own.
+//!
+//! The code is split by what it does: `schema` (the format, migrations,
+//! checks on opening), `write` (inserts, the sent and delivery marks, the
+//! outbox, `meta`), `read` (what is shown, served and resumed), `rows`
+//! (the types handed in and out, and reading a row back into lines) and
+//! `checkpoint` (the [`Checkpointer`] and the cache it lets go). Their
+//! tests are in `tests/`, one file per part.
 //!
 //! The store is synchronous: the program runs it on a thread of its own
 //! behind [`Store`](super::Store). `--no-history` uses

@@ -18,7 +18,7 @@ pub enum Status {
     Sent,
     /// Ours, acknowledged by a recipient. Never stored in a row: a line
     /// reads as delivered when it is below its stream's delivery mark (see
-    /// [`History::mark_delivered_through`]).
+    /// [`History::mark_delivered_through`](super::History::mark_delivered_through)).
     Delivered,
     /// Someone else's, received.
     Received,
@@ -71,7 +71,7 @@ impl fmt::Display for Status {
 }
 
 /// A run of consecutive lines of one author's session, as the chat sends
-/// and receives them and as [`History::insert`] stores them.
+/// and receives them and as [`History::insert`](super::History::insert) stores them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     /// Which conversation it belongs to: `room:NAME`, `peer:PEERID` for
@@ -131,7 +131,7 @@ pub struct StoredMessage {
     pub status: Status,
 }
 
-/// Which lines [`History::query`] returns. The default is all of them.
+/// Which lines [`History::query`](super::History::query) returns. The default is all of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Only lines of this room.
@@ -163,7 +163,7 @@ pub struct Stream {
     /// The author's session.
     pub session: u64,
     /// One more than the highest line held (there may be gaps below it;
-    /// see [`History::missing`]).
+    /// see [`History::missing`](super::History::missing)).
     pub next_line: u64,
 }
 

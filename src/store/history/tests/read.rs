@@ -206,3 +206,65 @@ fn streams_next_line_and_missing() {
     assert_eq!(history.missing(ROOM, BOB, 0, 4, 10).unwrap(), [(0, 3)]);
     assert_eq!(history.missing(ROOM, BOB, 2, 2, 10).unwrap(), [(0, 2)]);
 }
+
+#[test]
+fn resume_room_reads_where_a_room_was_left() {
+    let mut history = History::in_memory().unwrap();
+    history
+        .insert(&[
+            numbered(BOB, 2, 0..4),
+            // An old session of Bob's, before the sync window.
+            Batch {
+                ts_ms: 10,
+                ..numbered(BOB, 1, 0..2)
+            },
+            numbered(ME, 1, 1..3),
+            numbered(ME, 1, 3..5),
+        ])
+        .unwrap();
+    history.mark_sent(ROOM, ME, 1, 1, 3).unwrap();
+    history.mark_delivered_through(ROOM, ME, 1, 2).unwrap();
+
+    let resume = history.resume_room(ROOM, ME, 1, 500, 7_000).unwrap();
+    assert_eq!(
+        resume,
+        RoomResume {
+            streams: vec![
+                Stream {
+                    author: BOB.into(),
+                    session: 2,
+                    next_line: 4,
+                },
+                Stream {
+                    author: ME.into(),
+                    session: 1,
+                    next_line: 5,
+                },
+            ],
+            next_line: 5,
+            unsent: vec![numbered(ME, 1, 3..5)],
+            delivered_through: 2,
+            joined: 7_000,
+        }
+    );
+    // The first join is kept; the rest follows what changed.
+    history.mark_delivered_through(ROOM, ME, 1, 5).unwrap();
+    let again = history.resume_room(ROOM, ME, 1, 0, 9_000).unwrap();
+    assert_eq!(again.joined, 7_000);
+    assert_eq!(again.delivered_through, 5);
+    assert_eq!(again.streams.len(), 3, "{:?}", again.streams);
+    assert!(again.unsent.is_empty(), "{:?}", again.unsent);
+
+    // A room never seen: nothing held, joined now.
+    let empty = history.resume_room("room:new", ME, 1, 0, 9_500).unwrap();
+    assert_eq!(
+        empty,
+        RoomResume {
+            streams: Vec::new(),
+            next_line: 0,
+            unsent: Vec::new(),
+            delivered_through: 0,
+            joined: 9_500,
+        }
+    );
+}

@@ -318,6 +318,25 @@ fn ids_times_and_statuses_are_formatted() {
     assert_eq!(rfc3339(1_795_633_445_123), "2026-11-25T19:04:05.123Z");
     assert_eq!(rfc3339(951_782_400_007), "2000-02-29T00:00:00.007Z");
     assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
+    // Always three digits of a second, even where they are zeros.
+    assert_eq!(rfc3339(1_795_633_445_000), "2026-11-25T19:04:05.000Z");
+    assert_eq!(rfc3339(1_795_633_445_100), "2026-11-25T19:04:05.100Z");
+    for ts_ms in [
+        0,
+        7,
+        1_000,
+        951_782_400_007,
+        1_795_633_445_120,
+        253_402_300_799_999,
+    ] {
+        assert_eq!(parse_rfc3339(&rfc3339(ts_ms)), Some(ts_ms), "{ts_ms}");
+    }
+    assert_eq!(
+        parse_rfc3339("2026-11-25T19:04:05Z"),
+        Some(1_795_633_445_000)
+    );
+    assert_eq!(parse_rfc3339("1969-12-31T23:59:59.999Z"), None);
+    assert_eq!(parse_rfc3339("2026-13-25T19:04:05Z"), None);
     for status in [
         Status::Queued,
         Status::Sent,

@@ -375,3 +375,39 @@ fn sessions_differ_between_histories() {
     let mut b = History::in_memory().unwrap();
     assert_ne!(a.session().unwrap(), b.session().unwrap());
 }
+
+#[test]
+fn direct_messages_are_numbered_in_turn_and_ours_read_as_delivered() {
+    let mut history = History::in_memory().unwrap();
+    // The line number handed in is not used: the store numbers them.
+    assert_eq!(history.store_direct(direct(BOB, BOB, 40, "hi")).unwrap(), 0);
+    assert_eq!(
+        history.store_direct(direct(BOB, ME, 40, "hello")).unwrap(),
+        0
+    );
+    assert_eq!(
+        history
+            .store_direct(direct(BOB, BOB, 0, "how are you"))
+            .unwrap(),
+        1
+    );
+    assert_eq!(history.store_direct(direct(BOB, ME, 0, "well")).unwrap(), 1);
+
+    let conversation = format!("peer:{BOB}");
+    let stored = history.recent(&conversation, 10).unwrap();
+    assert_eq!(texts(&stored), ["hi", "hello", "how are you", "well"]);
+    assert_eq!(numbers(&stored), [0, 0, 1, 1]);
+    let statuses: Vec<_> = stored.iter().map(|m| m.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            Status::Received,
+            Status::Delivered,
+            Status::Received,
+            Status::Delivered
+        ]
+    );
+    assert_eq!(history.delivered_through(&conversation, ME, 9).unwrap(), 2);
+    assert_eq!(history.delivered_through(&conversation, BOB, 9).unwrap(), 0);
+    assert_eq!(history.next_line(&conversation, BOB, 9).unwrap(), 2);
+}
