@@ -124,8 +124,8 @@ impl History {
 
     /// Stores one direct message: `batch` is given the line after the last
     /// one held of its stream (its own `first_line` is not used), and one
-    /// of ours is marked delivered at once, as the direct stream only
-    /// reports it sent once the peer has it. Returns the line's number.
+    /// of ours is marked delivered at once: the chat stores it only after
+    /// its stream was closed cleanly by both ends, so the peer has it. Returns the line's number.
     /// Direct messages are numbered here, by the store, because each side
     /// numbers its own copy of a conversation.
     ///
