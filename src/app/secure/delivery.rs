@@ -3,57 +3,23 @@
 //! reporting; and feeding back what came of it.
 
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::session::stored;
-use super::{conversation, fingerprint_of, short, RoomChat, Written};
+use super::{conversation, fingerprint_of, short, RoomChat};
 use crate::app::{failure, history_line, history_when, now_ms, unstalled, SendError};
-use crate::chat::delivery::order::MAX_HOLES;
 use crate::chat::delivery::{
     Action, FetchAsk, Fetched, Input, Lines, Now, Report, Resume, Said, StoredStream, StreamId,
 };
 use crate::chat::event::Status;
 use crate::chat::room::Roster;
 use crate::chat::{Event, HistoryLine, Notice};
-use crate::store::{self, Batch};
+use crate::store::{self, Batch, Written};
 
 /// Bytes of lines written on the chat's own thread at most (see
-/// [`store::Store::try_now`]) when the store thread is idle; a bigger
+/// [`store::Store::append_now`]) when the store thread is idle; a bigger
 /// write goes to the store thread.
 const INLINE_WRITE: usize = 16 * 1024;
-
-/// Lines written in one store job, and where the outcome goes. If the job
-/// is dropped unrun (the store thread is gone), its lines still come back,
-/// as not written: ours are published all the same, and received ones
-/// shown.
-struct Write {
-    batches: Vec<Batch>,
-    done: Option<oneshot::Sender<Written>>,
-}
-
-impl Write {
-    /// Writes the batches to `history` in one transaction, then reports.
-    fn run(mut self, history: &mut store::History) {
-        let written = history.insert(&self.batches).map(drop);
-        self.send(written);
-    }
-
-    fn send(&mut self, result: Result<(), store::Error>) {
-        if let Some(done) = self.done.take() {
-            let lines = std::mem::take(&mut self.batches)
-                .into_iter()
-                .map(lines_of)
-                .collect();
-            let _ = done.send((lines, result));
-        }
-    }
-}
-
-impl Drop for Write {
-    fn drop(&mut self) {
-        self.send(Err(store::Error::Stopped));
-    }
-}
 
 /// Lines as the store keeps them: ours queued in the outbox until a
 /// member holds them, others' received.
@@ -163,13 +129,15 @@ impl RoomChat {
             }
             Action::MarkDelivered { room, through } => {
                 let (conversation, me) = (conversation(&room), self.me());
-                let session = self.session;
-                // In order after the writes of those lines.
-                let _ = self
-                    .secure
-                    .store
-                    .submit(move |h| h.mark_delivered_through(&conversation, &me, session, through))
-                    .await;
+                let (store, session) = (self.secure.store.clone(), self.session);
+                // Not waited for: the chat goes on meanwhile. Queued after
+                // the writes of those lines, so it follows them.
+                while self.tasks.try_join_next().is_some() {}
+                self.tasks.spawn(async move {
+                    let _ = store
+                        .mark_delivered(&conversation, &me, session, through)
+                        .await;
+                });
                 true
             }
             Action::Show { lines, earlier } => self.show_lines(events, lines, earlier).await,
@@ -263,32 +231,21 @@ impl RoomChat {
     /// jobs in order, so they come back in order.
     async fn record(&mut self, lines: Lines) {
         let bytes: usize = lines.texts.iter().map(String::len).sum();
-        let batch = batch_of(lines, true);
+        let mut batches = vec![batch_of(lines, true)];
         if self.core.writing() == 1 && self.recording.is_empty() && bytes <= INLINE_WRITE {
-            let now = self
-                .secure
-                .store
-                .try_now(|h| h.insert(std::slice::from_ref(&batch)).map(drop));
-            if let Some(written) = now {
-                let result = written
-                    .and_then(|inserted| inserted)
-                    .map_err(|e| failure(&e));
-                let input = Input::Recorded {
-                    lines: lines_of(batch),
-                    result,
-                };
-                let now = self.now();
-                self.core.handle(now, input);
-                return;
+            match self.secure.store.append_now(batches) {
+                Ok(written) => {
+                    for input in recorded(written) {
+                        let now = self.now();
+                        self.core.handle(now, input);
+                    }
+                    return;
+                }
+                Err(unwritten) => batches = unwritten,
             }
         }
-        let (done, outcome) = oneshot::channel();
-        self.recording.push_back(outcome);
-        let write = Write {
-            batches: vec![batch],
-            done: Some(done),
-        };
-        let _ = self.secure.store.submit(move |h| write.run(h)).await;
+        let pending = self.secure.store.append_queued(batches).await;
+        self.recording.push_back(pending);
     }
 
     /// Writes received lines; a short write is done here and now when the
@@ -296,54 +253,38 @@ impl RoomChat {
     /// once: handing it to that thread and back would cost a line more
     /// time than the commit.
     async fn store(&mut self, lines: Vec<Lines>) {
-        let batches: Vec<Batch> = lines.into_iter().map(|l| batch_of(l, false)).collect();
+        let mut batches: Vec<Batch> = lines.into_iter().map(|l| batch_of(l, false)).collect();
         let bytes: usize = batches.iter().flat_map(|b| &b.texts).map(String::len).sum();
         if bytes <= INLINE_WRITE {
-            if let Some(written) = self.secure.store.try_now(|h| h.insert(&batches).map(drop)) {
-                let written = written.and_then(|inserted| inserted);
-                let lines = batches.into_iter().map(lines_of).collect();
-                self.take_stored((lines, written));
-                return;
+            match self.secure.store.append_now(batches) {
+                Ok(written) => {
+                    self.take_stored(written);
+                    return;
+                }
+                Err(unwritten) => batches = unwritten,
             }
         }
-        let (done, outcome) = oneshot::channel();
-        self.storing = Some(outcome);
-        let write = Write {
-            batches,
-            done: Some(done),
-        };
-        let _ = self.secure.store.submit(move |h| write.run(h)).await;
+        self.storing = Some(self.secure.store.append_queued(batches).await);
     }
 
     /// Tells the core how a write of received lines ended.
-    fn take_stored(&mut self, (lines, result): Written) {
+    fn take_stored(&mut self, written: Written) {
         let input = Input::Stored {
-            lines,
-            result: result.map_err(|e| failure(&e)),
+            lines: written.batches.into_iter().map(lines_of).collect(),
+            result: written.result.map(drop).map_err(|e| failure(&e)),
         };
         let now = self.now();
         self.core.handle(now, input);
     }
 
     /// A write of our lines ended. False once the display is gone.
-    pub(super) async fn on_recorded(
-        &mut self,
-        events: &mpsc::Sender<Event>,
-        written: Result<Written, oneshot::error::RecvError>,
-    ) -> bool {
-        let Ok((lines, result)) = written else {
-            return true;
-        };
-        let result = result.map_err(|e| failure(&e));
-        let mut ok = true;
-        for lines in lines {
-            let input = Input::Recorded {
-                lines,
-                result: result.clone(),
-            };
-            ok = ok && self.feed(events, input).await;
+    pub(super) async fn on_recorded(&mut self, events: &mpsc::Sender<Event>, written: Written) -> bool {
+        for input in recorded(written) {
+            if !self.feed(events, input).await {
+                return false;
+            }
         }
-        ok
+        true
     }
 
     /// The write of received lines on the store thread ended. False once
@@ -470,40 +411,29 @@ impl RoomChat {
         let me = self.me();
         let session = self.session;
         let since = now_ms().saturating_sub(self.secure.sync_window.as_millis() as u64);
-        let resume = self
+        let stored = self
             .secure
             .store
-            .call(move |h| -> Result<Resume, store::Error> {
-                let mut streams = Vec::new();
-                for stream in h.streams(&conversation, since)? {
-                    let missing = h.missing(
-                        &conversation,
-                        &stream.author,
-                        stream.session,
-                        stream.next_line,
-                        MAX_HOLES + 1,
-                    )?;
-                    streams.push(StoredStream {
-                        author: stream.author,
-                        session: stream.session,
-                        next: stream.next_line,
-                        missing,
-                    });
-                }
-                let unsent = h
-                    .unsent(&conversation, &me, session)?
-                    .into_iter()
-                    .map(lines_of)
-                    .collect();
-                Ok(Resume {
-                    streams,
-                    next_line: h.next_line(&conversation, &me, session)?,
-                    unsent,
-                    delivered: h.delivered_through(&conversation, &me, session)?,
-                    joined_ms: h.joined(&conversation, now_ms())?,
-                })
+            .resume_room(&conversation, &me, session, since, now_ms())
+            .await?;
+        let streams = stored
+            .streams
+            .into_iter()
+            .zip(stored.missing)
+            .map(|(stream, missing)| StoredStream {
+                author: stream.author,
+                session: stream.session,
+                next: stream.next_line,
+                missing,
             })
-            .await??;
+            .collect();
+        let resume = Resume {
+            streams,
+            next_line: stored.next_line,
+            unsent: stored.unsent.into_iter().map(lines_of).collect(),
+            delivered: stored.delivered_through,
+            joined_ms: stored.joined,
+        };
         let input = Input::Joined {
             room: room.to_owned(),
             resume,
@@ -516,11 +446,11 @@ impl RoomChat {
     pub(super) async fn requeue_undelivered(&mut self) {
         let (me, session) = (self.me(), self.session);
         for room in self.core.unacknowledged_rooms() {
-            let (me, conversation) = (me.clone(), conversation(&room));
+            let conversation = conversation(&room);
             let _ = self
                 .secure
                 .store
-                .call(move |h| h.requeue_undelivered(&conversation, &me, session))
+                .requeue_undelivered(&conversation, &me, session)
                 .await;
         }
     }
@@ -607,22 +537,31 @@ impl RoomChat {
     pub(super) async fn history_event(&mut self, room: &str, limit: usize) -> Event {
         let conversation = conversation(room);
         let me = self.me();
-        let kept = self
-            .secure
-            .store
-            .call(move |h| h.recent(&conversation, limit))
-            .await;
+        let kept = self.secure.store.recent(&conversation, limit).await;
         let roster = self.rooms.get(room);
         match kept {
-            Ok(Ok(messages)) => Event::History {
+            Ok(messages) => Event::History {
                 lines: messages
                     .into_iter()
                     .map(|m| history_line(m, &me, roster))
                     .collect(),
             },
-            Ok(Err(e)) | Err(e) => Event::Info(format!("history: {e}")),
+            Err(e) => Event::Info(format!("history: {e}")),
         }
     }
+}
+
+/// What the core is told of a write of our lines.
+fn recorded(written: Written) -> Vec<Input> {
+    let result = written.result.map(drop).map_err(|e| failure(&e));
+    written
+        .batches
+        .into_iter()
+        .map(|batch| Input::Recorded {
+            lines: lines_of(batch),
+            result: result.clone(),
+        })
+        .collect()
 }
 
 /// The lines of an answer in runs written at one time each: the first

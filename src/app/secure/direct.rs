@@ -4,7 +4,7 @@
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
-use super::{store_error, RoomChat};
+use super::RoomChat;
 use crate::app::{now_ms, Error};
 use crate::chat::delivery::refused::Refused;
 use crate::chat::{Event, Received};
@@ -99,21 +99,7 @@ impl RoomChat {
                 Status::Received
             },
         };
-        let written = self
-            .secure
-            .store
-            .call(move |h| -> Result<(), store::Error> {
-                let mut batch = batch;
-                let line = h.next_line(&conversation, &author, session)?;
-                batch.first_line = line;
-                h.insert(&[batch])?;
-                if outgoing {
-                    h.mark_delivered_through(&conversation, &author, session, line + 1)?;
-                }
-                Ok(())
-            })
-            .await;
-        store_error(written)
+        self.secure.store.store_direct(batch).await.err()
     }
 }
 

@@ -21,16 +21,16 @@ use std::time::{Duration, Instant};
 
 use futures::stream::FuturesOrdered;
 use libp2p::PeerId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::{Chat, Error, Role};
-use crate::chat::delivery::{Delivery, FetchAsk, Fetched, Lines, Recent};
+use crate::chat::delivery::{Delivery, FetchAsk, Fetched, Recent};
 use crate::chat::room::{check_nick, check_room_key, Roster};
 use crate::chat::Event;
 use crate::identity::{self, Identity};
 use crate::net::{self, Client};
-use crate::store::{self, KnownPeers, Store};
+use crate::store::{KnownPeers, PendingWrite, Store};
 
 mod commands;
 mod delivery;
@@ -65,9 +65,6 @@ pub struct Secure {
     pub sync_window: Duration,
 }
 
-/// Received lines a store job wrote, or could not.
-type Written = (Vec<Lines>, Result<(), store::Error>);
-
 /// The chat in rooms: carries out what [`Delivery`] decides, and keeps
 /// what is about people rather than lines (who is in which room, by what
 /// name, whom we trust).
@@ -98,9 +95,9 @@ struct RoomChat {
     told_held: bool,
     /// Writes of our lines to the outbox, in the order asked: each comes
     /// back with its lines.
-    recording: FuturesOrdered<oneshot::Receiver<Written>>,
+    recording: FuturesOrdered<PendingWrite>,
     /// The write of received lines on the store thread, if any.
-    storing: Option<oneshot::Receiver<Written>>,
+    storing: Option<PendingWrite>,
     /// Fetches of missing lines on their way.
     fetches: JoinSet<(FetchAsk, Option<Fetched>)>,
     /// The tasks that answer other members (fetches, direct messages),
@@ -188,7 +185,7 @@ pub(super) async fn run(
     if !chat.show(own_identity(&secure.identity)).await {
         return Ok(());
     }
-    let session = secure.store.call(|h| h.session()).await??;
+    let session = secure.store.session().await?;
     let mut room = RoomChat::new(client, secure, role.clone(), max_line, session);
     let direct = room.accept_direct()?;
     room.serve_fetches()?;
@@ -265,13 +262,5 @@ fn unexpected(expected: &str, peer: &PeerId) -> Error {
         expected: crate::chat::sanitize::inert(expected),
         peer: peer.to_string(),
         fingerprint: fingerprint_of(peer),
-    }
-}
-
-/// The error of a store call, if any.
-fn store_error<T>(result: Result<Result<T, store::Error>, store::Error>) -> Option<store::Error> {
-    match result {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) | Err(e) => Some(e),
     }
 }

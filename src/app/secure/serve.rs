@@ -69,13 +69,13 @@ async fn stored_range(store: &Store, request: &FetchRequest, stream: &StreamId) 
     let (author, session) = (stream.author.clone(), stream.session);
     let (from, to) = (request.from, request.to.saturating_add(1));
     let runs = store
-        .call(move |h| h.range(&conversation, &author, session, from, to, MAX_FETCH_LINES))
+        .read_range(&conversation, &author, session, from, to, MAX_FETCH_LINES)
         .await;
     let mut reply = Fetched {
         first: from,
         ..Fetched::default()
     };
-    if let Ok(Ok(runs)) = runs {
+    if let Ok(runs) = runs {
         for run in runs {
             if run.first_line != reply.first + reply.texts.len() as u64 {
                 break;

@@ -16,6 +16,7 @@ use crate::chat::event::Status;
 use crate::chat::{Command, DialTarget, Event, Notice};
 use crate::identity;
 use crate::net::{self, Client, NetEvent};
+use crate::store::{PendingWrite, Written};
 
 /// Batches of ours handed to the store and not yet published, at most:
 /// input waits beyond that, so a store slower than the typing (or the
@@ -166,7 +167,7 @@ impl RoomChat {
         self.fetches.shutdown().await;
         self.tasks.shutdown().await;
         self.show_stored(events).await;
-        let _ = self.secure.store.call(|_| ()).await;
+        let _ = self.secure.store.flush().await;
     }
 
     /// The main loop: what the user types, what the network says, the
@@ -504,13 +505,9 @@ impl RoomChat {
 
 /// The outcome of the write of received lines on the store thread; never
 /// comes while there is none.
-pub(super) async fn stored(
-    storing: &mut Option<tokio::sync::oneshot::Receiver<super::Written>>,
-) -> super::Written {
+pub(super) async fn stored(storing: &mut Option<PendingWrite>) -> Written {
     match storing {
-        Some(storing) => storing
-            .await
-            .unwrap_or_else(|_| (Vec::new(), Err(crate::store::Error::Stopped))),
+        Some(storing) => storing.await,
         None => std::future::pending().await,
     }
 }

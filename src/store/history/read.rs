@@ -29,7 +29,14 @@ pub struct RoomResume {
     pub delivered_through: u64,
     /// When we first joined the room, in ms since 1970 ([`History::joined`]).
     pub joined: u64,
+    /// For each stream, in the same order: the lines below its end that
+    /// are not held ([`History::missing`], from line 0, at most
+    /// [`RESUME_HOLES`] ranges).
+    pub missing: Vec<Vec<(u64, u64)>>,
 }
+
+/// Ranges of missing lines read per stream when a room is resumed.
+pub const RESUME_HOLES: usize = 65;
 
 impl History {
     /// Everything the chat needs to pick a room up where the store left it
@@ -50,8 +57,14 @@ impl History {
         since_ms: u64,
         now_ms: u64,
     ) -> Result<RoomResume, Error> {
+        let streams = self.streams(conversation, since_ms)?;
+        let missing = streams
+            .iter()
+            .map(|s| self.missing(conversation, &s.author, s.session, s.next_line, RESUME_HOLES))
+            .collect::<Result<_, _>>()?;
         Ok(RoomResume {
-            streams: self.streams(conversation, since_ms)?,
+            missing,
+            streams,
             next_line: self.next_line(conversation, me, session)?,
             unsent: self.unsent(conversation, me, session)?,
             delivered_through: self.delivered_through(conversation, me, session)?,

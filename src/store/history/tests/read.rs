@@ -245,6 +245,8 @@ fn resume_room_reads_where_a_room_was_left() {
             unsent: vec![numbered(ME, 1, 3..5)],
             delivered_through: 2,
             joined: 7_000,
+            // Bob's lines are held from 0; ours from 1.
+            missing: vec![Vec::new(), vec![(0, 1)]],
         }
     );
     // The first join is kept; the rest follows what changed.
@@ -265,6 +267,7 @@ fn resume_room_reads_where_a_room_was_left() {
             unsent: Vec::new(),
             delivered_through: 0,
             joined: 9_500,
+            missing: Vec::new(),
         }
     );
 }
