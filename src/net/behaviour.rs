@@ -87,11 +87,10 @@ impl Behaviour {
             .heartbeat_interval(HEARTBEAT)
             // A mesh of 4 (gossipsub's default is 6): each member gets
             // fewer copies of each message, and checks the signature of
-            // every copy. In the rooms benchmark at N = 30 this took the
-            // p99 latency from 140-160 ms to 100-150 ms, and at N = 50
-            // from 230-370 ms to about 200 ms. The upper bound stays at
-            // the default 12: at 8, members that joined late were pruned
-            // by the only member they knew and some heard nothing.
+            // every copy, which is what a big room's latency is made of.
+            // The upper bound stays at the default 12: a lower one lets
+            // the only member a late joiner knows prune it from its mesh,
+            // and the late joiner then hears nothing.
             .mesh_n(4)
             .mesh_n_low(3)
             .mesh_n_high(12)
@@ -116,10 +115,10 @@ impl Behaviour {
         // No penalty for many peers on one address: a LAN behind one NAT,
         // or several members on one host, is normal for a chat. No penalty
         // for a member slower than a burst either: each message its full
-        // queue refused lowered its score (by the square of their count),
-        // so after a long burst we stopped publishing to it at all, and it
-        // never got the rest. A member that reads nothing for long is
-        // dropped by the event loop instead (`SLOW_DROP_AFTER`).
+        // queue refuses would lower its score (by the square of their
+        // count), so after a long burst we would stop publishing to it at
+        // all, and it would never get the rest. A member that reads nothing
+        // for long is dropped by the event loop instead (`SLOW_DROP_AFTER`).
         let score = gossipsub::PeerScoreParams {
             ip_colocation_factor_weight: 0.0,
             slow_peer_weight: 0.0,

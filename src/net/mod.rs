@@ -57,9 +57,9 @@ const ROOM_OVERHEAD: usize = 4 * 1024;
 /// The longest line a room message carries, whatever `--max-line` says.
 /// Every member's engine accepts room messages of this size (plus a
 /// batch's overhead), so a member with a larger limit cannot send what
-/// others' engines would refuse (which stalled its every later line), and
-/// a member with a smaller one still receives the message, in order, and
-/// drops the line with a notice.
+/// others' engines would refuse (which would stall its every later line),
+/// and a member with a smaller one still receives the message, in order,
+/// and drops the line with a notice.
 pub const MAX_ROOM_LINE: usize = DEFAULT_MAX_LINE;
 
 /// How long a peer that is turned away gets to read that we are busy.
