@@ -131,7 +131,7 @@ impl Store {
     ///
     /// [`Error::Stopped`] when the store thread is gone: a job panicked.
     /// Errors of the history itself are in `R`.
-    pub(crate) async fn call<R: Send + 'static>(
+    async fn call<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut History) -> R + Send + 'static,
     ) -> Result<R, Error> {
@@ -147,7 +147,7 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::Stopped`] when a job panicked: the store is gone.
-    pub(crate) fn try_now<R>(
+    fn try_now<R>(
         &self,
         job: impl FnOnce(&mut History) -> R,
     ) -> Option<Result<R, Error>> {
@@ -165,7 +165,7 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::Stopped`] when the store thread is gone.
-    pub(crate) async fn submit<R: Send + 'static>(
+    async fn submit<R: Send + 'static>(
         &self,
         job: impl FnOnce(&mut History) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, Error> {
