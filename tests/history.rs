@@ -13,31 +13,15 @@ use std::process::{ChildStdin, Command};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::{port_of, Peer, RawPeer, BIN, TIMEOUT};
+use common::{
+    data_dir, is_root, member, port_of, secure_pair, utf8, Introductions, Peer, RawPeer, BIN,
+    TIMEOUT,
+};
 use serde_json::Value;
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------
 // Peers
-
-fn data_dir() -> TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
-fn utf8(path: &Path) -> &str {
-    path.to_str().expect("utf-8 temp path")
-}
-
-/// A listener (data in `a`) and a connector (data in `b`) in a secure chat,
-/// both ready; returns them, the listener's port and its peer ID.
-fn secure_pair(a: &Path, b: &Path) -> (Peer, Peer, u16, String) {
-    let (mut listener, port, listener_id) = Peer::secure_listen(a, &[]);
-    let mut connector = Peer::secure_connect(port, b, &[]);
-    connector.expect_line("Connected to peer!");
-    assert_eq!(connector.expect_secure_chat(), listener_id);
-    listener.expect_secure_chat();
-    (listener, connector, port, listener_id)
-}
 
 /// Starts a listener again on the same `port` with its data in `dir`.
 fn listen_again(dir: &Path, port: u16) -> Peer {
@@ -45,12 +29,6 @@ fn listen_again(dir: &Path, port: u16) -> Peer {
     let mut peer = Peer::start(&["--listen", &port_arg, "--data-dir", utf8(dir), "--no-mdns"]);
     assert_eq!(port_of(&peer.expect_prefix("Listening on: 0.0.0.0:")), port);
     peer
-}
-
-/// Starts a member that joins the room through the peer on `via` and
-/// accepts other members itself.
-fn member(via: u16, dir: &Path) -> Peer {
-    Peer::secure_connect(via, dir, &["--listen", "0"])
 }
 
 /// Writes `lines` to `stdin` from another thread, `chunk` lines per write
@@ -359,20 +337,14 @@ fn fill_leaving(dir: &Path, room: u64) -> PathBuf {
     path
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 // ---------------------------------------------------------------------------
 // The specification
 
 #[test]
 fn history_json_has_every_field() {
     let (a, b) = (data_dir(), data_dir());
-    let (mut sender, mut receiver, _, sender_id) = secure_pair(a.path(), b.path());
+    let (mut sender, mut receiver, _, sender_id) =
+        secure_pair(a.path(), b.path(), Introductions::Reached);
     assert_eq!(Peer::peer_id(a.path()), sender_id);
     sender.send("same");
     sender.send("same");
@@ -445,7 +417,8 @@ fn history_json_escapes_what_a_terminal_would_act_on() {
 #[test]
 fn history_is_shown_on_restart_and_by_command() {
     let (a, b) = (data_dir(), data_dir());
-    let (mut listener, mut connector, port, _) = secure_pair(a.path(), b.path());
+    let (mut listener, mut connector, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Reached);
     assert!(no_history_block(&connector), "{:?}", connector.seen);
     assert!(no_history_block(&listener), "{:?}", listener.seen);
     connector.send("hello");
@@ -497,7 +470,8 @@ fn history_is_shown_on_restart_and_by_command() {
 #[test]
 fn history_names_a_peer_as_the_room_does() {
     let (a, b, c) = (data_dir(), data_dir(), data_dir());
-    let (mut listener, mut connector, port, _) = secure_pair(a.path(), b.path());
+    let (mut listener, mut connector, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Reached);
     // A third member, so the room names the others `Peer-XXXX`.
     let mut third = Peer::secure_connect(port, c.path(), &[]);
     third.expect_secure_chat();
@@ -579,7 +553,8 @@ fn crash_test_kill_9_twice_loses_and_duplicates_nothing() {
     let scale = u32::try_from((n / 2000).max(1)).unwrap_or(u32::MAX);
     let lines: Vec<String> = (0..n).map(|i| format!("m {i}")).collect();
     let (a, b) = (data_dir(), data_dir());
-    let (mut sender, mut receiver, port, _) = secure_pair(a.path(), b.path());
+    let (mut sender, mut receiver, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Reached);
     let writer = write_in_chunks(
         sender.take_stdin(),
         lines.clone(),
@@ -636,7 +611,8 @@ fn lines_shown_before_a_crash_are_never_shown_live_again() {
     const LINES: usize = 5000;
     let lines: Vec<String> = (0..LINES).map(|i| format!("n {i:04}")).collect();
     let (a, b) = (data_dir(), data_dir());
-    let (mut sender, mut receiver, port, _) = secure_pair(a.path(), b.path());
+    let (mut sender, mut receiver, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Reached);
     let writer = write_in_chunks(
         sender.take_stdin(),
         lines.clone(),
@@ -740,9 +716,9 @@ fn partition_heals_for_a_member_that_had_heard_from_both() {
 fn partition_and_heal(heard_before: bool) {
     let (a, b, c) = (data_dir(), data_dir(), data_dir());
     let (mut pa, port, _) = Peer::secure_listen(a.path(), &[]);
-    let mut pb = member(port, b.path());
+    let mut pb = member(b.path(), Some(port), &[]);
     pb.expect_secure_chat();
-    let mut pc = member(port, c.path());
+    let mut pc = member(c.path(), Some(port), &[]);
     for peer in [&mut pa, &mut pb, &mut pc] {
         peer.expect_suffix(" joined #lobby");
     }
@@ -767,7 +743,7 @@ fn partition_and_heal(heard_before: bool) {
     expect_said(&mut pb, &from_a, TIMEOUT);
     expect_said(&mut pa, &from_b, TIMEOUT);
 
-    let mut pc = member(port, c.path());
+    let mut pc = member(c.path(), Some(port), &[]);
     let missed: Vec<String> = from_a.iter().chain(&from_b).cloned().collect();
     expect_said(&mut pc, &missed, TIMEOUT);
     // Anything shown twice would come before these.
@@ -822,7 +798,8 @@ fn partition_and_heal(heard_before: bool) {
 #[test]
 fn reconnect_with_backoff_delivers_queued_lines_in_order() {
     let (a, b) = (data_dir(), data_dir());
-    let (mut listener, mut connector, port, _) = secure_pair(a.path(), b.path());
+    let (mut listener, mut connector, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Reached);
     listener.kill_9();
     connector.expect_line("Peer disconnected");
     connector.expect_prefix("Reconnecting to ");
@@ -849,7 +826,8 @@ fn reconnect_with_backoff_delivers_queued_lines_in_order() {
 #[test]
 fn a_line_typed_while_the_peer_is_away_is_reported_then_delivered() {
     let (a, b) = (data_dir(), data_dir());
-    let (mut listener, mut connector, port, _) = secure_pair(a.path(), b.path());
+    let (mut listener, mut connector, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Reached);
     listener.kill_9();
     connector.expect_line("Peer disconnected");
     let typed = Instant::now();
@@ -878,7 +856,8 @@ fn a_line_typed_while_the_peer_is_away_is_reported_then_delivered() {
 fn a_connection_dropped_mid_burst_loses_no_line_on_reconnect() {
     const LINES: usize = 20_000;
     let (a, b) = (data_dir(), data_dir());
-    let (mut listener, mut connector, _, _) = secure_pair(a.path(), b.path());
+    let (mut listener, mut connector, _, _) =
+        secure_pair(a.path(), b.path(), Introductions::Reached);
     let texts: Vec<String> = (0..LINES)
         .map(|i| format!("{i:06} {}", "x".repeat(1000)))
         .collect();
@@ -1006,7 +985,8 @@ fn full_disk() -> Option<FullDisk> {
         return None;
     };
     let a = data_dir();
-    let (mut sender, mut receiver, _, _) = secure_pair(a.path(), disk.path());
+    let (mut sender, mut receiver, _, _) =
+        secure_pair(a.path(), disk.path(), Introductions::Reached);
     let filler = fill_leaving(disk.path(), 100 * 1024);
     let (sent, report) = send_until_the_disk_is_full(&mut sender, &mut receiver);
     Some(FullDisk {

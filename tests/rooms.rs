@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Peer, TIMEOUT};
+use common::{data_dir, is_root, member, run, utf8, Peer, TIMEOUT};
 use tempfile::TempDir;
 
 /// A member: its process, its nick and its data directory.
@@ -18,34 +18,22 @@ struct Member {
     _dir: TempDir,
 }
 
-/// Starts a member listening on a free port, joining through `via` when
-/// given; returns it with its port.
-fn member(nick: &str, via: Option<u16>) -> (Member, u16) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().to_str().expect("utf-8").to_owned();
-    let target = via.map(|port| format!("127.0.0.1:{port}"));
-    let mut args = vec![
-        "--listen",
-        "0",
-        "--data-dir",
-        &path,
-        "--no-mdns",
-        "--name",
-        nick,
-    ];
-    if let Some(target) = &target {
-        args.extend_from_slice(&["--connect", target]);
+impl Member {
+    /// Starts a member named `nick` listening on a free port, joining
+    /// through `via` when given; returns it with its port.
+    fn start(nick: &str, via: Option<u16>) -> (Member, u16) {
+        let dir = data_dir();
+        let mut peer = member(dir.path(), via, &["--name", nick]);
+        let port = common::port_of(&peer.expect_prefix("Listening on: 0.0.0.0:"));
+        (
+            Member {
+                peer,
+                nick: nick.to_owned(),
+                _dir: dir,
+            },
+            port,
+        )
     }
-    let mut peer = Peer::start(&args);
-    let port = common::port_of(&peer.expect_prefix("Listening on: 0.0.0.0:"));
-    (
-        Member {
-            peer,
-            nick: nick.to_owned(),
-            _dir: dir,
-        },
-        port,
-    )
 }
 
 /// Waits until `member` has seen every nick in `others` join.
@@ -75,13 +63,13 @@ fn await_joins(member: &mut Member, others: &[String]) {
 #[test]
 fn a_room_of_five_delivers_every_message_once_and_outlives_its_founder() {
     let nicks: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
-    let (first, port1) = member(&nicks[0], None);
+    let (first, port1) = Member::start(&nicks[0], None);
     let mut members = vec![first];
     let mut ports = vec![port1];
     for (i, nick) in nicks.iter().enumerate().skip(1) {
         // Each joins through the member before it: a chain, not a star, so
         // the room only holds together if members learn of each other.
-        let (m, port) = member(nick, Some(ports[i - 1]));
+        let (m, port) = Member::start(nick, Some(ports[i - 1]));
         members.push(m);
         ports.push(port);
     }
@@ -164,8 +152,8 @@ fn members_len_minus_one(nicks: &[String]) -> usize {
 
 #[test]
 fn room_commands_list_join_switch_and_leave() {
-    let (mut a, port) = member("alice", None);
-    let (mut b, _) = member("bob", Some(port));
+    let (mut a, port) = Member::start("alice", None);
+    let (mut b, _) = Member::start("bob", Some(port));
     await_joins(&mut a, &["bob".into()]);
     await_joins(&mut b, &["alice".into()]);
     b.peer.send("/join side");
@@ -198,14 +186,6 @@ fn room_commands_list_join_switch_and_leave() {
     b.peer.send("/leave side");
     b.peer.expect_line("Left #side; now in #lobby");
     a.peer.expect_line("robert left #side");
-}
-
-/// Runs a command, returning whether it succeeded.
-fn run(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// A LAN of network namespaces: hosts `10.231.0.1`, `.2`, ... each with
@@ -257,11 +237,7 @@ impl Lan {
 
     /// The LAN of `hosts`, or why the test cannot run here.
     fn for_test(hosts: usize) -> Option<Lan> {
-        let is_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if !is_root {
+        if !is_root() {
             eprintln!("SKIPPED: creating network namespaces needs root (CI runs as root)");
             return None;
         }
@@ -283,8 +259,7 @@ impl Drop for Lan {
 
 /// The binary in namespace `ns`, with its own data directory and `args`.
 fn in_namespace(ns: &str, dir: &Path, args: &[&str]) -> Peer {
-    let dir = dir.to_str().expect("utf-8");
-    let mut all = vec!["netns", "exec", ns, common::BIN, "--data-dir", dir];
+    let mut all = vec!["netns", "exec", ns, common::BIN, "--data-dir", utf8(dir)];
     all.extend_from_slice(args);
     Peer::start_with_program("ip", &all)
 }
@@ -294,10 +269,7 @@ fn mdns_finds_a_peer_of_a_public_room_with_no_address_given() {
     let Some(lan) = Lan::for_test(2) else {
         return;
     };
-    let (da, db) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
+    let (da, db) = (data_dir(), data_dir());
     let public = ["--listen", "0", "--public", "--name"];
     let mut a = in_namespace(&lan.hosts[0], da.path(), &[&public[..], &["east"]].concat());
     let mut b = in_namespace(&lan.hosts[1], db.path(), &[&public[..], &["west"]].concat());
@@ -317,7 +289,7 @@ fn a_stranger_on_the_lan_neither_joins_nor_reads_a_private_chat_but_finds_public
     let Some(lan) = Lan::for_test(4) else {
         return;
     };
-    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let dirs: Vec<_> = (0..4).map(|_| data_dir()).collect();
     // A listens as the seed does; C, a stranger on the same LAN, runs with
     // default flags and types nothing.
     let mut a = in_namespace(&lan.hosts[0], dirs[0].path(), &["--listen", "0"]);
@@ -401,8 +373,8 @@ fn a_stranger_on_the_lan_neither_joins_nor_reads_a_private_chat_but_finds_public
 
 #[test]
 fn a_trusted_nick_claimed_by_another_key_is_marked() {
-    let (mut alice, port) = member("alice", None);
-    let (mut bob, _) = member("bob", Some(port));
+    let (mut alice, port) = Member::start("alice", None);
+    let (mut bob, _) = Member::start("bob", Some(port));
     await_joins(&mut alice, &["bob".into()]);
     alice.peer.send("/trust bob");
     alice.peer.expect_prefix("Marked ");
@@ -411,7 +383,7 @@ fn a_trusted_nick_claimed_by_another_key_is_marked() {
     alice.peer.expect_line("Peer disconnected");
 
     // Someone else takes the nick.
-    let (mut impostor, _) = member("bob", Some(port));
+    let (mut impostor, _) = Member::start("bob", Some(port));
     let warning = alice
         .peer
         .expect_prefix("WARNING: THE IDENTITY OF the nick bob");
@@ -424,15 +396,15 @@ fn a_trusted_nick_claimed_by_another_key_is_marked() {
 
 #[test]
 fn a_newcomer_sees_what_was_said_before_it_came_as_history_only() {
-    let (mut alice, port) = member("alice", None);
-    let (mut bob, _) = member("bob", Some(port));
+    let (mut alice, port) = Member::start("alice", None);
+    let (mut bob, _) = Member::start("bob", Some(port));
     await_joins(&mut alice, &["bob".to_owned()]);
     await_joins(&mut bob, &["alice".to_owned()]);
     bob.peer.send("said before carol came");
     bob.peer.send("and this too");
     alice.peer.expect_line("bob: and this too");
 
-    let (mut carol, _) = member("carol", Some(port));
+    let (mut carol, _) = Member::start("carol", Some(port));
     // What was said before carol came reaches her as history, in order,
     // with its time (in one block or in several, as it is fetched): never
     // as live lines.

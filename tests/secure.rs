@@ -9,31 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{peer_id_of, Peer, RawPeer, TIMEOUT};
-use tempfile::TempDir;
-
-fn data_dir() -> TempDir {
-    tempfile::tempdir().expect("temp dir")
-}
-
-/// A listener and a connector in a secure chat; returns them with their
-/// peer IDs as each saw the other.
-fn secure_pair(a: &TempDir, b: &TempDir) -> (Peer, Peer, u16) {
-    let (mut listener, port, listener_id) = Peer::secure_listen(a.path(), &[]);
-    let mut connector = Peer::secure_connect(port, b.path(), &[]);
-    let connector_id = peer_id_of(&connector.expect_prefix("Your identity: "));
-    connector.expect_line(&format!("Connecting to 127.0.0.1:{port}..."));
-    connector.expect_line("Connected to peer!");
-    assert_eq!(connector.expect_secure_chat(), listener_id);
-    listener.expect_prefix("Peer connected from: 127.0.0.1:");
-    assert_eq!(listener.expect_secure_chat(), connector_id);
-    (listener, connector, port)
-}
+use common::{
+    data_dir, is_root, peer_id_of, run, secure_pair, Introductions, Peer, RawPeer, TIMEOUT,
+};
 
 #[test]
 fn two_binaries_chat_encrypted_in_both_directions_at_once() {
     let (a, b) = (data_dir(), data_dir());
-    let (mut listener, mut connector, _) = secure_pair(&a, &b);
+    let (mut listener, mut connector, _, _) =
+        secure_pair(a.path(), b.path(), Introductions::Checked);
     const N: usize = 2000;
     // Both send at the same time, before reading anything.
     let mut batch_l = String::new();
@@ -221,7 +205,8 @@ fn expect_refuses_another_identity_and_accepts_the_right_one() {
 #[test]
 fn safety_numbers_match_on_both_ends_and_trust_is_remembered() {
     let (a, b) = (data_dir(), data_dir());
-    let (mut listener, mut connector, port) = secure_pair(&a, &b);
+    let (mut listener, mut connector, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Checked);
     listener.send("/verify");
     connector.send("/verify");
     let mine = listener.expect_prefix("Safety number: ");
@@ -284,7 +269,8 @@ fn a_changed_key_behind_a_trusted_address_raises_a_warning_first() {
 #[test]
 fn plain_clients_do_not_disturb_a_secure_listener_or_its_chat() {
     let (a, b) = (data_dir(), data_dir());
-    let (mut listener, mut connector, port) = secure_pair(&a, &b);
+    let (mut listener, mut connector, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Checked);
     // An nc-style client types a line; another connects and says nothing;
     // a third sends garbage and resets.
     let mut typist = RawPeer::connect(port);
@@ -312,7 +298,8 @@ fn plain_clients_do_not_disturb_a_secure_listener_or_its_chat() {
 #[test]
 fn a_third_peer_joins_the_room_without_disturbing_the_chat() {
     let (a, b, c) = (data_dir(), data_dir(), data_dir());
-    let (mut listener, mut connector, port) = secure_pair(&a, &b);
+    let (mut listener, mut connector, port, _) =
+        secure_pair(a.path(), b.path(), Introductions::Checked);
     let mut third = Peer::secure_connect(port, c.path(), &["--name", "carol"]);
     third.expect_secure_chat();
     // The join is shown once its nick is known.
@@ -345,7 +332,7 @@ fn hostile_text_is_rendered_inert_and_oversized_messages_dropped() {
 #[test]
 fn a_peer_that_stops_answering_is_noticed_within_30_seconds() {
     let (a, b) = (data_dir(), data_dir());
-    let (mut listener, connector, _) = secure_pair(&a, &b);
+    let (mut listener, connector, _, _) = secure_pair(a.path(), b.path(), Introductions::Checked);
     let start = Instant::now();
     connector.signal("STOP");
     listener.expect_line_within("Peer disconnected", Duration::from_secs(40));
@@ -457,21 +444,6 @@ fn fresh_pairs_with_lan_discovery_on_connect_every_time() {
         b.send(&format!("pair {i}"));
         a.expect_line(&format!("Peer: pair {i}"));
     }
-}
-
-/// Runs a command, returning whether it succeeded.
-fn run(args: &[&str]) -> bool {
-    std::process::Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Two network namespaces (`10.213.0.1`, `10.213.0.2`) joined by a veth
