@@ -22,6 +22,8 @@ use libp2p::{gossipsub, mdns, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent};
+use super::describe::{describe_dial, describe_transport};
+use super::rate::{Admit, Rate};
 use super::room_frame::{self, RoomFrame};
 use super::{socket_addr, Error};
 use crate::chat::delivery::Said;
@@ -920,75 +922,6 @@ impl EventLoop {
     }
 }
 
-/// A dial error in a user's words: the first underlying I/O error when
-/// there is one ("connection refused"), otherwise what failed.
-fn describe_dial(error: &DialError) -> String {
-    match error {
-        DialError::Transport(attempts) => attempts
-            .first()
-            .map(|(_, e)| describe_transport(e))
-            .unwrap_or_else(|| "no address to try".into()),
-        DialError::WrongPeerId { obtained, .. } => {
-            format!("the peer there is {obtained}, not the one asked for")
-        }
-        DialError::Denied { cause } => format!("refused by a local limit: {cause}"),
-        DialError::LocalPeerId { .. } => "that address is ourselves".into(),
-        DialError::NoAddresses => "no address to try".into(),
-        DialError::DialPeerConditionFalse(_) | DialError::Aborted => {
-            "the attempt was aborted".into()
-        }
-    }
-}
-
-fn describe_transport(error: &libp2p::TransportError<std::io::Error>) -> String {
-    match error {
-        libp2p::TransportError::MultiaddrNotSupported(addr) => {
-            format!("unsupported address {addr}")
-        }
-        libp2p::TransportError::Other(e) => describe_upgrade(e),
-    }
-}
-
-/// An I/O error from the transport: either the socket's own error, or a
-/// failed negotiation wrapped in one, which almost always means the other
-/// side does not speak this protocol.
-fn describe_upgrade(error: &std::io::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_none() {
-                return describe_io(io);
-            }
-        }
-        source = inner.source();
-    }
-    // The transport's own wrappers (`Either`s of its layers) forward
-    // `source()` past the socket's error, so the walk above misses it; its
-    // text still ends in the OS error number, which is what it was.
-    if let Some(os) = os_error_in(&error.to_string()) {
-        return describe_io(&os);
-    }
-    match error.kind() {
-        std::io::ErrorKind::Other | std::io::ErrorKind::InvalidData => {
-            let text = error.to_string().to_lowercase();
-            if text.contains("handshake") || text.contains("negotiat") || text.contains("protocol")
-            {
-                "the secure handshake failed: the peer may not speak this protocol (is it running with --plain?)".into()
-            } else {
-                text
-            }
-        }
-        _ => describe_io(error),
-    }
-}
-
-/// The OS error whose text ends `text` (`Connection refused (os error
-/// 111)`, as `io::Error` writes one), if it does.
-fn os_error_in(text: &str) -> Option<std::io::Error> {
-    let code = text.strip_suffix(')')?.rsplit_once(" (os error ")?.1;
-    code.parse().ok().map(std::io::Error::from_raw_os_error)
-}
-
 /// Peers we connect to on our own (peer exchange, mDNS) only while we have
 /// fewer connections than this; the rest of a big room is reached through
 /// gossipsub's mesh (which keeps about six peers per member), and directly
@@ -1008,106 +941,3 @@ pub const RATE_STRIKES: u32 = 20_000;
 pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(30);
 /// A slow member not reported for this long is fine again.
 const SLOW_RESET: Duration = Duration::from_secs(5);
-
-/// A token bucket per author.
-#[derive(Debug)]
-struct Rate {
-    tokens: f64,
-    last: Instant,
-    strikes: u32,
-}
-
-impl Default for Rate {
-    fn default() -> Self {
-        Self {
-            tokens: RATE_BURST,
-            last: Instant::now(),
-            strikes: 0,
-        }
-    }
-}
-
-/// Whether a message is let through.
-#[derive(Debug, PartialEq, Eq)]
-enum Admit {
-    Yes,
-    /// Over the limit, the first time in a while: tell the user.
-    FirstDrop,
-    Drop,
-    /// Over the limit for too long: disconnect.
-    Ban,
-}
-
-impl Rate {
-    fn take(&mut self) -> Admit {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(RATE_BURST);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            if self.tokens >= RATE_BURST / 2.0 {
-                self.strikes = 0;
-            }
-            return Admit::Yes;
-        }
-        self.strikes += 1;
-        match self.strikes {
-            1 => Admit::FirstDrop,
-            n if n >= RATE_STRIKES => Admit::Ban,
-            _ => Admit::Drop,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_rate_limit_throttles_then_bans_a_flood() {
-        let mut rate = Rate::default();
-        for _ in 0..RATE_BURST as usize {
-            assert_eq!(rate.take(), Admit::Yes);
-        }
-        // A flood far above the sustained rate: the first drop is
-        // reported, then drops, then a ban.
-        let mut seen = Vec::new();
-        for _ in 0..(RATE_STRIKES as usize * 2) {
-            let admit = rate.take();
-            if seen.last() != Some(&admit) {
-                seen.push(admit);
-            }
-        }
-        let first_drop = seen.iter().position(|a| *a == Admit::FirstDrop);
-        let ban = seen.iter().position(|a| *a == Admit::Ban);
-        assert!(first_drop.is_some() && first_drop < ban, "{seen:?}");
-    }
-
-    /// Stands for the transport's `Either` wrappers: it shows the socket's
-    /// error but, forwarding `source()`, never hands it out.
-    #[derive(Debug)]
-    struct Wrapper(std::io::Error);
-
-    impl std::fmt::Display for Wrapper {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            self.0.fmt(f)
-        }
-    }
-
-    impl std::error::Error for Wrapper {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            self.0.source()
-        }
-    }
-
-    #[test]
-    fn a_socket_error_behind_the_transport_wrappers_reads_plainly() {
-        let refused = std::io::Error::from_raw_os_error(111);
-        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-        let wrapped = std::io::Error::other(Wrapper(refused));
-        assert_eq!(describe_upgrade(&wrapped), "connection refused");
-        let other = std::io::Error::other("noise handshake failed");
-        assert!(describe_upgrade(&other).starts_with("the secure handshake failed"));
-    }
-}

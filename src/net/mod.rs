@@ -12,9 +12,11 @@
 mod address_book;
 mod behaviour;
 mod client;
+mod describe;
 mod event_loop;
 pub mod fetch;
 pub mod frame;
+mod rate;
 pub mod room_founder;
 pub mod room_frame;
 mod stall;

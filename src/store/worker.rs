@@ -147,10 +147,7 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::Stopped`] when a job panicked: the store is gone.
-    fn try_now<R>(
-        &self,
-        job: impl FnOnce(&mut History) -> R,
-    ) -> Option<Result<R, Error>> {
+    fn try_now<R>(&self, job: impl FnOnce(&mut History) -> R) -> Option<Result<R, Error>> {
         match self.history.try_lock() {
             Ok(mut history) => Some(Ok(job(&mut history))),
             Err(TryLockError::WouldBlock) => None,

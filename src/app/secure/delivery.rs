@@ -278,7 +278,11 @@ impl RoomChat {
     }
 
     /// A write of our lines ended. False once the display is gone.
-    pub(super) async fn on_recorded(&mut self, events: &mpsc::Sender<Event>, written: Written) -> bool {
+    pub(super) async fn on_recorded(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        written: Written,
+    ) -> bool {
         for input in recorded(written) {
             if !self.feed(events, input).await {
                 return false;

@@ -60,7 +60,15 @@ impl History {
         let streams = self.streams(conversation, since_ms)?;
         let missing = streams
             .iter()
-            .map(|s| self.missing(conversation, &s.author, s.session, s.next_line, RESUME_HOLES))
+            .map(|s| {
+                self.missing(
+                    conversation,
+                    &s.author,
+                    s.session,
+                    s.next_line,
+                    RESUME_HOLES,
+                )
+            })
             .collect::<Result<_, _>>()?;
         Ok(RoomResume {
             missing,
