@@ -5,6 +5,10 @@
 //! stream per chat, opened with `libp2p-stream`), outside the event loop:
 //! reading and writing a stream never waits on the swarm task, which is
 //! what lets a chat move hundreds of thousands of messages a second.
+//!
+//! The clients own the engine: every clone shares one [`Engine`], which
+//! holds the engine's tasks, so dropping the last clone ends them, and
+//! [`Client::shutdown`] ends them at once for every clone.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -16,6 +20,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use super::event_loop::{PublishBacklog, Request};
@@ -27,9 +32,11 @@ use crate::chat::Received;
 
 type Stream = Compat<libp2p::Stream>;
 
-/// A handle on the running network engine.
+/// A handle on the running network engine. The engine runs until the
+/// last clone is dropped or [`Client::shutdown`] is called.
 #[derive(Clone)]
 pub struct Client {
+    pub(super) engine: Arc<Engine>,
     pub(super) requests: mpsc::Sender<Request>,
     pub(super) control: libp2p_stream::Control,
     pub(super) local: PeerId,
@@ -38,7 +45,36 @@ pub struct Client {
     pub(super) backlog: Arc<PublishBacklog>,
 }
 
+/// The engine's tasks (the event loop, which owns the swarm, and the one
+/// that answers which private room we are in), shared by every clone of a
+/// [`Client`]. Dropping it aborts them: a task blocked on the network
+/// must not outlive every handle on it. Neither task holds a `Client`,
+/// so nothing keeps the engine alive but its clients.
+pub(super) struct Engine {
+    /// An async mutex, so that a second [`Client::shutdown`] waits for the
+    /// first one's tasks to end too.
+    tasks: tokio::sync::Mutex<JoinSet<()>>,
+}
+
+impl Engine {
+    pub(super) fn new(tasks: JoinSet<()>) -> Self {
+        Self {
+            tasks: tokio::sync::Mutex::new(tasks),
+        }
+    }
+}
+
 impl Client {
+    /// Stops the engine, for every clone of this client: ends the event
+    /// loop (every connection closes with the swarm) and the task that
+    /// answers peers' questions, and returns once they have ended. From
+    /// then on every request fails with [`Error::Stopped`] and the channel
+    /// of [`NetEvent`](super::NetEvent)s closes. Dropping the last clone
+    /// does the same without waiting.
+    pub async fn shutdown(&self) {
+        self.engine.tasks.lock().await.shutdown().await;
+    }
+
     /// The room messages that wait for a member's queue to have room.
     pub fn publish_backlog(&self) -> Arc<PublishBacklog> {
         Arc::clone(&self.backlog)

@@ -309,7 +309,8 @@ impl EventLoop {
         }
     }
 
-    /// Runs until every client is dropped.
+    /// Runs until every client is dropped (the channel of requests
+    /// closes), unless the clients end it first (see `client::Engine`).
     pub(super) async fn run(mut self) {
         let mut retry = tokio::time::interval(PUBLISH_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

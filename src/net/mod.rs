@@ -182,7 +182,12 @@ impl Error {
 }
 
 /// Starts the engine with our identity; it runs until every [`Client`]
-/// clone is dropped. Returns the client and what the network reports.
+/// clone is dropped or [`Client::shutdown`] is called: the clients own its
+/// tasks. Returns the client and what the network reports.
+///
+/// # Panics
+///
+/// Outside a tokio runtime: the engine's tasks start on the current one.
 pub fn start(
     keypair: Keypair,
     config: Config,
@@ -227,9 +232,11 @@ pub fn start(
         std::sync::Arc::clone(&backlog),
         std::sync::Arc::clone(&founders),
     );
-    tokio::spawn(event_loop.run());
-    tokio::spawn(room_founder::answer(questions, founders));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(event_loop.run());
+    tasks.spawn(room_founder::answer(questions, founders));
     let client = Client {
+        engine: std::sync::Arc::new(client::Engine::new(tasks)),
         requests,
         control,
         local,
@@ -323,6 +330,101 @@ mod tests {
         };
         assert!(std::error::Error::source(&error).is_none(), "{error}");
         assert_eq!(error.to_string().matches("reset").count(), 1, "{error}");
+    }
+
+    /// Far longer than the engine needs to stop; only a task that never
+    /// ends comes near it.
+    const STOP_WAIT: Duration = Duration::from_secs(10);
+
+    /// Tasks alive on this test's runtime (each `#[tokio::test]` has its
+    /// own, so other tests' tasks are not counted).
+    fn alive() -> usize {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    }
+
+    /// Waits until no more than `count` tasks are alive.
+    async fn until_alive_at_most(count: usize) -> Result<(), usize> {
+        tokio::time::timeout(STOP_WAIT, async {
+            while alive() > count {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .map_err(|_| alive())
+    }
+
+    /// The engine's events until the channel closes, which it does when
+    /// the event loop has ended.
+    async fn until_closed(events: &mut mpsc::Receiver<NetEvent>) -> Vec<NetEvent> {
+        let mut seen = Vec::new();
+        let closed = tokio::time::timeout(STOP_WAIT, async {
+            while let Some(event) = events.recv().await {
+                seen.push(event);
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the event loop still runs; it sent {seen:?}"
+        );
+        seen
+    }
+
+    #[tokio::test]
+    async fn the_engine_ends_with_its_last_client() {
+        let before = alive();
+        let (client, mut events) =
+            start(Keypair::generate_ed25519(), Config::default()).expect("the engine starts");
+        let clone = client.clone();
+        client.listen(0).await.expect("listens on a free port");
+        assert!(alive() > before, "the engine runs tasks");
+        drop(client);
+        // A clone still owns the engine.
+        assert!(!clone.listen_addrs().await.is_empty());
+        drop(clone);
+        until_closed(&mut events).await;
+        let left = until_alive_at_most(before).await;
+        assert_eq!(left, Ok(()), "tasks outlived the engine");
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_engine_and_its_connections_for_every_clone() {
+        let before = alive();
+        let (ours, mut our_events) =
+            start(Keypair::generate_ed25519(), Config::default()).expect("ours starts");
+        let (theirs, mut their_events) =
+            start(Keypair::generate_ed25519(), Config::default()).expect("theirs starts");
+        let port = theirs.listen(0).await.expect("listens").port();
+        let addr = parse_multiaddr(&format!("/ip4/127.0.0.1/tcp/{port}")).expect("address");
+        let peer = ours.dial(&addr).await.expect("connects");
+        assert_eq!(peer, theirs.local_peer_id());
+
+        let clone = ours.clone();
+        tokio::time::timeout(STOP_WAIT, ours.shutdown())
+            .await
+            .expect("shutdown returns once the tasks have ended");
+        assert!(matches!(clone.listen(0).await, Err(Error::Stopped)));
+        until_closed(&mut our_events).await;
+
+        // The other side sees the connection go with our engine.
+        let gone = tokio::time::timeout(STOP_WAIT, async {
+            while let Some(event) = their_events.recv().await {
+                if matches!(event, NetEvent::Disconnected { peer } if peer == clone.local_peer_id())
+                {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(gone, Ok(true), "the peer never saw us leave");
+
+        theirs.shutdown().await;
+        drop((ours, clone, theirs));
+        let left = until_alive_at_most(before).await;
+        assert_eq!(left, Ok(()), "tasks outlived both engines");
     }
 
     #[test]
