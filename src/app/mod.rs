@@ -24,6 +24,7 @@
 
 mod plain;
 mod secure;
+mod tasks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::store::{KnownPeers, Store, StoredMessage};
 use crate::{classic, identity, net, store};
 
 pub use secure::Secure;
+pub use tasks::Tasks;
 
 /// Capacity of the channel of commands from a front end.
 pub const COMMAND_QUEUE: usize = 1024;
