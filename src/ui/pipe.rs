@@ -37,6 +37,15 @@ const SPIN_WINDOW: Duration = Duration::from_micros(100);
 /// thread ends at EOF (dropping `commands`, which tells the app that input
 /// ended) or when the app is gone. Notices about our own input go to
 /// `events` while the app still runs.
+///
+/// The thread can be joined only once it has ended: it waits for input in
+/// a blocking read of stdin, and a thread blocked in `read(2)` cannot be
+/// woken or cancelled (closing fd 0 under it would race with the next
+/// file opened; a signal would reach the whole process). So when the app
+/// is gone (its end of `commands` dropped) the thread ends at its next
+/// read, whether or not that read completed a line; until then it holds
+/// nothing but stdin and input nobody would take, and a caller that cannot
+/// wait for a user to type leaves it to end with the process.
 pub fn spawn_input(
     max_line: usize,
     commands: mpsc::Sender<Command>,
@@ -56,6 +65,9 @@ fn read_input(
     let mut lines = LineSplitter::new(max_line);
     let mut chunk = vec![0; READ_CHUNK];
     loop {
+        if commands.is_closed() {
+            return;
+        }
         let end = match input.read(&mut chunk) {
             Ok(0) => true,
             Ok(n) => {
@@ -182,6 +194,38 @@ mod tests {
             erx.try_recv().ok(),
             Some(Event::Notice(Notice::OutgoingTooLong { limit: 8 }))
         );
+    }
+
+    #[test]
+    fn input_stops_being_read_once_the_app_is_gone() {
+        /// Input that never ends and never completes a line; the splitter
+        /// discards what is over its limit, so memory stays bounded.
+        struct Endless;
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                buf.fill(b'x');
+                Ok(buf.len())
+            }
+        }
+        let (tx, rx) = mpsc::channel::<Command>(1);
+        let (etx, mut erx) = mpsc::channel(1);
+        let (done, ended) = std::sync::mpsc::sync_channel(1);
+        let reader = thread::spawn(move || {
+            read_input(Endless, 1024, &tx, &etx.downgrade());
+            let _ = done.send(());
+        });
+        // Reading has begun: the endless line was found too long.
+        assert_eq!(
+            erx.blocking_recv(),
+            Some(Event::Notice(Notice::OutgoingTooLong { limit: 1024 }))
+        );
+        drop(rx);
+        assert_eq!(
+            ended.recv_timeout(Duration::from_secs(10)),
+            Ok(()),
+            "the reader went on reading for nobody"
+        );
+        reader.join().expect("the reader ends cleanly");
     }
 
     #[test]
