@@ -236,44 +236,57 @@ fn run(options: Options) -> anyhow::Result<()> {
     let (events_tx, events_rx) = mpsc::channel(app::EVENT_QUEUE);
 
     let result = runtime.block_on(async {
-        spawn_signal_handler(shutdown.clone())?;
-        if interactive {
-            let app = app::run(options, commands_rx, events_tx, shutdown_rx);
-            let style = Style::detect(true);
-            terminal::run(app, commands_tx, events_rx, shutdown, style)
-                .await
-                .context("terminal failed")?
-                .map_err(anyhow::Error::from)
-        } else {
-            let style = Style::detect(io::stdout().is_terminal());
-            pipe::spawn_input(options.max_line, commands_tx, events_tx.downgrade())
-                .context("could not start the input thread")?;
-            let output = pipe::spawn_output(events_rx, style, shutdown)
-                .context("could not start the output thread")?;
-            let result = app::run(options, commands_rx, events_tx, shutdown_rx).await;
-            // The app dropped its event sender: the output thread drains
-            // what is left and ends.
-            let _ = output.join();
-            result.map_err(anyhow::Error::from)
+        let signals = spawn_signal_handler(shutdown.clone())?;
+        let result = async {
+            if interactive {
+                let app = app::run(options, commands_rx, events_tx, shutdown_rx);
+                let style = Style::detect(true);
+                terminal::run(app, commands_tx, events_rx, shutdown, style)
+                    .await
+                    .context("terminal failed")?
+                    .map_err(anyhow::Error::from)
+            } else {
+                let style = Style::detect(io::stdout().is_terminal());
+                let input = pipe::spawn_input(options.max_line, commands_tx, events_tx.downgrade())
+                    .context("could not start the input thread")?;
+                let output = pipe::spawn_output(events_rx, style, shutdown)
+                    .context("could not start the output thread")?;
+                let result = app::run(options, commands_rx, events_tx, shutdown_rx).await;
+                // The app dropped its event sender: the output thread drains
+                // what is left and ends.
+                let _ = output.join();
+                // The input thread ends at end of input, or at its next read
+                // now that the app is gone; one still blocked in a read of
+                // stdin cannot be woken (see `pipe::spawn_input`), so it is
+                // joined only if it has ended, and otherwise ends with the
+                // process, which holds nothing it would lose.
+                if input.is_finished() {
+                    let _ = input.join();
+                }
+                result.map_err(anyhow::Error::from)
+            }
         }
+        .await;
+        // The app is over: nothing is left for a signal to stop.
+        signals.abort();
+        result
     });
-    // The stdin thread may be blocked in a read; it ends with the process.
+    // The app is over; whatever is left on the runtime is not waited for.
     runtime.shutdown_background();
     result
 }
 
 /// Ctrl+C (outside the line editor, which handles its own) and SIGTERM ask
-/// for a clean shutdown.
-fn spawn_signal_handler(shutdown: Shutdown) -> anyhow::Result<()> {
+/// for a clean shutdown, until the returned task is aborted.
+fn spawn_signal_handler(shutdown: Shutdown) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
         shutdown.trigger();
-    });
-    Ok(())
+    }))
 }
