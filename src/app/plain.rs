@@ -1,11 +1,19 @@
 //! Running a chat over the plain protocol (`--plain`): the classic mode.
+//!
+//! Besides the chat itself, a session runs two kinds of task, both owned
+//! by [`run`] for the whole session (a listener's chats, one after
+//! another): writes to the store, each of which, when the store refuses
+//! lines, goes on to write them again until they are stored; and peers
+//! being told we are busy. A chat that ends waits for its writes in
+//! flight; the session's end ends whatever still runs.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
+use super::tasks::Tasks;
 use super::{failure, Chat, End, Error, Inbound, Outbound, Role, SendError};
 use crate::chat::delivery::refused::{Counted, Refused};
 use crate::chat::{DialTarget, Event, Notice, Received};
@@ -20,7 +28,7 @@ impl Counted for Batch {
 
 /// Writes to the store in flight at most; past that, the chat waits for
 /// the store (memory stays bounded however fast lines come).
-const MAX_WRITES_IN_FLIGHT: usize = 16;
+const MAX_WRITES_IN_FLIGHT: u32 = 16;
 
 /// Lines of history shown when connecting to a peer talked to before.
 const HISTORY_ON_CONNECT: usize = 20;
@@ -45,6 +53,28 @@ pub(super) async fn run(
     max_line: usize,
     store: Option<Store>,
     chat: &mut Chat<'_>,
+) -> Result<(), Error> {
+    let writes = Arc::new(Mutex::new(Tasks::new()));
+    let mut turning_away = Tasks::new();
+    let result = run_chats(role, max_line, store, chat, &writes, &mut turning_away).await;
+    // What still runs: lines the store refused, being written again, and
+    // peers being told we are busy. The session is over, so are they.
+    turning_away.shutdown().await;
+    let mut writes = std::mem::take(&mut *writes.lock().unwrap_or_else(PoisonError::into_inner));
+    writes.shutdown().await;
+    result
+}
+
+/// The session: connects and chats, or listens and chats with one peer
+/// after another. The writes of each chat are started in `writes`, the
+/// peers turned away meanwhile are told so in `turning_away`.
+async fn run_chats(
+    role: Role,
+    max_line: usize,
+    store: Option<Store>,
+    chat: &mut Chat<'_>,
+    writes: &Arc<Mutex<Tasks>>,
+    turning_away: &mut Tasks,
 ) -> Result<(), Error> {
     let config = classic::Config {
         max_line,
@@ -86,12 +116,18 @@ pub(super) async fn run(
                 }
             }
             let (incoming, outgoing) = session.split();
-            let log = Log::new(store, addr.to_string(), chat.events.downgrade());
+            let log = Log::new(
+                store,
+                addr.to_string(),
+                chat.events.downgrade(),
+                Arc::clone(writes),
+            );
             let (mut incoming, mut outgoing) = log.wrap(incoming, outgoing);
             chat.run(&mut incoming, &mut outgoing, std::future::pending())
                 .await;
             incoming.log.flush().await;
             outgoing.log.flush().await;
+            incoming.log.settle().await;
             Ok(())
         }
         Role::Listen { port } => {
@@ -131,12 +167,18 @@ pub(super) async fn run(
                 }
                 let peer = session.peer_addr().to_string();
                 let (incoming, outgoing) = session.split();
-                let (mut incoming, mut outgoing) =
-                    Log::new(store.clone(), peer, chat.events.downgrade()).wrap(incoming, outgoing);
-                let others = turn_away_others(&listener, chat.events);
+                let log = Log::new(
+                    store.clone(),
+                    peer,
+                    chat.events.downgrade(),
+                    Arc::clone(writes),
+                );
+                let (mut incoming, mut outgoing) = log.wrap(incoming, outgoing);
+                let others = turn_away_others(&listener, chat.events, turning_away);
                 let end = chat.run(&mut incoming, &mut outgoing, others).await;
                 incoming.log.flush().await;
                 outgoing.log.flush().await;
+                incoming.log.settle().await;
                 match end {
                     End::PeerLeft => continue,
                     End::InputClosed | End::Stopped => return Ok(()),
@@ -162,15 +204,18 @@ struct Log {
     session: u64,
     next_line: u64,
     lines: Vec<String>,
+    /// A permit per write in flight, shared by both sides of a chat.
     in_flight: Arc<Semaphore>,
     unstored: Arc<Mutex<Unstored>>,
+    /// Where writes start: owned by the session, shared by its chats.
+    tasks: Arc<Mutex<Tasks>>,
     /// Weak, so that a write still under way never keeps the front end
     /// open.
     events: mpsc::WeakSender<Event>,
 }
 
-/// What the store refused, shared by both sides of a chat and the task
-/// that writes it again ([`write_refused`]), which runs while `retrying`.
+/// What the store refused, shared by both sides of a chat and the write
+/// that goes on to write it again ([`write_refused`]), while `retrying`.
 #[derive(Default)]
 struct Unstored {
     refused: Refused<Batch>,
@@ -178,8 +223,8 @@ struct Unstored {
 }
 
 /// Writes `batches` (refused before when `again`), takes in the outcome
-/// and tells the user what that changed; true when a task must start to
-/// write refused lines again ([`write_refused`]).
+/// and tells the user what that changed; true when this write must go on
+/// to write refused lines again ([`write_refused`]).
 async fn write_lines(
     store: &Store,
     batches: Vec<Batch>,
@@ -255,7 +300,12 @@ async fn write_refused(
 }
 
 impl Log {
-    fn new(store: Option<Store>, peer: String, events: mpsc::WeakSender<Event>) -> Log {
+    fn new(
+        store: Option<Store>,
+        peer: String,
+        events: mpsc::WeakSender<Event>,
+        tasks: Arc<Mutex<Tasks>>,
+    ) -> Log {
         Log {
             store,
             author: peer.clone(),
@@ -264,8 +314,9 @@ impl Log {
             session: super::random_session(),
             next_line: 0,
             lines: Vec::new(),
-            in_flight: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT)),
+            in_flight: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT as usize)),
             unstored: Arc::default(),
+            tasks,
             events,
         }
     }
@@ -282,6 +333,7 @@ impl Log {
             lines: Vec::new(),
             in_flight: Arc::clone(&self.in_flight),
             unstored: Arc::clone(&self.unstored),
+            tasks: Arc::clone(&self.tasks),
             events: self.events.clone(),
         };
         (
@@ -347,12 +399,26 @@ impl Log {
             },
         };
         let (unstored, events) = (Arc::clone(&self.unstored), self.events.clone());
-        tokio::spawn(async move {
-            if write_lines(&store, vec![batch], false, &unstored, &events).await {
-                tokio::spawn(write_refused(store, unstored, events));
-            }
+        let write = async move {
+            let again = write_lines(&store, vec![batch], false, &unstored, &events).await;
+            // The write is done; writing refused lines again is not one
+            // in flight.
             drop(slot);
-        });
+            if again {
+                write_refused(store, unstored, events).await;
+            }
+        };
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spawn(write);
+    }
+
+    /// Waits for the writes in flight of both sides of this chat (not for
+    /// refused lines written again, which may wait on a full disk).
+    async fn settle(&self) {
+        // Every permit free again: no write holds one.
+        let _ = self.in_flight.acquire_many(MAX_WRITES_IN_FLIGHT).await;
     }
 }
 
@@ -436,9 +502,13 @@ fn send_error(error: classic::Error) -> SendError {
     }
 }
 
-/// Turns away every peer that connects while a chat runs. Never returns
-/// while the front end is open.
-async fn turn_away_others(listener: &classic::Listener, events: &mpsc::Sender<Event>) {
+/// Turns away every peer that connects while a chat runs, each in a task
+/// of `tasks`. Never returns while the front end is open.
+async fn turn_away_others(
+    listener: &classic::Listener,
+    events: &mpsc::Sender<Event>,
+    tasks: &mut Tasks,
+) {
     let slots = Arc::new(Semaphore::new(MAX_TURNING_AWAY));
     loop {
         let session = match listener.accept().await {
@@ -450,7 +520,7 @@ async fn turn_away_others(listener: &classic::Listener, events: &mpsc::Sender<Ev
         };
         let from = session.peer_addr();
         if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 session.turn_away().await;
                 drop(slot);
             });
