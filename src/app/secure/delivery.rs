@@ -132,8 +132,8 @@ impl RoomChat {
                 let (store, session) = (self.secure.store.clone(), self.session);
                 // Not waited for: the chat goes on meanwhile. Queued after
                 // the writes of those lines, so it follows them.
-                while self.tasks.try_join_next().is_some() {}
-                self.tasks.spawn(async move {
+                while self.marking.try_join_next().is_some() {}
+                self.marking.spawn(async move {
                     let _ = store
                         .mark_delivered(&conversation, &me, session, through)
                         .await;

@@ -103,6 +103,9 @@ struct RoomChat {
     /// The tasks that answer other members (fetches, direct messages),
     /// ended with the chat.
     tasks: JoinSet<()>,
+    /// Delivery marks on their way to the store: waited for at the end,
+    /// not dropped, or the next run would send those lines again.
+    marking: JoinSet<()>,
     /// `/quit` was typed: end once the lines typed before it are out.
     quitting: bool,
     /// Reconnecting to the peer we connected to, and where it says so.
@@ -139,6 +142,7 @@ impl RoomChat {
             storing: None,
             fetches: JoinSet::new(),
             tasks: JoinSet::new(),
+            marking: JoinSet::new(),
             quitting: false,
             told_held: false,
             reconnect: None,
@@ -223,6 +227,7 @@ pub(super) async fn run(
     }
     room.run(chat, net_events, direct).await;
     room.settle(chat.events).await;
+    room.client.shutdown().await;
     match room.gave_up {
         Some(lines) => Err(Error::Undelivered {
             lines,

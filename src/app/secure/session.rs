@@ -166,6 +166,7 @@ impl RoomChat {
         }
         self.fetches.shutdown().await;
         self.tasks.shutdown().await;
+        while self.marking.join_next().await.is_some() {}
         self.show_stored(events).await;
         let _ = self.secure.store.flush().await;
     }
