@@ -39,8 +39,11 @@
 //!   message stream protocol in [`net::frame`], fetching missed lines in
 //!   [`net::fetch`]); one task owns the swarm, the rest holds a
 //!   [`net::Client`].
-//! - [`chat::room`]: rooms, members, display names, per-author ordering
-//!   and gap detection, recent lines, as pure logic.
+//! - [`chat::room`]: rooms, members and display names, as pure logic.
+//! - [`chat::delivery`]: delivery in rooms as a state machine that does no
+//!   I/O (ordering, gaps and fetches, the outbox, what is stored and
+//!   acknowledged, hellos and sync): inputs in, actions out, tested by a
+//!   deterministic simulator in `tests/delivery.rs`.
 //! - [`identity`]: our key on disk, fingerprints of peer IDs.
 //! - [`store`]: what is remembered between runs: known and trusted peers,
 //!   and the message history in SQLite ([`store::History`], one row per

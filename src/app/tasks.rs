@@ -3,8 +3,9 @@
 //! A task spawned with a bare `tokio::spawn` belongs to nobody: it runs on
 //! after the session that started it, holding what it captured (a store
 //! handle, a network client that keeps the engine alive, a permit), until
-//! the runtime itself goes. Every task the app starts is started through a
-//! [`Tasks`] instead, owned by whatever it works for (a session, a chat,
+//! the runtime itself goes. The plain chat starts its tasks through a
+//! [`Tasks`] instead (the secure chat keeps its own `JoinSet`s, whose
+//! results it reads), owned by whatever it works for (a session, a chat,
 //! an acceptor of streams): dropping the owner aborts what still runs, and
 //! [`Tasks::shutdown`] ends them and waits until they have.
 //!

@@ -18,18 +18,6 @@ pub const DEFAULT_ROOM: &str = "lobby";
 /// Longest room or nick name, in bytes.
 pub const MAX_NAME: usize = 32;
 
-/// Batches held while waiting for a gap before them to be filled, per
-/// author.
-pub const MAX_HELD_BATCHES: usize = 256;
-
-/// Runs of lines given up on (see [`Ordering::holes`]) remembered per
-/// author session, at most; beyond it the earliest are forgotten.
-pub const MAX_HOLES: usize = 64;
-
-/// Sessions of authors that left whose place is kept, at most (the oldest
-/// departure is forgotten first).
-pub const MAX_DEPARTED: usize = 4096;
-
 /// Why a room or nick name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
