@@ -31,7 +31,7 @@ pub struct RoomResume {
     pub joined: u64,
     /// For each stream, in the same order: the lines below its end that
     /// are not held ([`History::missing`], from line 0, at most
-    /// [`RESUME_HOLES`] ranges).
+    /// `RESUME_HOLES` ranges).
     pub missing: Vec<Vec<(u64, u64)>>,
 }
 
