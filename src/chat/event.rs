@@ -204,6 +204,67 @@ pub enum Status {
         /// The wait.
         seconds: u64,
     },
+    /// `/nick` took.
+    NickSet {
+        /// The new nick.
+        nick: String,
+    },
+    /// `/join` took.
+    NowIn {
+        /// The room.
+        room: String,
+        /// Other members there now.
+        members: usize,
+        /// Whether it is a public room.
+        public: bool,
+    },
+    /// `/leave` took.
+    LeftRoom {
+        /// The room left.
+        room: String,
+        /// The room we are in now, if any.
+        now: Option<String>,
+    },
+    /// `/leave` named a room we are not in.
+    NotInRoom {
+        /// The room named.
+        room: String,
+    },
+    /// `/rooms`: each room (current first-marked) with its other members.
+    Rooms(Vec<RoomLine>),
+    /// `/peers`: the connected peers.
+    Peers(Vec<PeerLine>),
+    /// `/msg` reached its peer.
+    SentDirect {
+        /// How the peer is shown.
+        who: String,
+        /// Why it was not kept in the history, if it was not.
+        not_kept: Option<String>,
+    },
+}
+
+/// A room as `/rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLine {
+    /// Its name.
+    pub name: String,
+    /// Other members there.
+    pub members: usize,
+    /// Whether it is the current room.
+    pub current: bool,
+}
+
+/// A connected peer as `/peers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerLine {
+    /// How it is shown.
+    pub who: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Its address, when known.
+    pub addr: Option<String>,
+    /// The round-trip time, when measured.
+    pub rtt: Option<std::time::Duration>,
 }
 
 impl fmt::Display for Status {
@@ -223,6 +284,59 @@ impl fmt::Display for Status {
                 "Reconnecting to {} in {seconds} s (messages you type meanwhile are kept)...",
                 Inert(to)
             ),
+            Status::NickSet { nick } => write!(f, "You are now known as {}", Inert(nick)),
+            Status::NowIn {
+                room,
+                members,
+                public,
+            } => {
+                let kind = if *public {
+                    "a public room: peers on the LAN can find and join it"
+                } else {
+                    "a private room: only peers that dial a member join it"
+                };
+                write!(f, "Now in #{} ({members} other member(s); {kind})", Inert(room))
+            }
+            Status::LeftRoom { room, now } => match now {
+                Some(now) => write!(f, "Left #{}; now in #{}", Inert(room), Inert(now)),
+                None => write!(f, "Left #{}; you are in no room (/join one)", Inert(room)),
+            },
+            Status::NotInRoom { room } => write!(f, "you are not in #{}", Inert(room)),
+            Status::Rooms(rooms) => {
+                write!(f, "Rooms:")?;
+                for room in rooms {
+                    let mark = if room.current { "*" } else { " " };
+                    write!(
+                        f,
+                        "\n {mark} #{} ({} other member(s))",
+                        Inert(&room.name),
+                        room.members
+                    )?;
+                }
+                Ok(())
+            }
+            Status::Peers(peers) => {
+                write!(f, "Peers connected: {}", peers.len())?;
+                for peer in peers {
+                    let addr = peer.addr.as_deref().unwrap_or("?");
+                    write!(
+                        f,
+                        "\n  {}  {}  {}  ",
+                        Inert(&peer.who),
+                        peer.fingerprint,
+                        Inert(addr)
+                    )?;
+                    match peer.rtt {
+                        Some(rtt) => write!(f, "{:.1} ms", rtt.as_secs_f64() * 1e3)?,
+                        None => write!(f, "?")?,
+                    }
+                }
+                Ok(())
+            }
+            Status::SentDirect { who, not_kept } => match not_kept {
+                None => write!(f, "Sent to {} only", Inert(who)),
+                Some(cause) => write!(f, "Sent to {} only (not kept: {})", Inert(who), Inert(cause)),
+            },
         }
     }
 }

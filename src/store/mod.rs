@@ -19,7 +19,7 @@ mod worker;
 pub use history::{
     message_id, parse_rfc3339, rfc3339, Batch, Checkpointer, Filter, History, RoomResume, Run,
     Status, StoredMessage, Stream, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_TICK,
-    HISTORY_FILE, IN_MEMORY_BYTES, MAX_BATCH_LINES, MAX_LINE, SCHEMA_VERSION,
+    HISTORY_FILE, IN_MEMORY_BYTES, MAX_BATCH_LINES, MAX_LINE, RESUME_HOLES, SCHEMA_VERSION,
 };
 pub use known_peers::{
     Check, KnownPeers, KNOWN_PEERS_FILE, MAX_FILE_LEN, MAX_LABELS, MAX_LABEL_LEN, MAX_PEERS,

@@ -7,6 +7,7 @@ use super::direct::DIRECT_TIMEOUT;
 use super::{fingerprint_of, name_label, own_identity, short, RoomChat};
 use crate::chat::command::{self, Input as Typed};
 use crate::chat::delivery::Input;
+use crate::chat::event::{PeerLine, RoomLine, Status};
 use crate::chat::room::{check_nick, check_room_key, is_public, public_room, room_name, Roster};
 use crate::chat::safety::safety_number;
 use crate::chat::{Event, NearbyLine, Notice};
@@ -38,7 +39,9 @@ impl RoomChat {
                 for room in rooms {
                     self.feed(events, Input::Hello { room }).await;
                 }
-                info(format!("You are now known as {nick}"))
+                Some(Event::Status(Status::NickSet {
+                    nick: nick.to_owned(),
+                }))
             }
             Typed::Join { room, public } => {
                 if let Err(e) = check_room_key(room) {
@@ -54,14 +57,12 @@ impl RoomChat {
                 }
                 self.feed(events, Input::Hello { room: room.clone() }).await;
                 let members = self.rooms.get(&room).map_or(0, Roster::len);
-                let kind = if is_public(&room) {
-                    "a public room: peers on the LAN can find and join it"
-                } else {
-                    "a private room: only peers that dial a member join it"
-                };
-                info(format!(
-                    "Now in #{room} ({members} other member(s); {kind})"
-                ))
+                let public = is_public(&room);
+                Some(Event::Status(Status::NowIn {
+                    room,
+                    members,
+                    public,
+                }))
             }
             Typed::Nearby => {
                 let peers = self
@@ -91,10 +92,7 @@ impl RoomChat {
                     return info("you are in no room".into());
                 };
                 if self.rooms.remove(&room).is_none() {
-                    return info(format!(
-                        "you are not in #{}",
-                        crate::chat::sanitize::inert(&room)
-                    ));
+                    return Some(Event::Status(Status::NotInRoom { room }));
                 }
                 // Says goodbye before leaving the topic.
                 self.feed(events, Input::Left { room: room.clone() }).await;
@@ -102,25 +100,20 @@ impl RoomChat {
                 if self.current.as_deref() == Some(room.as_str()) {
                     self.current = self.rooms.keys().next().cloned();
                 }
-                match &self.current {
-                    Some(now) => info(format!("Left #{room}; now in #{now}")),
-                    None => info(format!("Left #{room}; you are in no room (/join one)")),
-                }
+                let now = self.current.clone();
+                Some(Event::Status(Status::LeftRoom { room, now }))
             }
             Typed::Rooms => {
-                let mut text = String::from("Rooms:");
-                for (name, roster) in &self.rooms {
-                    let mark = if self.current.as_deref() == Some(name) {
-                        "*"
-                    } else {
-                        " "
-                    };
-                    text.push_str(&format!(
-                        "\n {mark} #{name} ({} other member(s))",
-                        roster.len()
-                    ));
-                }
-                info(text)
+                let rooms = self
+                    .rooms
+                    .iter()
+                    .map(|(name, roster)| RoomLine {
+                        name: name.clone(),
+                        members: roster.len(),
+                        current: self.current.as_deref() == Some(name),
+                    })
+                    .collect();
+                Some(Event::Status(Status::Rooms(rooms)))
             }
             Typed::History(count) => {
                 let Some(room) = self.current.clone() else {
@@ -130,27 +123,23 @@ impl RoomChat {
                 Some(self.history_event(&room, limit).await)
             }
             Typed::Peers => {
-                let peers = self.client.peers().await;
-                let mut text = format!("Peers connected: {}", peers.len());
-                for p in peers {
-                    let addr = p
-                        .addr
-                        .as_ref()
-                        .and_then(net::socket_addr)
-                        .map_or_else(|| "?".into(), |a| a.to_string());
-                    let rtt = p.rtt.map_or_else(
-                        || "?".into(),
-                        |d| format!("{:.1} ms", d.as_secs_f64() * 1e3),
-                    );
-                    text.push_str(&format!(
-                        "\n  {}  {}  {}  {}",
-                        self.display_anywhere(&p.peer),
-                        fingerprint_of(&p.peer),
-                        addr,
-                        rtt
-                    ));
-                }
-                info(text)
+                let peers = self
+                    .client
+                    .peers()
+                    .await
+                    .into_iter()
+                    .map(|p| PeerLine {
+                        who: self.display_anywhere(&p.peer),
+                        fingerprint: fingerprint_of(&p.peer),
+                        addr: p
+                            .addr
+                            .as_ref()
+                            .and_then(net::socket_addr)
+                            .map(|a| a.to_string()),
+                        rtt: p.rtt,
+                    })
+                    .collect();
+                Some(Event::Status(Status::Peers(peers)))
             }
             Typed::Msg { to, text } => {
                 let peer = match self.resolve(to) {
@@ -171,10 +160,11 @@ impl RoomChat {
                     Ok(Ok(())) => {
                         let me = self.client.local_peer_id();
                         let who = self.display_anywhere(&peer);
-                        match self.store_direct(peer, me, kept, true).await {
-                            None => info(format!("Sent to {who} only")),
-                            Some(e) => info(format!("Sent to {who} only (not kept: {e})")),
-                        }
+                        let not_kept = self
+                            .store_direct(peer, me, kept, true)
+                            .await
+                            .map(|e| e.to_string());
+                        Some(Event::Status(Status::SentDirect { who, not_kept }))
                     }
                     Ok(Err(e)) => Some(Event::Notice(Notice::NotSent(e.to_string()))),
                     Err(_) => Some(Event::Notice(Notice::NotSent("timed out".into()))),

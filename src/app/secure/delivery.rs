@@ -21,6 +21,9 @@ use crate::store::{self, Batch, Written};
 /// write goes to the store thread.
 const INLINE_WRITE: usize = 16 * 1024;
 
+/// Fetches of missing lines on their way at once, at most.
+const MAX_FETCHES: usize = 256;
+
 /// Lines as the store keeps them: ours queued in the outbox until a
 /// member holds them, others' received.
 fn batch_of(lines: Lines, outgoing: bool) -> Batch {
@@ -112,6 +115,10 @@ impl RoomChat {
         match action {
             Action::Publish { room, said } => self.publish(events, room, said).await,
             Action::Fetch(ask) => {
+                if self.fetches.len() >= MAX_FETCHES {
+                    // The core asks again while it still waits.
+                    return true;
+                }
                 let mut client = self.client.clone();
                 self.fetches.spawn(async move {
                     let reply = client.fetch_missing(&ask).await;
@@ -382,6 +389,9 @@ impl RoomChat {
         reply: Option<Fetched>,
     ) -> bool {
         let reply = reply.map(|mut reply| {
+            // Only what was asked for: a member may answer for any stream,
+            // and what is kept for others must be the author's lines.
+            reply.keep(ask.from, ask.to.saturating_add(1));
             if reply.sent_ms.len() != reply.texts.len() {
                 // An answer without the times of its lines: they are
                 // unknown, and taken as now.
@@ -428,6 +438,7 @@ impl RoomChat {
                 author: stream.author,
                 session: stream.session,
                 next: stream.next_line,
+                truncated: missing.len() >= store::RESUME_HOLES,
                 missing,
             })
             .collect();
@@ -576,7 +587,8 @@ fn time_runs(reply: &Fetched) -> Vec<(u64, &[String], u64)> {
     for i in 1..=reply.texts.len() {
         if i == reply.texts.len() || reply.sent_ms.get(i) != reply.sent_ms.get(start) {
             let sent_ms = reply.sent_ms.get(start).copied().unwrap_or(0);
-            runs.push((reply.first + start as u64, &reply.texts[start..i], sent_ms));
+            let first = reply.first.saturating_add(start as u64);
+            runs.push((first, &reply.texts[start..i], sent_ms));
             start = i;
         }
     }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::{
     Accepted, Action, Delivery, FetchAsk, Fetched, Gap, Held, Lines, Now, Report, Said, StreamId,
-    Then, ACK_DELAY, ACK_DELAY_PER_MEMBER, FETCH_RETRY, GAP_WAIT, MAX_REPAIR_FETCHES,
-    MAX_STORED_AHEAD, STORE_RETRY, SYNC_BACKLOG,
+    Then, ACK_DELAY, ACK_DELAY_PER_MEMBER, FETCH_RETRY, GAP_WAIT, MAX_GAPS, MAX_LINE_NUMBER,
+    MAX_REPAIR_FETCHES, MAX_STORED_AHEAD, STORE_RETRY, SYNC_BACKLOG,
 };
 use crate::chat::room::check_nick;
 
@@ -19,7 +19,7 @@ impl Delivery {
         via: String,
         said: Said,
     ) {
-        if !self.rooms.contains_key(&room) {
+        if !self.rooms.contains_key(&room) || !sane(&said) {
             return;
         }
         match said {
@@ -107,7 +107,6 @@ impl Delivery {
     fn start_stream(&mut self, stream: &StreamId, next: u64) -> u64 {
         let start = next.saturating_sub(SYNC_BACKLOG).max(1);
         self.order.start_at(stream, start);
-        self.backlog.insert(stream.clone());
         start
     }
 
@@ -136,6 +135,10 @@ impl Delivery {
             gap.to = gap.to.max(to);
             return;
         }
+        if self.gaps.len() >= MAX_GAPS {
+            // Asked again at the next summary that names it.
+            return;
+        }
         self.act(Action::Fetch(FetchAsk {
             stream: stream.clone(),
             from,
@@ -159,6 +162,10 @@ impl Delivery {
         let Some(mut reply) = reply else {
             return;
         };
+        let end = reply.first.saturating_add(reply.texts.len() as u64);
+        if end > MAX_LINE_NUMBER || ask.to > MAX_LINE_NUMBER {
+            return;
+        }
         // Only what was asked for: a member may answer for any stream.
         reply.keep(ask.from, ask.to.saturating_add(1));
         if reply.texts.is_empty() || !self.rooms.contains_key(&ask.stream.room) {
@@ -234,10 +241,14 @@ impl Delivery {
             .flat_map(|(_, texts)| texts)
             .filter(|text| text.len() <= self.max_line)
             .count() as u64;
-        self.report_in_turn(Report::Recovered {
-            stream: stream.clone(),
-            count,
-        });
+        // Fetched lines said before we came are history, not news: no
+        // report that they came late.
+        if live || !self.before_we_came(&stream.room, ts_ms) {
+            self.report_in_turn(Report::Recovered {
+                stream: stream.clone(),
+                count,
+            });
+        }
         for (first, texts) in runs {
             self.keep(stream.clone(), first, texts, nick.clone(), ts_ms, live);
         }
@@ -293,6 +304,14 @@ impl Delivery {
         }
     }
 
+    /// Whether lines written at `ts_ms` were said before we first came to
+    /// `room`: fetched, they are history to us.
+    fn before_we_came(&self, room: &str, ts_ms: u64) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|room| ts_ms < room.joined_ms)
+    }
+
     /// A report that belongs between lines: after those gathered before
     /// it are shown.
     fn report_in_turn(&mut self, report: Report) {
@@ -322,12 +341,7 @@ impl Delivery {
         self.stored.entry(stream.clone()).or_insert(start);
         // Lines said before we first came to the room, and fetched since,
         // are history to us.
-        let earlier = !live
-            && self.backlog.contains(&stream)
-            && self
-                .rooms
-                .get(&stream.room)
-                .is_some_and(|room| ts_ms < room.joined_ms);
+        let earlier = !live && self.before_we_came(&stream.room, ts_ms);
         self.gather(
             Lines {
                 stream,
@@ -525,6 +539,17 @@ impl Delivery {
             };
             self.act(Action::Publish { room, said });
         }
+    }
+}
+
+/// Whether the line numbers in `said` are within [`MAX_LINE_NUMBER`].
+fn sane(said: &Said) -> bool {
+    let within = |n: u64| n <= MAX_LINE_NUMBER;
+    match said {
+        Said::Lines { first, texts, .. } => within(first.saturating_add(texts.len() as u64)),
+        Said::Hello { next, have, .. } => within(*next) && have.iter().all(|h| within(h.next)),
+        Said::Have { have, .. } => have.iter().all(|h| within(h.next)),
+        Said::Leave { .. } => true,
     }
 }
 

@@ -91,11 +91,20 @@ pub const MAX_STORED_AHEAD: usize = 1024;
 /// than the network holds back the network, not memory.
 pub const MAX_GATHERED_LINES: usize = 16_384;
 
+/// Gaps waited for at once, at most, in every room: summaries naming
+/// streams nobody is in cannot make more.
+pub const MAX_GAPS: usize = 1024;
+
 /// Holes of one stream asked for at once, at most, when repairing.
 pub const MAX_REPAIR_FETCHES: usize = 4;
 
 /// Authors' sessions one hello or have lists as held, at most.
 pub const MAX_HOLDINGS: usize = 64;
+
+/// Line numbers beyond this are taken for a hostile peer's: what names
+/// them is dropped, so no arithmetic on them can overflow. Numbering from
+/// 1, a member would need thousands of years of lines to reach it.
+pub const MAX_LINE_NUMBER: u64 = 1 << 48;
 
 /// A point in time: how long after some start the app chose, on a clock
 /// that never goes back. Only differences between them mean anything.
@@ -152,7 +161,7 @@ pub struct Lines {
 impl Lines {
     /// The number after the last line.
     pub fn end(&self) -> u64 {
-        self.first + self.texts.len() as u64
+        self.first.saturating_add(self.texts.len() as u64)
     }
 }
 
@@ -301,6 +310,9 @@ pub struct StoredStream {
     /// from line 0: the store cannot tell lines never held from lines
     /// whose write was lost.
     pub missing: Vec<(u64, u64)>,
+    /// Whether `missing` is only the first of them: what follows the last
+    /// one listed may have holes too, and is not taken as held.
+    pub truncated: bool,
 }
 
 /// Something to tell the user about delivery.
@@ -551,12 +563,12 @@ pub struct Delivery {
     stored_ahead: BTreeMap<StreamId, BTreeMap<u64, u64>>,
     /// Per stream we hold: the most another member said it holds.
     heard: BTreeMap<StreamId, u64>,
-    /// Streams first met through a member's summary rather than live:
-    /// what of them was written before we first joined is history to us.
-    backlog: BTreeSet<StreamId>,
     /// The nick each member last gave.
     nicks: BTreeMap<String, Option<String>>,
     have_due: Option<Time>,
+    /// Where the next list of what we hold starts, when there is more
+    /// than one message lists (see [`Delivery::holdings`]).
+    holdings_from: usize,
     hello_seq: u64,
     next_hello: Option<Time>,
     /// Our batches handed to the outbox and not yet back.
@@ -588,9 +600,9 @@ impl Delivery {
             stored: BTreeMap::new(),
             stored_ahead: BTreeMap::new(),
             heard: BTreeMap::new(),
-            backlog: BTreeSet::new(),
             nicks: BTreeMap::new(),
             have_due: None,
+            holdings_from: 0,
             hello_seq: 0,
             next_hello: None,
             writing: 0,
@@ -764,7 +776,11 @@ impl Delivery {
                 if i == 0 {
                     held = from;
                 }
-                let stop = stream.missing.get(i + 1).map_or(stream.next, |m| m.0);
+                let stop = match stream.missing.get(i + 1) {
+                    Some(next_hole) => next_hole.0,
+                    None if stream.truncated => break,
+                    None => stream.next,
+                };
                 if end < stop && ahead.len() < MAX_STORED_AHEAD {
                     ahead.insert(end, stop);
                 }
@@ -789,7 +805,11 @@ impl Delivery {
         // Kept in the store, queued, for when the room is joined again.
         let kept: usize = room.pending.iter().map(|l| l.texts.len()).sum();
         self.pending_lines = self.pending_lines.saturating_sub(kept);
+        // What is held is in the store, and read again on a new join.
         self.gaps.retain(|stream, _| stream.room != name);
+        self.stored.retain(|stream, _| stream.room != name);
+        self.stored_ahead.retain(|stream, _| stream.room != name);
+        self.heard.retain(|stream, _| stream.room != name);
         self.hello_seq += 1;
         let said = Said::Leave {
             session: self.session,
@@ -833,6 +853,9 @@ impl Delivery {
         self.order.depart(name, peer);
         self.gaps
             .retain(|stream, _| stream.room != name || stream.author != peer);
+        if !self.rooms.values().any(|room| room.members.contains(peer)) {
+            self.nicks.remove(peer);
+        }
     }
 
     /// Schedules a hello for a newcomer: now if we have been quiet for
@@ -905,17 +928,39 @@ impl Delivery {
     }
 
     /// What we hold of a room's authors, for a hello or an
-    /// acknowledgement.
-    fn holdings(&self, room: &str) -> Vec<Held> {
-        self.stored
-            .iter()
-            .filter(|(stream, _)| stream.room == room)
-            .map(|(stream, next)| Held {
+    /// acknowledgement: at most [`MAX_HOLDINGS`], those no other member
+    /// said it holds as much of first. When there are more, each list
+    /// starts where the last one ended, so every stream is told in turn.
+    fn holdings(&mut self, room: &str) -> Vec<Held> {
+        let (mut news, mut rest): (Vec<Held>, Vec<Held>) = (Vec::new(), Vec::new());
+        for (stream, next) in self.stored.iter().filter(|(s, _)| s.room == room) {
+            let held = Held {
                 author: stream.author.clone(),
                 session: stream.session,
                 next: *next,
-            })
-            .take(MAX_HOLDINGS)
-            .collect()
+            };
+            if self.heard.get(stream).is_none_or(|heard| heard < next) {
+                news.push(held);
+            } else {
+                rest.push(held);
+            }
+        }
+        if news.len() + rest.len() <= MAX_HOLDINGS {
+            news.append(&mut rest);
+            return news;
+        }
+        let from = self.holdings_from;
+        self.holdings_from = self.holdings_from.wrapping_add(MAX_HOLDINGS);
+        let turn = |list: &mut Vec<Held>| {
+            if !list.is_empty() {
+                let by = from % list.len();
+                list.rotate_left(by);
+            }
+        };
+        turn(&mut news);
+        turn(&mut rest);
+        news.append(&mut rest);
+        news.truncate(MAX_HOLDINGS);
+        news
     }
 }

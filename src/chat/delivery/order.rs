@@ -5,7 +5,7 @@
 //! author's history (kept with its store), so sequence numbers carry on
 //! across runs without being mistaken for replays.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::{StreamId, Time};
@@ -44,7 +44,7 @@ pub enum Accepted {
 /// order its author sent it, holding batches that arrive after a gap.
 #[derive(Debug, Default)]
 pub struct Ordering {
-    authors: HashMap<StreamId, Author>,
+    authors: BTreeMap<StreamId, Author>,
     /// Sessions of authors that left, oldest departure first (an entry
     /// may be stale: the author came back, or left twice).
     departed: VecDeque<StreamId>,

@@ -395,6 +395,7 @@ fn a_member_restarted_mid_burst_fetches_the_holes_its_store_has() {
             session: 1,
             next: 10,
             missing: vec![(0, 1), (4, 6)],
+            truncated: false,
         }],
         ..Resume::default()
     };
