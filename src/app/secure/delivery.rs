@@ -9,7 +9,8 @@ use super::session::stored;
 use super::{conversation, fingerprint_of, short, RoomChat};
 use crate::app::{failure, history_line, history_when, now_ms, unstalled, SendError};
 use crate::chat::delivery::{
-    Action, FetchAsk, Fetched, Input, Lines, Now, Report, Resume, Said, StoredStream, StreamId,
+    time_runs, Action, FetchAsk, Fetched, Input, Lines, Now, Report, Resume, Said, StoredStream,
+    StreamId,
 };
 use crate::chat::event::Status;
 use crate::chat::room::Roster;
@@ -398,7 +399,7 @@ impl RoomChat {
                 reply.sent_ms = vec![now_ms(); reply.texts.len()];
             }
             if let Ok(mut recent) = self.recent.lock() {
-                for (first, texts, sent_ms) in time_runs(&reply) {
+                for (first, texts, sent_ms) in stamped_runs(&reply) {
                     recent.record(&ask.stream, first, texts, sent_ms);
                 }
             }
@@ -581,18 +582,20 @@ fn recorded(written: Written) -> Vec<Input> {
 
 /// The lines of an answer in runs written at one time each: the first
 /// line's number, the lines, and when they were written.
-fn time_runs(reply: &Fetched) -> Vec<(u64, &[String], u64)> {
-    let mut runs = Vec::new();
+fn stamped_runs(reply: &Fetched) -> Vec<(u64, &[String], u64)> {
+    let time_of = |line: u64| {
+        let i = line.saturating_sub(reply.first) as usize;
+        reply.sent_ms.get(i).copied().unwrap_or(0)
+    };
     let mut start = 0;
-    for i in 1..=reply.texts.len() {
-        if i == reply.texts.len() || reply.sent_ms.get(i) != reply.sent_ms.get(start) {
-            let sent_ms = reply.sent_ms.get(start).copied().unwrap_or(0);
-            let first = reply.first.saturating_add(start as u64);
-            runs.push((first, &reply.texts[start..i], sent_ms));
-            start = i;
-        }
-    }
-    runs
+    time_runs(reply.first, reply.texts.len(), time_of)
+        .into_iter()
+        .map(|(first, count, ts)| {
+            let run = (first, &reply.texts[start..start + count], ts);
+            start += count;
+            run
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -607,11 +610,11 @@ mod tests {
             sent_ms: vec![10, 10, 20, 10],
             nick: None,
         };
-        let runs: Vec<(u64, usize, u64)> = time_runs(&reply)
+        let runs: Vec<(u64, usize, u64)> = stamped_runs(&reply)
             .into_iter()
             .map(|(first, texts, ms)| (first, texts.len(), ms))
             .collect();
         assert_eq!(runs, [(5, 2, 10), (7, 1, 20), (8, 1, 10)]);
-        assert!(time_runs(&Fetched::default()).is_empty());
+        assert!(stamped_runs(&Fetched::default()).is_empty());
     }
 }

@@ -59,10 +59,9 @@ pub(super) const DRAIN_GIVE_UP: Duration = Duration::from_secs(30);
 /// The wait, after our input ended, for our lines to be acknowledged.
 #[derive(Debug, Default)]
 struct Drain {
-    /// When input ended; `None` before.
-    started: Option<Instant>,
-    /// The last time fewer lines were waiting than before.
-    progress_at: Option<Instant>,
+    /// When input ended, and the last time fewer lines were waiting than
+    /// before; `None` before input ended.
+    since: Option<(Instant, Instant)>,
     /// Lines waiting at that time.
     waiting: u64,
 }
@@ -78,25 +77,25 @@ enum DrainStep {
 impl Drain {
     fn started(now: Instant, waiting: u64) -> Self {
         Drain {
-            started: Some(now),
-            progress_at: Some(now),
+            since: Some((now, now)),
             waiting,
         }
     }
 
     /// Whether input ended a while ago ([`LINGER`]).
     fn waited_for_a_member(&self) -> bool {
-        self.started.is_some_and(|at| at.elapsed() >= LINGER)
+        self.since
+            .is_some_and(|(started, _)| started.elapsed() >= LINGER)
     }
 
     /// Looks at how many lines wait at `now`.
     fn check_at(&mut self, now: Instant, waiting: u64) -> DrainStep {
-        let (Some(started), Some(progress_at)) = (self.started, self.progress_at) else {
+        let Some((started, progress_at)) = self.since else {
             return DrainStep::Wait;
         };
         if waiting < self.waiting {
             self.waiting = waiting;
-            self.progress_at = Some(now);
+            self.since = Some((started, now));
         } else if now.duration_since(progress_at) >= DRAIN_GIVE_UP && waiting > 0 {
             return DrainStep::GiveUp;
         }

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Accepted, Action, Delivery, FetchAsk, Fetched, Gap, Held, Lines, Now, Report, Said, StreamId,
-    Then, ACK_DELAY, ACK_DELAY_PER_MEMBER, FETCH_RETRY, GAP_WAIT, MAX_GAPS, MAX_LINE_NUMBER,
-    MAX_REPAIR_FETCHES, MAX_STORED_AHEAD, STORE_RETRY, SYNC_BACKLOG,
+    time_runs, Accepted, Action, Delivery, FetchAsk, Fetched, Gap, Held, Lines, Now, Report, Said,
+    StreamId, Then, ACK_DELAY, ACK_DELAY_PER_MEMBER, FETCH_RETRY, GAP_WAIT, MAX_GAPS,
+    MAX_LINE_NUMBER, MAX_REPAIR_FETCHES, MAX_STORED_AHEAD, STORE_RETRY, SYNC_BACKLOG,
 };
 use crate::chat::room::check_nick;
 
@@ -206,17 +206,10 @@ impl Delivery {
                 .and_then(|i| stamps.get(i as usize).copied())
                 .unwrap_or(now.wall_ms)
         };
-        let mut texts = texts;
-        let mut first = first;
-        while !texts.is_empty() {
-            let ts = time_of(first);
-            let run = (1..texts.len())
-                .find(|i| time_of(first + *i as u64) != ts)
-                .unwrap_or(texts.len());
-            let rest = texts.split_off(run);
-            let batch = std::mem::replace(&mut texts, rest);
+        let mut texts = texts.into_iter();
+        for (first, count, ts) in time_runs(first, texts.len(), time_of) {
+            let batch = texts.by_ref().take(count).collect();
             self.keep(stream.clone(), first, batch, nick.clone(), ts, false);
-            first += run as u64;
         }
     }
 

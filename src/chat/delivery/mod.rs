@@ -273,6 +273,22 @@ impl Fetched {
     }
 }
 
+/// Consecutive lines, `count` of them from `first`, cut into runs
+/// written at one time each by `time_of(line)`: (first line, how many,
+/// when).
+pub fn time_runs(first: u64, count: usize, time_of: impl Fn(u64) -> u64) -> Vec<(u64, usize, u64)> {
+    let mut runs: Vec<(u64, usize, u64)> = Vec::new();
+    for i in 0..count {
+        let line = first.saturating_add(i as u64);
+        let ts = time_of(line);
+        match runs.last_mut() {
+            Some((_, n, last)) if *last == ts => *n += 1,
+            _ => runs.push((line, 1, ts)),
+        }
+    }
+    runs
+}
+
 /// Why the store did not write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
