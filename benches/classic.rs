@@ -38,8 +38,8 @@
 //!    quiet again, so the throughput with the history and without it come
 //!    from the same stretch of time and neither slows the other; their
 //!    ratio (history on / off) is printed for both message sizes and both
-//!    ways, since the issue that brought the history asks the secure mode
-//!    to keep at least 80% of its `--no-history` throughput. Beside it,
+//!    ways, since the secure mode is held to keeping at least 80% of its
+//!    `--no-history` throughput. Beside it,
 //!    how long each pair kept working after a run's last line was shown
 //!    (the history's writes and acknowledgements come after the display);
 //! 3. start-up time to the `Listening on:` line of each pair's mode (see
@@ -62,14 +62,14 @@ use support::process::socat_available;
 use support::startup::{self, DataDir, StartUp};
 use support::{env_usize, grouped, machine, mb};
 
-/// The secure mode's bars, from the issue that asked for it.
+/// The secure mode's bars.
 const BAR_MESSAGES_PER_S: f64 = 500_000.0;
 const BAR_P99_MS: f64 = 1.0;
 const BAR_IDLE_RSS_MB: f64 = 12.0;
 const BAR_START_UP_MS: f64 = 100.0;
 
 /// Throughput with the history kept, as a share of the `--no-history`
-/// figure, from the issue that brought the history.
+/// figure, at least.
 const BAR_HISTORY_RATIO: f64 = 0.80;
 
 /// The pairs in the order they are measured and shown.

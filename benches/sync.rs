@@ -49,8 +49,8 @@
 //! its queued lines once B is back, it is the sync of missed messages the
 //! user sees: what is measured is the time until B has shown them all.
 //!
-//! The bar, from the issue that brought the history: "Sync of 10,000
-//! missed messages completes in under 2 s on loopback", judged on the
+//! The bar: "Sync of 10,000 missed messages completes in under 2 s on
+//! loopback", judged on the
 //! median of spawn to the last line, with every run whole (each line shown
 //! once). A miss is reported, not fatal; a run that could not be carried
 //! out fails the benchmark (exit 1) after the other runs.

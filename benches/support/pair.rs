@@ -39,8 +39,8 @@
 //! (storing them, acknowledging them) would otherwise slow the next run,
 //! often another pair's, on a machine with few cores; how long that work
 //! lasts is reported ("quiet after"). The span outlasts the program's
-//! 250 ms timers (a checkpoint of the history is looked for every 250 ms,
-//! sent marks wait 250 ms): a single quiet slice ended the wait while such
+//! 250 ms timers (a checkpoint of the history is looked for every 250 ms):
+//! a single quiet slice ended the wait while such
 //! work was still to come, and it then ran inside the next run. Only the
 //! history's last checkpoint, of under 4 MiB, may come later (up to 2 s
 //! after the one before), a few milliseconds of work. Latency is measured
