@@ -191,15 +191,29 @@ pub struct Fetch {
 }
 
 impl Fetch {
-    /// Reads the request.
-    pub async fn request(&mut self) -> io::Result<FetchRequest> {
-        tokio::time::timeout(FETCH_TIMEOUT, read_message(&mut self.stream, MAX_REQUEST))
-            .await
-            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+    /// Reads the request: lines `from..=to` of a stream. A request whose
+    /// author is not a peer ID is answered with nothing, at once, and
+    /// `None` is returned.
+    pub async fn request(&mut self) -> io::Result<Option<(StreamId, u64, u64)>> {
+        let request: FetchRequest =
+            tokio::time::timeout(FETCH_TIMEOUT, read_message(&mut self.stream, MAX_REQUEST))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        match request.stream() {
+            Some(stream) => Ok(Some((stream, request.from, request.to))),
+            None => {
+                self.send(&FetchReply::default()).await?;
+                Ok(None)
+            }
+        }
     }
 
-    /// Sends the reply and closes the stream.
-    pub async fn reply(mut self, reply: &FetchReply) -> io::Result<()> {
+    /// Sends the lines asked for and closes the stream.
+    pub async fn reply(mut self, lines: Fetched) -> io::Result<()> {
+        self.send(&FetchReply::from(lines)).await
+    }
+
+    async fn send(&mut self, reply: &FetchReply) -> io::Result<()> {
         tokio::time::timeout(FETCH_TIMEOUT, async {
             write_message(&mut self.stream, reply).await?;
             self.stream.shutdown().await

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::{conversation, RoomChat};
 use crate::app::Error;
 use crate::chat::delivery::{Fetched, StreamId};
-use crate::net::fetch::{FetchReply, FetchRequest};
 use crate::store::Store;
 
 /// Lines one fetch is answered with at most from the store.
@@ -32,29 +31,23 @@ impl RoomChat {
                 let recent = Arc::clone(&recent);
                 let store = store.clone();
                 answers.spawn(async move {
-                    let Ok(request) = fetch.request().await else {
-                        return;
-                    };
-                    let Some(stream) = request.stream() else {
-                        let _ = fetch.reply(&FetchReply::default()).await;
+                    let Ok(Some((stream, from, to))) = fetch.request().await else {
                         return;
                     };
                     let kept = recent.lock().ok().and_then(|recent| {
                         let nick = recent.nick(&stream);
-                        recent
-                            .range(&stream, request.from, request.to)
-                            .map(|range| (range, nick))
+                        recent.range(&stream, from, to).map(|range| (range, nick))
                     });
                     let reply = match kept {
-                        Some(((first, texts, sent_ms), nick)) if first == request.from => Fetched {
+                        Some(((first, texts, sent_ms), nick)) if first == from => Fetched {
                             first,
                             texts,
                             sent_ms,
                             nick,
                         },
-                        _ => stored_range(&store, &request, &stream).await,
+                        _ => stored_range(&store, &stream, from, to).await,
                     };
-                    let _ = fetch.reply(&FetchReply::from(reply)).await;
+                    let _ = fetch.reply(reply).await;
                 });
             }
         });
@@ -62,12 +55,12 @@ impl RoomChat {
     }
 }
 
-/// Lines `request.from..=request.to` of a stream from the store, as far
-/// as they run on without a hole.
-async fn stored_range(store: &Store, request: &FetchRequest, stream: &StreamId) -> Fetched {
+/// Lines `from..=to` of a stream from the store, as far as they run on
+/// without a hole.
+async fn stored_range(store: &Store, stream: &StreamId, from: u64, to: u64) -> Fetched {
     let conversation = conversation(&stream.room);
     let (author, session) = (stream.author.clone(), stream.session);
-    let (from, to) = (request.from, request.to.saturating_add(1));
+    let to = to.saturating_add(1);
     let runs = store
         .read_range(&conversation, &author, session, from, to, MAX_FETCH_LINES)
         .await;
