@@ -44,6 +44,21 @@ const SIM_HOLES: usize = 3;
 /// Events processed per run at most: a run that does not settle fails.
 const MAX_EVENTS: usize = 2_000_000;
 
+/// How long a member's gossip layer remembers the ids of the messages it
+/// saw, dropping a message whose id it has seen (gossipsub's duplicate
+/// cache).
+const SEEN_FOR: Duration = Duration::from_secs(60);
+
+/// The id gossip knows a message by: author, kind, session and number.
+fn message_id(from: usize, said: &Said) -> (usize, u8, u64, u64) {
+    match said {
+        Said::Lines { session, first, .. } => (from, 0, *session, *first),
+        Said::Hello { session, seq, .. } => (from, 1, *session, *seq),
+        Said::Leave { session, seq } => (from, 2, *session, *seq),
+        Said::Have { session, seq, .. } => (from, 3, *session, *seq),
+    }
+}
+
 /// SplitMix64: the simulation's only randomness.
 struct Rng(u64);
 
@@ -244,6 +259,12 @@ struct Member {
     held_at_start: BTreeSet<(StreamId, u64)>,
     /// Lines shown in any life.
     ever_shown: BTreeSet<(StreamId, u64)>,
+    /// The highest number its hellos, haves and goodbyes used, in any
+    /// life: a number used again is a message others drop as seen.
+    said_seq: Option<u64>,
+    /// The ids of the messages its gossip layer saw, and when (kept across
+    /// its restarts only as long as the process lives: cleared on a kill).
+    seen: BTreeMap<(usize, u8, u64, u64), Duration>,
     typed: u64,
     wake: Option<Duration>,
 }
@@ -256,6 +277,8 @@ enum Ev {
         from: usize,
         via: usize,
         said: Said,
+        /// A copy that comes again after the gossip layer forgot the id.
+        again: bool,
     },
     Fetched {
         to: usize,
@@ -347,6 +370,8 @@ impl Sim {
                 recovered: BTreeMap::new(),
                 held_at_start: BTreeSet::new(),
                 ever_shown: BTreeSet::new(),
+                seen: BTreeMap::new(),
+                said_seq: None,
                 typed: 0,
                 wake: None,
             })
@@ -479,6 +504,15 @@ impl Sim {
     }
 
     fn publish(&mut self, m: usize, said: Said) {
+        if let Said::Hello { seq, .. } | Said::Have { seq, .. } | Said::Leave { seq, .. } = &said {
+            let last = self.members[m].said_seq.replace(*seq);
+            if last.is_some_and(|last| *seq <= last) {
+                self.fail(format!(
+                    "{} numbered a message {seq} after {last:?}: members that saw the first drop it",
+                    self.members[m].id
+                ));
+            }
+        }
         // Nothing is said to hold what is not stored.
         if let Said::Hello { have, .. } | Said::Have { have, .. } = &said {
             self.check_held(m, have);
@@ -495,7 +529,7 @@ impl Sim {
                 Some(f) if self.rng.chance(f.duplicate) => 2,
                 _ => 1,
             };
-            for _ in 0..copies {
+            for copy in 0..copies {
                 // Passed on by the author, or by another member.
                 let via = if self.rng.chance(30) {
                     self.rng.below(self.members.len() as u64) as usize
@@ -513,6 +547,7 @@ impl Sim {
                         from: m,
                         via,
                         said,
+                        again: copy > 0,
                     },
                 );
             }
@@ -631,6 +666,7 @@ impl Sim {
             member.session,
             MAX_LINE,
             seed,
+            now.wall_ms * 1024,
         ));
         self.feed(
             m,
@@ -756,7 +792,16 @@ impl Sim {
                 from,
                 via,
                 said,
+                again,
             } => {
+                let id = message_id(from, &said);
+                let now = self.now;
+                let seen = &mut self.members[to].seen;
+                seen.retain(|_, at| now.saturating_sub(*at) < SEEN_FOR);
+                let known = seen.insert(id, now).is_some();
+                if known && !again {
+                    return;
+                }
                 if life == life_of(self, to) && self.reachable(from, to) {
                     let input = Input::Received {
                         room: ROOM.into(),
@@ -880,6 +925,7 @@ impl Sim {
                     }
                 }
                 self.members[member].core = None;
+                self.members[member].seen.clear();
                 self.members[member].life += 1;
                 self.stats.kills += 1;
             }

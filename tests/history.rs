@@ -1169,3 +1169,40 @@ fn a_full_disk_in_plain_mode_is_said_once_and_storing_resumes() {
         );
     }
 }
+
+/// A member that comes back (same data directory, so same session) is
+/// heard at once: its first hellos and acknowledgements are numbered above
+/// those of its last run, which the others' gossip layer still remembers
+/// and would drop as seen. Lines typed while it was away read delivered
+/// as soon as it has them, not at its next periodic hello.
+#[test]
+fn a_member_back_after_a_restart_acknowledges_at_once() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut author, mut member, port, _) = secure_pair(a.path(), b.path(), Introductions::Reached);
+    // One at a time: each is acknowledged in a message of its own, so the
+    // member's last run numbered several of them.
+    for i in 0..10 {
+        author.send(&format!("before {i}"));
+        member.expect_line(&format!("Peer: before {i}"));
+        thread::sleep(Duration::from_millis(150));
+    }
+    member.close_input();
+    assert!(member.wait_exit().success());
+    author.expect_line("Peer disconnected");
+    for i in 0..100 {
+        author.send(&format!("away {i}"));
+    }
+    wait_for_history(a.path(), TIMEOUT, |h| outgoing(h).len() == 110);
+
+    let mut member = Peer::secure_connect(port, b.path(), &[]);
+    member.expect_line("Peer: away 99");
+    let shown = Instant::now();
+    // Periodic hellos come every 4 s: an acknowledgement that waited for
+    // one would take that long.
+    wait_for_history(a.path(), Duration::from_millis(2500), |h| {
+        outgoing(h).iter().all(|m| m["status"] == "delivered")
+    });
+    assert!(shown.elapsed() < Duration::from_millis(2500));
+    member.close_input();
+    author.close_input();
+}

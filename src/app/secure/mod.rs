@@ -136,7 +136,13 @@ impl RoomChat {
         let (reconnected_tx, reconnected_rx) = mpsc::channel(1);
         let me = client.local_peer_id().to_string();
         Self {
-            core: Delivery::new(me, session, max_line, super::random_session()),
+            core: Delivery::new(
+                me,
+                session,
+                max_line,
+                super::random_session(),
+                super::now_ms().saturating_mul(1024),
+            ),
             started: Instant::now(),
             recording: FuturesOrdered::new(),
             storing: None,

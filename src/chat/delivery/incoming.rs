@@ -581,7 +581,7 @@ mod tests {
 
     #[test]
     fn gathered_lines_beyond_the_limit_ask_the_app_to_wait() {
-        let mut d = Delivery::new("me", 1, 100, 1);
+        let mut d = Delivery::new("me", 1, 100, 1, 0);
         let now = Now {
             at: std::time::Duration::ZERO,
             wall_ms: 0,

@@ -603,7 +603,20 @@ pub struct Delivery {
 impl Delivery {
     /// The delivery state of `me` (its peer ID in text) in `session`,
     /// showing lines up to `max_line` bytes, with randomness from `seed`.
-    pub fn new(me: impl Into<String>, session: u64, max_line: usize, seed: u64) -> Self {
+    ///
+    /// Our hellos, haves and goodbyes are numbered from `said_from`, which
+    /// must be above any number an earlier run of this session used: a
+    /// message is known to the network by author, session, kind and that
+    /// number, and members drop one whose id they have seen, so a restart
+    /// that counted from 1 again would go unheard for a while. The app
+    /// passes its wall clock in milliseconds times 1,024.
+    pub fn new(
+        me: impl Into<String>,
+        session: u64,
+        max_line: usize,
+        seed: u64,
+        said_from: u64,
+    ) -> Self {
         Delivery {
             me: me.into(),
             session,
@@ -619,7 +632,7 @@ impl Delivery {
             nicks: BTreeMap::new(),
             have_due: None,
             holdings_from: 0,
-            hello_seq: 0,
+            hello_seq: said_from,
             next_hello: None,
             writing: 0,
             to_store: Vec::new(),

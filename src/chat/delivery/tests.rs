@@ -22,7 +22,7 @@ fn texts(items: &[&str]) -> Vec<String> {
 
 /// A member in room `r` with `others` there, nothing stored.
 fn member(others: &[&str]) -> Delivery {
-    let mut d = Delivery::new(ME, 7, 1024, 1);
+    let mut d = Delivery::new(ME, 7, 1024, 1, 0);
     d.handle(
         at(0),
         Input::Joined {
@@ -318,7 +318,7 @@ fn our_lines_wait_for_a_member_stay_queued_until_acknowledged_and_are_replayed_a
     );
     assert_eq!(d.undelivered(), 2);
     // The program ends before anyone comes; the next run has the store.
-    let mut d = Delivery::new(ME, 7, 1024, 2);
+    let mut d = Delivery::new(ME, 7, 1024, 2, 0);
     let resume = Resume {
         next_line: 3,
         unsent: vec![lines.clone()],
@@ -387,7 +387,7 @@ fn our_lines_wait_for_a_member_stay_queued_until_acknowledged_and_are_replayed_a
 
 #[test]
 fn a_member_restarted_mid_burst_fetches_the_holes_its_store_has() {
-    let mut d = Delivery::new(ME, 7, 1024, 3);
+    let mut d = Delivery::new(ME, 7, 1024, 3, 0);
     // Stored before the restart: 1..=3 and 6..=9 of a, not 4 and 5.
     let resume = Resume {
         streams: vec![StoredStream {
