@@ -879,8 +879,26 @@ fn a_connection_dropped_mid_burst_loses_no_line_on_reconnect() {
     while shown.len() < LINES {
         let line = deadline
             .checked_duration_since(Instant::now())
-            .and_then(|left| connector.line_within(left))
-            .unwrap_or_else(|| panic!("{} of {LINES} lines shown within {TIMEOUT:?}", shown.len()));
+            .and_then(|left| connector.line_within(left));
+        let Some(line) = line else {
+            let count = shown.len();
+            let missing: Vec<usize> = (0..LINES)
+                .filter(|i| !shown.contains_key(&format!("{i:06}")))
+                .take(20)
+                .collect();
+            let last: Vec<String> = connector
+                .seen
+                .iter()
+                .rev()
+                .take(3)
+                .map(|l| l.chars().take(60).collect())
+                .collect();
+            let stderr = connector.stderr_so_far();
+            panic!(
+                "{count} of {LINES} lines shown within {TIMEOUT:?}; missing {missing:?}; \
+                 last shown {last:?}; stderr: {stderr:?}"
+            );
+        };
         if let Some(text) = said_by_a_peer(&line) {
             assert!(sent.contains(text), "not sent: {line:?}");
             *shown.entry(text[..6].to_owned()).or_default() += 1;

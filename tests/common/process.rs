@@ -197,6 +197,15 @@ impl Peer {
         assert_eq!(line.as_deref(), Some(want), "seen: {:?}", self.tail());
     }
 
+    /// Every stderr line so far, waiting for none: what a failure message
+    /// shows beside what was awaited.
+    pub fn stderr_so_far(&mut self) -> &[String] {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.seen_stderr.push(line);
+        }
+        &self.seen_stderr
+    }
+
     /// Waits for a stderr line containing `part`; returns it.
     pub fn expect_stderr(&mut self, part: &str) -> String {
         self.expect_stderr_within(part, TIMEOUT)
