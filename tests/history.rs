@@ -893,10 +893,27 @@ fn a_connection_dropped_mid_burst_loses_no_line_on_reconnect() {
                 .take(3)
                 .map(|l| l.chars().take(60).collect())
                 .collect();
-            let stderr = connector.stderr_so_far();
+            let stderr = connector.stderr_so_far().to_vec();
+            // The sender's side: what it said last (status lines, lines
+            // from the peer), and on stderr.
+            let mut sender_out = Vec::new();
+            while sender_out.len() < 100_000 {
+                match listener.line_within(Duration::from_millis(50)) {
+                    Some(line) => sender_out.push(line),
+                    None => break,
+                }
+            }
+            let sender_said: Vec<String> = sender_out
+                .iter()
+                .rev()
+                .take(5)
+                .map(|l| l.chars().take(80).collect())
+                .collect();
+            let sender_stderr = listener.stderr_so_far();
             panic!(
                 "{count} of {LINES} lines shown within {TIMEOUT:?}; missing {missing:?}; \
-                 last shown {last:?}; stderr: {stderr:?}"
+                 last shown {last:?}; stderr: {stderr:?}; the sender said last \
+                 {sender_said:?}, on stderr {sender_stderr:?}"
             );
         };
         if let Some(text) = said_by_a_peer(&line) {
