@@ -50,7 +50,13 @@ impl Delivery {
         let Some(room) = self.rooms.get_mut(&name) else {
             return;
         };
-        room.recorded = room.recorded.max(lines.end());
+        if lines.end() <= room.recorded {
+            // The room was left and joined again while this write was on
+            // its way: the join read these lines back from the store, and
+            // keeps them already.
+            return;
+        }
+        room.recorded = lines.end();
         if room.members.is_empty() {
             self.pending_lines += lines.texts.len();
             room.unacked_since.get_or_insert((now.at, false));

@@ -493,3 +493,63 @@ fn a_refused_write_is_shown_tried_again_and_acknowledged_only_once_stored() {
     d.handle(at(3_000), Input::Tick);
     assert_eq!(haves(&actions(&mut d)).len(), 1);
 }
+
+#[test]
+fn lines_written_while_the_room_was_left_and_joined_again_are_kept_once() {
+    let mut d = member(&[]);
+    d.handle(
+        at(1),
+        Input::Typed {
+            room: ROOM.into(),
+            texts: texts(&["a", "b"]),
+            nick: None,
+        },
+    );
+    let Some(Action::Record(lines)) = actions(&mut d).pop() else {
+        panic!("no record");
+    };
+    // Left and joined again while the write was on its way: the store ran
+    // it first, so the new join reads those lines back as unsent.
+    d.handle(at(2), Input::Left { room: ROOM.into() });
+    let resume = Resume {
+        next_line: 3,
+        unsent: vec![lines.clone()],
+        ..Resume::default()
+    };
+    d.handle(
+        at(3),
+        Input::Joined {
+            room: ROOM.into(),
+            resume,
+        },
+    );
+    d.handle(
+        at(4),
+        Input::Recorded {
+            lines,
+            result: Ok(()),
+        },
+    );
+    actions(&mut d);
+    assert_eq!(d.pending_lines(), 2);
+    d.handle(
+        at(5),
+        Input::MemberJoined {
+            room: ROOM.into(),
+            peer: "a".into(),
+        },
+    );
+    let published = actions(&mut d)
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Publish {
+                    said: Said::Lines { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(published, 1);
+}
