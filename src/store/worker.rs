@@ -357,25 +357,6 @@ impl Store {
             .await?
     }
 
-    /// Our lines `from..to` of a stream were handed to the network (see
-    /// [`History::mark_sent`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`History::mark_sent`], or [`Error::Stopped`].
-    pub async fn mark_sent(
-        &self,
-        conversation: &str,
-        author: &str,
-        session: u64,
-        from: u64,
-        to: u64,
-    ) -> Result<(), Error> {
-        let (conversation, author) = (conversation.to_owned(), author.to_owned());
-        self.call(move |history| history.mark_sent(&conversation, &author, session, from, to))
-            .await?
-    }
-
     /// A member holds every line of a stream below `next_line`; returns
     /// the mark as it was before (see [`History::mark_delivered_through`]).
     ///
@@ -715,7 +696,6 @@ mod tests {
             assert_eq!(resume.joined, 5_000);
             assert_eq!(resume.streams.len(), 2);
 
-            store.mark_sent("room:rust", me, 1, 0, 4).await.unwrap();
             assert_eq!(
                 store.mark_delivered("room:rust", me, 1, 3).await.unwrap(),
                 0
@@ -738,10 +718,10 @@ mod tests {
                     Status::Delivered,
                     Status::Delivered,
                     Status::Delivered,
-                    Status::Sent
+                    Status::Queued
                 ]
             );
-            // Line 3 was sent, not acknowledged: its batch goes back.
+            // Line 3 is not acknowledged: its batch is put back.
             assert_eq!(
                 store.requeue_undelivered("room:rust", me, 1).await.unwrap(),
                 1
