@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use rust_p2p_chat::chat::delivery::{
-    Action, Delivery, Failure, FetchAsk, Fetched, Held, Input, Lines, Now, Report, Resume, Said,
-    StoredStream, StreamId,
+    self, Action, Delivery, Failure, FetchAsk, Fetched, Held, Input, Lines, Now, Report, Resume,
+    Said, StoredStream, StreamId,
 };
 
 /// Seeds run by `cargo test`.
@@ -59,16 +59,17 @@ fn message_id(from: usize, said: &Said) -> (usize, u8, u64, u64) {
     }
 }
 
-/// SplitMix64: the simulation's only randomness.
-struct Rng(u64);
+/// The simulation's only randomness: the core's own generator, with the
+/// draws a simulation needs.
+struct Rng(delivery::Rng);
 
 impl Rng {
+    fn seeded(seed: u64) -> Rng {
+        Rng(delivery::Rng(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -343,7 +344,7 @@ const EPOCH_MS: u64 = 1_800_000_000_000;
 
 impl Sim {
     fn new(seed: u64) -> Sim {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::seeded(seed);
         let count = 2 + rng.below(11) as usize;
         Sim::with_members(rng, seed, count)
     }
@@ -1072,7 +1073,7 @@ fn seeds(count: u64) -> std::ops::Range<u64> {
 #[test]
 fn a_partition_of_three_and_three_heals() {
     for seed in seeds(50) {
-        let mut sim = Sim::with_members(Rng(seed), seed, 6);
+        let mut sim = Sim::with_members(Rng::seeded(seed), seed, 6);
         for m in 0..6 {
             sim.start(m);
         }
@@ -1096,7 +1097,7 @@ fn a_partition_of_three_and_three_heals() {
 #[test]
 fn a_member_restarted_mid_burst_catches_up() {
     for seed in seeds(50) {
-        let mut sim = Sim::with_members(Rng(seed), seed, 3);
+        let mut sim = Sim::with_members(Rng::seeded(seed), seed, 3);
         for m in 0..3 {
             sim.start(m);
         }

@@ -481,7 +481,7 @@ impl Delivery {
             // members to tell spare the rest (see `say_have_due`).
             let members = room.members.len().min(200) as u32;
             let spread = ACK_DELAY_PER_MEMBER * members * 2;
-            let share = (self.rng.next() % 1024) as u32;
+            let share = (self.rng.next_u64() % 1024) as u32;
             self.have_due = Some(now.at + ACK_DELAY + spread * share / 1024);
         }
     }

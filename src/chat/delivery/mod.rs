@@ -544,12 +544,13 @@ struct Room {
 }
 
 /// A small, seeded random generator (SplitMix64): the only randomness
-/// here, so a run repeats from its seed.
-#[derive(Debug)]
-struct Rng(u64);
+/// here, so a run repeats from its seed. The simulator draws from it too.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
