@@ -15,12 +15,18 @@ use crate::chat::delivery::{
 use crate::chat::event::Status;
 use crate::chat::room::Roster;
 use crate::chat::{Event, HistoryLine, Notice};
-use crate::store::{self, Batch, Written};
+use crate::store::{self, Batch, PendingWrite, Written};
 
 /// Bytes of lines written on the chat's own thread at most (see
 /// [`store::Store::append_now`]) when the store thread is idle; a bigger
 /// write goes to the store thread.
 const INLINE_WRITE: usize = 16 * 1024;
+
+/// A store write, done at once or on its way.
+enum Write {
+    Done(Written),
+    Queued(PendingWrite),
+}
 
 /// Fetches of missing lines on their way at once, at most.
 const MAX_FETCHES: usize = 256;
@@ -159,8 +165,13 @@ impl RoomChat {
 
     /// Publishes what the core says; our lines are kept in memory for
     /// members that miss them.
-    async fn publish(&mut self, events: &mpsc::Sender<Event>, room: String, said: Said) -> bool {
-        let said = match said {
+    async fn publish(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: String,
+        mut said: Said,
+    ) -> bool {
+        match &mut said {
             Said::Lines {
                 session,
                 first,
@@ -169,37 +180,17 @@ impl RoomChat {
                 texts,
             } => {
                 if let Ok(mut recent) = self.recent.lock() {
-                    let stream = StreamId::new(room.clone(), self.me(), session);
-                    recent.record(&stream, first, &texts, sent_ms);
+                    let stream = StreamId::new(room.clone(), self.me(), *session);
+                    recent.record(&stream, *first, texts, *sent_ms);
                     recent.name(&stream, nick.as_deref());
                 }
-                Said::Lines {
-                    session,
-                    first,
-                    sent_ms,
-                    nick,
-                    texts,
-                }
             }
-            Said::Hello {
-                session,
-                seq,
-                next,
-                have,
-                ..
-            } => Said::Hello {
-                session,
-                seq,
-                nick: self.secure.nick.clone(),
-                next,
-                have,
-            },
-            other => {
-                let _ = self.client.say(&room, other).await;
-                return true;
-            }
-        };
-        if matches!(said, Said::Hello { .. }) {
+            // Ours now: a /nick typed since the core asked is told.
+            Said::Hello { nick, .. } => *nick = self.secure.nick.clone(),
+            Said::Have { .. } | Said::Leave { .. } => {}
+        }
+        // Only typed lines are watched for a stall (see `unstalled`).
+        if !matches!(said, Said::Lines { .. }) {
             let _ = self.client.say(&room, said).await;
             return true;
         }
@@ -238,22 +229,16 @@ impl RoomChat {
     /// no wait for its thread. Others go to the store thread, which runs
     /// jobs in order, so they come back in order.
     async fn record(&mut self, lines: Lines) {
-        let bytes: usize = lines.texts.iter().map(String::len).sum();
-        let mut batches = vec![batch_of(lines, true)];
-        if self.core.writing() == 1 && self.recording.is_empty() && bytes <= INLINE_WRITE {
-            match self.secure.store.append_now(batches) {
-                Ok(written) => {
-                    for input in recorded(written) {
-                        let now = self.now();
-                        self.core.handle(now, input);
-                    }
-                    return;
+        let inline = self.core.writing() == 1 && self.recording.is_empty();
+        match self.write(vec![batch_of(lines, true)], inline).await {
+            Write::Done(written) => {
+                for input in recorded(written) {
+                    let now = self.now();
+                    self.core.handle(now, input);
                 }
-                Err(unwritten) => batches = unwritten,
             }
+            Write::Queued(pending) => self.recording.push_back(pending),
         }
-        let pending = self.secure.store.append_queued(batches).await;
-        self.recording.push_back(pending);
     }
 
     /// Writes received lines; a short write is done here and now when the
@@ -261,18 +246,27 @@ impl RoomChat {
     /// once: handing it to that thread and back would cost a line more
     /// time than the commit.
     async fn store(&mut self, lines: Vec<Lines>) {
-        let mut batches: Vec<Batch> = lines.into_iter().map(|l| batch_of(l, false)).collect();
-        let bytes: usize = batches.iter().flat_map(|b| &b.texts).map(String::len).sum();
-        if bytes <= INLINE_WRITE {
-            match self.secure.store.append_now(batches) {
-                Ok(written) => {
-                    self.take_stored(written);
-                    return;
-                }
-                Err(unwritten) => batches = unwritten,
-            }
+        let batches = lines.into_iter().map(|l| batch_of(l, false)).collect();
+        match self.write(batches, true).await {
+            Write::Done(written) => self.take_stored(written),
+            Write::Queued(pending) => self.storing = Some(pending),
         }
-        self.storing = Some(self.secure.store.append_queued(batches).await);
+    }
+
+    /// Writes `batches` here and now when `inline` allows it, they are
+    /// short ([`INLINE_WRITE`]) and the store thread is idle; else queues
+    /// them on the store thread.
+    async fn write(&self, batches: Vec<Batch>, inline: bool) -> Write {
+        let bytes: usize = batches.iter().flat_map(|b| &b.texts).map(String::len).sum();
+        let batches = if inline && bytes <= INLINE_WRITE {
+            match self.secure.store.append_now(batches) {
+                Ok(written) => return Write::Done(written),
+                Err(unwritten) => unwritten,
+            }
+        } else {
+            batches
+        };
+        Write::Queued(self.secure.store.append_queued(batches).await)
     }
 
     /// Tells the core how a write of received lines ended.
