@@ -932,6 +932,16 @@ const DISK_FULL: &str = "history: the disk is full";
 /// What it says, once, when it can store again.
 const STORING_AGAIN: &str = "history: storing again";
 
+/// Sends `count` more lines of 1,000 bytes, numbered on from `sent`, and
+/// adds them to it.
+fn send_long_lines(sender: &mut Peer, sent: &mut Vec<String>, count: usize) {
+    for _ in 0..count {
+        let line = format!("{:05} {}", sent.len(), "x".repeat(994));
+        sender.send(&line);
+        sent.push(line);
+    }
+}
+
 /// Sends lines of 1,000 bytes numbered from 0 until `receiver` reports a
 /// full disk (on stdout or stderr); returns what was sent and the report.
 fn send_until_the_disk_is_full(sender: &mut Peer, receiver: &mut Peer) -> (Vec<String>, String) {
@@ -947,11 +957,7 @@ fn send_until_the_disk_is_full(sender: &mut Peer, receiver: &mut Peer) -> (Vec<S
                 .map(|l| l.get(..40).unwrap_or(l))
                 .collect::<Vec<_>>()
         );
-        for _ in 0..10 {
-            let line = format!("{:05} {}", sent.len(), "x".repeat(994));
-            sender.send(&line);
-            sent.push(line);
-        }
+        send_long_lines(sender, &mut sent, 10);
         if let Some(report) =
             receiver.output_containing_within("the disk is full", Duration::from_millis(50))
         {
@@ -1063,11 +1069,7 @@ fn a_full_disk_is_said_once_and_storing_resumes_when_there_is_room() {
     // More lines while the disk is full: every write of them fails, and
     // none of them says so again.
     let mut sent = sent;
-    for _ in 0..300 {
-        let line = format!("{:05} {}", sent.len(), "x".repeat(994));
-        sender.send(&line);
-        sent.push(line);
-    }
+    send_long_lines(&mut sender, &mut sent, 300);
     expect_said(&mut receiver, &sent[sent.len() - 1..], TIMEOUT);
 
     // Room again: storing resumes, says so once, and stores what was
@@ -1176,11 +1178,7 @@ fn a_full_disk_in_plain_mode_is_said_once_and_storing_resumes() {
         report.starts_with(DISK_FULL) && report.ends_with(" line(s) not stored yet, will retry"),
         "not a clear error: {report:?}"
     );
-    for _ in 0..100 {
-        let line = format!("{:05} {}", sent.len(), "x".repeat(994));
-        sender.send(&line);
-        sent.push(line);
-    }
+    send_long_lines(&mut sender, &mut sent, 100);
     expect_said(&mut receiver, &sent[sent.len() - 1..], TIMEOUT);
 
     std::fs::remove_file(filler).expect("remove the filler");
