@@ -724,7 +724,7 @@ impl Delivery {
         self.rooms
             .values()
             .filter(|r| r.unacked_since.is_some())
-            .map(|r| r.next_seq.saturating_sub(r.acked.max(1)))
+            .map(Room::waiting)
             .sum()
     }
 

@@ -2,7 +2,9 @@
 //! nobody else is in the room), and kept in the outbox until a member
 //! says it holds them.
 
-use super::{Action, Delivery, Failure, Lines, Now, Report, Said, StreamId, UNDELIVERED_NOTICE};
+use super::{
+    Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId, UNDELIVERED_NOTICE,
+};
 
 impl Delivery {
     /// Numbers typed lines for `room` and has them written to the outbox,
@@ -137,7 +139,7 @@ impl Delivery {
             if let Some((since, told)) = &mut room.unacked_since {
                 if !*told && now.at >= *since + UNDELIVERED_NOTICE {
                     *told = true;
-                    let waiting = room.next_seq.saturating_sub(room.acked.max(1));
+                    let waiting = room.waiting();
                     if waiting > 0 {
                         due.push((name.clone(), waiting));
                     }
@@ -147,5 +149,12 @@ impl Delivery {
         for (room, waiting) in due {
             self.report(Report::Undelivered { room, waiting });
         }
+    }
+}
+
+impl Room {
+    /// Our lines numbered and not acknowledged.
+    pub(super) fn waiting(&self) -> u64 {
+        self.next_seq.saturating_sub(self.acked.max(1))
     }
 }
