@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{
-    time_runs, Accepted, Action, Delivery, FetchAsk, Fetched, Gap, Held, Lines, Now, Report, Said,
-    StreamId, Then, ACK_DELAY, ACK_DELAY_PER_MEMBER, FETCH_RETRY, GAP_WAIT, MAX_GAPS,
-    MAX_LINE_NUMBER, MAX_REPAIR_FETCHES, MAX_STORED_AHEAD, STORE_RETRY, SYNC_BACKLOG,
+    Accepted, Action, Delivery, FetchAsk, Fetched, Gap, Held, Lines, Now, Report, Said, StreamId,
+    Then, ACK_DELAY, ACK_DELAY_PER_MEMBER, FETCH_RETRY, GAP_WAIT, MAX_GAPS, MAX_LINE_NUMBER,
+    MAX_REPAIR_FETCHES, MAX_STORED_AHEAD, STORE_RETRY, SYNC_BACKLOG,
 };
 use crate::chat::room::check_nick;
 
@@ -30,7 +30,7 @@ impl Delivery {
                 nick,
                 texts,
             } => {
-                self.nicks.insert(from.clone(), nick.clone());
+                self.note_nick(&from, &nick);
                 let stream = StreamId::new(room, from, session);
                 if self.order.next(&stream).is_none() {
                     // A stream first met in the middle: what came before
@@ -56,7 +56,7 @@ impl Delivery {
                 have,
                 ..
             } => {
-                self.nicks.insert(from.clone(), nick);
+                self.note_nick(&from, &nick);
                 self.on_have(now, &room, &from, have);
                 // Lines of it we never saw the end of: fetch them.
                 let stream = StreamId::new(room, from.clone(), session);
@@ -64,6 +64,14 @@ impl Delivery {
             }
             Said::Have { have, .. } => self.on_have(now, &room, &from, have),
             Said::Leave { .. } => self.member_left(&room, &from),
+        }
+    }
+
+    /// Remembers the nick a member gave (every batch gives it: stored only
+    /// when it changed).
+    fn note_nick(&mut self, from: &str, nick: &Option<String>) {
+        if self.nicks.get(from) != Some(nick) {
+            self.nicks.insert(from.to_owned(), nick.clone());
         }
     }
 
@@ -105,7 +113,7 @@ impl Delivery {
     /// Starts following a stream whose line `next` is the first we know
     /// of: from up to [`SYNC_BACKLOG`] lines before it. Returns where.
     fn start_stream(&mut self, stream: &StreamId, next: u64) -> u64 {
-        let start = next.saturating_sub(SYNC_BACKLOG).max(1);
+        let start = sync_start(next);
         self.order.start_at(stream, start);
         start
     }
@@ -533,6 +541,28 @@ impl Delivery {
             self.act(Action::Publish { room, said });
         }
     }
+}
+
+/// Where following a stream starts when line `next` is the first known
+/// of it: up to [`SYNC_BACKLOG`] lines before, from line 1.
+pub(super) fn sync_start(next: u64) -> u64 {
+    next.saturating_sub(SYNC_BACKLOG).max(1)
+}
+
+/// Consecutive lines, `count` of them from `first`, cut into runs
+/// written at one time each by `time_of(line)`: (first line, how many,
+/// when).
+pub fn time_runs(first: u64, count: usize, time_of: impl Fn(u64) -> u64) -> Vec<(u64, usize, u64)> {
+    let mut runs: Vec<(u64, usize, u64)> = Vec::new();
+    for i in 0..count {
+        let line = first.saturating_add(i as u64);
+        let ts = time_of(line);
+        match runs.last_mut() {
+            Some((_, n, last)) if *last == ts => *n += 1,
+            _ => runs.push((line, 1, ts)),
+        }
+    }
+    runs
 }
 
 /// Whether the line numbers in `said` are within [`MAX_LINE_NUMBER`].

@@ -32,6 +32,7 @@ pub mod refused;
 #[cfg(test)]
 mod tests;
 
+pub use incoming::time_runs;
 pub use order::{Accepted, Ordering};
 pub use recent::Recent;
 use refused::Refused;
@@ -271,22 +272,6 @@ impl Fetched {
         self.sent_ms.drain(..skip.min(self.sent_ms.len()));
         self.first = from;
     }
-}
-
-/// Consecutive lines, `count` of them from `first`, cut into runs
-/// written at one time each by `time_of(line)`: (first line, how many,
-/// when).
-pub fn time_runs(first: u64, count: usize, time_of: impl Fn(u64) -> u64) -> Vec<(u64, usize, u64)> {
-    let mut runs: Vec<(u64, usize, u64)> = Vec::new();
-    for i in 0..count {
-        let line = first.saturating_add(i as u64);
-        let ts = time_of(line);
-        match runs.last_mut() {
-            Some((_, n, last)) if *last == ts => *n += 1,
-            _ => runs.push((line, 1, ts)),
-        }
-    }
-    runs
 }
 
 /// Why the store did not write.
@@ -790,7 +775,7 @@ impl Delivery {
             // What is missing before the first line held is ours to hold
             // as far back as a newcomer would fetch: lines whose write
             // was lost when the program stopped are fetched again.
-            let start = stream.next.saturating_sub(SYNC_BACKLOG).max(1);
+            let start = incoming::sync_start(stream.next);
             let missing: Vec<(u64, u64)> = stream
                 .missing
                 .iter()
