@@ -402,51 +402,41 @@ impl Delivery {
         result: Result<(), super::Failure>,
     ) {
         let thens = self.storing.take().unwrap_or_default();
+        let failed = result.err();
+        if failed.is_some() {
+            self.retry_store_at.get_or_insert(now.at + STORE_RETRY);
+        }
         let mut lines = lines.into_iter();
         let mut after = Vec::new();
-        let notice = match result {
-            Ok(()) => {
-                let mut again = 0;
-                for then in thens {
-                    let batch = then.has_lines().then(|| lines.next()).flatten();
-                    match (then, batch) {
-                        (Then::Report(report), _) => after.push(Action::Report(report)),
-                        (Then::Show { earlier }, Some(batch)) => {
-                            self.note_stored(now, &batch);
-                            after.push(Action::Show {
-                                lines: batch,
-                                earlier,
-                            });
-                        }
-                        (Then::Retry, Some(batch)) => {
-                            self.note_stored(now, &batch);
-                            again += batch.texts.len();
-                        }
-                        (_, None) => {}
+        // Stored: lines written again that were refused before. Refused:
+        // what to write again, each marked when it was refused before.
+        let (mut again, mut kept) = (0, Vec::new());
+        for then in thens {
+            let batch = then.has_lines().then(|| lines.next()).flatten();
+            match (then, batch) {
+                (Then::Report(report), _) => after.push(Action::Report(report)),
+                (Then::Show { earlier }, Some(batch)) => {
+                    if failed.is_some() {
+                        kept.push((batch.clone(), false));
+                    } else {
+                        self.note_stored(now, &batch);
                     }
+                    after.push(Action::Show {
+                        lines: batch,
+                        earlier,
+                    });
                 }
-                self.refused.stored(again)
-            }
-            Err(e) => {
-                self.retry_store_at.get_or_insert(now.at + STORE_RETRY);
-                let mut kept = Vec::new();
-                for then in thens {
-                    let batch = then.has_lines().then(|| lines.next()).flatten();
-                    match (then, batch) {
-                        (Then::Report(report), _) => after.push(Action::Report(report)),
-                        (Then::Show { earlier }, Some(batch)) => {
-                            after.push(Action::Show {
-                                lines: batch.clone(),
-                                earlier,
-                            });
-                            kept.push((batch, false));
-                        }
-                        (Then::Retry, Some(batch)) => kept.push((batch, true)),
-                        (_, None) => {}
-                    }
+                (Then::Retry, Some(batch)) if failed.is_some() => kept.push((batch, true)),
+                (Then::Retry, Some(batch)) => {
+                    self.note_stored(now, &batch);
+                    again += batch.texts.len();
                 }
-                self.refused.refused(&e, kept)
+                (_, None) => {}
             }
+        }
+        let notice = match failed {
+            None => self.refused.stored(again),
+            Some(e) => self.refused.refused(&e, kept),
         };
         if let Some(notice) = notice {
             self.report(Report::Store(notice));
