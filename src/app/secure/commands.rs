@@ -1,6 +1,6 @@
 //! Slash commands in the secure chat.
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
 use super::direct::DIRECT_TIMEOUT;
@@ -72,11 +72,7 @@ impl RoomChat {
                     .into_iter()
                     .map(|nearby| NearbyLine {
                         fingerprint: short(&fingerprint_of(&nearby.peer)),
-                        addr: nearby
-                            .addr
-                            .as_ref()
-                            .and_then(net::socket_addr)
-                            .map(|a| a.to_string()),
+                        addr: shown_addr(nearby.addr.as_ref()),
                         public_rooms: nearby
                             .public_rooms
                             .iter()
@@ -131,11 +127,7 @@ impl RoomChat {
                     .map(|p| PeerLine {
                         who: self.display_anywhere(&p.peer),
                         fingerprint: fingerprint_of(&p.peer),
-                        addr: p
-                            .addr
-                            .as_ref()
-                            .and_then(net::socket_addr)
-                            .map(|a| a.to_string()),
+                        addr: shown_addr(p.addr.as_ref()),
                         rtt: p.rtt,
                     })
                     .collect();
@@ -278,4 +270,10 @@ impl RoomChat {
             event => events.send(event).await.is_ok(),
         }
     }
+}
+
+/// A peer's address as `/peers` and `/nearby` show it: `IP:PORT`, when
+/// it has one.
+fn shown_addr(addr: Option<&Multiaddr>) -> Option<String> {
+    addr.and_then(net::socket_addr).map(|a| a.to_string())
 }
