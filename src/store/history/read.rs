@@ -35,8 +35,10 @@ pub struct RoomResume {
     pub missing: Vec<Vec<(u64, u64)>>,
 }
 
-/// Ranges of missing lines read per stream when a room is resumed.
-pub const RESUME_HOLES: usize = 65;
+/// Ranges of missing lines read per stream when a room is resumed: as
+/// many holes as delivery remembers per stream, and the range before the
+/// first line held.
+pub const RESUME_HOLES: usize = crate::chat::delivery::order::MAX_HOLES + 1;
 
 impl History {
     /// Everything the chat needs to pick a room up where the store left it
