@@ -17,6 +17,7 @@ use rust_p2p_chat::ui::{pipe, terminal, Style};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    init_diagnostics();
     if args.plain && args.connect.is_some() && args.listen.is_some() {
         eprintln!("error: --plain cannot listen and connect at once: give --listen or --connect");
         return ExitCode::from(2);
@@ -289,4 +290,18 @@ fn spawn_signal_handler(shutdown: Shutdown) -> anyhow::Result<tokio::task::JoinH
         }
         shutdown.trigger();
     }))
+}
+
+/// Diagnostics (ours and libp2p's) go to stderr when `RUST_LOG` asks for
+/// them, as in `RUST_LOG=libp2p_gossipsub=debug`; without it, nothing is
+/// logged and the chat's output stays the chat's.
+fn init_diagnostics() {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(false)
+        .try_init();
 }

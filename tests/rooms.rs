@@ -36,28 +36,75 @@ impl Member {
     }
 }
 
-/// Waits until `member` has seen every nick in `others` join.
-fn await_joins(member: &mut Member, others: &[String]) {
+/// Waits until every member has seen every other nick join; on failure,
+/// prints what each member printed, stdout and stderr.
+fn await_joins(members: &mut [Member], others: &[String]) {
     let deadline = Instant::now() + TIMEOUT * 2;
-    let mut missing: Vec<&String> = others
-        .iter()
-        .filter(|n| **n != member.nick)
-        .filter(|n| {
-            !member.peer.seen.iter().any(|l| {
-                l == &format!("{n} joined #lobby") || l.ends_with(&format!(" is now known as {n}"))
-            })
-        })
-        .collect();
-    while !missing.is_empty() {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .unwrap_or_else(|| panic!("{} never saw {missing:?} join", member.nick));
-        let line = member.peer.expect_any_within(left);
-        missing.retain(|n| {
-            line != format!("{n} joined #lobby")
-                && !line.ends_with(&format!(" is now known as {n}"))
-        });
+    for i in 0..members.len() {
+        let member = &mut members[i];
+        let joined = |n: &String, l: &String| {
+            l == &format!("{n} joined #lobby") || l.ends_with(&format!(" is now known as {n}"))
+        };
+        let mut missing: Vec<&String> = others
+            .iter()
+            .filter(|n| **n != member.nick)
+            .filter(|n| !member.peer.seen.iter().any(|l| joined(n, l)))
+            .collect();
+        while !missing.is_empty() {
+            let line = deadline
+                .checked_duration_since(Instant::now())
+                .and_then(|left| member.peer.line_within(left));
+            let Some(line) = line else {
+                let missing: Vec<String> = missing.into_iter().cloned().collect();
+                let nick = member.nick.clone();
+                for m in members.iter_mut() {
+                    m.peer.send("/peers");
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                for m in members.iter_mut() {
+                    while m.peer.line_within(Duration::ZERO).is_some() {}
+                    eprintln!("--- {} stdout: {:#?}", m.nick, m.peer.seen);
+                    eprintln!("--- {} stderr: {:#?}", m.nick, m.peer.stderr_so_far());
+                }
+                panic!("{nick} never saw {missing:?} join");
+            };
+            missing.retain(|n| !joined(n, &line));
+        }
     }
+}
+
+/// A member joined through a peer that was still alone in a room of its
+/// own (its dial to the room it is joining had not finished): when that
+/// peer moves into the room it dialled, the member follows it there,
+/// rather than stay alone in a room nobody else will ever be in.
+#[test]
+fn a_member_that_joined_through_a_peer_still_on_its_way_follows_it() {
+    let (a, port_a) = Member::start("ann", None);
+    // Ann answers nothing while stopped: Bob's handshake with her waits,
+    // and Bob stays alone in a room of his own meanwhile.
+    a.peer.signal("STOP");
+    let (mut b, port_b) = Member::start("bob", Some(port_a));
+    b.peer
+        .expect_line(&format!("Connecting to 127.0.0.1:{port_a}..."));
+    let (mut c, _) = Member::start("cat", Some(port_b));
+    // Connected means Cat has joined the room Bob is in: his own.
+    c.peer.expect_line("Connected to peer!");
+    a.peer.signal("CONT");
+    b.peer.expect_line("Connected to peer!");
+    let mut members = vec![a, b, c];
+    let nicks = ["ann".to_owned(), "bob".to_owned(), "cat".to_owned()];
+    await_joins(&mut members, &nicks);
+    members[0].peer.send("hello from ann");
+    members[2].peer.expect_line("ann: hello from ann");
+    assert!(
+        !members[2]
+            .peer
+            .seen
+            .iter()
+            .any(|l| l == "Peer disconnected"),
+        "cat was left alone: {:?}",
+        members[2].peer.seen
+    );
 }
 
 #[test]
@@ -73,9 +120,7 @@ fn a_room_of_five_delivers_every_message_once_and_outlives_its_founder() {
         members.push(m);
         ports.push(port);
     }
-    for m in members.iter_mut() {
-        await_joins(m, &nicks);
-    }
+    await_joins(&mut members, &nicks);
 
     // Everyone says three things, two of them identical.
     for m in members.iter_mut() {
@@ -154,8 +199,8 @@ fn members_len_minus_one(nicks: &[String]) -> usize {
 fn room_commands_list_join_switch_and_leave() {
     let (mut a, port) = Member::start("alice", None);
     let (mut b, _) = Member::start("bob", Some(port));
-    await_joins(&mut a, &["bob".into()]);
-    await_joins(&mut b, &["alice".into()]);
+    await_joins(std::slice::from_mut(&mut a), &["bob".into()]);
+    await_joins(std::slice::from_mut(&mut b), &["alice".into()]);
     b.peer.send("/join side");
     b.peer.expect_prefix("Now in #side");
     a.peer.send("/join side");
@@ -375,7 +420,7 @@ fn a_stranger_on_the_lan_neither_joins_nor_reads_a_private_chat_but_finds_public
 fn a_trusted_nick_claimed_by_another_key_is_marked() {
     let (mut alice, port) = Member::start("alice", None);
     let (mut bob, _) = Member::start("bob", Some(port));
-    await_joins(&mut alice, &["bob".into()]);
+    await_joins(std::slice::from_mut(&mut alice), &["bob".into()]);
     alice.peer.send("/trust bob");
     alice.peer.expect_prefix("Marked ");
     bob.peer.send("/quit");
@@ -398,8 +443,8 @@ fn a_trusted_nick_claimed_by_another_key_is_marked() {
 fn a_newcomer_sees_what_was_said_before_it_came_as_history_only() {
     let (mut alice, port) = Member::start("alice", None);
     let (mut bob, _) = Member::start("bob", Some(port));
-    await_joins(&mut alice, &["bob".to_owned()]);
-    await_joins(&mut bob, &["alice".to_owned()]);
+    await_joins(std::slice::from_mut(&mut alice), &["bob".to_owned()]);
+    await_joins(std::slice::from_mut(&mut bob), &["alice".to_owned()]);
     bob.peer.send("said before carol came");
     bob.peer.send("and this too");
     alice.peer.expect_line("bob: and this too");

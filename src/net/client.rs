@@ -43,6 +43,7 @@ pub struct Client {
     pub(super) config: Config,
     pub(super) presence: watch::Receiver<HashSet<PeerId>>,
     pub(super) backlog: Arc<PublishBacklog>,
+    pub(super) founders: super::room_founder::Founders,
 }
 
 /// The engine's tasks (the event loop, which owns the swarm, and the one

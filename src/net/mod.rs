@@ -234,7 +234,10 @@ pub fn start(
     );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(event_loop.run());
-    tasks.spawn(room_founder::answer(questions, founders));
+    tasks.spawn(room_founder::answer(
+        questions,
+        std::sync::Arc::clone(&founders),
+    ));
     let client = Client {
         engine: std::sync::Arc::new(client::Engine::new(tasks)),
         requests,
@@ -243,6 +246,7 @@ pub fn start(
         config,
         presence: presence_rx,
         backlog,
+        founders,
     };
     Ok((client, events_rx))
 }

@@ -52,6 +52,11 @@ impl Client {
         };
         tokio::time::timeout(ASK_TIMEOUT, work).await.ok().flatten()
     }
+
+    /// The founder of the private room called `room` that we are in.
+    pub fn founder_of(&self, room: &str) -> Option<PeerId> {
+        self.founders.lock().ok()?.get(room).copied()
+    }
 }
 
 /// Answers, until the engine stops, which private room of a name we are

@@ -81,6 +81,21 @@ impl RoomChat {
         }
     }
 
+    /// The founder of our private room left it for another room of that
+    /// name: it had started alone in one of its own, we joined that one
+    /// through it, and it has now joined the one it dialled into. We follow
+    /// it there, or we would stay in a room it will never come back to.
+    /// True when we did; a founder that leaves for good is simply gone.
+    async fn follow_the_founder(&mut self, room: &str, peer: PeerId) -> bool {
+        if is_public(room) || self.client.founder_of(room) != Some(peer) {
+            return false;
+        }
+        match self.client.room_founder(peer, room).await {
+            Some(founder) => self.client.join(room, Some(founder)).await.is_ok(),
+            None => false,
+        }
+    }
+
     pub(super) fn nick_of(&self, peer: &PeerId) -> Option<String> {
         let key = peer.to_string();
         self.rooms
@@ -198,6 +213,9 @@ impl RoomChat {
                 self.member_joined(events, &room, peer, None).await
             }
             NetEvent::Unsubscribed { peer, room } => {
+                if self.follow_the_founder(&room, peer).await {
+                    return true;
+                }
                 self.member_left(events, &room, &peer.to_string()).await
                     && self.end_if_deserted(events).await
             }
