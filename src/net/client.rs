@@ -67,12 +67,18 @@ impl Engine {
 
 impl Client {
     /// Stops the engine, for every clone of this client: ends the event
-    /// loop (every connection closes with the swarm) and the task that
+    /// loop once what we published last has had a moment to leave (every
+    /// connection closes with the swarm), and the task that
     /// answers peers' questions, and returns once they have ended. From
     /// then on every request fails with [`Error::Stopped`] and the channel
     /// of [`NetEvent`](super::NetEvent)s closes. Dropping the last clone
     /// does the same without waiting.
     pub async fn shutdown(&self) {
+        // What we published last leaves first, unless the loop is gone.
+        let (reply, answer) = oneshot::channel();
+        if self.request(Request::Stop { reply }).await.is_ok() {
+            let _ = tokio::time::timeout(2 * super::event_loop::FLUSH_GRACE, answer).await;
+        }
         self.engine.tasks.lock().await.shutdown().await;
     }
 

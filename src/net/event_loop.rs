@@ -64,6 +64,9 @@ pub(super) enum Request {
     Publish { room: String, data: Vec<u8> },
     /// Connect to a peer we learned of (peer exchange), unless connected.
     Introduce { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// End the loop once what was published last has had
+    /// [`FLUSH_GRACE`] to leave; say so.
+    Stop { reply: oneshot::Sender<()> },
     /// What we know of the connected peers.
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
@@ -248,7 +251,17 @@ pub(super) struct EventLoop {
     /// Where LAN discovery last found each peer (at most
     /// [`MAX_LAN_PEERS`]), for `/nearby`.
     lan_addrs: HashMap<PeerId, Multiaddr>,
+    /// When we last published: what a stop waits after.
+    last_publish: Option<Instant>,
+    /// Asked to stop: when, and whom to tell.
+    stopping: Option<(Instant, oneshot::Sender<()>)>,
 }
+
+/// How long the loop runs on after our last publish when asked to stop:
+/// gossipsub writes a message on the connection's next poll, and a last
+/// acknowledgement dropped with the swarm would keep its reader waiting
+/// for one that never comes.
+pub(super) const FLUSH_GRACE: Duration = Duration::from_millis(250);
 
 /// Peers found on the LAN whose address is remembered, at most.
 const MAX_LAN_PEERS: usize = 256;
@@ -306,6 +319,8 @@ impl EventLoop {
             joined: HashMap::new(),
             topic_rooms: HashMap::new(),
             founders,
+            last_publish: None,
+            stopping: None,
         }
     }
 
@@ -320,7 +335,7 @@ impl EventLoop {
             // Never wait on the app: events wait in the outbox, and the
             // swarm is polled only while the outbox has room (backpressure
             // on the network, not a deadlock with a busy app).
-            let outbox_open = self.outbox.len() < OUTBOX_LIMIT;
+            let outbox_open = self.outbox.len() < OUTBOX_LIMIT || self.stopping.is_some();
             let has_event = !self.outbox.is_empty();
             let publishing = !self.pending.is_empty();
             let events = self.events.clone();
@@ -337,6 +352,12 @@ impl EventLoop {
                 },
                 _ = retry.tick(), if publishing => self.retry_publishes(),
                 _ = redial.tick() => self.redial_lan_peers(),
+                () = sleep_until(self.stopping.as_ref().map(|(at, _)| *at)) => {
+                    if let Some((_, reply)) = self.stopping.take() {
+                        let _ = reply.send(());
+                    }
+                    return;
+                }
             }
         }
     }
@@ -371,6 +392,10 @@ impl EventLoop {
 
     /// Queues an event for the app.
     fn emit(&mut self, event: NetEvent) {
+        // Stopping: the app reads no more.
+        if self.stopping.is_some() {
+            return;
+        }
         self.outbox.push_back(event);
     }
 
@@ -406,6 +431,7 @@ impl EventLoop {
                 // Left the room meanwhile: nobody to say it to.
                 continue;
             };
+            self.last_publish = Some(Instant::now());
             let result = self
                 .swarm
                 .behaviour_mut()
@@ -532,6 +558,7 @@ impl EventLoop {
                 let Some(topic) = self.joined.get(&room).cloned() else {
                     return;
                 };
+                self.last_publish = Some(Instant::now());
                 match self
                     .swarm
                     .behaviour_mut()
@@ -557,6 +584,13 @@ impl EventLoop {
                         self.emit(NetEvent::NotPublished { room, cause });
                     }
                 }
+            }
+            Request::Stop { reply } => {
+                let now = Instant::now();
+                let at = self
+                    .last_publish
+                    .map_or(now, |at| (at + FLUSH_GRACE).max(now));
+                self.stopping = Some((at, reply));
             }
             Request::Introduce { peer, addrs } => {
                 if peer == *self.swarm.local_peer_id() || self.banned.contains(&peer) {
@@ -942,3 +976,11 @@ pub const RATE_STRIKES: u32 = 20_000;
 pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(30);
 /// A slow member not reported for this long is fine again.
 const SLOW_RESET: Duration = Duration::from_secs(5);
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -91,7 +91,7 @@ struct RoomChat {
     /// show yet, with where they came from.
     dialled_in: HashMap<PeerId, SocketAddr>,
     /// Whether the user was told that input waits (see
-    /// [`Delivery::input_held`]).
+    /// [`Delivery::input_held`]) while alone.
     told_held: bool,
     /// Writes of our lines to the outbox, in the order asked: each comes
     /// back with its lines.

@@ -185,6 +185,10 @@ impl RoomChat {
         // Lines typed and not yet sent, and when they will be (see
         // `coalesce_window`).
         let mut typed: Vec<String> = Vec::new();
+        // Their bytes: a batch is gathered up to the client's batch size,
+        // so long lines are never gathered by the thousand.
+        let mut typed_bytes = 0;
+        let batch_bytes = self.client.batch_bytes();
         let mut flush_at: Option<Instant> = None;
         // When input ended: when to look again at what is unacknowledged.
         let mut linger: Option<Instant> = None;
@@ -199,13 +203,16 @@ impl RoomChat {
                 return;
             }
             let backlogged = backlog.held() >= MAX_PUBLISH_BACKLOG;
-            let held = self
+            let held = self.core.input_held();
+            // Said when nobody is there to acknowledge; with members, a
+            // full window is the usual pace of a fast pipe.
+            let alone = self
                 .current
                 .as_ref()
-                .is_some_and(|room| self.core.input_held(room));
-            if held != self.told_held {
-                self.told_held = held;
-                if let (true, Some(room)) = (held, &self.current) {
+                .is_some_and(|room| self.core.members(room) == 0);
+            if (held && alone) != self.told_held {
+                self.told_held = held && alone;
+                if let (true, Some(room)) = (self.told_held, &self.current) {
                     let status = Status::InputHeld {
                         room: room.clone(),
                         waiting: self.core.pending_lines(),
@@ -265,24 +272,30 @@ impl RoomChat {
                 }
                 command = commands.recv(),
                     if typed.len() < BATCH_LINES
+                        && typed_bytes < batch_bytes
                         && linger.is_none()
                         && !self.quitting
                         && self.core.writing() < MAX_WRITING
                         && !backlogged
                         && !held => match command {
                     Some(Command::Send(line)) => {
+                        typed_bytes += line.len();
                         typed.push(line);
-                        while typed.len() < BATCH_LINES {
+                        while typed.len() < BATCH_LINES && typed_bytes < batch_bytes {
                             match commands.try_recv() {
-                                Ok(Command::Send(line)) => typed.push(line),
+                                Ok(Command::Send(line)) => {
+                                    typed_bytes += line.len();
+                                    typed.push(line);
+                                }
                                 Err(_) => break,
                             }
                         }
                         let now = Instant::now();
                         let due = last_flush + self.coalesce_window();
-                        if typed.len() >= BATCH_LINES || now >= due {
+                        if typed.len() >= BATCH_LINES || typed_bytes >= batch_bytes || now >= due {
                             flush_at = None;
                             last_flush = now;
+                            typed_bytes = 0;
                             if !self.on_input(events, std::mem::take(&mut typed)).await {
                                 return;
                             }
@@ -291,6 +304,7 @@ impl RoomChat {
                         }
                     }
                     None => {
+                        typed_bytes = 0;
                         if !typed.is_empty() && !self.on_input(events, std::mem::take(&mut typed)).await {
                             return;
                         }
@@ -303,6 +317,7 @@ impl RoomChat {
                 () = sleep_until(flush_at) => {
                     flush_at = None;
                     last_flush = Instant::now();
+                    typed_bytes = 0;
                     if !self.on_input(events, std::mem::take(&mut typed)).await {
                         return;
                     }

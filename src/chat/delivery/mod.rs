@@ -44,10 +44,24 @@ pub const GAP_WAIT: Duration = Duration::from_secs(10);
 /// Missing lines are asked for again this often while waited for.
 pub const FETCH_RETRY: Duration = Duration::from_secs(1);
 
-/// Lines typed while nobody else is in the room are kept and sent when
-/// someone arrives. Once this many wait, input does (as a writer to a full
-/// socket would) until someone does: nothing typed is refused.
-pub const MAX_PENDING_LINES: usize = 10_000;
+/// Our lines not yet acknowledged by a member, in bytes (see
+/// [`line_cost`]), in every room together: those on their way to the
+/// outbox, those kept while nobody else is in the room, and those
+/// published. Once this much waits, input does (as a writer to a full
+/// socket would) until a member says it holds some: nothing typed is
+/// refused, and a sender never puts more than this in flight, however
+/// fast its input or slow its readers. Loopback throughput is the window
+/// over the time an acknowledgement takes (about 0.1 s).
+pub const SEND_WINDOW: usize = 8 * 1024 * 1024;
+
+/// What each line counts for in [`SEND_WINDOW`] beyond its text: its share
+/// of a batch's framing, so that empty lines are not free.
+pub const LINE_OVERHEAD: usize = 16;
+
+/// What `texts` count for in [`SEND_WINDOW`].
+pub fn line_cost(texts: &[String]) -> usize {
+    texts.iter().map(|t| t.len() + LINE_OVERHEAD).sum()
+}
 
 /// At most one hello per room in this time, however many members arrive:
 /// a newcomer is answered once the interval since our last hello has
@@ -516,6 +530,9 @@ struct Room {
     unacked_since: Option<(Time, bool)>,
     /// Our lines kept while nobody else is here.
     pending: Vec<Lines>,
+    /// Our lines not acknowledged yet, batch by batch as typed: one more
+    /// than the batch's last line, and what it counts for in the window.
+    unacked: VecDeque<(u64, usize)>,
     /// Said that lines typed are kept, since last alone with nobody
     /// arriving.
     told_queued: bool,
@@ -556,6 +573,8 @@ pub struct Delivery {
     rooms: BTreeMap<String, Room>,
     /// Lines kept in every room's `pending`.
     pending_lines: usize,
+    /// What every room's `unacked` counts for.
+    unacked_bytes: usize,
     order: Ordering,
     gaps: BTreeMap<StreamId, Gap>,
     /// Per stream: every line below this (from the first we stored) is
@@ -610,6 +629,7 @@ impl Delivery {
             rng: Rng(seed),
             rooms: BTreeMap::new(),
             pending_lines: 0,
+            unacked_bytes: 0,
             order: Ordering::default(),
             gaps: BTreeMap::new(),
             stored: BTreeMap::new(),
@@ -693,10 +713,15 @@ impl Delivery {
         self.writing
     }
 
-    /// Whether input to `room` should wait: nobody else is there, and
-    /// [`MAX_PENDING_LINES`] of ours wait for someone.
-    pub fn input_held(&self, room: &str) -> bool {
-        self.pending_lines >= MAX_PENDING_LINES && self.members(room) == 0
+    /// Whether input should wait: [`SEND_WINDOW`] of our lines wait for an
+    /// acknowledgement.
+    pub fn input_held(&self) -> bool {
+        self.unacked_bytes >= SEND_WINDOW
+    }
+
+    /// What our lines not yet acknowledged count for in [`SEND_WINDOW`].
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked_bytes
     }
 
     /// Our lines kept until someone comes, in every room.
@@ -806,6 +831,9 @@ impl Delivery {
             self.stored.insert(id, held);
         }
         for lines in resume.unsent {
+            let cost = line_cost(&lines.texts);
+            self.unacked_bytes += cost;
+            room.unacked.push_back((lines.end(), cost));
             self.pending_lines += lines.texts.len();
             room.pending.push(lines);
         }
@@ -820,6 +848,8 @@ impl Delivery {
         // Kept in the store, queued, for when the room is joined again.
         let kept: usize = room.pending.iter().map(|l| l.texts.len()).sum();
         self.pending_lines = self.pending_lines.saturating_sub(kept);
+        let unacked: usize = room.unacked.iter().map(|&(_, cost)| cost).sum();
+        self.unacked_bytes = self.unacked_bytes.saturating_sub(unacked);
         // What is held is in the store, and read again on a new join.
         self.gaps.retain(|stream, _| stream.room != name);
         self.stored.retain(|stream, _| stream.room != name);

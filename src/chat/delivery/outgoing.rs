@@ -3,7 +3,8 @@
 //! says it holds them.
 
 use super::{
-    Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId, UNDELIVERED_NOTICE,
+    line_cost, Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId,
+    UNDELIVERED_NOTICE,
 };
 
 impl Delivery {
@@ -24,6 +25,9 @@ impl Delivery {
         };
         let first = state.next_seq;
         state.next_seq += texts.len() as u64;
+        let cost = line_cost(&texts);
+        state.unacked.push_back((state.next_seq, cost));
+        self.unacked_bytes += cost;
         self.writing += 1;
         let lines = Lines {
             stream: StreamId::new(room, self.me.clone(), self.session),
@@ -113,6 +117,13 @@ impl Delivery {
             return;
         }
         room.acked = next;
+        while let Some(&(end, cost)) = room.unacked.front() {
+            if end > next {
+                break;
+            }
+            room.unacked.pop_front();
+            self.unacked_bytes = self.unacked_bytes.saturating_sub(cost);
+        }
         let all = next >= room.next_seq;
         let told = match room.unacked_since {
             Some((_, told)) if all => {

@@ -553,3 +553,74 @@ fn lines_written_while_the_room_was_left_and_joined_again_are_kept_once() {
         .count();
     assert_eq!(published, 1);
 }
+
+#[test]
+fn input_waits_once_a_window_of_our_lines_is_unacknowledged_and_resumes_as_a_member_holds_them() {
+    let mut d = member(&["a"]);
+    let line = "x".repeat(1000);
+    let per_batch = 64;
+    let batch_cost = line_cost(&vec![line.clone(); per_batch]);
+    let mut typed = 0u64;
+    let mut now = 1;
+    while !d.input_held() {
+        assert!(
+            d.unacked_bytes() < SEND_WINDOW,
+            "input taken past the window"
+        );
+        let lines = vec![line.clone(); per_batch];
+        d.handle(
+            at(now),
+            Input::Typed {
+                room: ROOM.into(),
+                texts: lines,
+                nick: None,
+            },
+        );
+        typed += per_batch as u64;
+        now += 1;
+        for act in actions(&mut d) {
+            if let Action::Record(lines) = act {
+                d.handle(
+                    at(now),
+                    Input::Recorded {
+                        lines,
+                        result: Ok(()),
+                    },
+                );
+            }
+        }
+        actions(&mut d);
+    }
+    // Held with at most one batch past the window: never more in flight.
+    assert!(d.unacked_bytes() < SEND_WINDOW + batch_cost);
+    assert_eq!(
+        d.unacked_bytes() as u64,
+        typed * (1000 + LINE_OVERHEAD) as u64
+    );
+    // A member holds the first half: input is taken again, and what
+    // still counts is the rest.
+    let half = typed / 2 / per_batch as u64 * per_batch as u64;
+    d.handle(
+        at(now),
+        Input::Received {
+            room: ROOM.into(),
+            from: "a".into(),
+            via: "a".into(),
+            said: Said::Have {
+                session: 2,
+                seq: 1,
+                have: vec![Held {
+                    author: ME.into(),
+                    session: 7,
+                    next: half + 1,
+                }],
+            },
+        },
+    );
+    assert!(!d.input_held());
+    let left = (typed - half) as usize;
+    assert_eq!(d.unacked_bytes(), left * (1000 + LINE_OVERHEAD));
+    // Leaving the room lets go of what waited there.
+    d.handle(at(now + 1), Input::Left { room: ROOM.into() });
+    assert_eq!(d.unacked_bytes(), 0);
+}
