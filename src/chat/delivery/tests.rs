@@ -62,6 +62,24 @@ fn lines_from(author: &str, first: u64, items: &[&str]) -> Input {
     }
 }
 
+/// `from` says it holds `author`'s lines of `session` below `next`.
+fn have_from(from: &str, author: &str, session: u64, next: u64) -> Input {
+    Input::Received {
+        room: ROOM.into(),
+        from: from.into(),
+        via: from.into(),
+        said: Said::Have {
+            session: 2,
+            seq: 1,
+            have: vec![Held {
+                author: author.into(),
+                session,
+                next,
+            }],
+        },
+    }
+}
+
 /// Completes the store write among `acts`, and each that follows it, as
 /// the app would; returns every action after the first write.
 fn store_ok(d: &mut Delivery, now: Now, acts: &[Action]) -> Vec<Action> {
@@ -265,23 +283,7 @@ fn acknowledgements_say_what_is_stored_and_are_spared_when_another_said_it() {
     d.handle(at(2_100), lines_from("a", 3, &["3"]));
     let acts = actions(&mut d);
     store_ok(&mut d, at(2_101), &acts);
-    d.handle(
-        at(2_102),
-        Input::Received {
-            room: ROOM.into(),
-            from: "b".into(),
-            via: "b".into(),
-            said: Said::Have {
-                session: 2,
-                seq: 1,
-                have: vec![Held {
-                    author: "a".into(),
-                    session: 1,
-                    next: 4,
-                }],
-            },
-        },
-    );
+    d.handle(at(2_102), have_from("b", "a", 1, 4));
     actions(&mut d);
     d.handle(at(5_000), Input::Tick);
     assert!(haves(&actions(&mut d)).is_empty());
@@ -362,23 +364,7 @@ fn our_lines_wait_for_a_member_stay_queued_until_acknowledged_and_are_replayed_a
     let acts = actions(&mut d);
     assert!(matches!(&acts[..], [Action::Record(l)] if l.first == 3));
     // A member holds them: delivered, marked so.
-    d.handle(
-        at(7),
-        Input::Received {
-            room: ROOM.into(),
-            from: "a".into(),
-            via: "a".into(),
-            said: Said::Have {
-                session: 2,
-                seq: 1,
-                have: vec![Held {
-                    author: ME.into(),
-                    session: 7,
-                    next: 3,
-                }],
-            },
-        },
-    );
+    d.handle(at(7), have_from("a", ME, 7, 3));
     assert!(actions(&mut d).contains(&Action::MarkDelivered {
         room: ROOM.into(),
         through: 3
@@ -600,23 +586,7 @@ fn input_waits_once_a_window_of_our_lines_is_unacknowledged_and_resumes_as_a_mem
     // A member holds the first half: input is taken again, and what
     // still counts is the rest.
     let half = typed / 2 / per_batch as u64 * per_batch as u64;
-    d.handle(
-        at(now),
-        Input::Received {
-            room: ROOM.into(),
-            from: "a".into(),
-            via: "a".into(),
-            said: Said::Have {
-                session: 2,
-                seq: 1,
-                have: vec![Held {
-                    author: ME.into(),
-                    session: 7,
-                    next: half + 1,
-                }],
-            },
-        },
-    );
+    d.handle(at(now), have_from("a", ME, 7, half + 1));
     assert!(!d.input_held());
     let left = (typed - half) as usize;
     assert_eq!(d.unacked_bytes(), left * (1000 + LINE_OVERHEAD));
