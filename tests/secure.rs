@@ -367,7 +367,8 @@ fn a_peer_that_stops_reading_is_reported_slow_then_dropped_and_memory_stays_boun
     connector.expect_stderr_within("has not read what you sent", Duration::from_secs(40));
     let rss = listener.peak_rss_kib();
     assert!(rss < 128 * 1024, "flooded listener grew to {rss} KiB");
-    // Dropped: by the engine when nothing is taken for 30 s, or sooner by
+    // Dropped once nothing of the sender's window is acknowledged for 30 s
+    // (or the engine's queue for it stays full that long), or sooner by
     // the pings, which a peer that stopped taking anything stops answering.
     connector.expect_line_within("Peer disconnected", Duration::from_secs(45));
     // The flooder's own memory is bounded by what gossipsub keeps of what

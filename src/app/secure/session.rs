@@ -56,6 +56,41 @@ const DRAIN_CHECK: Duration = Duration::from_secs(1);
 /// slow link is waited for as long as it keeps moving.
 pub(super) const DRAIN_GIVE_UP: Duration = Duration::from_secs(30);
 
+/// Our window of unacknowledged lines full, members there, and none of
+/// it acknowledged for this long: they are told they have not read what
+/// we sent, and after [`net::SLOW_DROP_AFTER`] they are dropped (a
+/// member that comes back is sent the rest from the outbox).
+const STALL_NOTICE: Duration = Duration::from_secs(5);
+
+/// Since when our input waits on a full window with nothing acknowledged,
+/// what was unacknowledged then, and whether the members were told.
+#[derive(Debug, Clone, Copy)]
+struct Stall {
+    since: Instant,
+    unacked: usize,
+    told: bool,
+}
+
+impl Stall {
+    fn new(now: Instant, unacked: usize) -> Self {
+        Self {
+            since: now,
+            unacked,
+            told: false,
+        }
+    }
+
+    /// When to look again.
+    fn due(&self) -> Instant {
+        self.since
+            + if self.told {
+                net::SLOW_DROP_AFTER
+            } else {
+                STALL_NOTICE
+            }
+    }
+}
+
 /// The wait, after our input ended, for our lines to be acknowledged.
 #[derive(Debug, Default)]
 struct Drain {
@@ -116,6 +151,30 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl RoomChat {
+    /// The members of the current room read nothing of what we sent:
+    /// tells so, or (`drop`) disconnects them. False once the display is
+    /// gone.
+    async fn stalled_members(&mut self, events: &mpsc::Sender<Event>, drop: bool) -> bool {
+        let members: Vec<PeerId> = self
+            .current
+            .as_ref()
+            .and_then(|room| self.rooms.get(room))
+            .map(|roster| roster.iter().filter_map(|(k, _)| k.parse().ok()).collect())
+            .unwrap_or_default();
+        for peer in members {
+            let event = if drop {
+                self.client.disconnect(peer).await;
+                NetEvent::SlowDropped { peer }
+            } else {
+                NetEvent::Slow { peer }
+            };
+            if !self.on_net_event(events, event).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Dials the peer typed and shows who it is. False once the display is
     /// gone or shutdown was asked for.
     pub(super) async fn connect(
@@ -198,6 +257,7 @@ impl RoomChat {
             return;
         };
         let backlog = self.client.publish_backlog();
+        let mut stall: Option<Stall> = None;
         loop {
             if self.quitting && self.core.writing() == 0 {
                 return;
@@ -222,12 +282,28 @@ impl RoomChat {
                     }
                 }
             }
+            stall = match (stall, held && !alone) {
+                (_, false) => None,
+                (None, true) => Some(Stall::new(Instant::now(), self.core.unacked_bytes())),
+                (Some(s), true) if self.core.unacked_bytes() < s.unacked => {
+                    Some(Stall::new(Instant::now(), self.core.unacked_bytes()))
+                }
+                (Some(s), true) if Instant::now() >= s.due() => {
+                    let dropping = s.told;
+                    if !self.stalled_members(events, dropping).await {
+                        return;
+                    }
+                    (!dropping).then_some(Stall { told: true, ..s })
+                }
+                (kept, true) => kept,
+            };
             let wake = self
                 .core
                 .next_wake()
                 .map(|at| self.started + at)
                 .into_iter()
                 .chain(self.unannounced.values().copied())
+                .chain(stall.map(|s| s.due()))
                 .min();
             let settled = linger.is_some()
                 && self.core.writing() == 0
