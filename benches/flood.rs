@@ -1,0 +1,462 @@
+//! Floods: what a sustained flood of room lines costs each peer in memory,
+//! whether every line still arrives once and in order, and how long lines
+//! the other way wait meanwhile.
+//!
+//! Run with `cargo bench --bench flood`. Knobs (environment):
+//! - `FLOOD_ONLY` (default `pair,stop`): the sections to run;
+//! - `FLOOD_SECS` (default 15): how long the pair's sender is fed;
+//! - `FLOOD_LINE` (default 1024): bytes per flood line, newline included;
+//! - `STOP_SECS` (default 40): how long the receiver is stopped;
+//! - `STOP_LINES` (default 200000): lines fed to the sender of `stop`.
+//!
+//! Two secure peers on 127.0.0.1 (`--no-mdns`, a temp data dir each, with
+//! their history): A listens, B connects; both show `Type messages` and
+//! are left one second to settle, and their VmRSS then is their idle RSS.
+//! Every 50 ms the benchmark reads both VmRSS; the largest is the peak.
+//!
+//! `pair`: B's stdin gets `f I xxx...` lines of `FLOOD_LINE` bytes as fast
+//! as it takes them for `FLOOD_SECS`; meanwhile A's stdin gets `r I` every
+//! 100 ms, timed from just before the write until B's stdout shows `Peer:
+//! r I` (one clock). Once A has shown every flood line (at most 120 s),
+//! both are left 10 s and their VmRSS read again. Every flood line must be
+//! shown once, in order. Bars (issue 16): peak RSS of each <= 64 MB, back
+//! within 16 MB of idle 10 s after the flood drained, the lines the other
+//! way at p99 <= 250 ms.
+//!
+//! `stop`: B's stdin gets `STOP_LINES` lines of 1 KiB from a thread (a
+//! write waits when B waits); after one second A is stopped (SIGSTOP) for
+//! `STOP_SECS`, then continued, and must show every line once, in order,
+//! within 180 s. Bar: B's peak RSS <= its idle RSS + 32 MB.
+//!
+//! A missed bar is reported and the run goes on; a section that could not
+//! be carried out fails the run (exit 1) after the others. MB is MiB.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{ChildStdin, ChildStdout, Command};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use support::process::{port_in, read_status, status_kib, Running};
+use support::{env_usize, grouped, latency, mb};
+
+/// Peak RSS of either peer during a flood, at most (MB).
+const BAR_PEAK_MB: f64 = 64.0;
+/// RSS above idle 10 s after the flood drained, at most (MB).
+const BAR_AFTER_MB: f64 = 16.0;
+/// p99 of the lines the other way during the flood, at most (ms).
+const BAR_REVERSE_P99_MS: f64 = 250.0;
+/// The sender's RSS above idle while its reader is stopped, at most (MB).
+const BAR_STOP_GROWTH_MB: f64 = 32.0;
+
+/// How long a status line may take.
+const START_WAIT: Duration = Duration::from_secs(20);
+/// How long the receiver may take to show every line of `pair`.
+const DRAIN_WAIT: Duration = Duration::from_secs(120);
+/// How long the receiver may take to show every line of `stop`.
+const STOP_DRAIN_WAIT: Duration = Duration::from_secs(180);
+/// How long the pair is left after the flood drained before the last RSS.
+const SETTLE: Duration = Duration::from_secs(10);
+/// How often RSS is read.
+const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+
+fn main() {
+    let only = std::env::var("FLOOD_ONLY").unwrap_or_else(|_| "pair,stop".into());
+    println!("{}", support::machine());
+    println!("load average: {}", support::load_average());
+    let mut failed = false;
+    for section in only.split(',').map(str::trim) {
+        let result = match section {
+            "pair" => pair(),
+            "stop" => stop(),
+            other => Err(format!("no section {other:?} (pair, stop)")),
+        };
+        if let Err(e) = result {
+            println!("\n{section}: could not be measured: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+/// Two peers talking, with both ends of each held by the benchmark.
+struct Pair {
+    _temp: tempfile::TempDir,
+    a: Running,
+    b: Running,
+    a_in: ChildStdin,
+    b_in: ChildStdin,
+    a_out: BufReader<ChildStdout>,
+    b_out: BufReader<ChildStdout>,
+    idle_a: u64,
+    idle_b: u64,
+}
+
+impl Pair {
+    fn start() -> Result<Pair, String> {
+        let temp = tempfile::Builder::new()
+            .prefix("flood-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let dir = |name: &str| temp.path().join(name).to_string_lossy().into_owned();
+        let (dir_a, dir_b) = (dir("a"), dir("b"));
+        let mut a = Running::ours("A", &["--listen", "0", "--data-dir", &dir_a, "--no-mdns"])?;
+        let a_out = BufReader::new(a.take_stdout()?);
+        let listening = read_status(a_out, "Listening on:", START_WAIT)?;
+        let target = format!("127.0.0.1:{}", port_in(&listening.line)?);
+        let mut b = Running::ours(
+            "B",
+            &["--connect", &target, "--data-dir", &dir_b, "--no-mdns"],
+        )?;
+        let b_out = BufReader::new(b.take_stdout()?);
+        let b_out = read_status(b_out, "Type messages", START_WAIT)?.rest;
+        let a_out = read_status(listening.rest, "Type messages", START_WAIT)?.rest;
+        let (a_in, b_in) = (a.take_stdin()?, b.take_stdin()?);
+        thread::sleep(Duration::from_secs(1));
+        let (idle_a, idle_b) = (rss(&a), rss(&b));
+        Ok(Pair {
+            _temp: temp,
+            a,
+            b,
+            a_in,
+            b_in,
+            a_out,
+            b_out,
+            idle_a,
+            idle_b,
+        })
+    }
+}
+
+fn rss(p: &Running) -> u64 {
+    status_kib(p.pid(), "VmRSS:")
+}
+
+/// Reads both peers' RSS until stopped; returns the peaks (KiB).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(u64, u64)>,
+}
+
+impl Sampler {
+    fn start(a: u32, b: u32) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let (mut peak_a, mut peak_b) = (0, 0);
+            while !flag.load(Ordering::Relaxed) {
+                peak_a = peak_a.max(status_kib(a, "VmRSS:"));
+                peak_b = peak_b.max(status_kib(b, "VmRSS:"));
+                thread::sleep(SAMPLE_EVERY);
+            }
+            (peak_a, peak_b)
+        });
+        Sampler { stop, handle }
+    }
+
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or((0, 0))
+    }
+}
+
+/// Counts `Peer: f I ...` lines on a receiver's stdout: how many, and how
+/// many came out of order (a repeat counts as out of order).
+struct FloodCounter {
+    shown: Arc<AtomicU64>,
+    disorder: Arc<AtomicU64>,
+}
+
+impl FloodCounter {
+    fn spawn(out: BufReader<ChildStdout>) -> FloodCounter {
+        let shown = Arc::new(AtomicU64::new(0));
+        let disorder = Arc::new(AtomicU64::new(0));
+        let (count, bad) = (Arc::clone(&shown), Arc::clone(&disorder));
+        let mut next = 0u64;
+        each_line(out, move |line| {
+            let Some(rest) = line.strip_prefix("Peer: f ") else {
+                return;
+            };
+            let index = rest.split(' ').next().and_then(|i| i.parse::<u64>().ok());
+            if index != Some(next) {
+                bad.fetch_add(1, Ordering::Relaxed);
+            }
+            next = index.map_or(next, |i| i + 1);
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        FloodCounter { shown, disorder }
+    }
+
+    fn shown(&self) -> u64 {
+        self.shown.load(Ordering::Relaxed)
+    }
+
+    fn disorder(&self) -> u64 {
+        self.disorder.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `lines` were shown, at most `within`; how long it took.
+    fn wait_for(&self, lines: u64, within: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        while self.shown() < lines {
+            if start.elapsed() >= within {
+                return Err(format!(
+                    "{} of {} lines shown after {within:?}",
+                    grouped(self.shown() as f64),
+                    grouped(lines as f64)
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(start.elapsed())
+    }
+}
+
+/// Reads `out` line by line on a thread of its own until it ends, handing
+/// each line to `seen`.
+fn each_line(mut out: BufReader<ChildStdout>, mut seen: impl FnMut(&str) + Send + 'static) {
+    thread::spawn(move || {
+        let mut line = String::new();
+        while matches!(out.read_line(&mut line), Ok(n) if n > 0) {
+            seen(&line);
+            line.clear();
+        }
+    });
+}
+
+/// Flood line `index`, `bytes` long with its newline, into `block`.
+fn push_flood_line(block: &mut String, index: u64, bytes: usize) {
+    let start = block.len();
+    block.push_str("f ");
+    block.push_str(&index.to_string());
+    block.push(' ');
+    let used = block.len() - start + 1;
+    block.extend(std::iter::repeat_n('x', bytes.saturating_sub(used)));
+    block.push('\n');
+}
+
+fn pair() -> Result<(), String> {
+    let secs = env_usize("FLOOD_SECS", 15) as u64;
+    let line_bytes = env_usize("FLOOD_LINE", 1024).max(16);
+    println!("\n== pair: B floods A with {line_bytes}-byte lines for {secs} s; A says a line every 100 ms");
+    let pair = Pair::start()?;
+    let (a, b, a_in, mut b_in) = (pair.a, pair.b, pair.a_in, pair.b_in);
+    let (a_out, b_out) = (pair.a_out, pair.b_out);
+    let (idle_a, idle_b, _temp) = (pair.idle_a, pair.idle_b, pair._temp);
+    let counter = FloodCounter::spawn(a_out);
+    // The lines the other way: sent times by index, and arrival times.
+    let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let arrived: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    let arrivals = Arc::clone(&arrived);
+    each_line(b_out, move |line| {
+        if let Some(i) = line
+            .strip_prefix("Peer: r ")
+            .and_then(|r| r.trim_end().parse().ok())
+        {
+            if let Ok(mut arrived) = arrivals.lock() {
+                arrived.push((i, Instant::now()));
+            }
+        }
+    });
+    let sampler = Sampler::start(a.pid(), b.pid());
+    let flooding = Arc::new(AtomicBool::new(true));
+    // Gives A's stdin back when done: closing it would end A.
+    let pinger = {
+        let (flooding, sent_at) = (Arc::clone(&flooding), Arc::clone(&sent_at));
+        let mut a_in = a_in;
+        thread::spawn(move || {
+            let mut i = 0u64;
+            while flooding.load(Ordering::Relaxed) {
+                if let Ok(mut sent) = sent_at.lock() {
+                    sent.push(Instant::now());
+                }
+                if a_in.write_all(format!("r {i}\n").as_bytes()).is_err() {
+                    break;
+                }
+                i += 1;
+                thread::sleep(Duration::from_millis(100));
+            }
+            a_in
+        })
+    };
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut block = String::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        block.clear();
+        for _ in 0..64 {
+            push_flood_line(&mut block, sent, line_bytes);
+            sent += 1;
+        }
+        b_in.write_all(block.as_bytes())
+            .map_err(|e| format!("writing to B: {e}"))?;
+    }
+    let fed = start.elapsed();
+    flooding.store(false, Ordering::Relaxed);
+    let _a_in = pinger
+        .join()
+        .map_err(|_| "the thread writing to A failed")?;
+    let drained = counter.wait_for(sent, DRAIN_WAIT)? + fed;
+    let (at_drain_a, at_drain_b) = (rss(&a), rss(&b));
+    thread::sleep(SETTLE);
+    let (after_a, after_b) = (rss(&a), rss(&b));
+    let (peak_a, peak_b) = sampler.finish();
+    // Lines the other way sent while the flood was on, and their waits.
+    let sent_at = sent_at.lock().map(|s| s.clone()).unwrap_or_default();
+    let arrived = arrived.lock().map(|a| a.clone()).unwrap_or_default();
+    let mut waits: Vec<f64> = arrived
+        .iter()
+        .filter_map(|&(i, at)| {
+            let sent = sent_at.get(i as usize)?;
+            Some(at.duration_since(*sent).as_secs_f64() * 1e6)
+        })
+        .collect();
+    let missing_reverse = sent_at.len().saturating_sub(waits.len());
+    let reverse = latency(&mut waits);
+    println!(
+        "flood: {} lines in {:.1} s, all shown by A {:.1} s after the first ({} lines/s); out of order or repeated: {}",
+        grouped(sent as f64),
+        fed.as_secs_f64(),
+        drained.as_secs_f64(),
+        grouped(sent as f64 / drained.as_secs_f64()),
+        counter.disorder()
+    );
+    println!(
+        "the other way: {} lines, {} missing, p50 {:.1} ms, p99 {:.1} ms (bar: p99 <= {BAR_REVERSE_P99_MS} ms)",
+        sent_at.len(),
+        missing_reverse,
+        reverse.p50 / 1000.0,
+        reverse.p99 / 1000.0
+    );
+    println!(
+        "{:<12} {:>8} {:>8} {:>10} {:>10}",
+        "RSS (MB)", "idle", "peak", "drained", "+10 s"
+    );
+    for (name, idle, peak, drained, after) in [
+        ("A (reader)", idle_a, peak_a, at_drain_a, after_a),
+        ("B (sender)", idle_b, peak_b, at_drain_b, after_b),
+    ] {
+        println!(
+            "{name:<12} {:>8.1} {:>8.1} {:>10.1} {:>10.1}",
+            mb(idle),
+            mb(peak),
+            mb(drained),
+            mb(after)
+        );
+    }
+    let mut missed = Vec::new();
+    if counter.disorder() > 0 {
+        missed.push("every line once, in order".to_owned());
+    }
+    if missing_reverse > 0 || reverse.p99 / 1000.0 > BAR_REVERSE_P99_MS {
+        missed.push(format!("the other way at p99 <= {BAR_REVERSE_P99_MS} ms"));
+    }
+    for (name, idle, peak, after) in [
+        ("A", idle_a, peak_a, after_a),
+        ("B", idle_b, peak_b, after_b),
+    ] {
+        if mb(peak) > BAR_PEAK_MB {
+            missed.push(format!("{name}'s peak <= {BAR_PEAK_MB} MB"));
+        }
+        if mb(after.saturating_sub(idle)) > BAR_AFTER_MB {
+            missed.push(format!(
+                "{name} within {BAR_AFTER_MB} MB of idle 10 s after"
+            ));
+        }
+    }
+    report(&missed);
+    Ok(())
+}
+
+fn stop() -> Result<(), String> {
+    let secs = env_usize("STOP_SECS", 40) as u64;
+    let lines = env_usize("STOP_LINES", 200_000) as u64;
+    println!(
+        "\n== stop: B is fed {} lines of 1 KiB; A is stopped for {secs} s",
+        grouped(lines as f64)
+    );
+    let pair = Pair::start()?;
+    let (a, b, a_in, mut b_in) = (pair.a, pair.b, pair.a_in, pair.b_in);
+    let (a_out, b_out, idle_b, _temp) = (pair.a_out, pair.b_out, pair.idle_b, pair._temp);
+    // B's own output is read and dropped, so it never waits on it.
+    each_line(b_out, |_| {});
+    let counter = FloodCounter::spawn(a_out);
+    let sampler = Sampler::start(a.pid(), b.pid());
+    // B's input, fed on a thread: a write waits while B does.
+    let feeder = thread::spawn(move || {
+        let mut block = String::new();
+        let mut i = 0;
+        while i < lines {
+            block.clear();
+            for _ in 0..64.min(lines - i) {
+                push_flood_line(&mut block, i, 1024);
+                i += 1;
+            }
+            if b_in.write_all(block.as_bytes()).is_err() {
+                break;
+            }
+        }
+        // Given back, not closed: closing it would end B.
+        b_in
+    });
+    thread::sleep(Duration::from_secs(1));
+    signal(a.pid(), "STOP")?;
+    let stopped_at = counter.shown();
+    thread::sleep(Duration::from_secs(secs));
+    let peak_b_stopped = status_kib(b.pid(), "VmHWM:");
+    signal(a.pid(), "CONT")?;
+    let waited = counter.wait_for(lines, STOP_DRAIN_WAIT);
+    let (_, peak_b) = sampler.finish();
+    let _b_in = feeder.join();
+    drop(a_in);
+    println!(
+        "A showed {} lines before it was stopped; after it was continued: {}; out of order or repeated: {}",
+        grouped(stopped_at as f64),
+        match &waited {
+            Ok(d) => format!("all {} within {:.1} s", grouped(lines as f64), d.as_secs_f64()),
+            Err(e) => e.clone(),
+        },
+        counter.disorder()
+    );
+    println!(
+        "B's RSS: idle {:.1} MB, peak {:.1} MB (+{:.1} MB; bar: +{BAR_STOP_GROWTH_MB} MB); VmHWM at the end of the stop {:.1} MB",
+        mb(idle_b),
+        mb(peak_b),
+        mb(peak_b.saturating_sub(idle_b)),
+        mb(peak_b_stopped)
+    );
+    let mut missed = Vec::new();
+    if waited.is_err() || counter.disorder() > 0 {
+        missed.push("every line once, in order, after SIGCONT".to_owned());
+    }
+    if mb(peak_b.saturating_sub(idle_b)) > BAR_STOP_GROWTH_MB {
+        missed.push(format!("B within {BAR_STOP_GROWTH_MB} MB of idle"));
+    }
+    report(&missed);
+    Ok(())
+}
+
+fn signal(pid: u32, name: &str) -> Result<(), String> {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .map_err(|e| format!("kill -{name}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{name} {pid} failed"))
+    }
+}
+
+fn report(missed: &[String]) {
+    if missed.is_empty() {
+        println!("bars: all met");
+    } else {
+        println!("bars missed: {}", missed.join("; "));
+    }
+}
