@@ -25,6 +25,7 @@
 mod plain;
 mod secure;
 mod tasks;
+mod trim;
 
 use std::future::Future;
 use std::sync::Arc;

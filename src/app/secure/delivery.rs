@@ -9,8 +9,8 @@ use super::session::stored;
 use super::{conversation, fingerprint_of, short, RoomChat};
 use crate::app::{failure, history_line, history_when, now_ms, unstalled, SendError};
 use crate::chat::delivery::{
-    time_runs, Action, FetchAsk, Fetched, Input, Lines, Now, Report, Resume, Said, StoredStream,
-    StreamId,
+    line_cost, time_runs, Action, FetchAsk, Fetched, Input, Lines, Now, Report, Resume, Said,
+    StoredStream, StreamId,
 };
 use crate::chat::event::Status;
 use crate::chat::room::Roster;
@@ -134,6 +134,7 @@ impl RoomChat {
                 true
             }
             Action::Record(lines) => {
+                self.trimmer.handled(line_cost(&lines.texts));
                 self.record(lines).await;
                 true
             }
@@ -154,7 +155,10 @@ impl RoomChat {
                 });
                 true
             }
-            Action::Show { lines, earlier } => self.show_lines(events, lines, earlier).await,
+            Action::Show { lines, earlier } => {
+                self.trimmer.handled(line_cost(&lines.texts));
+                self.show_lines(events, lines, earlier).await
+            }
             Action::Report(report) => self.report(events, report).await,
         }
     }

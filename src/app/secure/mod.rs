@@ -129,6 +129,8 @@ struct RoomChat {
     recent: Arc<Mutex<Recent>>,
     /// Whether the store refuses direct messages (said once).
     direct_refused: direct::DirectRefused,
+    /// Gives a burst's heap back once it is over.
+    trimmer: super::trim::Trimmer,
 }
 
 impl RoomChat {
@@ -156,6 +158,7 @@ impl RoomChat {
             reconnected_rx: Some(reconnected_rx),
             recent: Arc::new(Mutex::new(Recent::default())),
             direct_refused: direct::DirectRefused::default(),
+            trimmer: super::trim::Trimmer::default(),
             client,
             secure,
             role,

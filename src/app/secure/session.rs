@@ -56,6 +56,10 @@ const DRAIN_CHECK: Duration = Duration::from_secs(1);
 /// slow link is waited for as long as it keeps moving.
 pub(super) const DRAIN_GIVE_UP: Duration = Duration::from_secs(30);
 
+/// How often the chat looks whether a burst of lines is over, to give its
+/// memory back (see `app::trim`).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
 /// Our window of unacknowledged lines full, members there, and none of
 /// it acknowledged for this long: they are told they have not read what
 /// we sent, and after [`net::SLOW_DROP_AFTER`] they are dropped (a
@@ -258,6 +262,8 @@ impl RoomChat {
         };
         let backlog = self.client.publish_backlog();
         let mut stall: Option<Stall> = None;
+        let mut trim = tokio::time::interval(TRIM_EVERY);
+        trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.quitting && self.core.writing() == 0 {
                 return;
@@ -406,6 +412,9 @@ impl RoomChat {
                     }
                     None => return,
                 },
+                _ = trim.tick() => {
+                    self.trimmer.tick();
+                }
                 Some((peer, text)) = direct.recv() => {
                     if !self.on_direct(events, peer, text).await {
                         return;

@@ -10,11 +10,11 @@ use super::StreamId;
 pub const RECENT_LINES: usize = 100_000;
 
 /// ... and bytes of them at most...
-pub const RECENT_BYTES: usize = 16 * 1024 * 1024;
+pub const RECENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// ... and bytes of all authors together (the least recently heard
 /// author's lines go first).
-pub const RECENT_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+pub const RECENT_TOTAL_BYTES: usize = 16 * 1024 * 1024;
 
 /// Authors (per session and room) whose recent lines are kept.
 pub const RECENT_AUTHORS: usize = 512;
