@@ -280,4 +280,52 @@ mod tests {
             assert!(refused.is_err());
         });
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn rt() -> tokio::runtime::Runtime {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime")
+        }
+
+        proptest! {
+            /// A request or an answer of arbitrary bytes is refused or
+            /// decoded, never a panic, and nothing past the limit is read.
+            #[test]
+            fn arbitrary_bytes_are_refused_or_decoded_never_a_panic(
+                bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+                max in 0usize..1024,
+            ) {
+                rt().block_on(async {
+                    let declared = bytes
+                        .get(..4)
+                        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                    let reply: io::Result<FetchReply> = read_message(&mut &bytes[..], max).await;
+                    if declared.is_some_and(|len| len > max) {
+                        assert!(reply.is_err(), "read past the limit");
+                    }
+                    let _: io::Result<FetchRequest> = read_message(&mut &bytes[..], max).await;
+                });
+            }
+
+            #[test]
+            fn answers_round_trip(
+                first in any::<u64>(),
+                texts in proptest::collection::vec(".{0,64}", 0..32),
+                nick in proptest::option::of("[a-z]{1,16}"),
+            ) {
+                let sent_ms = (0..texts.len() as u64).collect();
+                let reply = FetchReply { first, texts, sent_ms, nick };
+                let back: FetchReply = rt().block_on(async {
+                    let mut buf = Vec::new();
+                    write_message(&mut buf, &reply).await.expect("write to memory");
+                    read_message(&mut &buf[..], 1 << 20).await.expect("read back")
+                });
+                prop_assert_eq!(back, reply);
+            }
+        }
+    }
 }

@@ -377,4 +377,51 @@ mod tests {
             assert_eq!(frames_of(out, 64).await, [Received::Busy]);
         });
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a peer sends, the reader ends, never panics, and
+            /// hands on no text over the limit.
+            #[test]
+            fn arbitrary_bytes_never_panic_nor_pass_an_oversized_text(
+                bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+                max_text in 1usize..512,
+            ) {
+                for received in rt().block_on(frames_of(bytes, max_text)) {
+                    if let Received::Message(text) = received {
+                        // Lossy decoding may grow a text by a replacement
+                        // character (3 bytes) per invalid byte.
+                        prop_assert!(text.chars().count() <= max_text);
+                    }
+                }
+            }
+
+            /// Texts written by our writer come back as written, in order.
+            #[test]
+            fn written_texts_are_read_back_in_order(
+                texts in proptest::collection::vec(".{0,64}", 0..32),
+            ) {
+                let read = rt().block_on(async {
+                    let mut buf = Vec::new();
+                    let mut writer = FrameWriter::new(&mut buf);
+                    for text in &texts {
+                        writer.queue(text, 1).await.expect("write to memory");
+                    }
+                    writer.flush().await.expect("flush to memory");
+                    frames_of(buf, 1024).await
+                });
+                let back: Vec<String> = read
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Received::Message(text) => Some(text),
+                        _ => None,
+                    })
+                    .collect();
+                prop_assert_eq!(back, texts);
+            }
+        }
+    }
 }

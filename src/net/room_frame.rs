@@ -534,4 +534,100 @@ mod tests {
         assert_eq!(room_of(&hash(&format!("+lan/{a}"))), None);
         assert_eq!(room_of(&hash(&format!("bad name/{a}"))), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn holding() -> impl Strategy<Value = Holding> {
+            (
+                proptest::collection::vec(any::<u8>(), 0..=64),
+                any::<u64>(),
+                any::<u64>(),
+            )
+                .prop_map(|(author, session, next)| Holding {
+                    author,
+                    session,
+                    next,
+                })
+        }
+
+        fn nick() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of("[a-z][a-z0-9_-]{0,15}")
+        }
+
+        fn body() -> impl Strategy<Value = Body> {
+            prop_oneof![
+                (
+                    any::<u64>(),
+                    nick(),
+                    proptest::collection::vec(".{0,40}", 0..20)
+                )
+                    .prop_map(|(sent_ms, nick, texts)| Body::Lines {
+                        sent_ms,
+                        nick,
+                        texts
+                    }),
+                (
+                    nick(),
+                    proptest::collection::vec(
+                        proptest::collection::vec(any::<u8>(), 0..=256),
+                        0..=MAX_HELLO_ADDRS
+                    ),
+                    any::<u64>(),
+                    proptest::collection::vec(holding(), 0..=MAX_HOLDINGS)
+                )
+                    .prop_map(|(nick, addrs, next, have)| Body::Hello {
+                        nick,
+                        addrs,
+                        next,
+                        have
+                    }),
+                Just(Body::Leave),
+                proptest::collection::vec(holding(), 0..=MAX_HOLDINGS)
+                    .prop_map(|have| Body::Have { have }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn every_valid_frame_round_trips(
+                session in any::<u64>(),
+                seq in any::<u64>(),
+                attempt in any::<u8>(),
+                body in body(),
+            ) {
+                let frame = RoomFrame { session, seq, attempt, body };
+                prop_assert_eq!(RoomFrame::decode(&frame.encode()), Ok(frame));
+            }
+
+            #[test]
+            fn arbitrary_bytes_decode_to_a_frame_or_an_error_never_a_panic(
+                data in proptest::collection::vec(any::<u8>(), 0..2048),
+            ) {
+                if let Ok(frame) = RoomFrame::decode(&data) {
+                    // Whatever decodes keeps within the limits it checks.
+                    if let Body::Hello { addrs, have, .. } = &frame.body {
+                        prop_assert!(addrs.len() <= MAX_HELLO_ADDRS);
+                        prop_assert!(have.len() <= MAX_HOLDINGS);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_valid_frame_cut_short_or_with_a_byte_changed_never_panics(
+                body in body(),
+                cut in any::<prop::sample::Index>(),
+                flip in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+            ) {
+                let data = RoomFrame { session: 1, seq: 2, attempt: 0, body }.encode();
+                let _ = RoomFrame::decode(&data[..cut.index(data.len() + 1)]);
+                let mut changed = data.clone();
+                let at = flip.index(changed.len());
+                changed[at] = byte;
+                let _ = RoomFrame::decode(&changed);
+            }
+        }
+    }
 }
