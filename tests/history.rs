@@ -58,6 +58,15 @@ fn write_in_chunks(
 /// The text of a line another peer said, shown as `Peer: TEXT` (two in the
 /// room) or `Peer-XXXX: TEXT` (more); `None` for anything else, history
 /// lines included.
+/// Counts `line` by its number when a peer said it; it must be one of
+/// `sent`.
+fn count_shown(shown: &mut HashMap<String, usize>, sent: &HashSet<&str>, line: &str) {
+    if let Some(text) = said_by_a_peer(line) {
+        assert!(sent.contains(text), "not sent: {line:?}");
+        *shown.entry(text[..6].to_owned()).or_default() += 1;
+    }
+}
+
 fn said_by_a_peer(line: &str) -> Option<&str> {
     let (who, text) = line.split_once(": ")?;
     let unnamed = who == "Peer"
@@ -875,6 +884,11 @@ fn a_connection_dropped_mid_burst_loses_no_line_on_reconnect() {
     // every line would be too slow in a debug build.
     let sent: HashSet<&str> = texts.iter().map(String::as_str).collect();
     let mut shown: HashMap<String, usize> = HashMap::new();
+    // Lines that reached the connector before the drop are shown as soon
+    // as it goes on, before it reconnects: they count too.
+    for line in &connector.seen {
+        count_shown(&mut shown, &sent, line);
+    }
     let deadline = Instant::now() + TIMEOUT;
     while shown.len() < LINES {
         let line = deadline
@@ -916,10 +930,7 @@ fn a_connection_dropped_mid_burst_loses_no_line_on_reconnect() {
                  {sender_said:?}, on stderr {sender_stderr:?}"
             );
         };
-        if let Some(text) = said_by_a_peer(&line) {
-            assert!(sent.contains(text), "not sent: {line:?}");
-            *shown.entry(text[..6].to_owned()).or_default() += 1;
-        }
+        count_shown(&mut shown, &sent, &line);
     }
     let twice: Vec<_> = shown.into_iter().filter(|(_, n)| *n > 1).collect();
     assert!(twice.is_empty(), "shown more than once: {twice:?}");
