@@ -313,3 +313,86 @@ pub(super) fn split_lines(texts: &str, count: u64, column: usize) -> rusqlite::R
     }
     Ok(lines)
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn batch(first_line: u64, texts: Vec<String>) -> Batch {
+        Batch {
+            conversation: "room:lobby".into(),
+            room: Some("lobby".into()),
+            peer: None,
+            author: "a".into(),
+            session: 1,
+            first_line,
+            name: None,
+            ts_ms: 0,
+            texts,
+            outgoing: false,
+            status: Status::Received,
+        }
+    }
+
+    proptest! {
+        /// A batch's lines are stored as one text and read back as the
+        /// same lines, a newline inside a line read back as a space.
+        #[test]
+        fn stored_lines_read_back_as_written(
+            lines in proptest::collection::vec(".{0,40}", 1..64),
+        ) {
+            let mut joined = String::new();
+            join_lines(&lines, &mut joined);
+            let back = split_lines(&joined, lines.len() as u64, 0);
+            let expected: Vec<String> = lines.iter().map(|l| l.replace('\n', " ")).collect();
+            prop_assert_eq!(back.ok(), Some(expected.iter().map(String::as_str).collect()));
+        }
+
+        /// A row whose text does not hold the lines its count says is an
+        /// error, never a panic nor a wrong number of lines.
+        #[test]
+        fn a_row_with_the_wrong_count_is_refused(text in ".{0,200}", count in any::<u64>()) {
+            let lines = text.split('\n').count() as u64;
+            match split_lines(&text, count, 9) {
+                Ok(split) => prop_assert_eq!(split.len() as u64, count),
+                Err(_) => prop_assert_ne!(lines, count),
+            }
+        }
+
+        /// Whatever its first line and size, a batch is storable only
+        /// within the limits, and its end never overflows.
+        #[test]
+        fn only_batches_within_the_limits_are_storable(
+            first_line in any::<u64>(),
+            count in 0usize..70_000,
+        ) {
+            let end = storable_end(&batch(first_line, vec![String::new(); count]));
+            if let Some(end) = end {
+                prop_assert!((1..=MAX_BATCH_LINES).contains(&count));
+                prop_assert!(end - 1 <= MAX_LINE);
+                prop_assert_eq!(end - first_line, count as u64);
+            } else {
+                let last = first_line.checked_add((count as u64).saturating_sub(1));
+                prop_assert!(count == 0 || count > MAX_BATCH_LINES || last.is_none_or(|l| l > MAX_LINE));
+            }
+        }
+
+        /// A status read from the database is one we write, or refused.
+        #[test]
+        fn statuses_parse_back_or_are_refused(
+            name in prop_oneof![
+                Just("queued".to_owned()),
+                Just("sent".to_owned()),
+                Just("delivered".to_owned()),
+                Just("received".to_owned()),
+                "[a-z]{0,10}",
+                ".{0,12}",
+            ],
+        ) {
+            if let Some(status) = Status::parse(&name) {
+                prop_assert_eq!(status.as_str(), name);
+            }
+        }
+    }
+}
