@@ -3,8 +3,8 @@
 //! the other way wait meanwhile.
 //!
 //! Run with `cargo bench --bench flood`. Knobs (environment):
-//! - `FLOOD_ONLY` (default `pair,stop`): the sections to run;
-//! - `FLOOD_SECS` (default 15): how long the pair's sender is fed;
+//! - `FLOOD_ONLY` (default `pair,stop,room`): the sections to run;
+//! - `FLOOD_SECS` (default 15): how long the flooding sender is fed;
 //! - `FLOOD_LINE` (default 1024): bytes per flood line, newline included;
 //! - `STOP_SECS` (default 40): how long the receiver is stopped;
 //! - `STOP_LINES` (default 200000): lines fed to the sender of `stop`.
@@ -27,6 +27,13 @@
 //! write waits when B waits); after one second A is stopped (SIGSTOP) for
 //! `STOP_SECS`, then continued, and must show every line once, in order,
 //! within 180 s. Bar: B's peak RSS <= its idle RSS + 32 MB.
+//!
+//! `room`: five members (`--name m0`..`m4`), m1..m4 joining through m0,
+//! each shown `Type messages` and left 3 s to meet. m4's stdin gets flood
+//! lines as in `pair` for `FLOOD_SECS` while m1 says `h I` every 100 ms;
+//! every other member must show each `m1: h I`, timed from just before
+//! the write. Bars: m1's lines at p99 <= 250 ms at every member, none
+//! missing; every member's peak RSS <= 64 MB.
 //!
 //! A missed bar is reported and the run goes on; a section that could not
 //! be carried out fails the run (exit 1) after the others. MB is MiB.
@@ -64,7 +71,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 fn main() {
-    let only = std::env::var("FLOOD_ONLY").unwrap_or_else(|_| "pair,stop".into());
+    let only = std::env::var("FLOOD_ONLY").unwrap_or_else(|_| "pair,stop,room".into());
     println!("{}", support::machine());
     println!("load average: {}", support::load_average());
     let mut failed = false;
@@ -72,7 +79,8 @@ fn main() {
         let result = match section {
             "pair" => pair(),
             "stop" => stop(),
-            other => Err(format!("no section {other:?} (pair, stop)")),
+            "room" => room(),
+            other => Err(format!("no section {other:?} (pair, stop, room)")),
         };
         if let Err(e) = result {
             println!("\n{section}: could not be measured: {e}");
@@ -229,6 +237,51 @@ fn each_line(mut out: BufReader<ChildStdout>, mut seen: impl FnMut(&str) + Send 
     });
 }
 
+/// Writes flood lines of `line_bytes` to `input` as fast as it takes them
+/// for `secs`; how many.
+fn flood(input: &mut ChildStdin, secs: u64, line_bytes: usize) -> std::io::Result<u64> {
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut block = String::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        block.clear();
+        for _ in 0..64 {
+            push_flood_line(&mut block, sent, line_bytes);
+            sent += 1;
+        }
+        input.write_all(block.as_bytes())?;
+    }
+    Ok(sent)
+}
+
+/// Writes `PREFIX I` to `input` every 100 ms while `flooding`, noting when
+/// each was written; gives `input` back at the end (closing it would end
+/// the program).
+fn speak(
+    mut input: ChildStdin,
+    prefix: &'static str,
+    flooding: Arc<AtomicBool>,
+    sent_at: Arc<Mutex<Vec<Instant>>>,
+) -> JoinHandle<ChildStdin> {
+    thread::spawn(move || {
+        let mut i = 0u64;
+        while flooding.load(Ordering::Relaxed) {
+            if let Ok(mut sent) = sent_at.lock() {
+                sent.push(Instant::now());
+            }
+            if input
+                .write_all(format!("{prefix} {i}\n").as_bytes())
+                .is_err()
+            {
+                break;
+            }
+            i += 1;
+            thread::sleep(Duration::from_millis(100));
+        }
+        input
+    })
+}
+
 /// Flood line `index`, `bytes` long with its newline, into `block`.
 fn push_flood_line(block: &mut String, index: u64, bytes: usize) {
     let start = block.len();
@@ -265,37 +318,9 @@ fn pair() -> Result<(), String> {
     });
     let sampler = Sampler::start(a.pid(), b.pid());
     let flooding = Arc::new(AtomicBool::new(true));
-    // Gives A's stdin back when done: closing it would end A.
-    let pinger = {
-        let (flooding, sent_at) = (Arc::clone(&flooding), Arc::clone(&sent_at));
-        let mut a_in = a_in;
-        thread::spawn(move || {
-            let mut i = 0u64;
-            while flooding.load(Ordering::Relaxed) {
-                if let Ok(mut sent) = sent_at.lock() {
-                    sent.push(Instant::now());
-                }
-                if a_in.write_all(format!("r {i}\n").as_bytes()).is_err() {
-                    break;
-                }
-                i += 1;
-                thread::sleep(Duration::from_millis(100));
-            }
-            a_in
-        })
-    };
+    let pinger = speak(a_in, "r", Arc::clone(&flooding), Arc::clone(&sent_at));
     let start = Instant::now();
-    let mut sent = 0u64;
-    let mut block = String::new();
-    while start.elapsed() < Duration::from_secs(secs) {
-        block.clear();
-        for _ in 0..64 {
-            push_flood_line(&mut block, sent, line_bytes);
-            sent += 1;
-        }
-        b_in.write_all(block.as_bytes())
-            .map_err(|e| format!("writing to B: {e}"))?;
-    }
+    let sent = flood(&mut b_in, secs, line_bytes).map_err(|e| format!("writing to B: {e}"))?;
     let fed = start.elapsed();
     flooding.store(false, Ordering::Relaxed);
     let _a_in = pinger
@@ -437,6 +462,168 @@ fn stop() -> Result<(), String> {
     if mb(peak_b.saturating_sub(idle_b)) > BAR_STOP_GROWTH_MB {
         missed.push(format!("B within {BAR_STOP_GROWTH_MB} MB of idle"));
     }
+    report(&missed);
+    Ok(())
+}
+
+/// Members of the `room` section.
+const ROOM_MEMBERS: usize = 5;
+
+fn room() -> Result<(), String> {
+    let secs = env_usize("FLOOD_SECS", 15) as u64;
+    let line_bytes = env_usize("FLOOD_LINE", 1024).max(16);
+    println!(
+        "\n== room: {ROOM_MEMBERS} members; m4 floods with {line_bytes}-byte lines for {secs} s; m1 says a line every 100 ms"
+    );
+    let temp = tempfile::Builder::new()
+        .prefix("flood-room-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+    let mut members = Vec::new();
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    let mut port = String::new();
+    for i in 0..ROOM_MEMBERS {
+        let dir = temp
+            .path()
+            .join(format!("m{i}"))
+            .to_string_lossy()
+            .into_owned();
+        let name = format!("m{i}");
+        let target = format!("127.0.0.1:{port}");
+        let mut args = vec![
+            "--listen",
+            "0",
+            "--data-dir",
+            &dir,
+            "--no-mdns",
+            "--name",
+            &name,
+        ];
+        if i > 0 {
+            args.extend_from_slice(&["--connect", &target]);
+        }
+        let mut member = Running::ours(&name, &args)?;
+        let out = BufReader::new(member.take_stdout()?);
+        let listening = read_status(out, "Listening on:", START_WAIT)?;
+        if i == 0 {
+            port = port_in(&listening.line)?.to_string();
+        }
+        inputs.push(member.take_stdin()?);
+        outputs.push(listening.rest);
+        members.push(member);
+    }
+    let mut ready = Vec::new();
+    for out in outputs {
+        ready.push(read_status(out, "Type messages", START_WAIT)?.rest);
+    }
+    thread::sleep(Duration::from_secs(3));
+    let idle: Vec<u64> = members.iter().map(rss).collect();
+    // Arrivals of m1's lines at each member: (member, index, when).
+    let arrived: Arc<Mutex<Vec<(usize, u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    for (member, out) in ready.into_iter().enumerate() {
+        let arrived = Arc::clone(&arrived);
+        each_line(out, move |line| {
+            if let Some(i) = line
+                .strip_prefix("m1: h ")
+                .and_then(|r| r.trim_end().parse().ok())
+            {
+                if let Ok(mut arrived) = arrived.lock() {
+                    arrived.push((member, i, Instant::now()));
+                }
+            }
+        });
+    }
+    let peaks: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; ROOM_MEMBERS]));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let pids: Vec<u32> = members.iter().map(Running::pid).collect();
+        let (peaks, sampling) = (Arc::clone(&peaks), Arc::clone(&sampling));
+        thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                if let Ok(mut peaks) = peaks.lock() {
+                    for (peak, pid) in peaks.iter_mut().zip(&pids) {
+                        *peak = (*peak).max(status_kib(*pid, "VmRSS:"));
+                    }
+                }
+                thread::sleep(SAMPLE_EVERY);
+            }
+        })
+    };
+    let honest = inputs.remove(1);
+    let flooding = Arc::new(AtomicBool::new(true));
+    let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let speaker = speak(honest, "h", Arc::clone(&flooding), Arc::clone(&sent_at));
+    let flooder = inputs.last_mut().ok_or("no member to flood with")?;
+    let start = Instant::now();
+    let sent = flood(flooder, secs, line_bytes).map_err(|e| format!("writing to m4: {e}"))?;
+    let fed = start.elapsed();
+    flooding.store(false, Ordering::Relaxed);
+    let _honest = speaker
+        .join()
+        .map_err(|_| "the thread writing to m1 failed")?;
+    // The last of m1's lines may still be on their way.
+    thread::sleep(Duration::from_secs(5));
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.join();
+    let sent_at = sent_at.lock().map(|s| s.clone()).unwrap_or_default();
+    let arrived = arrived.lock().map(|a| a.clone()).unwrap_or_default();
+    let peaks = peaks.lock().map(|p| p.clone()).unwrap_or_default();
+    println!(
+        "m4 wrote {} flood lines in {:.1} s; m1 said {} lines",
+        grouped(sent as f64),
+        fed.as_secs_f64(),
+        sent_at.len()
+    );
+    println!(
+        "{:<6} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "member", "m1 lines", "p50 ms", "p99 ms", "idle MB", "peak MB"
+    );
+    let mut missed = Vec::new();
+    for member in 0..ROOM_MEMBERS {
+        let mut waits: Vec<f64> = arrived
+            .iter()
+            .filter(|(m, _, _)| *m == member)
+            .filter_map(|&(_, i, at)| {
+                let sent = sent_at.get(i as usize)?;
+                Some(at.duration_since(*sent).as_secs_f64() * 1e6)
+            })
+            .collect();
+        let shown = waits.len();
+        let wait = latency(&mut waits);
+        let (idle_kib, peak_kib) = (
+            idle.get(member).copied().unwrap_or(0),
+            peaks.get(member).copied().unwrap_or(0),
+        );
+        if member == 1 {
+            println!(
+                "m1     {:>9} {:>9} {:>9} {:>10.1} {:>10.1}",
+                "(says)",
+                "",
+                "",
+                mb(idle_kib),
+                mb(peak_kib)
+            );
+        } else {
+            println!(
+                "m{member:<5} {:>9} {:>9.1} {:>9.1} {:>10.1} {:>10.1}",
+                format!("{shown}/{}", sent_at.len()),
+                wait.p50 / 1000.0,
+                wait.p99 / 1000.0,
+                mb(idle_kib),
+                mb(peak_kib)
+            );
+            if shown < sent_at.len() || wait.p99 / 1000.0 > BAR_REVERSE_P99_MS {
+                missed.push(format!(
+                    "m1's lines at m{member} all, p99 <= {BAR_REVERSE_P99_MS} ms"
+                ));
+            }
+        }
+        if mb(peak_kib) > BAR_PEAK_MB {
+            missed.push(format!("m{member}'s peak <= {BAR_PEAK_MB} MB"));
+        }
+    }
+    drop(members);
     report(&missed);
     Ok(())
 }

@@ -372,7 +372,7 @@ fn a_peer_that_stops_reading_is_reported_slow_then_dropped_and_memory_stays_boun
     // the pings, which a peer that stopped taking anything stops answering.
     connector.expect_line_within("Peer disconnected", Duration::from_secs(45));
     // The flooder's own memory is bounded by what gossipsub keeps of what
-    // it sent (until its next heartbeat) and our queues (see `cargo bench
+    // it sent (for five heartbeats) and our queues (see `cargo bench
     // --bench flood`).
     let rss = connector.peak_rss_kib();
     assert!(rss < 512 * 1024, "flooding connector grew to {rss} KiB");

@@ -43,13 +43,6 @@ pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// and a flood in a chat's first seconds was held whole.
 pub const HEARTBEAT: Duration = Duration::from_millis(700);
 
-/// Heartbeats a message stays in gossipsub's cache (the default is 5): it
-/// is kept for members that ask for it after a gossip naming it, and a
-/// sender's whole pace is held that long on every member. Our own layer
-/// repairs what gossip misses (`chat::delivery`'s fetches), so the one
-/// heartbeat a message must stay for its validation is enough.
-const HISTORY_HEARTBEATS: usize = 1;
-
 /// Room messages queued for one peer at most (each up to a batch, 256
 /// KiB): a member that stops reading costs at most this much memory.
 const QUEUE_LEN: usize = 64;
@@ -96,8 +89,10 @@ impl Behaviour {
             .max_transmit_size(max_transmit)
             .heartbeat_interval(HEARTBEAT)
             .heartbeat_initial_delay(HEARTBEAT)
-            .history_length(HISTORY_HEARTBEATS)
-            .history_gossip(HISTORY_HEARTBEATS)
+            // The cache keeps a message for the default five heartbeats:
+            // with one, a flooded room of five reported tens of thousands
+            // of lines as never arrived (fetched later) where five
+            // reported none; flow control, not the cache, must bound it.
             // A mesh of 4 (gossipsub's default is 6): each member gets
             // fewer copies of each message, and checks the signature of
             // every copy, which is what a big room's latency is made of.
