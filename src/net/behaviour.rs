@@ -88,11 +88,11 @@ impl Behaviour {
             .message_id_fn(room_frame::message_id)
             .max_transmit_size(max_transmit)
             .heartbeat_interval(HEARTBEAT)
+            // The cache keeps a message the default five heartbeats: gossip
+            // repairs what a member missed from it, and a shorter cache
+            // left a flooded room fetching lines it reported lost. What a
+            // flood holds there is bounded by flow control instead.
             .heartbeat_initial_delay(HEARTBEAT)
-            // The cache keeps a message for the default five heartbeats:
-            // with one, a flooded room of five reported tens of thousands
-            // of lines as never arrived (fetched later) where five
-            // reported none; flow control, not the cache, must bound it.
             // A mesh of 4 (gossipsub's default is 6): each member gets
             // fewer copies of each message, and checks the signature of
             // every copy, which is what a big room's latency is made of.

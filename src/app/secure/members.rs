@@ -76,8 +76,15 @@ impl RoomChat {
         if is_public(&room) {
             return;
         }
-        if let Some(founder) = self.client.room_founder(peer, &room).await {
-            let _ = self.client.join(&room, Some(founder)).await;
+        self.join_room_of(peer, &room).await;
+    }
+
+    /// Joins the private room called `room` that `peer` is in, asking it
+    /// which one that is; false when it is in none (or does not answer).
+    async fn join_room_of(&self, peer: PeerId, room: &str) -> bool {
+        match self.client.room_founder(peer, room).await {
+            Some(founder) => self.client.join(room, Some(founder)).await.is_ok(),
+            None => false,
         }
     }
 
@@ -86,14 +93,11 @@ impl RoomChat {
     /// through it, and it has now joined the one it dialled into. We follow
     /// it there, or we would stay in a room it will never come back to.
     /// True when we did; a founder that leaves for good is simply gone.
-    async fn follow_the_founder(&mut self, room: &str, peer: PeerId) -> bool {
+    async fn follow_the_founder(&self, room: &str, peer: PeerId) -> bool {
         if is_public(room) || self.client.founder_of(room) != Some(peer) {
             return false;
         }
-        match self.client.room_founder(peer, room).await {
-            Some(founder) => self.client.join(room, Some(founder)).await.is_ok(),
-            None => false,
-        }
+        self.join_room_of(peer, room).await
     }
 
     pub(super) fn nick_of(&self, peer: &PeerId) -> Option<String> {
