@@ -34,6 +34,7 @@ mod tests;
 
 pub use incoming::time_runs;
 pub use order::{Accepted, Ordering};
+pub use outgoing::{line_cost, LINE_OVERHEAD, SEND_WINDOW};
 pub use recent::Recent;
 use refused::Refused;
 
@@ -43,25 +44,6 @@ pub const GAP_WAIT: Duration = Duration::from_secs(10);
 
 /// Missing lines are asked for again this often while waited for.
 pub const FETCH_RETRY: Duration = Duration::from_secs(1);
-
-/// Our lines not yet acknowledged by a member, in bytes (see
-/// [`line_cost`]), in every room together: those on their way to the
-/// outbox, those kept while nobody else is in the room, and those
-/// published. Once this much waits, input does (as a writer to a full
-/// socket would) until a member says it holds some: nothing typed is
-/// refused, and a sender never puts more than this in flight, however
-/// fast its input or slow its readers. Loopback throughput is the window
-/// over the time an acknowledgement takes (about 0.1 s).
-pub const SEND_WINDOW: usize = 8 * 1024 * 1024;
-
-/// What each line counts for in [`SEND_WINDOW`] beyond its text: its share
-/// of a batch's framing, so that empty lines are not free.
-pub const LINE_OVERHEAD: usize = 16;
-
-/// What `texts` count for in [`SEND_WINDOW`].
-pub fn line_cost(texts: &[String]) -> usize {
-    texts.iter().map(|t| t.len() + LINE_OVERHEAD).sum()
-}
 
 /// At most one hello per room in this time, however many members arrive:
 /// a newcomer is answered once the interval since our last hello has
@@ -711,17 +693,6 @@ impl Delivery {
     /// Our batches on their way to the outbox.
     pub fn writing(&self) -> usize {
         self.writing
-    }
-
-    /// Whether input should wait: [`SEND_WINDOW`] of our lines wait for an
-    /// acknowledgement.
-    pub fn input_held(&self) -> bool {
-        self.unacked_bytes >= SEND_WINDOW
-    }
-
-    /// What our lines not yet acknowledged count for in [`SEND_WINDOW`].
-    pub fn unacked_bytes(&self) -> usize {
-        self.unacked_bytes
     }
 
     /// Our lines kept until someone comes, in every room.

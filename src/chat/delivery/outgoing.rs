@@ -3,11 +3,40 @@
 //! says it holds them.
 
 use super::{
-    line_cost, Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId,
-    UNDELIVERED_NOTICE,
+    Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId, UNDELIVERED_NOTICE,
 };
 
+/// Our lines not yet acknowledged by a member, in bytes (see
+/// [`line_cost`]), in every room together: those on their way to the
+/// outbox, those kept while nobody else is in the room, and those
+/// published. Once this much waits, input does (as a writer to a full
+/// socket would) until a member says it holds some: nothing typed is
+/// refused, and a sender never puts more than this in flight, however
+/// fast its input or slow its readers. Loopback throughput is the window
+/// over the time an acknowledgement takes (about 0.1 s).
+pub const SEND_WINDOW: usize = 8 * 1024 * 1024;
+
+/// What each line counts for in [`SEND_WINDOW`] beyond its text: its share
+/// of a batch's framing, so that empty lines are not free.
+pub const LINE_OVERHEAD: usize = 16;
+
+/// What `texts` count for in [`SEND_WINDOW`].
+pub fn line_cost(texts: &[String]) -> usize {
+    texts.iter().map(|t| t.len() + LINE_OVERHEAD).sum()
+}
+
 impl Delivery {
+    /// Whether input should wait: [`SEND_WINDOW`] of our lines wait for an
+    /// acknowledgement.
+    pub fn input_held(&self) -> bool {
+        self.unacked_bytes >= SEND_WINDOW
+    }
+
+    /// What our lines not yet acknowledged count for in [`SEND_WINDOW`].
+    pub fn unacked_bytes(&self) -> usize {
+        self.unacked_bytes
+    }
+
     /// Numbers typed lines for `room` and has them written to the outbox,
     /// as queued; [`Delivery::recorded`] publishes them once they are.
     pub(super) fn typed(
