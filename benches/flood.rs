@@ -237,6 +237,43 @@ fn each_line(mut out: BufReader<ChildStdout>, mut seen: impl FnMut(&str) + Send 
     });
 }
 
+/// When each numbered line `PREFIX I` showed on a stdout, read on a thread
+/// of its own.
+struct Arrivals(Arc<Mutex<Vec<(u64, Instant)>>>);
+
+impl Arrivals {
+    fn watch(out: BufReader<ChildStdout>, prefix: &'static str) -> Arrivals {
+        let arrived = Arc::new(Mutex::new(Vec::new()));
+        let noted = Arc::clone(&arrived);
+        each_line(out, move |line| {
+            if let Some(i) = line
+                .strip_prefix(prefix)
+                .and_then(|r| r.trim_end().parse().ok())
+            {
+                if let Ok(mut noted) = noted.lock() {
+                    noted.push((i, Instant::now()));
+                }
+            }
+        });
+        Arrivals(arrived)
+    }
+
+    /// How long each line that showed took, in microseconds, from when
+    /// line I was written (`sent_at[I]`).
+    fn waits(&self, sent_at: &[Instant]) -> Vec<f64> {
+        let Ok(arrived) = self.0.lock() else {
+            return Vec::new();
+        };
+        arrived
+            .iter()
+            .filter_map(|&(i, at)| {
+                let sent = sent_at.get(i as usize)?;
+                Some(at.duration_since(*sent).as_secs_f64() * 1e6)
+            })
+            .collect()
+    }
+}
+
 /// Writes flood lines of `line_bytes` to `input` as fast as it takes them
 /// for `secs`; how many.
 fn flood(input: &mut ChildStdin, secs: u64, line_bytes: usize) -> std::io::Result<u64> {
@@ -304,18 +341,7 @@ fn pair() -> Result<(), String> {
     let counter = FloodCounter::spawn(a_out);
     // The lines the other way: sent times by index, and arrival times.
     let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
-    let arrived: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
-    let arrivals = Arc::clone(&arrived);
-    each_line(b_out, move |line| {
-        if let Some(i) = line
-            .strip_prefix("Peer: r ")
-            .and_then(|r| r.trim_end().parse().ok())
-        {
-            if let Ok(mut arrived) = arrivals.lock() {
-                arrived.push((i, Instant::now()));
-            }
-        }
-    });
+    let arrived = Arrivals::watch(b_out, "Peer: r ");
     let sampler = Sampler::start(a.pid(), b.pid());
     let flooding = Arc::new(AtomicBool::new(true));
     let pinger = speak(a_in, "r", Arc::clone(&flooding), Arc::clone(&sent_at));
@@ -333,14 +359,7 @@ fn pair() -> Result<(), String> {
     let (peak_a, peak_b) = sampler.finish();
     // Lines the other way sent while the flood was on, and their waits.
     let sent_at = sent_at.lock().map(|s| s.clone()).unwrap_or_default();
-    let arrived = arrived.lock().map(|a| a.clone()).unwrap_or_default();
-    let mut waits: Vec<f64> = arrived
-        .iter()
-        .filter_map(|&(i, at)| {
-            let sent = sent_at.get(i as usize)?;
-            Some(at.duration_since(*sent).as_secs_f64() * 1e6)
-        })
-        .collect();
+    let mut waits = arrived.waits(&sent_at);
     let missing_reverse = sent_at.len().saturating_sub(waits.len());
     let reverse = latency(&mut waits);
     println!(
@@ -519,21 +538,11 @@ fn room() -> Result<(), String> {
     }
     thread::sleep(Duration::from_secs(3));
     let idle: Vec<u64> = members.iter().map(rss).collect();
-    // Arrivals of m1's lines at each member: (member, index, when).
-    let arrived: Arc<Mutex<Vec<(usize, u64, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
-    for (member, out) in ready.into_iter().enumerate() {
-        let arrived = Arc::clone(&arrived);
-        each_line(out, move |line| {
-            if let Some(i) = line
-                .strip_prefix("m1: h ")
-                .and_then(|r| r.trim_end().parse().ok())
-            {
-                if let Ok(mut arrived) = arrived.lock() {
-                    arrived.push((member, i, Instant::now()));
-                }
-            }
-        });
-    }
+    // Arrivals of m1's lines at each member.
+    let arrived: Vec<Arrivals> = ready
+        .into_iter()
+        .map(|out| Arrivals::watch(out, "m1: h "))
+        .collect();
     let peaks: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; ROOM_MEMBERS]));
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -567,7 +576,6 @@ fn room() -> Result<(), String> {
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let sent_at = sent_at.lock().map(|s| s.clone()).unwrap_or_default();
-    let arrived = arrived.lock().map(|a| a.clone()).unwrap_or_default();
     let peaks = peaks.lock().map(|p| p.clone()).unwrap_or_default();
     println!(
         "m4 wrote {} flood lines in {:.1} s; m1 said {} lines",
@@ -581,14 +589,9 @@ fn room() -> Result<(), String> {
     );
     let mut missed = Vec::new();
     for member in 0..ROOM_MEMBERS {
-        let mut waits: Vec<f64> = arrived
-            .iter()
-            .filter(|(m, _, _)| *m == member)
-            .filter_map(|&(_, i, at)| {
-                let sent = sent_at.get(i as usize)?;
-                Some(at.duration_since(*sent).as_secs_f64() * 1e6)
-            })
-            .collect();
+        let mut waits = arrived
+            .get(member)
+            .map_or_else(Vec::new, |a| a.waits(&sent_at));
         let shown = waits.len();
         let wait = latency(&mut waits);
         let (idle_kib, peak_kib) = (
