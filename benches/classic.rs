@@ -237,15 +237,23 @@ fn against_a_socket(knobs: &Knobs, fail: &mut impl FnMut(&str, String)) {
         "One program against a raw socket: {} lines of {LINE_BYTES} bytes per run, median of {} runs, {} latency samples\n",
         knobs.lines, knobs.runs, knobs.samples
     );
-    let measure =
-        |subject| against_socket::measure(subject, knobs.lines, knobs.runs, knobs.samples);
-    let ours = if knobs.plain {
-        measure(&Subject::Ours)
-            .map_err(|e| fail("rust-p2p-chat --plain", e))
-            .ok()
-    } else {
-        None
+    let measure = |subject: &Subject| {
+        against_socket::measure(subject, knobs.lines, knobs.runs, knobs.samples)
     };
+    let mut ours = |history: bool| {
+        if !knobs.plain {
+            return None;
+        }
+        let name = if history {
+            "rust-p2p-chat --plain"
+        } else {
+            "rust-p2p-chat --plain --no-history"
+        };
+        measure(&Subject::Ours { history })
+            .map_err(|e| fail(name, e))
+            .ok()
+    };
+    let (bare, kept) = (ours(false), ours(true));
     let socat = if !knobs.socat {
         None
     } else if socat_available() {
@@ -254,38 +262,45 @@ fn against_a_socket(knobs: &Knobs, fail: &mut impl FnMut(&str, String)) {
         println!("socat not found: install it (apt-get install socat) for the comparison\n");
         None
     };
-    if ours.is_none() && socat.is_none() {
+    if bare.is_none() && kept.is_none() && socat.is_none() {
         return;
     }
     print_socket_header();
-    if let Some(ours) = &ours {
-        print_socket_row("rust-p2p-chat", ours);
+    let ours = [("--no-history", &bare, 4.0), ("+history", &kept, 6.0)];
+    for (name, figures, _) in &ours {
+        if let Some(figures) = figures {
+            print_socket_row(name, figures);
+        }
     }
     if let Some(socat) = &socat {
         print_socket_row("socat", socat);
     }
-    if let (Some(ours), Some(socat)) = (&ours, &socat) {
-        println!();
-        println!("ratio (ours / socat):");
+    for (name, figures, idle_bar) in ours {
+        let Some(figures) = figures else { continue };
+        if let Some(socat) = &socat {
+            println!();
+            println!("ratio ({name} / socat):");
+            println!(
+                "  inbound throughput  {:.2}x   (bar: >= 0.5)",
+                figures.inbound / socat.inbound
+            );
+            println!(
+                "  outbound throughput {:.2}x   (bar: >= 0.5)",
+                figures.outbound / socat.outbound
+            );
+            println!(
+                "  inbound p99         {:.2}x   (bar: <= 1.5)",
+                figures.in_latency.p99 / socat.in_latency.p99
+            );
+            println!(
+                "  outbound p99        {:.2}x   (bar: <= 1.5)",
+                figures.out_latency.p99 / socat.out_latency.p99
+            );
+        }
         println!(
-            "  inbound throughput  {:.2}x   (bar: >= 0.5)",
-            ours.inbound / socat.inbound
+            "{name}: idle RSS {:.1} MB (bar: <= {idle_bar} MB)",
+            mb(figures.idle_rss_kib)
         );
-        println!(
-            "  outbound throughput {:.2}x   (bar: >= 0.5)",
-            ours.outbound / socat.outbound
-        );
-        println!(
-            "  inbound p99         {:.2}x   (bar: <= 1.5)",
-            ours.in_latency.p99 / socat.in_latency.p99
-        );
-        println!(
-            "  outbound p99        {:.2}x   (bar: <= 1.5)",
-            ours.out_latency.p99 / socat.out_latency.p99
-        );
-    }
-    if let Some(ours) = &ours {
-        println!("\nidle RSS {:.1} MB (bar: <= 4 MB)", mb(ours.idle_rss_kib));
     }
     println!();
     let _ = std::io::stdout().flush();

@@ -7,7 +7,9 @@
 //! - `FLOOD_SECS` (default 15): how long the flooding sender is fed;
 //! - `FLOOD_LINE` (default 1024): bytes per flood line, newline included;
 //! - `STOP_SECS` (default 40): how long the receiver is stopped;
-//! - `STOP_LINES` (default 200000): lines fed to the sender of `stop`.
+//! - `STOP_LINES` (default 200000): lines fed to the sender of `stop`;
+//! - `SOAK_SECS`, `SOAK_BURST_EVERY`, `SOAK_BURST_SECS`: see `soak`, a
+//!   section run only when named (`FLOOD_ONLY=soak`).
 //!
 //! Two secure peers on 127.0.0.1 (`--no-mdns`, a temp data dir each, with
 //! their history): A listens, B connects; both show `Type messages` and
@@ -39,6 +41,9 @@
 //! be carried out fails the run (exit 1) after the others. MB is MiB.
 
 mod support;
+
+#[path = "flood/soak.rs"]
+mod soak;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{ChildStdin, ChildStdout, Command};
@@ -80,7 +85,8 @@ fn main() {
             "pair" => pair(),
             "stop" => stop(),
             "room" => room(),
-            other => Err(format!("no section {other:?} (pair, stop, room)")),
+            "soak" => soak::soak(),
+            other => Err(format!("no section {other:?} (pair, stop, room, soak)")),
         };
         if let Err(e) = result {
             println!("\n{section}: could not be measured: {e}");
@@ -488,54 +494,81 @@ fn stop() -> Result<(), String> {
 /// Members of the `room` section.
 const ROOM_MEMBERS: usize = 5;
 
+/// A room of [`ROOM_MEMBERS`] (`--name m0`..), each member shown `Type
+/// messages`, with both ends of each held by the benchmark.
+struct Room {
+    _temp: tempfile::TempDir,
+    members: Vec<Running>,
+    inputs: Vec<ChildStdin>,
+    outputs: Vec<BufReader<ChildStdout>>,
+}
+
+impl Room {
+    /// m1.. join through m0.
+    fn start(prefix: &str) -> Result<Room, String> {
+        let temp = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let mut members = Vec::new();
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        let mut port = String::new();
+        for i in 0..ROOM_MEMBERS {
+            let dir = temp
+                .path()
+                .join(format!("m{i}"))
+                .to_string_lossy()
+                .into_owned();
+            let name = format!("m{i}");
+            let target = format!("127.0.0.1:{port}");
+            let mut args = vec![
+                "--listen",
+                "0",
+                "--data-dir",
+                &dir,
+                "--no-mdns",
+                "--name",
+                &name,
+            ];
+            if i > 0 {
+                args.extend_from_slice(&["--connect", &target]);
+            }
+            let mut member = Running::ours(&name, &args)?;
+            let out = BufReader::new(member.take_stdout()?);
+            let listening = read_status(out, "Listening on:", START_WAIT)?;
+            if i == 0 {
+                port = port_in(&listening.line)?.to_string();
+            }
+            inputs.push(member.take_stdin()?);
+            outputs.push(listening.rest);
+            members.push(member);
+        }
+        let mut ready = Vec::new();
+        for out in outputs {
+            ready.push(read_status(out, "Type messages", START_WAIT)?.rest);
+        }
+        Ok(Room {
+            _temp: temp,
+            members,
+            inputs,
+            outputs: ready,
+        })
+    }
+}
+
 fn room() -> Result<(), String> {
     let secs = env_usize("FLOOD_SECS", 15) as u64;
     let line_bytes = env_usize("FLOOD_LINE", 1024).max(16);
     println!(
         "\n== room: {ROOM_MEMBERS} members; m4 floods with {line_bytes}-byte lines for {secs} s; m1 says a line every 100 ms"
     );
-    let temp = tempfile::Builder::new()
-        .prefix("flood-room-")
-        .tempdir()
-        .map_err(|e| format!("temp dir: {e}"))?;
-    let mut members = Vec::new();
-    let mut inputs = Vec::new();
-    let mut outputs = Vec::new();
-    let mut port = String::new();
-    for i in 0..ROOM_MEMBERS {
-        let dir = temp
-            .path()
-            .join(format!("m{i}"))
-            .to_string_lossy()
-            .into_owned();
-        let name = format!("m{i}");
-        let target = format!("127.0.0.1:{port}");
-        let mut args = vec![
-            "--listen",
-            "0",
-            "--data-dir",
-            &dir,
-            "--no-mdns",
-            "--name",
-            &name,
-        ];
-        if i > 0 {
-            args.extend_from_slice(&["--connect", &target]);
-        }
-        let mut member = Running::ours(&name, &args)?;
-        let out = BufReader::new(member.take_stdout()?);
-        let listening = read_status(out, "Listening on:", START_WAIT)?;
-        if i == 0 {
-            port = port_in(&listening.line)?.to_string();
-        }
-        inputs.push(member.take_stdin()?);
-        outputs.push(listening.rest);
-        members.push(member);
-    }
-    let mut ready = Vec::new();
-    for out in outputs {
-        ready.push(read_status(out, "Type messages", START_WAIT)?.rest);
-    }
+    let Room {
+        _temp,
+        members,
+        mut inputs,
+        outputs: ready,
+    } = Room::start("flood-room-")?;
     thread::sleep(Duration::from_secs(3));
     let idle: Vec<u64> = members.iter().map(rss).collect();
     // Arrivals of m1's lines at each member.

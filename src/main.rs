@@ -16,6 +16,7 @@ use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Store};
 use rust_p2p_chat::ui::{pipe, terminal, Style};
 
 fn main() -> ExitCode {
+    rust_p2p_chat::app::one_heap();
     let args = Args::parse();
     init_diagnostics();
     if args.plain && args.connect.is_some() && args.listen.is_some() {

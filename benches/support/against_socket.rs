@@ -11,8 +11,9 @@
 //! - one-way latency of single lines both ways, timed with one clock;
 //! - RSS while listening (idle) and its peak after the load (loaded).
 //!
-//! The program runs with `--no-history` (socat keeps none) and a temp
-//! `--data-dir`, so it never writes into the user's real data directory.
+//! The program runs with `--no-history` (socat keeps none), and again with
+//! its history (the default), each with a temp `--data-dir`, so it never
+//! writes into the user's real data directory.
 
 use std::io::BufReader;
 use std::net::TcpStream;
@@ -41,8 +42,11 @@ const STATUS_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Which program is measured.
 pub enum Subject {
-    /// `rust-p2p-chat --plain`.
-    Ours,
+    /// `rust-p2p-chat --plain`, with its history or `--no-history`.
+    Ours {
+        /// Whether the history is kept (the default).
+        history: bool,
+    },
     /// `socat TCP-LISTEN:P STDIO`.
     Socat,
 }
@@ -97,7 +101,7 @@ pub fn measure(
         written
     };
     let stdout = match subject {
-        Subject::Ours => read_status(stdout, "Type messages", STATUS_DEADLINE)?.rest,
+        Subject::Ours { .. } => read_status(stdout, "Type messages", STATUS_DEADLINE)?.rest,
         Subject::Socat => stdout,
     };
     let mut inbound_rx = LineCounter::spawn("the program's stdout", stdout);
@@ -171,7 +175,7 @@ fn start(
     subject: &Subject,
 ) -> Result<(Option<TempDir>, Running, BufReader<ChildStdout>, u16), String> {
     match subject {
-        Subject::Ours => {
+        Subject::Ours { history } => {
             let dir = tempfile::Builder::new()
                 .prefix("rust-p2p-chat-bench-")
                 .tempdir()
@@ -181,17 +185,11 @@ fn start(
                 .to_str()
                 .ok_or_else(|| format!("temp path {} is not UTF-8", dir.path().display()))?
                 .to_owned();
-            let mut target = Running::ours(
-                "rust-p2p-chat --plain",
-                &[
-                    "--plain",
-                    "--no-history",
-                    "--data-dir",
-                    &path,
-                    "--listen",
-                    "0",
-                ],
-            )?;
+            let mut args = vec!["--plain", "--data-dir", &path, "--listen", "0"];
+            if !history {
+                args.push("--no-history");
+            }
+            let mut target = Running::ours("rust-p2p-chat --plain", &args)?;
             let stdout = BufReader::new(target.take_stdout()?);
             let listening = read_status(stdout, "Listening on: ", STATUS_DEADLINE)?;
             let port = port_in(&listening.line)?;

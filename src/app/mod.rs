@@ -27,6 +27,8 @@ mod secure;
 mod tasks;
 mod trim;
 
+pub use trim::one_heap;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -40,8 +40,20 @@ pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 /// Gossipsub's heartbeat: how often meshes are repaired, and its cache of
 /// messages shifted. The first one comes after one interval too (the
 /// library waits 5 s by default): until then the cache is never shifted,
-/// and a flood in a chat's first seconds was held whole.
-pub const HEARTBEAT: Duration = Duration::from_millis(700);
+/// and a flood in a chat's first seconds was held whole. Short, because
+/// the cache holds what a sender published in the last [`MESSAGE_HOLD`],
+/// and a sender may publish only so much in that time
+/// ([`crate::chat::delivery::PUBLISH_WINDOW`]): the shorter the hold, the
+/// faster a flood may go in the same memory.
+pub const HEARTBEAT: Duration = Duration::from_millis(HEARTBEAT_MS);
+const HEARTBEAT_MS: u64 = 100;
+
+/// Heartbeats a message stays in gossipsub's cache, to be passed on to a
+/// member that missed it (gossipsub's default).
+const HISTORY_LENGTH: u64 = 5;
+
+/// How long gossipsub keeps a message, ours or one it passed on.
+pub const MESSAGE_HOLD: Duration = Duration::from_millis(HEARTBEAT_MS * HISTORY_LENGTH);
 
 /// Room messages queued for one peer at most (each up to a batch, 256
 /// KiB): a member that stops reading costs at most this much memory.
@@ -88,11 +100,8 @@ impl Behaviour {
             .message_id_fn(room_frame::message_id)
             .max_transmit_size(max_transmit)
             .heartbeat_interval(HEARTBEAT)
-            // The cache keeps a message the default five heartbeats: gossip
-            // repairs what a member missed from it, and a shorter cache
-            // left a flooded room fetching lines it reported lost. What a
-            // flood holds there is bounded by flow control instead.
             .heartbeat_initial_delay(HEARTBEAT)
+            .history_length(HISTORY_LENGTH as usize)
             // A mesh of 4 (gossipsub's default is 6): each member gets
             // fewer copies of each message, and checks the signature of
             // every copy, which is what a big room's latency is made of.

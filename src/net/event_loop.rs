@@ -21,12 +21,12 @@ use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{gossipsub, mdns, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use super::behaviour::{self, Behaviour, BehaviourEvent};
+use super::behaviour::{self, Behaviour, BehaviourEvent, MESSAGE_HOLD};
 use super::describe::{describe_dial, describe_transport};
 use super::rate::{Admit, Rate};
 use super::room_frame::{self, RoomFrame};
 use super::{socket_addr, Error};
-use crate::chat::delivery::Said;
+use crate::chat::delivery::{Said, LINE_OVERHEAD, PUBLISH_WINDOW};
 use crate::chat::describe_io;
 use crate::chat::room::is_public;
 
@@ -739,7 +739,23 @@ impl EventLoop {
             self.judge(&id, &source, gossipsub::MessageAcceptance::Reject);
             return;
         };
-        match self.rates.entry(author).or_default().take() {
+        let frame = match RoomFrame::decode(&message.data) {
+            Ok(frame) => frame,
+            Err(_) => {
+                // Lowers the score of the peer that passed it on.
+                self.judge(&id, &source, gossipsub::MessageAcceptance::Reject);
+                self.emit(NetEvent::Rejected { peer: author });
+                return;
+            }
+        };
+        let (said, addrs) = frame.into_said();
+        let lines = match &said {
+            Said::Lines { texts, .. } => texts.len(),
+            _ => 0,
+        };
+        let cost = message.data.len() + lines * LINE_OVERHEAD;
+        let rate = self.rates.entry(author).or_default();
+        match rate.take(Instant::now(), cost) {
             Admit::Yes => {}
             admit => {
                 self.judge(&id, &source, gossipsub::MessageAcceptance::Ignore);
@@ -758,17 +774,7 @@ impl EventLoop {
                 return;
             }
         }
-        let frame = match RoomFrame::decode(&message.data) {
-            Ok(frame) => frame,
-            Err(_) => {
-                // Lowers the score of the peer that passed it on.
-                self.judge(&id, &source, gossipsub::MessageAcceptance::Reject);
-                self.emit(NetEvent::Rejected { peer: author });
-                return;
-            }
-        };
         self.judge(&id, &source, gossipsub::MessageAcceptance::Accept);
-        let (said, addrs) = frame.into_said();
         self.emit(NetEvent::Room {
             room,
             author,
@@ -969,6 +975,15 @@ const MAX_INTRODUCED: usize = 8;
 pub const RATE_PER_SECOND: f64 = 5_000.0;
 /// ... and in one burst.
 pub const RATE_BURST: f64 = 20_000.0;
+/// What an author's lines may count for per second, sustained (bytes of
+/// room messages, and [`LINE_OVERHEAD`] per line): twice what our own
+/// sender puts out at most ([`PUBLISH_WINDOW`] per [`MESSAGE_HOLD`]), so
+/// an honest flood is never cut, while what one author can make us keep
+/// in gossipsub's cache stays within [`RATE_BYTES_BURST`] and this rate
+/// over [`MESSAGE_HOLD`].
+pub const RATE_BYTES_PER_SECOND: f64 = 2.0 * PUBLISH_WINDOW as f64 / MESSAGE_HOLD.as_secs_f64();
+/// ... and in one burst.
+pub const RATE_BYTES_BURST: f64 = 2.0 * PUBLISH_WINDOW as f64;
 /// Messages dropped over the limit before the peer is disconnected.
 pub const RATE_STRIKES: u32 = 20_000;
 

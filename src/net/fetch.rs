@@ -17,6 +17,7 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use super::{Client, Error};
 use crate::chat::delivery::{FetchAsk, Fetched, StreamId};
+use crate::chat::line::DEFAULT_MAX_LINE;
 
 /// The fetch protocol.
 pub const FETCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/fetch/2.0.0");
@@ -24,8 +25,15 @@ pub const FETCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/f
 /// Largest request accepted, in bytes.
 const MAX_REQUEST: usize = 4 * 1024;
 
-/// Largest reply accepted, in bytes.
-pub const MAX_REPLY: usize = 32 * 1024 * 1024;
+/// Text one fetch is answered with at most (but at least one line): the
+/// member asks again for the rest, so a catch-up of any size costs this
+/// much at a time, on both sides.
+pub const MAX_FETCH_BYTES: usize = 1024 * 1024;
+
+/// Largest reply accepted, in bytes: [`MAX_FETCH_BYTES`] of text, or one
+/// line of the default longest, and the framing of as many lines as a
+/// reply holds.
+pub const MAX_REPLY: usize = 2 * MAX_FETCH_BYTES + DEFAULT_MAX_LINE;
 
 /// How long a fetch may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);

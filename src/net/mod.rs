@@ -32,11 +32,13 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{mpsc, watch};
 
 pub use behaviour::{
-    MAX_ESTABLISHED, MAX_ESTABLISHED_PER_PEER, MAX_PENDING_INCOMING, PING_INTERVAL, PING_TIMEOUT,
+    MAX_ESTABLISHED, MAX_ESTABLISHED_PER_PEER, MAX_PENDING_INCOMING, MESSAGE_HOLD, PING_INTERVAL,
+    PING_TIMEOUT,
 };
 pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
 pub use event_loop::{
-    NearbyPeer, NetEvent, PeerInfo, PublishBacklog, RATE_BURST, RATE_PER_SECOND, SLOW_DROP_AFTER,
+    NearbyPeer, NetEvent, PeerInfo, PublishBacklog, RATE_BURST, RATE_BYTES_BURST,
+    RATE_BYTES_PER_SECOND, RATE_PER_SECOND, SLOW_DROP_AFTER,
 };
 
 use crate::chat::line::DEFAULT_MAX_LINE;

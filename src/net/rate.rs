@@ -1,14 +1,41 @@
-//! How fast each author may send room messages: a token bucket per
-//! author, and what is done past it.
+//! How fast each author may send room messages: two token buckets per
+//! author, one for messages (each costs a signature check) and one for
+//! what the lines in them count for (bytes, and a share per line, as our
+//! own sender counts them), and what is done past either.
 
 use std::time::Instant;
 
-use super::event_loop::{RATE_BURST, RATE_PER_SECOND, RATE_STRIKES};
+use super::event_loop::{
+    RATE_BURST, RATE_BYTES_BURST, RATE_BYTES_PER_SECOND, RATE_PER_SECOND, RATE_STRIKES,
+};
 
-/// A token bucket per author.
+/// Tokens that fill at a rate up to a burst.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            rate,
+            burst,
+        }
+    }
+
+    fn fill(&mut self, seconds: f64) {
+        self.tokens = (self.tokens + seconds * self.rate).min(self.burst);
+    }
+}
+
+/// An author's buckets.
 #[derive(Debug)]
 pub(super) struct Rate {
-    tokens: f64,
+    messages: Bucket,
+    bytes: Bucket,
     last: Instant,
     strikes: u32,
 }
@@ -16,7 +43,8 @@ pub(super) struct Rate {
 impl Default for Rate {
     fn default() -> Self {
         Self {
-            tokens: RATE_BURST,
+            messages: Bucket::new(RATE_PER_SECOND, RATE_BURST),
+            bytes: Bucket::new(RATE_BYTES_PER_SECOND, RATE_BYTES_BURST),
             last: Instant::now(),
             strikes: 0,
         }
@@ -35,14 +63,19 @@ pub(super) enum Admit {
 }
 
 impl Rate {
-    pub(super) fn take(&mut self) -> Admit {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
+    /// Takes one message that counts for `cost` bytes, at `now`.
+    pub(super) fn take(&mut self, now: Instant, cost: usize) -> Admit {
+        let seconds = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(RATE_BURST);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            if self.tokens >= RATE_BURST / 2.0 {
+        self.messages.fill(seconds);
+        self.bytes.fill(seconds);
+        let cost = cost as f64;
+        if self.messages.tokens >= 1.0 && self.bytes.tokens >= cost {
+            self.messages.tokens -= 1.0;
+            self.bytes.tokens -= cost;
+            if self.messages.tokens >= self.messages.burst / 2.0
+                && self.bytes.tokens >= self.bytes.burst / 2.0
+            {
                 self.strikes = 0;
             }
             return Admit::Yes;
@@ -58,25 +91,80 @@ impl Rate {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    #[test]
-    fn the_rate_limit_throttles_then_bans_a_flood() {
-        let mut rate = Rate::default();
-        for _ in 0..RATE_BURST as usize {
-            assert_eq!(rate.take(), Admit::Yes);
-        }
-        // A flood far above the sustained rate: the first drop is
-        // reported, then drops, then a ban.
+    /// Offers `count` messages of `cost` bytes, one every `every`, from
+    /// `start`; returns the distinct answers in the order first seen and
+    /// how many were let through.
+    fn offer(
+        rate: &mut Rate,
+        start: Instant,
+        count: usize,
+        cost: usize,
+        every: Duration,
+    ) -> (Vec<Admit>, usize) {
         let mut seen = Vec::new();
-        for _ in 0..(RATE_STRIKES as usize * 2) {
-            let admit = rate.take();
+        let mut passed = 0;
+        for i in 0..count {
+            let admit = rate.take(start + every * i as u32, cost);
+            passed += usize::from(admit == Admit::Yes);
             if seen.last() != Some(&admit) {
                 seen.push(admit);
             }
         }
-        let first_drop = seen.iter().position(|a| *a == Admit::FirstDrop);
-        let ban = seen.iter().position(|a| *a == Admit::Ban);
-        assert!(first_drop.is_some() && first_drop < ban, "{seen:?}");
+        (seen, passed)
+    }
+
+    #[test]
+    fn the_rate_limit_throttles_then_bans_a_flood_of_messages() {
+        let mut rate = Rate::default();
+        let start = rate.last;
+        // Small messages all at once: the burst passes, then the first
+        // drop is reported, then drops, then a ban.
+        let (seen, passed) = offer(
+            &mut rate,
+            start,
+            RATE_BURST as usize + RATE_STRIKES as usize * 2,
+            1,
+            Duration::ZERO,
+        );
+        assert_eq!(passed, RATE_BURST as usize);
+        assert_eq!(
+            seen,
+            [Admit::Yes, Admit::FirstDrop, Admit::Drop, Admit::Ban],
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn the_rate_limit_counts_bytes_so_a_few_big_messages_cannot_pass_it() {
+        let mut rate = Rate::default();
+        let start = rate.last;
+        // Messages of 1 MiB, 100 a second: far under the message rate,
+        // far over the byte rate.
+        let big = 1024 * 1024;
+        let every = Duration::from_millis(10);
+        let count = 2_000;
+        let (seen, passed) = offer(&mut rate, start, count, big, every);
+        let seconds = (every * count as u32).as_secs_f64();
+        let allowed = (RATE_BYTES_BURST + RATE_BYTES_PER_SECOND * seconds) / big as f64;
+        assert!(passed as f64 <= allowed + 1.0, "{passed} > {allowed}");
+        assert!(passed as f64 >= allowed * 0.9, "{passed} < {allowed}");
+        assert_eq!(seen[..2], [Admit::Yes, Admit::FirstDrop], "{seen:?}");
+    }
+
+    #[test]
+    fn a_sender_at_the_rate_is_never_refused() {
+        let mut rate = Rate::default();
+        let start = rate.last;
+        // At nine tenths of the byte rate, for a minute: all pass.
+        let cost = 64 * 1024;
+        let every = Duration::from_secs_f64(cost as f64 / (RATE_BYTES_PER_SECOND * 0.9));
+        let count = (60.0 / every.as_secs_f64()) as usize;
+        let (seen, passed) = offer(&mut rate, start, count, cost, every);
+        assert_eq!(passed, count);
+        assert_eq!(seen, [Admit::Yes]);
     }
 }

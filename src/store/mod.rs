@@ -18,7 +18,7 @@ mod worker;
 
 pub use history::{
     message_id, parse_rfc3339, rfc3339, Batch, Checkpointer, Filter, History, RoomResume, Run,
-    Status, StoredMessage, Stream, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_TICK,
+    Status, StoredMessage, Stream, Take, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_TICK,
     HISTORY_FILE, IN_MEMORY_BYTES, MAX_BATCH_LINES, MAX_LINE, RESUME_HOLES, SCHEMA_VERSION,
 };
 pub use known_peers::{

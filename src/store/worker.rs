@@ -40,7 +40,9 @@ use std::thread;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, Checkpointer, Error, History, RoomResume, Run, StoredMessage, CHECKPOINT_TICK};
+use super::{
+    Batch, Checkpointer, Error, History, RoomResume, Run, StoredMessage, Take, CHECKPOINT_TICK,
+};
 
 /// How many jobs wait for the store thread before a caller has to wait for
 /// room. The app has a handful of calls in flight at most; a longer queue
@@ -307,7 +309,7 @@ impl Store {
     }
 
     /// The lines held of `author`'s `session` in `conversation` from `from`
-    /// up to but not including `to`, at most `max`: what a member catching
+    /// up to but not including `to`, as much as `take` allows: what a member catching
     /// up is served (see [`History::range`]).
     ///
     /// # Errors
@@ -320,10 +322,10 @@ impl Store {
         session: u64,
         from: u64,
         to: u64,
-        max: usize,
+        take: Take,
     ) -> Result<Vec<Run>, Error> {
         let (conversation, author) = (conversation.to_owned(), author.to_owned());
-        self.call(move |history| history.range(&conversation, &author, session, from, to, max))
+        self.call(move |history| history.range(&conversation, &author, session, from, to, take))
             .await?
     }
 
@@ -679,7 +681,7 @@ mod tests {
                 .result
                 .unwrap();
             let runs = store
-                .read_range("room:rust", "12D3KooWbob", 1, 1, 3, 10)
+                .read_range("room:rust", "12D3KooWbob", 1, 1, 3, Take::lines(10))
                 .await
                 .unwrap();
             assert_eq!(runs.len(), 1);

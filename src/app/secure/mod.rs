@@ -144,7 +144,8 @@ impl RoomChat {
                 max_line,
                 super::random_session(),
                 super::now_ms().saturating_mul(1024),
-            ),
+            )
+            .holding_published(crate::net::MESSAGE_HOLD),
             started: Instant::now(),
             recording: FuturesOrdered::new(),
             storing: None,

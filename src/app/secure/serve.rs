@@ -6,13 +6,15 @@ use std::sync::Arc;
 use super::{conversation, RoomChat};
 use crate::app::Error;
 use crate::chat::delivery::{Fetched, StreamId};
-use crate::store::Store;
+use crate::net::fetch::MAX_FETCH_BYTES;
+use crate::store::{Store, Take};
 
-/// Lines one fetch is answered with at most from the store.
+/// Lines one fetch is answered with at most.
 const MAX_FETCH_LINES: usize = 16_384;
 
-/// Fetches answered at once, at most; more wait for one to end.
-const MAX_SERVING: usize = 64;
+/// Fetches answered at once, at most; more wait for one to end. With
+/// [`MAX_FETCH_BYTES`], what answers hold.
+pub const MAX_SERVING: usize = 8;
 
 impl RoomChat {
     /// Starts answering fetches. The task, and each answer's, are the
@@ -36,7 +38,9 @@ impl RoomChat {
                     };
                     let kept = recent.lock().ok().and_then(|recent| {
                         let nick = recent.nick(&stream);
-                        recent.range(&stream, from, to).map(|range| (range, nick))
+                        recent
+                            .range(&stream, from, to, MAX_FETCH_LINES, MAX_FETCH_BYTES)
+                            .map(|range| (range, nick))
                     });
                     let reply = match kept {
                         Some(((first, texts, sent_ms), nick)) if first == from => Fetched {
@@ -62,7 +66,17 @@ async fn stored_range(store: &Store, stream: &StreamId, from: u64, to: u64) -> F
     let (author, session) = (stream.author.clone(), stream.session);
     let to = to.saturating_add(1);
     let runs = store
-        .read_range(&conversation, &author, session, from, to, MAX_FETCH_LINES)
+        .read_range(
+            &conversation,
+            &author,
+            session,
+            from,
+            to,
+            Take {
+                lines: MAX_FETCH_LINES,
+                bytes: MAX_FETCH_BYTES,
+            },
+        )
         .await;
     let mut reply = Fetched {
         first: from,

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::{unexpected, RoomChat};
 use crate::app::{stopped, Chat, Error, Role, LINGER};
 use crate::chat::command::{self, Input as Typed};
-use crate::chat::delivery::Input;
+use crate::chat::delivery::{Input, SEND_WINDOW};
 use crate::chat::event::Status;
 use crate::chat::{Command, DialTarget, Event, Notice};
 use crate::identity;
@@ -288,7 +288,10 @@ impl RoomChat {
                     }
                 }
             }
-            stall = match (stall, held && !alone) {
+            // Only a window of unacknowledged lines is a stall: input held
+            // by what was just published goes on by itself.
+            let unacked_full = self.core.unacked_bytes() >= SEND_WINDOW;
+            stall = match (stall, unacked_full && !alone) {
                 (_, false) => None,
                 (None, true) => Some(Stall::new(Instant::now(), self.core.unacked_bytes())),
                 (Some(s), true) if self.core.unacked_bytes() < s.unacked => {

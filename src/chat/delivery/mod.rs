@@ -34,7 +34,7 @@ mod tests;
 
 pub use incoming::time_runs;
 pub use order::{Accepted, Ordering};
-pub use outgoing::{line_cost, LINE_OVERHEAD, SEND_WINDOW};
+pub use outgoing::{line_cost, LINE_OVERHEAD, PUBLISH_WINDOW, SEND_WINDOW};
 pub use recent::Recent;
 use refused::Refused;
 
@@ -557,6 +557,13 @@ pub struct Delivery {
     pending_lines: usize,
     /// What every room's `unacked` counts for.
     unacked_bytes: usize,
+    /// Our lines published, oldest first: when, and what they count for
+    /// in [`PUBLISH_WINDOW`]; only those within `publish_hold`.
+    published: VecDeque<(Time, usize)>,
+    /// What `published` counts for.
+    published_bytes: usize,
+    /// How long the network keeps what we publish.
+    publish_hold: Time,
     order: Ordering,
     gaps: BTreeMap<StreamId, Gap>,
     /// Per stream: every line below this (from the first we stored) is
@@ -612,6 +619,9 @@ impl Delivery {
             rooms: BTreeMap::new(),
             pending_lines: 0,
             unacked_bytes: 0,
+            published: VecDeque::new(),
+            published_bytes: 0,
+            publish_hold: Time::ZERO,
             order: Ordering::default(),
             gaps: BTreeMap::new(),
             stored: BTreeMap::new(),
@@ -636,6 +646,7 @@ impl Delivery {
     /// Takes in what happened at `now`; what to do about it comes from
     /// [`Delivery::poll`].
     pub fn handle(&mut self, now: Now, input: Input) {
+        self.let_go_published(now);
         match input {
             Input::Joined { room, resume } => self.joined(now, room, resume),
             Input::Left { room } => self.left(&room),
@@ -676,6 +687,7 @@ impl Delivery {
             .chain(unacked)
             .chain(self.have_due)
             .chain(self.retry_store_at)
+            .chain(self.published_wake())
             .chain(self.next_hello.filter(|_| self.anyone_anywhere()))
             .min()
     }

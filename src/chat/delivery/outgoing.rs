@@ -3,7 +3,7 @@
 //! says it holds them.
 
 use super::{
-    Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId, UNDELIVERED_NOTICE,
+    Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId, Time, UNDELIVERED_NOTICE,
 };
 
 /// Our lines not yet acknowledged by a member, in bytes (see
@@ -16,6 +16,17 @@ use super::{
 /// over the time an acknowledgement takes (about 0.1 s).
 pub const SEND_WINDOW: usize = 8 * 1024 * 1024;
 
+/// Our lines published within the last [`Delivery::holding_published`]
+/// (the time the network layer keeps a published message, to pass it on),
+/// in bytes as [`line_cost`] counts them, in every room together: input
+/// waits once this much was published that recently, acknowledged or not.
+/// An acknowledgement says a member holds a line, not that the network
+/// let go of it; without this, a fast pipe that is acknowledged at once
+/// fills that cache with all it sends in that time. So a sender puts out
+/// at most this much per holding time, and every member keeps at most
+/// this much of its lines there.
+pub const PUBLISH_WINDOW: usize = 8 * 1024 * 1024;
+
 /// What each line counts for in [`SEND_WINDOW`] beyond its text: its share
 /// of a batch's framing, so that empty lines are not free.
 pub const LINE_OVERHEAD: usize = 16;
@@ -27,9 +38,45 @@ pub fn line_cost(texts: &[String]) -> usize {
 
 impl Delivery {
     /// Whether input should wait: [`SEND_WINDOW`] of our lines wait for an
-    /// acknowledgement.
+    /// acknowledgement, or [`PUBLISH_WINDOW`] of them were published within
+    /// the holding time.
     pub fn input_held(&self) -> bool {
-        self.unacked_bytes >= SEND_WINDOW
+        self.unacked_bytes >= SEND_WINDOW || self.published_bytes >= PUBLISH_WINDOW
+    }
+
+    /// How long the network keeps a message we published (0, the default,
+    /// when it keeps none): see [`PUBLISH_WINDOW`].
+    #[must_use]
+    pub fn holding_published(mut self, hold: Time) -> Self {
+        self.publish_hold = hold;
+        self
+    }
+
+    /// What our lines published within the holding time count for in
+    /// [`PUBLISH_WINDOW`].
+    pub fn published_bytes(&self) -> usize {
+        self.published_bytes
+    }
+
+    /// Forgets what was published longer ago than the holding time.
+    pub(super) fn let_go_published(&mut self, now: Now) {
+        while let Some(&(at, cost)) = self.published.front() {
+            if at + self.publish_hold > now.at {
+                break;
+            }
+            self.published.pop_front();
+            self.published_bytes = self.published_bytes.saturating_sub(cost);
+        }
+    }
+
+    /// When what holds input in [`PUBLISH_WINDOW`] is let go of.
+    pub(super) fn published_wake(&self) -> Option<Time> {
+        if self.published_bytes < PUBLISH_WINDOW {
+            return None;
+        }
+        self.published
+            .front()
+            .map(|&(at, _)| at + self.publish_hold)
     }
 
     /// What our lines not yet acknowledged count for in [`SEND_WINDOW`].
@@ -123,6 +170,11 @@ impl Delivery {
             nick,
             ts_ms,
         } = lines;
+        if !self.publish_hold.is_zero() {
+            let cost = line_cost(&texts);
+            self.published.push_back((now.at, cost));
+            self.published_bytes += cost;
+        }
         let said = Said::Lines {
             session: stream.session,
             first,

@@ -10,11 +10,11 @@ use super::StreamId;
 pub const RECENT_LINES: usize = 100_000;
 
 /// ... and bytes of them at most...
-pub const RECENT_BYTES: usize = 4 * 1024 * 1024;
+pub const RECENT_BYTES: usize = 2 * 1024 * 1024;
 
 /// ... and bytes of all authors together (the least recently heard
 /// author's lines go first).
-pub const RECENT_TOTAL_BYTES: usize = 16 * 1024 * 1024;
+pub const RECENT_TOTAL_BYTES: usize = 8 * 1024 * 1024;
 
 /// Authors (per session and room) whose recent lines are kept.
 pub const RECENT_AUTHORS: usize = 512;
@@ -108,13 +108,16 @@ impl Recent {
     }
 
     /// The kept lines from `from` to `to` (inclusive), from the first one
-    /// kept in that range: returns the first sequence number, the lines and
+    /// kept in that range, at most `max` lines and `max_bytes` of text (but
+    /// at least one line): returns the first sequence number, the lines and
     /// when each was written.
     pub fn range(
         &self,
         stream: &StreamId,
         from: u64,
         to: u64,
+        max: usize,
+        max_bytes: usize,
     ) -> Option<(u64, Vec<String>, Vec<u64>)> {
         let entry = self.authors.get(stream)?;
         let end = entry.first + entry.lines.len() as u64;
@@ -123,10 +126,17 @@ impl Recent {
         if start >= stop {
             return None;
         }
+        let mut bytes = 0;
         let (lines, stamps) = entry
             .lines
             .range((start - entry.first) as usize..(stop - entry.first) as usize)
-            .cloned()
+            .take(max.max(1))
+            .enumerate()
+            .take_while(|(i, (text, _))| {
+                bytes += text.len();
+                *i == 0 || bytes <= max_bytes
+            })
+            .map(|(_, line)| line.clone())
             .unzip();
         Some((start, lines, stamps))
     }
@@ -151,15 +161,28 @@ mod tests {
         );
         recent.record(&StreamId::new("r", "a", 1), 3, &texts(&["3", "4"]), 200);
         assert_eq!(
-            recent.range(&StreamId::new("r", "a", 1), 2, 3),
+            recent.range(&StreamId::new("r", "a", 1), 2, 3, usize::MAX, usize::MAX),
             Some((2, texts(&["2", "3"]), vec![100, 100]))
         );
         assert_eq!(
-            recent.range(&StreamId::new("r", "a", 1), 4, 10),
+            recent.range(&StreamId::new("r", "a", 1), 4, 10, usize::MAX, usize::MAX),
             Some((4, texts(&["4"]), vec![200]))
         );
-        assert_eq!(recent.range(&StreamId::new("r", "a", 1), 5, 10), None);
-        assert_eq!(recent.range(&StreamId::new("r", "a", 2), 1, 1), None);
+        // At most two lines, or two bytes, or at least one line.
+        for (max, max_bytes) in [(2, usize::MAX), (usize::MAX, 2), (0, 0)] {
+            let (_, lines, _) = recent
+                .range(&StreamId::new("r", "a", 1), 1, 10, max, max_bytes)
+                .expect("kept");
+            assert_eq!(lines, texts(&["1", "2", "3", "4"])[..max.clamp(1, 2)]);
+        }
+        assert_eq!(
+            recent.range(&StreamId::new("r", "a", 1), 5, 10, usize::MAX, usize::MAX),
+            None
+        );
+        assert_eq!(
+            recent.range(&StreamId::new("r", "a", 2), 1, 1, usize::MAX, usize::MAX),
+            None
+        );
         assert_eq!(recent.nick(&StreamId::new("r", "a", 1)), None);
         recent.name(&StreamId::new("r", "a", 1), Some("ann"));
         assert_eq!(
@@ -169,7 +192,7 @@ mod tests {
         let many: Vec<String> = (0..RECENT_LINES + 10).map(|i| i.to_string()).collect();
         recent.record(&StreamId::new("r", "b", 1), 1, &many, 300);
         let (first, lines, stamps) = recent
-            .range(&StreamId::new("r", "b", 1), 1, 20)
+            .range(&StreamId::new("r", "b", 1), 1, 20, usize::MAX, usize::MAX)
             .expect("kept");
         assert_eq!(first, 11);
         assert_eq!(lines[0], "10");

@@ -594,3 +594,55 @@ fn input_waits_once_a_window_of_our_lines_is_unacknowledged_and_resumes_as_a_mem
     d.handle(at(now + 1), Input::Left { room: ROOM.into() });
     assert_eq!(d.unacked_bytes(), 0);
 }
+
+#[test]
+fn input_waits_once_a_window_of_our_lines_was_published_within_the_holding_time_even_if_acknowledged(
+) {
+    let hold = Duration::from_millis(500);
+    let mut d = member(&["a"]).holding_published(hold);
+    let line = "x".repeat(1000);
+    let per_batch = 64;
+    let batch_cost = line_cost(&vec![line.clone(); per_batch]);
+    let mut typed = 0u64;
+    let start = 10;
+    // All typed within 100 ms, and each batch acknowledged at once.
+    while !d.input_held() {
+        assert!(typed < 100_000, "never held");
+        d.handle(
+            at(start + typed / 10_000),
+            Input::Typed {
+                room: ROOM.into(),
+                texts: vec![line.clone(); per_batch],
+                nick: None,
+            },
+        );
+        typed += per_batch as u64;
+        for act in actions(&mut d) {
+            if let Action::Record(lines) = act {
+                d.handle(
+                    at(start + typed / 10_000),
+                    Input::Recorded {
+                        lines,
+                        result: Ok(()),
+                    },
+                );
+            }
+        }
+        d.handle(at(start + typed / 10_000), have_from("a", ME, 7, typed + 1));
+        actions(&mut d);
+    }
+    assert_eq!(d.unacked_bytes(), 0, "all acknowledged");
+    assert!(d.published_bytes() >= PUBLISH_WINDOW);
+    assert!(d.published_bytes() < PUBLISH_WINDOW + batch_cost);
+    // Taken again once the first of them is let go of, and not before.
+    let due = Duration::from_millis(start) + hold;
+    assert!(d.next_wake().is_some_and(|wake| wake <= due));
+    let due = due.as_millis() as u64;
+    d.handle(at(due - 1), Input::Tick);
+    assert!(d.input_held());
+    d.handle(at(due), Input::Tick);
+    assert!(!d.input_held());
+    // Once the holding time is over for all of them, nothing counts.
+    d.handle(at(start + 1_000), Input::Tick);
+    assert_eq!(d.published_bytes(), 0);
+}

@@ -129,7 +129,7 @@ use crate::private_file::{create_private_dir, create_private_file};
 
 pub use checkpoint::{Checkpointer, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_TICK};
 pub use read::{RoomResume, RESUME_HOLES};
-pub use rows::{Batch, Filter, Run, Status, StoredMessage, Stream};
+pub use rows::{Batch, Filter, Run, Status, StoredMessage, Stream, Take};
 pub use schema::SCHEMA_VERSION;
 
 /// The name of the database file inside the data directory.

@@ -8,7 +8,7 @@ use super::rows::{split_lines, BatchRow};
 use super::write::{stream_mark, Mark};
 use super::{
     from_sql, session_from_sql, session_to_sql, to_sql, Batch, Error, Filter, History, Run,
-    StoredMessage, Stream,
+    StoredMessage, Stream, Take,
 };
 
 /// Where a room stands in the store when we join it: what [`History::resume_room`]
@@ -146,8 +146,8 @@ impl History {
     }
 
     /// The lines held of one author's session in a conversation, numbered
-    /// from `from` up to but not including `to`, at most `max` of them, in
-    /// line order: what a member catching up is sent. Each run is the part
+    /// from `from` up to but not including `to`, as much as `take` allows,
+    /// in line order: what a member catching up is sent. Each run is the part
     /// of one row asked for, with the row's name and time; lines not held
     /// are skipped, so a run may start later than the one before ended.
     ///
@@ -161,8 +161,12 @@ impl History {
         session: u64,
         from: u64,
         to: u64,
-        max: usize,
+        take: Take,
     ) -> Result<Vec<Run>, Error> {
+        let Take {
+            lines: max,
+            bytes: max_bytes,
+        } = take;
         if from >= to || max == 0 {
             return Ok(Vec::new());
         }
@@ -181,7 +185,8 @@ impl History {
             ])?;
             let mut runs = Vec::new();
             let mut left = max;
-            while left > 0 {
+            let (mut bytes, mut full) = (0, false);
+            while left > 0 && !full {
                 let Some(row) = rows.next()? else { break };
                 let first = from_sql(row, 0)?;
                 let count = from_sql(row, 1)?;
@@ -194,15 +199,24 @@ impl History {
                 let texts: String = row.get(2)?;
                 let lines = split_lines(&texts, count, 2)?;
                 let skip = (start - first) as usize;
-                runs.push(Run {
-                    first_line: start,
-                    texts: lines[skip..skip + take]
-                        .iter()
-                        .map(|line| (*line).to_owned())
-                        .collect(),
-                    name: row.get(3)?,
-                    ts_ms: from_sql(row, 4)?,
-                });
+                let mut run = Vec::new();
+                for line in &lines[skip..skip + take] {
+                    if bytes + line.len() > max_bytes && !(runs.is_empty() && run.is_empty()) {
+                        full = true;
+                        break;
+                    }
+                    bytes += line.len();
+                    run.push((*line).to_owned());
+                }
+                let take = run.len();
+                if take > 0 {
+                    runs.push(Run {
+                        first_line: start,
+                        texts: run,
+                        name: row.get(3)?,
+                        ts_ms: from_sql(row, 4)?,
+                    });
+                }
                 left -= take;
             }
             Ok(runs)

@@ -108,8 +108,14 @@ fn range_serves_runs_across_rows_and_parts_of_rows() {
         .unwrap();
     let nick = format!("{BOB}-nick");
 
+    let range = |author, session, from, to, lines, bytes| {
+        history
+            .range(ROOM, author, session, from, to, Take { lines, bytes })
+            .unwrap()
+    };
+    let any = usize::MAX;
     assert_eq!(
-        history.range(ROOM, BOB, 1, 1, 9, 100).unwrap(),
+        range(BOB, 1, 1, 9, 100, any),
         [
             run(1, 1..4, &nick, 1_000),
             run(4, 4..6, &nick, 1_004),
@@ -117,28 +123,35 @@ fn range_serves_runs_across_rows_and_parts_of_rows() {
         ]
     );
     assert_eq!(
-        history.range(ROOM, BOB, 1, 1, 9, 4).unwrap(),
+        range(BOB, 1, 1, 9, 4, any),
         [run(1, 1..4, &nick, 1_000), run(4, 4..5, &nick, 1_004)]
     );
+    assert_eq!(range(BOB, 1, 2, 3, 100, any), [run(2, 2..3, &nick, 1_000)]);
+    // At most 20 bytes of text ("line N" is 6): three lines; and at least
+    // one line however small the bound.
+    assert_eq!(range(BOB, 1, 1, 9, 100, 20), [run(1, 1..4, &nick, 1_000)]);
     assert_eq!(
-        history.range(ROOM, BOB, 1, 2, 3, 100).unwrap(),
-        [run(2, 2..3, &nick, 1_000)]
+        range(BOB, 1, 3, 9, 100, 20),
+        [run(3, 3..4, &nick, 1_000), run(4, 4..6, &nick, 1_004)]
     );
+    assert_eq!(range(BOB, 1, 1, 9, 100, 0), [run(1, 1..2, &nick, 1_000)]);
     // From inside the gap on.
     assert_eq!(
-        history.range(ROOM, BOB, 1, 7, 100, 100).unwrap(),
+        range(BOB, 1, 7, 100, 100, any),
         [run(8, 8..12, "bobby", 1_008)]
     );
-    let all = history
-        .range(ROOM, BOB, 1, 0, u64::MAX, usize::MAX)
-        .unwrap();
+    let all = range(BOB, 1, 0, u64::MAX, any, any);
     assert_eq!(all.iter().map(|run| run.texts.len()).sum::<usize>(), 10);
-    assert!(history.range(ROOM, BOB, 1, 6, 8, 100).unwrap().is_empty());
-    assert!(history.range(ROOM, BOB, 1, 5, 5, 100).unwrap().is_empty());
-    assert!(history.range(ROOM, BOB, 1, 9, 2, 100).unwrap().is_empty());
-    assert!(history.range(ROOM, BOB, 1, 0, 12, 0).unwrap().is_empty());
-    assert!(history.range(ROOM, BOB, 2, 0, 12, 100).unwrap().is_empty());
-    assert!(history.range(ROOM, ME, 1, 0, 12, 100).unwrap().is_empty());
+    for (author, session, from, to, lines) in [
+        (BOB, 1, 6, 8, 100),
+        (BOB, 1, 5, 5, 100),
+        (BOB, 1, 9, 2, 100),
+        (BOB, 1, 0, 12, 0),
+        (BOB, 2, 0, 12, 100),
+        (ME, 1, 0, 12, 100),
+    ] {
+        assert!(range(author, session, from, to, lines, any).is_empty());
+    }
 }
 
 #[test]

@@ -284,7 +284,9 @@ fn a_bad_stored_value_is_reported_as_corruption() {
         .unwrap();
     for err in [
         history.recent(ROOM, 10).unwrap_err(),
-        history.range(ROOM, BOB, 1, 0, 2, 10).unwrap_err(),
+        history
+            .range(ROOM, BOB, 1, 0, 2, Take::lines(10))
+            .unwrap_err(),
     ] {
         assert!(matches!(err, Error::CorruptDatabase { .. }), "{err:?}");
         assert_names(&err, &path, "a batch of 2 lines holds 1 texts");

@@ -28,7 +28,7 @@ fn overlapping_lines_are_cut_out_and_stored_once() {
     );
     assert_eq!(history.insert(&[numbered(BOB, 2, 0..10)]).unwrap(), [7]);
     let firsts: Vec<_> = history
-        .range(ROOM, BOB, 2, 0, 10, 100)
+        .range(ROOM, BOB, 2, 0, 10, Take::lines(100))
         .unwrap()
         .iter()
         .map(|run| (run.first_line, run.texts.len()))
@@ -51,7 +51,9 @@ fn overlapping_lines_are_cut_out_and_stored_once() {
             .unwrap(),
         [4, 2, 0, 2]
     );
-    let lines = history.range(ROOM, BOB, 3, 0, 100, 100).unwrap();
+    let lines = history
+        .range(ROOM, BOB, 3, 0, 100, Take::lines(100))
+        .unwrap();
     let held: Vec<_> = lines.iter().flat_map(|run| run.texts.clone()).collect();
     let expected: Vec<_> = (0..8).map(|n| format!("line {n}")).collect();
     assert_eq!(held, expected);
@@ -113,7 +115,9 @@ fn a_batch_past_the_limits_is_not_stored() {
         i64::MAX as u64,
         "a time past the range is kept as its end"
     );
-    let runs = history.range(ROOM, BOB, 3, 0, u64::MAX, 10).unwrap();
+    let runs = history
+        .range(ROOM, BOB, 3, 0, u64::MAX, Take::lines(10))
+        .unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].first_line, MAX_LINE);
     assert_eq!(
@@ -354,7 +358,7 @@ fn in_memory_forgets_the_oldest_beyond_its_budget() {
         assert!(history.held_bytes <= IN_MEMORY_BYTES, "batch {n}");
     }
     let kept = history
-        .range(ROOM, ME, 7, 0, 48 * 1024, usize::MAX)
+        .range(ROOM, ME, 7, 0, 48 * 1024, Take::lines(usize::MAX))
         .unwrap();
     let first = kept.first().map(|run| run.first_line).unwrap();
     let lines: usize = kept.iter().map(|run| run.texts.len()).sum();
