@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -238,6 +238,23 @@ impl Client {
             &self.config,
             self.presence.clone(),
         ))
+    }
+
+    /// Opens a stream on `protocol` with a connected peer, to be spoken by
+    /// hand: for tools and tests that probe a peer the way a modified
+    /// program would (the chat's own protocols have methods of their own).
+    pub async fn open_stream(
+        &mut self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+    ) -> Result<libp2p::Stream, Error> {
+        self.control
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| Error::OpenChat {
+                peer,
+                cause: e.to_string(),
+            })
     }
 
     /// Starts accepting chats that peers open with us. Only one acceptor

@@ -25,8 +25,13 @@ const HEADER: usize = 4;
 /// and the text's length.
 pub const FRAME_OVERHEAD: usize = 32;
 
-/// Bytes asked of the stream in one read.
+/// Bytes asked of the stream in one read, at most...
 const READ_CHUNK: usize = 64 * 1024;
+
+/// ... and at first: a stream that sends nothing (or little) costs this
+/// much, not a whole chunk, however many are open; the size doubles with
+/// each read that fills it.
+const FIRST_READ: usize = 1024;
 
 /// The write buffer is written out once it holds this much.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -70,6 +75,8 @@ pub struct FrameReader<R> {
     /// Highest sequence number seen; older or repeated ones are dropped.
     last_seq: u64,
     eof: bool,
+    /// What the next read asks for (see [`FIRST_READ`]).
+    read_size: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -83,6 +90,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             max_text,
             last_seq: 0,
             eof: false,
+            read_size: FIRST_READ,
         }
     }
 
@@ -100,9 +108,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.buf.drain(..self.start);
                 self.start = 0;
             }
-            self.buf.reserve(READ_CHUNK);
+            self.buf.reserve(self.read_size);
             match self.inner.read_buf(&mut self.buf).await {
                 Ok(0) => self.eof = true,
+                Ok(n) if n >= self.read_size => {
+                    self.read_size = (self.read_size * 2).min(READ_CHUNK);
+                }
                 Ok(_) => {}
                 Err(e) => {
                     self.eof = true;
@@ -183,7 +194,9 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
         Self {
             inner,
-            buf: Vec::with_capacity(WRITE_BATCH),
+            // Grown as frames are queued: a stream that never writes
+            // costs nothing here.
+            buf: Vec::new(),
             written: 0,
             seq: 0,
         }

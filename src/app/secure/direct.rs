@@ -1,6 +1,8 @@
 //! Direct messages (`/msg`): one peer to one peer on the two-peer stream
 //! protocol, outside any room.
 
+use std::collections::hash_map::{Entry, HashMap};
+
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
@@ -13,6 +15,13 @@ use crate::store::{self, Batch, Status};
 /// Direct messages waiting to be shown.
 const DIRECT_QUEUE: usize = 256;
 
+/// Direct-message streams read at once, from everyone; more are closed
+/// at once...
+const MAX_DIRECT_STREAMS: usize = 16;
+
+/// ... and from one peer.
+const MAX_DIRECT_STREAMS_PER_PEER: usize = 4;
+
 /// How long a direct message may take to be delivered.
 pub(super) const DIRECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -24,10 +33,26 @@ impl RoomChat {
         let (tx, rx) = mpsc::channel(DIRECT_QUEUE);
         self.tasks.spawn(async move {
             let mut streams = tokio::task::JoinSet::new();
+            let mut per_peer: HashMap<PeerId, usize> = HashMap::new();
             while let Some(session) = chats.next().await {
-                while streams.try_join_next().is_some() {}
-                let tx = tx.clone();
+                while let Some(ended) = streams.try_join_next() {
+                    if let Ok(peer) = ended {
+                        if let Entry::Occupied(mut open) = per_peer.entry(peer) {
+                            *open.get_mut() -= 1;
+                            if *open.get() == 0 {
+                                open.remove();
+                            }
+                        }
+                    }
+                }
                 let peer = session.peer();
+                let open = per_peer.entry(peer).or_default();
+                if streams.len() >= MAX_DIRECT_STREAMS || *open >= MAX_DIRECT_STREAMS_PER_PEER {
+                    // Dropped: the stream is closed.
+                    continue;
+                }
+                *open += 1;
+                let tx = tx.clone();
                 streams.spawn(async move {
                     let (mut incoming, _outgoing) = session.split();
                     // A direct stream carries a few messages; bounded in time.
@@ -39,6 +64,7 @@ impl RoomChat {
                         }
                     })
                     .await;
+                    peer
                 });
             }
         });
