@@ -2,16 +2,16 @@
 //!
 //! Besides the chat itself, a session runs two kinds of task, both owned
 //! by [`run`] for the whole session (a listener's chats, one after
-//! another): writes to the store, each of which, when the store refuses
-//! lines, goes on to write them again until they are stored; and peers
-//! being told we are busy. A chat that ends waits for its writes in
-//! flight; the session's end ends whatever still runs.
+//! another): each chat's writer of its history ([`Journal`]), with the
+//! writes that go on to write again lines the store refused; and peers
+//! being told we are busy. A chat that ends waits for its writer to write
+//! what it holds; the session's end ends whatever still runs.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::tasks::Tasks;
 use super::{failure, Chat, End, Error, Inbound, Outbound, Role, SendError};
@@ -26,14 +26,20 @@ impl Counted for Batch {
     }
 }
 
-/// Writes to the store in flight at most; past that, the chat waits for
-/// the store (memory stays bounded however fast lines come).
-const MAX_WRITES_IN_FLIGHT: u32 = 16;
+/// Bytes of lines waiting for the store at most (both sides of a chat
+/// together); past that, the chat waits for the store (memory stays
+/// bounded however fast lines come).
+pub const MAX_JOURNAL_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long a line waits for others to be written with: the store's work
+/// (a transaction, its thread's CPU) comes in one go per this much time,
+/// never between a line's arrival and its showing.
+const JOURNAL_DELAY: Duration = Duration::from_millis(100);
 
 /// Lines of history shown when connecting to a peer talked to before.
 const HISTORY_ON_CONNECT: usize = 20;
 
-/// Lines kept back for one write at most.
+/// Lines written at once without waiting for [`JOURNAL_DELAY`].
 const WRITE_BATCH: usize = 4096;
 
 /// Lines the store refused are written again this often until they are
@@ -116,18 +122,11 @@ async fn run_chats(
                 }
             }
             let (incoming, outgoing) = session.split();
-            let log = Log::new(
-                store,
-                addr.to_string(),
-                chat.events.downgrade(),
-                Arc::clone(writes),
-            );
-            let (mut incoming, mut outgoing) = log.wrap(incoming, outgoing);
+            let journal = Journal::start(store, addr.to_string(), chat.events.downgrade(), writes);
+            let (mut incoming, mut outgoing) = Journal::wrap(journal, incoming, outgoing);
             chat.run(&mut incoming, &mut outgoing, std::future::pending())
                 .await;
-            incoming.log.flush().await;
-            outgoing.log.flush().await;
-            incoming.log.settle().await;
+            incoming.settle().await;
             Ok(())
         }
         Role::Listen { port } => {
@@ -167,18 +166,11 @@ async fn run_chats(
                 }
                 let peer = session.peer_addr().to_string();
                 let (incoming, outgoing) = session.split();
-                let log = Log::new(
-                    store.clone(),
-                    peer,
-                    chat.events.downgrade(),
-                    Arc::clone(writes),
-                );
-                let (mut incoming, mut outgoing) = log.wrap(incoming, outgoing);
+                let journal = Journal::start(store.clone(), peer, chat.events.downgrade(), writes);
+                let (mut incoming, mut outgoing) = Journal::wrap(journal, incoming, outgoing);
                 let others = turn_away_others(&listener, chat.events, turning_away);
                 let end = chat.run(&mut incoming, &mut outgoing, others).await;
-                incoming.log.flush().await;
-                outgoing.log.flush().await;
-                incoming.log.settle().await;
+                incoming.settle().await;
                 match end {
                     End::PeerLeft => continue,
                     End::InputClosed | End::Stopped => return Ok(()),
@@ -186,32 +178,6 @@ async fn run_chats(
             }
         }
     }
-}
-
-/// What one side of a plain chat said, on its way to the store: lines
-/// are gathered and written a batch at a time (when the input runs dry or
-/// a batch is full). Plain peers have no identity, so ids are local: this
-/// run's session, the side (`local`, or the peer's address) and a count.
-/// Lines the store refuses are written again every [`RETRY_REFUSED`]
-/// until they are stored, and the user is told when that starts and ends
-/// (see [`Refused`]); nothing is acknowledged in the plain mode, so
-/// nothing else waits for them.
-struct Log {
-    store: Option<Store>,
-    peer: String,
-    author: String,
-    outgoing: bool,
-    session: u64,
-    next_line: u64,
-    lines: Vec<String>,
-    /// A permit per write in flight, shared by both sides of a chat.
-    in_flight: Arc<Semaphore>,
-    unstored: Arc<Mutex<Unstored>>,
-    /// Where writes start: owned by the session, shared by its chats.
-    tasks: Arc<Mutex<Tasks>>,
-    /// Weak, so that a write still under way never keeps the front end
-    /// open.
-    events: mpsc::WeakSender<Event>,
 }
 
 /// What the store refused, shared by both sides of a chat and the write
@@ -299,152 +265,315 @@ async fn write_refused(
     }
 }
 
-impl Log {
-    fn new(
+/// Both sides' lines of one plain chat on their way to the store.
+///
+/// A side hands its lines over with [`Journal::push`]: a copy into a queue
+/// shared with the chat's writer ([`Journal::write`]), which writes them a
+/// batch per side at a time, [`JOURNAL_DELAY`] after the first of them or
+/// at once when [`WRITE_BATCH`] wait, so the store's work never sits
+/// between the socket and the screen. Past [`MAX_JOURNAL_BYTES`] a side
+/// waits for the writer. Plain peers have no identity, so ids are local:
+/// this run's session, the side (`local`, or the peer's address) and a
+/// count. Lines the store refuses are written again every
+/// [`RETRY_REFUSED`] until they are stored, and the user is told when that
+/// starts and ends (see [`Refused`]); nothing is acknowledged in the plain
+/// mode, so nothing else waits for them.
+#[derive(Clone)]
+struct Journal {
+    shared: Arc<JournalShared>,
+}
+
+struct JournalShared {
+    queue: Mutex<Queue>,
+    /// The writer has something to do: lines after none, a full batch, or
+    /// the end of the chat.
+    work: Notify,
+    /// The writer took lines: there is room again.
+    room: Notify,
+    /// The writer has written all and ended.
+    done: Notify,
+}
+
+/// What waits for the writer.
+#[derive(Default)]
+struct Queue {
+    /// The peer's lines, and ours.
+    theirs: Vec<String>,
+    ours: Vec<String>,
+    bytes: usize,
+    /// When the oldest line waiting came.
+    since: Option<Instant>,
+    ended: bool,
+    finished: bool,
+}
+
+impl Queue {
+    fn lines(&self) -> usize {
+        self.theirs.len() + self.ours.len()
+    }
+
+    /// Adds a line; whether the writer should be woken for it.
+    fn add(&mut self, ours: bool, text: &str) -> bool {
+        let side = if ours {
+            &mut self.ours
+        } else {
+            &mut self.theirs
+        };
+        side.push(text.to_owned());
+        self.bytes += text.len();
+        let first = self.since.is_none();
+        self.since.get_or_insert_with(Instant::now);
+        first || self.lines() == WRITE_BATCH
+    }
+}
+
+/// Where a journal's lines go, and its writer's own state.
+struct Writer {
+    store: Store,
+    peer: String,
+    session: u64,
+    /// The next line number of the peer's side and of ours.
+    next: [u64; 2],
+    unstored: Arc<Mutex<Unstored>>,
+    /// Where the writer and its writes of refused lines run: owned by the
+    /// session, shared by its chats.
+    tasks: Arc<Mutex<Tasks>>,
+    /// Weak, so that a write still under way never keeps the front end
+    /// open.
+    events: mpsc::WeakSender<Event>,
+}
+
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Journal {
+    /// A journal for a chat with `peer`, its writer started in `tasks`;
+    /// without a store, lines are not kept.
+    fn start(
         store: Option<Store>,
         peer: String,
         events: mpsc::WeakSender<Event>,
-        tasks: Arc<Mutex<Tasks>>,
-    ) -> Log {
-        Log {
+        tasks: &Arc<Mutex<Tasks>>,
+    ) -> Option<Journal> {
+        let store = store?;
+        let journal = Journal {
+            shared: Arc::new(JournalShared {
+                queue: Mutex::new(Queue::default()),
+                work: Notify::new(),
+                room: Notify::new(),
+                done: Notify::new(),
+            }),
+        };
+        let writer = Writer {
             store,
-            author: peer.clone(),
             peer,
-            outgoing: false,
             session: super::random_session(),
-            next_line: 0,
-            lines: Vec::new(),
-            in_flight: Arc::new(Semaphore::new(MAX_WRITES_IN_FLIGHT as usize)),
+            next: [0, 0],
             unstored: Arc::default(),
-            tasks,
+            tasks: Arc::clone(tasks),
             events,
-        }
+        };
+        tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spawn(journal.clone().write(writer));
+        Some(journal)
     }
 
-    /// Logs for both sides of one chat.
-    fn wrap(self, incoming: Incoming, outgoing: Outgoing) -> (Logged<Incoming>, Logged<Outgoing>) {
-        let ours = Log {
-            store: self.store.clone(),
-            peer: self.peer.clone(),
-            author: "local".into(),
-            outgoing: true,
-            session: self.session,
-            next_line: 0,
-            lines: Vec::new(),
-            in_flight: Arc::clone(&self.in_flight),
-            unstored: Arc::clone(&self.unstored),
-            tasks: Arc::clone(&self.tasks),
-            events: self.events.clone(),
-        };
+    /// Both sides of one chat, with this journal.
+    fn wrap(
+        journal: Option<Journal>,
+        incoming: Incoming,
+        outgoing: Outgoing,
+    ) -> (Logged<Incoming>, Logged<Outgoing>) {
         (
             Logged {
                 inner: incoming,
-                log: self,
+                journal: journal.clone(),
             },
             Logged {
                 inner: outgoing,
-                log: ours,
+                journal,
             },
         )
     }
 
-    fn push(&mut self, text: &str) {
-        if self.store.is_some() {
-            self.lines.push(text.to_owned());
+    /// Hands over a line of one side, waiting only while the queue is full.
+    async fn push(&self, ours: bool, text: &str) {
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut queue = lock(&self.shared.queue);
+                if queue.bytes < MAX_JOURNAL_BYTES {
+                    if queue.add(ours, text) {
+                        self.shared.work.notify_one();
+                    }
+                    return;
+                }
+            }
+            room.await;
         }
     }
 
-    /// Writes what was gathered if a write may start now (else it waits
-    /// for the next flush).
-    fn try_flush(&mut self) {
-        if let Ok(slot) = Arc::clone(&self.in_flight).try_acquire_owned() {
-            self.write(slot);
+    /// Hands over a line without waiting: past the bound by at most what
+    /// one read of the socket brought.
+    fn push_now(&self, ours: bool, text: &str) {
+        if lock(&self.shared.queue).add(ours, text) {
+            self.shared.work.notify_one();
         }
     }
 
-    /// Writes what was gathered. Waits only when too many writes are
-    /// already in flight.
-    async fn flush(&mut self) {
-        if self.store.is_none() || self.lines.is_empty() {
-            return;
+    /// Ends the chat's journal: what waits is written at once, and this
+    /// returns once it is (not lines refused and written again, which may
+    /// wait on a full disk).
+    async fn settle(&self) {
+        let done = self.shared.done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        {
+            let mut queue = lock(&self.shared.queue);
+            if queue.finished {
+                return;
+            }
+            queue.ended = true;
         }
-        let Ok(slot) = Arc::clone(&self.in_flight).acquire_owned().await else {
-            return;
-        };
-        self.write(slot);
+        self.shared.work.notify_one();
+        done.await;
     }
 
-    fn write(&mut self, slot: tokio::sync::OwnedSemaphorePermit) {
-        let Some(store) = self.store.clone() else {
-            return;
-        };
-        let texts = std::mem::take(&mut self.lines);
-        let first = self.next_line;
-        self.next_line += texts.len() as u64;
-        let batch = Batch {
+    /// The writer: waits for lines to be due, writes them, until the chat
+    /// ends and all is written.
+    async fn write(self, mut writer: Writer) {
+        loop {
+            let work = self.shared.work.notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+            let due = {
+                let queue = lock(&self.shared.queue);
+                if queue.ended || queue.lines() >= WRITE_BATCH {
+                    Some(Instant::now())
+                } else {
+                    queue.since.map(|since| since + JOURNAL_DELAY)
+                }
+            };
+            match due {
+                None => {
+                    work.await;
+                    continue;
+                }
+                Some(at) if at > Instant::now() => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = work => continue,
+                    }
+                }
+                Some(_) => {}
+            }
+            let (theirs, ours, ended) = {
+                let mut queue = lock(&self.shared.queue);
+                let theirs = std::mem::take(&mut queue.theirs);
+                let ours = std::mem::take(&mut queue.ours);
+                queue.bytes = 0;
+                queue.since = None;
+                (theirs, ours, queue.ended)
+            };
+            self.shared.room.notify_waiters();
+            let batches: Vec<Batch> = [(false, theirs), (true, ours)]
+                .into_iter()
+                .filter(|(_, texts)| !texts.is_empty())
+                .map(|(ours, texts)| writer.batch(ours, texts))
+                .collect();
+            if !batches.is_empty() {
+                let again = write_lines(
+                    &writer.store,
+                    batches,
+                    false,
+                    &writer.unstored,
+                    &writer.events,
+                )
+                .await;
+                if again {
+                    let refused = write_refused(
+                        writer.store.clone(),
+                        Arc::clone(&writer.unstored),
+                        writer.events.clone(),
+                    );
+                    writer
+                        .tasks
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .spawn(refused);
+                }
+            }
+            if ended {
+                let mut queue = lock(&self.shared.queue);
+                if queue.lines() == 0 {
+                    queue.finished = true;
+                    drop(queue);
+                    self.shared.done.notify_waiters();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Numbers the lines of one side as a batch.
+    fn batch(&mut self, ours: bool, texts: Vec<String>) -> Batch {
+        let next = &mut self.next[usize::from(ours)];
+        let first = *next;
+        *next += texts.len() as u64;
+        Batch {
             conversation: format!("plain:{}", self.peer),
             room: None,
             peer: Some(self.peer.clone()),
-            author: self.author.clone(),
+            author: if ours {
+                "local".into()
+            } else {
+                self.peer.clone()
+            },
             session: self.session,
             first_line: first,
             name: None,
             ts_ms: super::now_ms(),
             texts,
-            outgoing: self.outgoing,
-            status: if self.outgoing {
-                Status::Sent
-            } else {
-                Status::Received
-            },
-        };
-        let (unstored, events) = (Arc::clone(&self.unstored), self.events.clone());
-        let write = async move {
-            let again = write_lines(&store, vec![batch], false, &unstored, &events).await;
-            // The write is done; writing refused lines again is not one
-            // in flight.
-            drop(slot);
-            if again {
-                write_refused(store, unstored, events).await;
-            }
-        };
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .spawn(write);
-    }
-
-    /// Waits for the writes in flight of both sides of this chat (not for
-    /// refused lines written again, which may wait on a full disk).
-    async fn settle(&self) {
-        // Every permit free again: no write holds one.
-        let _ = self.in_flight.acquire_many(MAX_WRITES_IN_FLIGHT).await;
+            outgoing: ours,
+            status: if ours { Status::Sent } else { Status::Received },
+        }
     }
 }
 
-/// One side of a plain chat, with its log.
+/// One side of a plain chat, with its journal (none without a store).
 struct Logged<T> {
     inner: T,
-    log: Log,
+    journal: Option<Journal>,
+}
+
+impl<T> Logged<T> {
+    async fn settle(&self) {
+        if let Some(journal) = &self.journal {
+            journal.settle().await;
+        }
+    }
 }
 
 impl Inbound for Logged<Incoming> {
     async fn next(&mut self) -> Result<Received, String> {
-        self.log.flush().await;
         let received = Inbound::next(&mut self.inner).await;
-        if let Ok(Received::Message(text)) = &received {
-            self.log.push(text);
+        if let (Ok(Received::Message(text)), Some(journal)) = (&received, &self.journal) {
+            journal.push(false, text).await;
         }
         received
     }
 
     fn try_next(&mut self) -> Option<Received> {
         let received = Inbound::try_next(&mut self.inner);
-        if let Some(Received::Message(text)) = &received {
-            self.log.push(text);
-            if self.log.lines.len() >= WRITE_BATCH {
-                self.log.try_flush();
-            }
+        if let (Some(Received::Message(text)), Some(journal)) = (&received, &self.journal) {
+            journal.push_now(false, text);
         }
         received
     }
@@ -453,17 +582,14 @@ impl Inbound for Logged<Incoming> {
 impl Outbound for Logged<Outgoing> {
     async fn queue(&mut self, text: &str) -> Result<(), SendError> {
         Outbound::queue(&mut self.inner, text).await?;
-        self.log.push(text);
-        if self.log.lines.len() >= WRITE_BATCH {
-            self.log.flush().await;
+        if let Some(journal) = &self.journal {
+            journal.push(true, text).await;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), SendError> {
-        let flushed = Outbound::flush(&mut self.inner).await;
-        self.log.flush().await;
-        flushed
+        Outbound::flush(&mut self.inner).await
     }
 
     async fn close(&mut self) -> Result<(), SendError> {
