@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::sync::mpsc;
 
-use rust_p2p_chat::app::{self, Options, Protocol, Shutdown};
+use rust_p2p_chat::app::{self, Options, PlainHistory, Protocol, Shutdown};
 use rust_p2p_chat::cli::{prompt_role, Args, HistoryArgs, PromptError, Subcommand};
 use rust_p2p_chat::identity::{self, Identity};
 use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Store};
@@ -63,8 +63,8 @@ fn main() -> ExitCode {
         }
     };
     let (protocol, _lock) = match data {
-        None => match plain_store(&args) {
-            Ok(store) => (Protocol::Plain(store), None),
+        None => match plain_history(&args) {
+            Ok(history) => (Protocol::Plain(history), None),
             Err(e) => return fail(e),
         },
         Some((dir, lock)) => match secure_protocol(&args, &dir) {
@@ -139,16 +139,14 @@ fn secure_protocol(args: &Args, dir: &std::path::Path) -> anyhow::Result<Protoco
     Ok(protocol)
 }
 
-/// The plain protocol's store: the data directory's history, shared with
-/// other plain chats (it has no identity to guard), or none.
-fn plain_store(args: &Args) -> anyhow::Result<Option<Store>> {
+/// The plain protocol's history: the data directory's, shared with other
+/// plain chats (it has no identity to guard), opened when a chat starts;
+/// or none.
+fn plain_history(args: &Args) -> anyhow::Result<Option<PlainHistory>> {
     if args.no_history {
         return Ok(None);
     }
-    let history = History::open(&data_dir(args)?)?;
-    Ok(Some(
-        Store::spawn(history).context("could not start the history store")?,
-    ))
+    Ok(Some(PlainHistory::Dir(data_dir(args)?)))
 }
 
 /// `rust-p2p-chat history`: what the store holds, as text or JSON lines.

@@ -1250,3 +1250,25 @@ fn a_member_back_after_a_restart_acknowledges_at_once() {
     member.close_input();
     author.close_input();
 }
+
+#[test]
+fn a_plain_history_that_cannot_be_opened_is_said_and_the_chat_goes_on() {
+    // The data directory is a file: the history cannot be made there.
+    let dir = data_dir();
+    let not_a_dir = dir.path().join("a-file");
+    std::fs::write(&not_a_dir, "not a directory").expect("write the file");
+    // Listening does not touch the history: nothing is said yet.
+    let (mut receiver, port) = Peer::listen(&["--data-dir", utf8(&not_a_dir)]);
+    let mut sender = Peer::connect(port);
+    receiver.expect_prefix("Peer connected from: ");
+    // Notices go to stderr when the output is a pipe.
+    let said = receiver.expect_stderr_within("History not kept: ", TIMEOUT);
+    assert!(
+        said.ends_with("this chat is shown but not stored"),
+        "{said}"
+    );
+    sender.send("still chatting");
+    receiver.expect_line("Peer: still chatting");
+    receiver.send("both ways");
+    sender.expect_line("Peer: both ways");
+}

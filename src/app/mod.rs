@@ -126,11 +126,22 @@ pub enum Role {
     Connect(DialTarget),
 }
 
+/// Where the plain mode keeps its history.
+pub enum PlainHistory {
+    /// A store already running.
+    Store(Store),
+    /// The history in this data directory, opened (with its store's
+    /// threads in the background) when the first chat starts: a listener
+    /// that nobody reaches never loads it, and stays as small as one
+    /// without a history.
+    Dir(std::path::PathBuf),
+}
+
 /// Which protocol to speak.
 pub enum Protocol {
     /// The classic plain protocol: one line per message over TCP, kept
-    /// in the store when one is given.
-    Plain(Option<Store>),
+    /// in a history when one is given.
+    Plain(Option<PlainHistory>),
     /// The secure protocol on libp2p.
     Secure(Box<Secure>),
 }
@@ -206,8 +217,8 @@ pub async fn run(
         shutdown: &mut shutdown,
     };
     match options.protocol {
-        Protocol::Plain(store) => {
-            plain::run(options.role, options.max_line, store, &mut chat).await
+        Protocol::Plain(history) => {
+            plain::run(options.role, options.max_line, history, &mut chat).await
         }
         Protocol::Secure(secure) => {
             secure::run(options.role, options.max_line, *secure, &mut chat).await

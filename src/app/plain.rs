@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::tasks::Tasks;
-use super::{failure, Chat, End, Error, Inbound, Outbound, Role, SendError};
+use super::{failure, Chat, End, Error, Inbound, Outbound, PlainHistory, Role, SendError};
 use crate::chat::delivery::refused::{Counted, Refused};
-use crate::chat::{DialTarget, Event, Notice, Received};
+use crate::chat::{describe_io, DialTarget, Event, Notice, Received};
 use crate::classic::{self, Incoming, Outgoing};
-use crate::store::{self, Batch, Status, Store, Written};
+use crate::store::{self, Batch, History, Status, Store, Written};
 
 impl Counted for Batch {
     fn lines(&self) -> usize {
@@ -39,8 +39,13 @@ const JOURNAL_DELAY: Duration = Duration::from_millis(100);
 /// Lines of history shown when connecting to a peer talked to before.
 const HISTORY_ON_CONNECT: usize = 20;
 
-/// Lines written at once without waiting for [`JOURNAL_DELAY`].
+/// Lines of one side in one row of the store at most.
 const WRITE_BATCH: usize = 4096;
+
+/// Bytes waiting that have the writer write at once, without waiting for
+/// [`JOURNAL_DELAY`]: half the bound, so a long flood is written as it
+/// comes while a short burst (most of a pasted text) is written after it.
+const WRITE_AT_ONCE_BYTES: usize = MAX_JOURNAL_BYTES / 2;
 
 /// Lines the store refused are written again this often until they are
 /// stored.
@@ -57,12 +62,21 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub(super) async fn run(
     role: Role,
     max_line: usize,
-    store: Option<Store>,
+    history: Option<PlainHistory>,
     chat: &mut Chat<'_>,
 ) -> Result<(), Error> {
     let writes = Arc::new(Mutex::new(Tasks::new()));
     let mut turning_away = Tasks::new();
-    let result = run_chats(role, max_line, store, chat, &writes, &mut turning_away).await;
+    let mut history = Opening { history };
+    let result = run_chats(
+        role,
+        max_line,
+        &mut history,
+        chat,
+        &writes,
+        &mut turning_away,
+    )
+    .await;
     // What still runs: lines the store refused, being written again, and
     // peers being told we are busy. The session is over, so are they.
     turning_away.shutdown().await;
@@ -77,7 +91,7 @@ pub(super) async fn run(
 async fn run_chats(
     role: Role,
     max_line: usize,
-    store: Option<Store>,
+    history: &mut Opening,
     chat: &mut Chat<'_>,
     writes: &Arc<Mutex<Tasks>>,
     turning_away: &mut Tasks,
@@ -107,6 +121,7 @@ async fn run_chats(
             if !chat.show(Event::Connected).await {
                 return Ok(());
             }
+            let store = history.store(chat).await;
             if let Some(store) = &store {
                 let conversation = format!("plain:{addr}");
                 if let Ok(kept) = store.recent(&conversation, HISTORY_ON_CONNECT).await {
@@ -126,7 +141,7 @@ async fn run_chats(
             let (mut incoming, mut outgoing) = Journal::wrap(journal, incoming, outgoing);
             chat.run(&mut incoming, &mut outgoing, std::future::pending())
                 .await;
-            incoming.settle().await;
+            incoming.settle(&mut outgoing).await;
             Ok(())
         }
         Role::Listen { port } => {
@@ -166,15 +181,53 @@ async fn run_chats(
                 }
                 let peer = session.peer_addr().to_string();
                 let (incoming, outgoing) = session.split();
-                let journal = Journal::start(store.clone(), peer, chat.events.downgrade(), writes);
+                let store = history.store(chat).await;
+                let journal = Journal::start(store, peer, chat.events.downgrade(), writes);
                 let (mut incoming, mut outgoing) = Journal::wrap(journal, incoming, outgoing);
                 let others = turn_away_others(&listener, chat.events, turning_away);
                 let end = chat.run(&mut incoming, &mut outgoing, others).await;
-                incoming.settle().await;
+                incoming.settle(&mut outgoing).await;
                 match end {
                     End::PeerLeft => continue,
                     End::InputClosed | End::Stopped => return Ok(()),
                 }
+            }
+        }
+    }
+}
+
+/// The plain mode's history, opened when the first chat starts.
+struct Opening {
+    history: Option<PlainHistory>,
+}
+
+impl Opening {
+    /// The store, opened now if it was not yet; none without a history,
+    /// or when it cannot be opened (the user is told why, once).
+    async fn store(&mut self, chat: &mut Chat<'_>) -> Option<Store> {
+        let dir = match self.history.take()? {
+            PlainHistory::Store(store) => {
+                self.history = Some(PlainHistory::Store(store.clone()));
+                return Some(store);
+            }
+            PlainHistory::Dir(dir) => dir,
+        };
+        let opened = tokio::task::spawn_blocking(move || {
+            let history = History::open(&dir).map_err(|e| e.to_string())?;
+            Store::spawn_in_background(history)
+                .map_err(|e| format!("could not start the history store: {}", describe_io(&e)))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match opened {
+            Ok(store) => {
+                self.history = Some(PlainHistory::Store(store.clone()));
+                Some(store)
+            }
+            Err(cause) => {
+                chat.show(Event::Notice(Notice::HistoryUnavailable(cause)))
+                    .await;
+                None
             }
         }
     }
@@ -269,8 +322,8 @@ async fn write_refused(
 ///
 /// A side hands its lines over with [`Journal::push`]: a copy into a queue
 /// shared with the chat's writer ([`Journal::write`]), which writes them a
-/// batch per side at a time, [`JOURNAL_DELAY`] after the first of them or
-/// at once when [`WRITE_BATCH`] wait, so the store's work never sits
+/// transaction at a time, [`JOURNAL_DELAY`] after the first of them or at
+/// once when [`WRITE_AT_ONCE_BYTES`] wait, so the store's work never sits
 /// between the socket and the screen. Past [`MAX_JOURNAL_BYTES`] a side
 /// waits for the writer. Plain peers have no identity, so ids are local:
 /// this run's session, the side (`local`, or the peer's address) and a
@@ -285,8 +338,8 @@ struct Journal {
 
 struct JournalShared {
     queue: Mutex<Queue>,
-    /// The writer has something to do: lines after none, a full batch, or
-    /// the end of the chat.
+    /// The writer has something to do: lines after none, enough to write at
+    /// once, or the end of the chat.
     work: Notify,
     /// The writer took lines: there is room again.
     room: Notify,
@@ -294,12 +347,63 @@ struct JournalShared {
     done: Notify,
 }
 
+/// Lines in one buffer: their texts end to end, and where each ends. A
+/// side gathers its lines in one (no allocation per line) and hands it
+/// over whole.
+#[derive(Default)]
+struct Run {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Run {
+    fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.ends.push(self.text.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// What it counts for in [`MAX_JOURNAL_BYTES`].
+    fn bytes(&self) -> usize {
+        self.text.len() + self.ends.len() * std::mem::size_of::<usize>()
+    }
+
+    /// Moves `other`'s lines to the end of these.
+    fn append(&mut self, other: &mut Run) {
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|end| end + base));
+        other.text.clear();
+        other.ends.clear();
+    }
+
+    /// The lines, at most `max` to a batch.
+    fn into_batches(self, max: usize) -> Vec<Vec<String>> {
+        let mut start = 0;
+        self.ends
+            .chunks(max)
+            .map(|ends| {
+                ends.iter()
+                    .map(|&end| {
+                        let line = self.text.get(start..end).unwrap_or_default().to_owned();
+                        start = end;
+                        line
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 /// What waits for the writer.
 #[derive(Default)]
 struct Queue {
     /// The peer's lines, and ours.
-    theirs: Vec<String>,
-    ours: Vec<String>,
+    theirs: Run,
+    ours: Run,
     bytes: usize,
     /// When the oldest line waiting came.
     since: Option<Instant>,
@@ -312,18 +416,20 @@ impl Queue {
         self.theirs.len() + self.ours.len()
     }
 
-    /// Adds a line; whether the writer should be woken for it.
-    fn add(&mut self, ours: bool, text: &str) -> bool {
+    /// Takes a side's lines; whether the writer should be woken for them.
+    fn add(&mut self, ours: bool, run: &mut Run) -> bool {
+        let before = self.bytes;
+        self.bytes += run.bytes();
         let side = if ours {
             &mut self.ours
         } else {
             &mut self.theirs
         };
-        side.push(text.to_owned());
-        self.bytes += text.len();
+        side.append(run);
         let first = self.since.is_none();
         self.since.get_or_insert_with(Instant::now);
-        first || self.lines() == WRITE_BATCH
+        let full = self.bytes >= WRITE_AT_ONCE_BYTES && before < WRITE_AT_ONCE_BYTES;
+        first || full
     }
 }
 
@@ -391,16 +497,21 @@ impl Journal {
             Logged {
                 inner: incoming,
                 journal: journal.clone(),
+                held: Run::default(),
             },
             Logged {
                 inner: outgoing,
                 journal,
+                held: Run::default(),
             },
         )
     }
 
-    /// Hands over a line of one side, waiting only while the queue is full.
-    async fn push(&self, ours: bool, text: &str) {
+    /// Takes a side's lines, waiting only while the queue is full.
+    async fn hand_over(&self, ours: bool, run: &mut Run) {
+        if run.len() == 0 {
+            return;
+        }
         loop {
             let room = self.shared.room.notified();
             tokio::pin!(room);
@@ -408,7 +519,7 @@ impl Journal {
             {
                 let mut queue = lock(&self.shared.queue);
                 if queue.bytes < MAX_JOURNAL_BYTES {
-                    if queue.add(ours, text) {
+                    if queue.add(ours, run) {
                         self.shared.work.notify_one();
                     }
                     return;
@@ -418,10 +529,10 @@ impl Journal {
         }
     }
 
-    /// Hands over a line without waiting: past the bound by at most what
-    /// one read of the socket brought.
-    fn push_now(&self, ours: bool, text: &str) {
-        if lock(&self.shared.queue).add(ours, text) {
+    /// Takes a side's lines without waiting: past the bound by at most
+    /// [`HAND_OVER_BYTES`].
+    fn hand_over_now(&self, ours: bool, run: &mut Run) {
+        if lock(&self.shared.queue).add(ours, run) {
             self.shared.work.notify_one();
         }
     }
@@ -453,7 +564,7 @@ impl Journal {
             work.as_mut().enable();
             let due = {
                 let queue = lock(&self.shared.queue);
-                if queue.ended || queue.lines() >= WRITE_BATCH {
+                if queue.ended || queue.bytes >= WRITE_AT_ONCE_BYTES {
                     Some(Instant::now())
                 } else {
                     queue.since.map(|since| since + JOURNAL_DELAY)
@@ -481,11 +592,12 @@ impl Journal {
                 (theirs, ours, queue.ended)
             };
             self.shared.room.notify_waiters();
-            let batches: Vec<Batch> = [(false, theirs), (true, ours)]
-                .into_iter()
-                .filter(|(_, texts)| !texts.is_empty())
-                .map(|(ours, texts)| writer.batch(ours, texts))
-                .collect();
+            let mut batches = Vec::new();
+            for (ours, run) in [(false, theirs), (true, ours)] {
+                for texts in run.into_batches(WRITE_BATCH) {
+                    batches.push(writer.batch(ours, texts));
+                }
+            }
             if !batches.is_empty() {
                 let again = write_lines(
                     &writer.store,
@@ -547,14 +659,37 @@ impl Writer {
     }
 }
 
-/// One side of a plain chat, with its journal (none without a store).
+/// Lines a side gathers before handing them over without waiting.
+const HAND_OVER_BYTES: usize = 64 * 1024;
+
+/// One side of a plain chat, with its journal (none without a store) and
+/// the lines it has not handed over yet.
 struct Logged<T> {
     inner: T,
     journal: Option<Journal>,
+    held: Run,
 }
 
 impl<T> Logged<T> {
-    async fn settle(&self) {
+    fn keep(&mut self, text: &str) {
+        if self.journal.is_some() {
+            self.held.push(text);
+        }
+    }
+
+    async fn hand_over(&mut self, ours: bool) {
+        if let Some(journal) = &self.journal {
+            journal.hand_over(ours, &mut self.held).await;
+        }
+    }
+}
+
+impl Logged<Incoming> {
+    /// The chat is over: what both sides said is written, and this returns
+    /// once it is (`outgoing` hands its lines over first).
+    async fn settle(&mut self, outgoing: &mut Logged<Outgoing>) {
+        outgoing.hand_over(true).await;
+        self.hand_over(false).await;
         if let Some(journal) = &self.journal {
             journal.settle().await;
         }
@@ -563,17 +698,24 @@ impl<T> Logged<T> {
 
 impl Inbound for Logged<Incoming> {
     async fn next(&mut self) -> Result<Received, String> {
+        // Called when what was read is used up: a moment to hand it over.
+        self.hand_over(false).await;
         let received = Inbound::next(&mut self.inner).await;
-        if let (Ok(Received::Message(text)), Some(journal)) = (&received, &self.journal) {
-            journal.push(false, text).await;
+        if let Ok(Received::Message(text)) = &received {
+            self.keep(text);
         }
         received
     }
 
     fn try_next(&mut self) -> Option<Received> {
         let received = Inbound::try_next(&mut self.inner);
-        if let (Some(Received::Message(text)), Some(journal)) = (&received, &self.journal) {
-            journal.push_now(false, text);
+        if let Some(Received::Message(text)) = &received {
+            self.keep(text);
+            if self.held.bytes() >= HAND_OVER_BYTES {
+                if let Some(journal) = &self.journal {
+                    journal.hand_over_now(false, &mut self.held);
+                }
+            }
         }
         received
     }
@@ -582,14 +724,17 @@ impl Inbound for Logged<Incoming> {
 impl Outbound for Logged<Outgoing> {
     async fn queue(&mut self, text: &str) -> Result<(), SendError> {
         Outbound::queue(&mut self.inner, text).await?;
-        if let Some(journal) = &self.journal {
-            journal.push(true, text).await;
+        self.keep(text);
+        if self.held.bytes() >= HAND_OVER_BYTES {
+            self.hand_over(true).await;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), SendError> {
-        Outbound::flush(&mut self.inner).await
+        let flushed = Outbound::flush(&mut self.inner).await;
+        self.hand_over(true).await;
+        flushed
     }
 
     async fn close(&mut self) -> Result<(), SendError> {

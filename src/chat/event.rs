@@ -411,6 +411,8 @@ pub enum Notice {
     /// The history could not be written: what arrives is shown but not
     /// acknowledged until it is stored.
     HistoryFailed(String),
+    /// The history could not be opened: this chat is not kept.
+    HistoryUnavailable(String),
     /// The disk holding the history is full: received lines are shown but
     /// not stored (nor acknowledged), and are tried again. Said once, not
     /// for every write refused.
@@ -662,6 +664,11 @@ impl fmt::Display for Notice {
             Notice::HistoryFailed(cause) => write!(
                 f,
                 "History not kept: {}; what arrives is shown but not acknowledged until it can be stored (tried again every second)",
+                Inert(cause)
+            ),
+            Notice::HistoryUnavailable(cause) => write!(
+                f,
+                "History not kept: {}; this chat is shown but not stored",
                 Inert(cause)
             ),
             Notice::HistoryFull { unstored } => write!(

@@ -96,6 +96,21 @@ pub struct Store {
     history: Arc<Mutex<History>>,
 }
 
+/// How much lower a background store's threads run (a nice value).
+const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority by [`BACKGROUND_NICE`]; a thread
+/// that cannot keeps its own.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: setpriority takes no pointer; on Linux, PRIO_PROCESS with
+    // 0 names the calling thread alone.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
 impl Store {
     /// Moves `history` to a new thread named `store` and returns the
     /// handle to it. The thread ends when every handle is dropped.
@@ -104,6 +119,22 @@ impl Store {
     ///
     /// When the operating system cannot start a thread.
     pub fn spawn(history: History) -> io::Result<Store> {
+        Self::spawn_with(history, false)
+    }
+
+    /// As [`Store::spawn`], with the store's threads at a lower priority
+    /// than the chat's: for a chat that shows lines without waiting for
+    /// them to be stored (the plain mode), whose writes then take the
+    /// processor only when the chat leaves it free.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::spawn`].
+    pub fn spawn_in_background(history: History) -> io::Result<Store> {
+        Self::spawn_with(history, true)
+    }
+
+    fn spawn_with(history: History, background: bool) -> io::Result<Store> {
         let (jobs, queue) = mpsc::channel(JOB_QUEUE);
         // Dropped when the store thread ends, which ends the checkpoints.
         let (running, stopped) = std_mpsc::channel::<()>();
@@ -113,11 +144,19 @@ impl Store {
         if let Ok(Some(mut checkpointer)) = history.checkpointer() {
             thread::Builder::new()
                 .name("checkpoint".into())
-                .spawn(move || checkpoint(&mut checkpointer, &stopped))?;
+                .spawn(move || {
+                    if background {
+                        lower_priority();
+                    }
+                    checkpoint(&mut checkpointer, &stopped);
+                })?;
         }
         let history = Arc::new(Mutex::new(history));
         let served = Arc::clone(&history);
         thread::Builder::new().name("store".into()).spawn(move || {
+            if background {
+                lower_priority();
+            }
             serve(&served, queue);
             drop(running);
         })?;
