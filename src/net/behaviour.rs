@@ -55,8 +55,9 @@ const HISTORY_LENGTH: u64 = 5;
 /// How long gossipsub keeps a message, ours or one it passed on.
 pub const MESSAGE_HOLD: Duration = Duration::from_millis(HEARTBEAT_MS * HISTORY_LENGTH);
 
-/// Room messages queued for one peer at most (each up to a batch, 256
-/// KiB): a member that stops reading costs at most this much memory.
+/// Room messages queued for one peer at most (each up to a batch, 64 KiB
+/// by default, or one longer line): a member that stops reading costs at
+/// most this much memory.
 const QUEUE_LEN: usize = 64;
 
 /// A peer's score drops by this much for each invalid room message.

@@ -10,6 +10,10 @@ use super::{db_error, Error, History, BUSY_TIMEOUT, STATEMENT_CACHE};
 /// 4,096). See "Large pages" above.
 pub(super) const PAGE_BYTES: u32 = 16_384;
 
+/// SQLite's page cache of the writing connection, in KiB (its default is
+/// 2,000).
+pub const CACHE_KIB: i64 = 512;
+
 /// How many problems `quick_check` reports before it stops.
 const QUICK_CHECK_PROBLEMS: u32 = 3;
 
@@ -84,6 +88,12 @@ impl History {
                 .map_err(fail)?;
             self.conn
                 .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(fail)?;
+            // Pages kept in memory (KiB when negative): lines are appended
+            // and read back rarely, so a small cache costs little time,
+            // and a big write spills to the log instead of growing it.
+            self.conn
+                .pragma_update(None, "cache_size", -CACHE_KIB)
                 .map_err(fail)?;
             self.conn
                 .pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)
