@@ -436,8 +436,7 @@ impl Queue {
 /// Where a journal's lines go, and its writer's own state.
 struct Writer {
     store: Store,
-    peer: String,
-    session: u64,
+    stamp: Stamp,
     /// The next line number of the peer's side and of ours.
     next: [u64; 2],
     unstored: Arc<Mutex<Unstored>>,
@@ -473,8 +472,10 @@ impl Journal {
         };
         let writer = Writer {
             store,
-            peer,
-            session: super::random_session(),
+            stamp: Stamp {
+                peer,
+                session: super::random_session(),
+            },
             next: [0, 0],
             unstored: Arc::default(),
             tasks: Arc::clone(tasks),
@@ -592,12 +593,23 @@ impl Journal {
                 (theirs, ours, queue.ended)
             };
             self.shared.room.notify_waiters();
-            let mut batches = Vec::new();
-            for (ours, run) in [(false, theirs), (true, ours)] {
-                for texts in run.into_batches(WRITE_BATCH) {
-                    batches.push(writer.batch(ours, texts));
-                }
-            }
+            // Numbered here, made into rows on a thread of the blocking
+            // pool: a copy of every line, kept off the chat's own thread.
+            let sides = [(false, theirs), (true, ours)].map(|(ours, run)| {
+                let next = &mut writer.next[usize::from(ours)];
+                let first = *next;
+                *next += run.len() as u64;
+                (ours, first, run)
+            });
+            let stamp = writer.stamp.clone();
+            let batches = tokio::task::spawn_blocking(move || {
+                sides
+                    .into_iter()
+                    .flat_map(|(ours, first, run)| stamp.batches(ours, first, run))
+                    .collect::<Vec<Batch>>()
+            })
+            .await
+            .unwrap_or_default();
             if !batches.is_empty() {
                 let again = write_lines(
                     &writer.store,
@@ -633,29 +645,42 @@ impl Journal {
     }
 }
 
-impl Writer {
-    /// Numbers the lines of one side as a batch.
-    fn batch(&mut self, ours: bool, texts: Vec<String>) -> Batch {
-        let next = &mut self.next[usize::from(ours)];
-        let first = *next;
-        *next += texts.len() as u64;
-        Batch {
-            conversation: format!("plain:{}", self.peer),
-            room: None,
-            peer: Some(self.peer.clone()),
-            author: if ours {
-                "local".into()
-            } else {
-                self.peer.clone()
-            },
-            session: self.session,
-            first_line: first,
-            name: None,
-            ts_ms: super::now_ms(),
-            texts,
-            outgoing: ours,
-            status: if ours { Status::Sent } else { Status::Received },
-        }
+/// What a journal's rows say besides their lines.
+#[derive(Clone)]
+struct Stamp {
+    peer: String,
+    session: u64,
+}
+
+impl Stamp {
+    /// One side's lines, numbered from `first`, as rows of at most
+    /// [`WRITE_BATCH`] lines.
+    fn batches(&self, ours: bool, first: u64, run: Run) -> Vec<Batch> {
+        let mut first = first;
+        run.into_batches(WRITE_BATCH)
+            .into_iter()
+            .map(|texts| {
+                let batch = Batch {
+                    conversation: format!("plain:{}", self.peer),
+                    room: None,
+                    peer: Some(self.peer.clone()),
+                    author: if ours {
+                        "local".into()
+                    } else {
+                        self.peer.clone()
+                    },
+                    session: self.session,
+                    first_line: first,
+                    name: None,
+                    ts_ms: super::now_ms(),
+                    outgoing: ours,
+                    status: if ours { Status::Sent } else { Status::Received },
+                    texts,
+                };
+                first += batch.texts.len() as u64;
+                batch
+            })
+            .collect()
     }
 }
 
