@@ -404,7 +404,10 @@ struct Queue {
     /// The peer's lines, and ours.
     theirs: Run,
     ours: Run,
+    /// What the lines waiting count for in [`MAX_JOURNAL_BYTES`]...
     bytes: usize,
+    /// ... and those the writer is writing.
+    writing: usize,
     /// When the oldest line waiting came.
     since: Option<Instant>,
     ended: bool,
@@ -519,7 +522,7 @@ impl Journal {
             room.as_mut().enable();
             {
                 let mut queue = lock(&self.shared.queue);
-                if queue.bytes < MAX_JOURNAL_BYTES {
+                if queue.bytes + queue.writing < MAX_JOURNAL_BYTES {
                     if queue.add(ours, run) {
                         self.shared.work.notify_one();
                     }
@@ -588,11 +591,10 @@ impl Journal {
                 let mut queue = lock(&self.shared.queue);
                 let theirs = std::mem::take(&mut queue.theirs);
                 let ours = std::mem::take(&mut queue.ours);
-                queue.bytes = 0;
+                queue.writing = std::mem::take(&mut queue.bytes);
                 queue.since = None;
                 (theirs, ours, queue.ended)
             };
-            self.shared.room.notify_waiters();
             // Numbered here, made into rows on a thread of the blocking
             // pool: a copy of every line, kept off the chat's own thread.
             let sides = [(false, theirs), (true, ours)].map(|(ours, run)| {
@@ -632,6 +634,9 @@ impl Journal {
                         .spawn(refused);
                 }
             }
+            // Written (or kept to be written again): room for more.
+            lock(&self.shared.queue).writing = 0;
+            self.shared.room.notify_waiters();
             if ended {
                 let mut queue = lock(&self.shared.queue);
                 if queue.lines() == 0 {
