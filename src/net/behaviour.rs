@@ -55,10 +55,11 @@ const HISTORY_LENGTH: u64 = 5;
 /// How long gossipsub keeps a message, ours or one it passed on.
 pub const MESSAGE_HOLD: Duration = Duration::from_millis(HEARTBEAT_MS * HISTORY_LENGTH);
 
-/// Room messages queued for one peer at most (each up to a batch, 64 KiB
-/// by default, or one longer line): a member that stops reading costs at
-/// most this much memory.
-const QUEUE_LEN: usize = 64;
+/// Room messages queued for one peer at most (each up to a batch, 128 KiB
+/// by default, or one longer line): 16 MiB of batches, which a flooded
+/// member slow to read needs not to drop any (at 4 MiB, a room of five on
+/// two cores dropped thousands of messages, fetched later).
+const QUEUE_LEN: usize = 128;
 
 /// A peer's score drops by this much for each invalid room message.
 const INVALID_MESSAGE_WEIGHT: f64 = -100.0;

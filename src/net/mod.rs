@@ -81,9 +81,9 @@ pub struct Config {
     /// Find peers on the LAN with mDNS.
     pub mdns: bool,
     /// The most bytes of lines one room message carries (or one longer
-    /// line). Small enough that the messages gossipsub queues for a member
-    /// that stopped reading hold little: 64 KiB by default, where 256 KiB
-    /// had a stopped reader cost the sender 16 MB more.
+    /// line): 128 KiB by default. Smaller batches make what gossipsub
+    /// queues for a member that stopped reading smaller, and cost a
+    /// signature check each, which a flooded room's latency is made of.
     pub batch_bytes: usize,
 }
 
@@ -94,7 +94,7 @@ impl Default for Config {
             dial_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             mdns: false,
-            batch_bytes: 64 * 1024,
+            batch_bytes: 128 * 1024,
         }
     }
 }
