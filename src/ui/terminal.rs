@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io::Write;
 
 use rustyline_async::{Readline, ReadlineError, ReadlineEvent};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::Style;
 use crate::app::Shutdown;
@@ -43,17 +43,35 @@ pub async fn run<F: Future>(
     let (mut editor, mut printer) = Readline::new(PROMPT.to_owned())?;
     editor.set_max_history(HISTORY);
     let mut commands = Some(commands);
+    // A line typed (or pasted) while the app's queue is full waits here,
+    // and the editor is not read until it is taken: the app runs in this
+    // very loop, so waiting for room inside a branch would stop the app
+    // that makes it (a paste of more lines than the queue holds hung).
+    let mut waiting: Option<Command> = None;
     let mut batch = String::new();
     tokio::pin!(app);
     let output = loop {
         tokio::select! {
             biased;
-            input = editor.readline() => match input {
+            permit = reserve(commands.clone()), if waiting.is_some() => match permit {
+                Some(permit) => {
+                    if let Some(command) = waiting.take() {
+                        permit.send(command);
+                    }
+                }
+                None => {
+                    waiting = None;
+                    commands = None;
+                }
+            },
+            input = editor.readline(), if waiting.is_none() => match input {
                 Ok(ReadlineEvent::Line(line)) => {
                     editor.add_history_entry(line.clone());
                     if let Some(tx) = &commands {
-                        if tx.send(Command::Send(line)).await.is_err() {
-                            commands = None;
+                        match tx.try_send(Command::Send(line)) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(command)) => waiting = Some(command),
+                            Err(TrySendError::Closed(_)) => commands = None,
                         }
                     }
                 }
@@ -85,6 +103,11 @@ pub async fn run<F: Future>(
     print(&mut printer, &mut batch);
     editor.flush()?;
     Ok(output)
+}
+
+/// Room for one command in the app's queue; `None` once it is closed.
+async fn reserve(commands: Option<mpsc::Sender<Command>>) -> Option<mpsc::OwnedPermit<Command>> {
+    commands?.reserve_owned().await.ok()
 }
 
 /// Queues a batch of lines for the editor to print above the input line.
