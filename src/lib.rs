@@ -70,3 +70,6 @@ pub mod net;
 mod private_file;
 pub mod store;
 pub mod ui;
+
+#[cfg(test)]
+pub(crate) mod test_alloc;

@@ -319,6 +319,24 @@ mod tests {
                 });
             }
 
+            /// Reading a message of arbitrary bytes allocates at most the
+            /// limit asked for and what serde may set aside for a sequence
+            /// it has not read yet (1 MiB), whatever length it declares.
+            #[test]
+            fn reading_arbitrary_bytes_allocates_within_the_limit(
+                bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+                max in 0usize..4096,
+            ) {
+                let (_, peak) = crate::test_alloc::peak_during(|| {
+                    rt().block_on(async {
+                        let _: io::Result<FetchReply> = read_message(&mut &bytes[..], max).await;
+                    })
+                });
+                // The runtime's own allocations, for a current-thread one,
+                // stay under a few KiB.
+                prop_assert!(peak <= max + (1 << 20) + 64 * 1024, "{peak} with a limit of {max}");
+            }
+
             #[test]
             fn answers_round_trip(
                 first in any::<u64>(),

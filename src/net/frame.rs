@@ -412,6 +412,19 @@ mod tests {
                 }
             }
 
+            /// Reading arbitrary bytes holds at most a read's worth beyond
+            /// one frame of the limit, whatever lengths the peer declares.
+            #[test]
+            fn reading_arbitrary_bytes_allocates_within_a_frame_and_a_read(
+                bytes in proptest::collection::vec(any::<u8>(), 0..8192),
+                max_text in 1usize..512,
+            ) {
+                let (_, peak) =
+                    crate::test_alloc::peak_during(|| rt().block_on(frames_of(bytes, max_text)));
+                let bound = 2 * (READ_CHUNK + max_text + FRAME_OVERHEAD) + 64 * 1024;
+                prop_assert!(peak <= bound, "{peak} over {bound}");
+            }
+
             /// Texts written by our writer come back as written, in order.
             #[test]
             fn written_texts_are_read_back_in_order(

@@ -539,6 +539,10 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// What decoding may allocate beyond a multiple of its input:
+        /// serde's first allocation for a sequence of unknown length.
+        const DECODE_SLACK: usize = 1024 * 1024 + 4096;
+
         fn holding() -> impl Strategy<Value = Holding> {
             (
                 proptest::collection::vec(any::<u8>(), 0..=64),
@@ -612,6 +616,21 @@ mod tests {
                         prop_assert!(have.len() <= MAX_HOLDINGS);
                     }
                 }
+            }
+
+            /// Whatever a room message holds, decoding it allocates at
+            /// most what the format allows for its size: a declared count
+            /// or length is never taken on trust (serde preallocates at
+            /// most 1 MiB for a sequence it has not read yet).
+            #[test]
+            fn decoding_arbitrary_bytes_allocates_within_their_size(
+                bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+            ) {
+                let (_, peak) = crate::test_alloc::peak_during(|| RoomFrame::decode(&bytes));
+                prop_assert!(
+                    peak <= DECODE_SLACK + 64 * bytes.len(),
+                    "{} bytes allocated {} at once", bytes.len(), peak
+                );
             }
 
             #[test]
