@@ -309,10 +309,14 @@ impl Chat<'_> {
         let outbound = send(outgoing, self.commands, events);
         let stopped = stopped(self.shutdown);
         tokio::pin!(inbound, outbound, others, stopped);
+        // In order: a stop asked for wins; then our side's end, so that a
+        // chat whose input had ended and whose peer left in the same turn
+        // ends as a chat without input does, not as one waiting for the
+        // next peer (a listener that opens its history as the peer comes
+        // may find both already done).
         tokio::select! {
-            front_end_open = &mut inbound => {
-                if front_end_open { End::PeerLeft } else { End::Stopped }
-            }
+            biased;
+            _ = &mut stopped => End::Stopped,
             sent_all = &mut outbound => {
                 if !sent_all {
                     return End::PeerLeft;
@@ -327,8 +331,10 @@ impl Chat<'_> {
                     _ = &mut stopped => End::Stopped,
                 }
             }
+            front_end_open = &mut inbound => {
+                if front_end_open { End::PeerLeft } else { End::Stopped }
+            }
             _ = &mut others => End::Stopped,
-            _ = &mut stopped => End::Stopped,
         }
     }
 }
