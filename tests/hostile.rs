@@ -311,6 +311,12 @@ fn peak_rss_during(victim: &Peer, run: impl FnOnce() -> usize) -> (usize, f64) {
     (result, peak as f64 / 1024.0)
 }
 
+/// `from` says `text`: whether `to` shows it in time.
+fn reaches(from: &mut Peer, to: &mut Peer, text: &str) -> bool {
+    from.send(text);
+    to.output_containing_within(text, TIMEOUT).is_some()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -363,18 +369,12 @@ fn a_hostile_peer_inside_the_session_costs_bounded_memory_and_the_chat_goes_on()
             peak - baseline
         );
         // The honest chat goes on, both ways.
-        honest.send(&format!("honest after {round}"));
         assert!(
-            victim
-                .output_containing_within(&format!("honest after {round}"), TIMEOUT)
-                .is_some(),
+            reaches(&mut honest, &mut victim, &format!("honest after {round}")),
             "{attack:?}: the honest peer's line did not arrive"
         );
-        victim.send(&format!("victim after {round}"));
         assert!(
-            honest
-                .output_containing_within(&format!("victim after {round}"), TIMEOUT)
-                .is_some(),
+            reaches(&mut victim, &mut honest, &format!("victim after {round}")),
             "{attack:?}: the victim's line did not reach the honest peer"
         );
     }

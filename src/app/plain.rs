@@ -205,12 +205,11 @@ impl Opening {
     /// The store, opened now if it was not yet; none without a history,
     /// or when it cannot be opened (the user is told why, once).
     async fn store(&mut self, chat: &mut Chat<'_>) -> Option<Store> {
-        let dir = match self.history.take()? {
-            PlainHistory::Store(store) => {
-                self.history = Some(PlainHistory::Store(store.clone()));
-                return Some(store);
-            }
-            PlainHistory::Dir(dir) => dir,
+        if let Some(PlainHistory::Store(store)) = &self.history {
+            return Some(store.clone());
+        }
+        let Some(PlainHistory::Dir(dir)) = self.history.take() else {
+            return None;
         };
         let opened = tokio::task::spawn_blocking(move || {
             let history = History::open(&dir).map_err(|e| e.to_string())?;
@@ -320,7 +319,7 @@ async fn write_refused(
 
 /// Both sides' lines of one plain chat on their way to the store.
 ///
-/// A side hands its lines over with [`Journal::push`]: a copy into a queue
+/// A side hands its lines over with [`Journal::hand_over`]: a copy into a queue
 /// shared with the chat's writer ([`Journal::write`]), which writes them a
 /// transaction at a time, [`JOURNAL_DELAY`] after the first of them or at
 /// once when [`WRITE_AT_ONCE_BYTES`] wait, so the store's work never sits

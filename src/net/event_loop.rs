@@ -21,12 +21,12 @@ use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{gossipsub, mdns, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use super::behaviour::{self, Behaviour, BehaviourEvent, MESSAGE_HOLD};
+use super::behaviour::{self, Behaviour, BehaviourEvent};
 use super::describe::{describe_dial, describe_transport};
 use super::rate::{Admit, Rate};
 use super::room_frame::{self, RoomFrame};
 use super::{socket_addr, Error};
-use crate::chat::delivery::{Said, LINE_OVERHEAD, PUBLISH_WINDOW};
+use crate::chat::delivery::{Said, LINE_OVERHEAD};
 use crate::chat::describe_io;
 use crate::chat::room::is_public;
 
@@ -968,24 +968,6 @@ impl EventLoop {
 /// gossipsub's mesh (which keeps about six peers per member), and directly
 /// by the address book when a direct message or a fetch is for them.
 const MAX_INTRODUCED: usize = 8;
-
-/// Room messages (batches of lines) a peer may author per second,
-/// sustained. Our own program sends at most a few hundred a second however
-/// fast lines are typed, since it batches them.
-pub const RATE_PER_SECOND: f64 = 5_000.0;
-/// ... and in one burst.
-pub const RATE_BURST: f64 = 20_000.0;
-/// What an author's lines may count for per second, sustained (bytes of
-/// room messages, and [`LINE_OVERHEAD`] per line): twice what our own
-/// sender puts out at most ([`PUBLISH_WINDOW`] per [`MESSAGE_HOLD`]), so
-/// an honest flood is never cut, while what one author can make us keep
-/// in gossipsub's cache stays within [`RATE_BYTES_BURST`] and this rate
-/// over [`MESSAGE_HOLD`].
-pub const RATE_BYTES_PER_SECOND: f64 = 2.0 * PUBLISH_WINDOW as f64 / MESSAGE_HOLD.as_secs_f64();
-/// ... and in one burst.
-pub const RATE_BYTES_BURST: f64 = 2.0 * PUBLISH_WINDOW as f64;
-/// Messages dropped over the limit before the peer is disconnected.
-pub const RATE_STRIKES: u32 = 20_000;
 
 /// A slow member is dropped after being slow this long.
 pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(30);

@@ -36,10 +36,8 @@ pub use behaviour::{
     PING_TIMEOUT,
 };
 pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
-pub use event_loop::{
-    NearbyPeer, NetEvent, PeerInfo, PublishBacklog, RATE_BURST, RATE_BYTES_BURST,
-    RATE_BYTES_PER_SECOND, RATE_PER_SECOND, SLOW_DROP_AFTER,
-};
+pub use event_loop::{NearbyPeer, NetEvent, PeerInfo, PublishBacklog, SLOW_DROP_AFTER};
+pub use rate::{RATE_BURST, RATE_BYTES_BURST, RATE_BYTES_PER_SECOND, RATE_PER_SECOND};
 
 use crate::chat::line::DEFAULT_MAX_LINE;
 use crate::chat::{describe_io, PeerAddress};

@@ -5,9 +5,28 @@
 
 use std::time::Instant;
 
-use super::event_loop::{
-    RATE_BURST, RATE_BYTES_BURST, RATE_BYTES_PER_SECOND, RATE_PER_SECOND, RATE_STRIKES,
-};
+use super::behaviour::MESSAGE_HOLD;
+#[cfg(doc)]
+use crate::chat::delivery::LINE_OVERHEAD;
+use crate::chat::delivery::PUBLISH_WINDOW;
+
+/// Room messages (batches of lines) a peer may author per second,
+/// sustained. Our own program sends at most a few hundred a second however
+/// fast lines are typed, since it batches them.
+pub const RATE_PER_SECOND: f64 = 5_000.0;
+/// ... and in one burst.
+pub const RATE_BURST: f64 = 20_000.0;
+/// What an author's lines may count for per second, sustained (bytes of
+/// room messages, and [`LINE_OVERHEAD`] per line): twice what our own
+/// sender puts out at most ([`PUBLISH_WINDOW`] per [`MESSAGE_HOLD`]), so
+/// an honest flood is never cut, while what one author can make us keep
+/// in gossipsub's cache stays within [`RATE_BYTES_BURST`] and this rate
+/// over [`MESSAGE_HOLD`].
+pub const RATE_BYTES_PER_SECOND: f64 = 2.0 * PUBLISH_WINDOW as f64 / MESSAGE_HOLD.as_secs_f64();
+/// ... and in one burst.
+pub const RATE_BYTES_BURST: f64 = 2.0 * PUBLISH_WINDOW as f64;
+/// Messages dropped over the limit before the peer is disconnected.
+pub const RATE_STRIKES: u32 = 20_000;
 
 /// Tokens that fill at a rate up to a burst.
 #[derive(Debug)]

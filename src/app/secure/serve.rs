@@ -14,7 +14,7 @@ const MAX_FETCH_LINES: usize = 16_384;
 
 /// Fetches answered at once, at most; more wait for one to end. With
 /// [`MAX_FETCH_BYTES`], what answers hold.
-pub const MAX_SERVING: usize = 8;
+const MAX_SERVING: usize = 8;
 
 impl RoomChat {
     /// Starts answering fetches. The task, and each answer's, are the
