@@ -91,6 +91,12 @@ impl RoomChat {
         }
     }
 
+    /// Our clock for [`Recent`](crate::chat::delivery::Recent): milliseconds
+    /// since the chat started.
+    pub(super) fn kept_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Tells the core what happened and carries out what it decides.
     /// False once the display is gone.
     pub(super) async fn feed(&mut self, events: &mpsc::Sender<Event>, input: Input) -> bool {
@@ -183,9 +189,10 @@ impl RoomChat {
                 nick,
                 texts,
             } => {
+                let kept_ms = self.kept_ms();
                 if let Ok(mut recent) = self.recent.lock() {
                     let stream = StreamId::new(room.clone(), self.me(), *session);
-                    recent.record(&stream, *first, texts, *sent_ms);
+                    recent.record(&stream, *first, texts, *sent_ms, kept_ms);
                     recent.name(&stream, nick.as_deref());
                 }
             }
@@ -368,9 +375,10 @@ impl RoomChat {
                 ref texts,
             } => {
                 let nick = nick.clone();
+                let kept_ms = self.kept_ms();
                 if let Ok(mut recent) = self.recent.lock() {
                     let stream = StreamId::new(room.clone(), from.clone(), session);
-                    recent.record(&stream, first, texts, sent_ms);
+                    recent.record(&stream, first, texts, sent_ms, kept_ms);
                     recent.name(&stream, nick.as_deref());
                 }
                 self.member_joined(events, &room, author, Some(nick)).await
@@ -396,9 +404,10 @@ impl RoomChat {
                 // unknown, and taken as now.
                 reply.sent_ms = vec![now_ms(); reply.texts.len()];
             }
+            let kept_ms = self.kept_ms();
             if let Ok(mut recent) = self.recent.lock() {
                 for (first, texts, sent_ms) in stamped_runs(&reply) {
-                    recent.record(&ask.stream, first, texts, sent_ms);
+                    recent.record(&ask.stream, first, texts, sent_ms, kept_ms);
                 }
             }
             // The nick we heard it give, else the answer's (the core

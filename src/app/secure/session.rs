@@ -416,6 +416,10 @@ impl RoomChat {
                     None => return,
                 },
                 _ = trim.tick() => {
+                    let now_ms = self.kept_ms();
+                    if let Ok(mut recent) = self.recent.lock() {
+                        recent.forget_older(now_ms);
+                    }
                     self.trimmer.tick();
                 }
                 Some((peer, text)) = direct.recv() => {
