@@ -24,8 +24,8 @@
 //! Sections, each printed as soon as it is measured:
 //! 1. `plain`/`socat`: one program against a raw socket held by the
 //!    benchmark (see `support::against_socket`), the program's plain mode
-//!    (`--no-history`, as socat keeps none) and socat measured alike, with
-//!    their ratio;
+//!    (`--no-history`, as socat keeps none, and with its history) and
+//!    socat measured alike, taking turns, with their ratios;
 //! 2. pairs: two processes of the binary chatting, A listening and B
 //!    connecting, stdin to stdout each way (see `support::pair`). `secure`
 //!    is the default, with its history in SQLite; `secure --no-history`
@@ -58,7 +58,7 @@ use std::io::Write;
 
 use support::against_socket::{self, Subject, LINE_BYTES};
 use support::pair::{self, Load, Mode, PairFigures};
-use support::process::socat_available;
+use support::process::{self, socat_available};
 use support::startup::{self, DataDir, StartUp};
 use support::{env_usize, grouped, machine, mb};
 
@@ -234,51 +234,49 @@ fn main() {
 /// Section 1: the plain mode and socat against a raw socket.
 fn against_a_socket(knobs: &Knobs, fail: &mut impl FnMut(&str, String)) {
     println!(
-        "One program against a raw socket: {} lines of {LINE_BYTES} bytes per run, median of {} runs, {} latency samples\n",
+        "One program against a raw socket: {} lines of {LINE_BYTES} bytes per run, median of {} runs, {} latency samples;\n\
+         the programs take turns, each run followed by a wait until the program that ran is quiet again\n",
         knobs.lines, knobs.runs, knobs.samples
     );
-    let measure = |subject: &Subject| {
-        against_socket::measure(subject, knobs.lines, knobs.runs, knobs.samples)
-    };
-    let mut ours = |history: bool| {
-        if !knobs.plain {
-            return None;
-        }
-        let name = if history {
-            "rust-p2p-chat --plain"
+    let mut subjects = Vec::new();
+    if knobs.plain {
+        subjects.push(("--no-history", Subject::Ours { history: false }, Some(4.0)));
+        subjects.push(("+history", Subject::Ours { history: true }, Some(6.0)));
+    }
+    if knobs.socat {
+        if socat_available() {
+            subjects.push(("socat", Subject::Socat, None));
         } else {
-            "rust-p2p-chat --plain --no-history"
-        };
-        measure(&Subject::Ours { history })
-            .map_err(|e| fail(name, e))
-            .ok()
-    };
-    let (bare, kept) = (ours(false), ours(true));
-    let socat = if !knobs.socat {
-        None
-    } else if socat_available() {
-        measure(&Subject::Socat).map_err(|e| fail("socat", e)).ok()
-    } else {
-        println!("socat not found: install it (apt-get install socat) for the comparison\n");
-        None
-    };
-    if bare.is_none() && kept.is_none() && socat.is_none() {
+            println!("socat not found: install it (apt-get install socat) for the comparison\n");
+        }
+    }
+    if subjects.is_empty() {
+        return;
+    }
+    let only: Vec<Subject> = subjects.iter().map(|&(_, subject, _)| subject).collect();
+    let results = against_socket::measure_all(&only, knobs.lines, knobs.runs, knobs.samples);
+    let mut measured = Vec::new();
+    for ((name, _, idle_bar), result) in subjects.into_iter().zip(results) {
+        match result {
+            Ok(figures) => measured.push((name, figures, idle_bar)),
+            Err(e) => fail(name, e),
+        }
+    }
+    if measured.is_empty() {
         return;
     }
     print_socket_header();
-    let ours = [("--no-history", &bare, 4.0), ("+history", &kept, 6.0)];
-    for (name, figures, _) in &ours {
-        if let Some(figures) = figures {
-            print_socket_row(name, figures);
-        }
+    for (name, figures, _) in &measured {
+        print_socket_row(name, figures);
     }
-    if let Some(socat) = &socat {
-        print_socket_row("socat", socat);
-    }
-    for (name, figures, idle_bar) in ours {
-        let Some(figures) = figures else { continue };
-        if let Some(socat) = &socat {
-            println!();
+    let socat = measured
+        .iter()
+        .find(|(name, _, _)| *name == "socat")
+        .map(|(_, figures, _)| figures);
+    for (name, figures, idle_bar) in &measured {
+        let Some(idle_bar) = idle_bar else { continue };
+        println!();
+        if let Some(socat) = socat {
             println!("ratio ({name} / socat):");
             println!(
                 "  inbound throughput  {:.2}x   (bar: >= 0.5)",
@@ -298,9 +296,15 @@ fn against_a_socket(knobs: &Knobs, fail: &mut impl FnMut(&str, String)) {
             );
         }
         println!(
-            "{name}: idle RSS {:.1} MB (bar: <= {idle_bar} MB)",
-            mb(figures.idle_rss_kib)
+            "{name}: idle RSS {:.1} MB (bar: <= {idle_bar} MB); quiet again {:.0} ms after a run (median)",
+            mb(figures.idle_rss_kib),
+            figures.quiet_after_ms
         );
+    }
+    for (name, figures, _) in &measured {
+        for problem in &figures.problems {
+            println!("{name}: {problem}");
+        }
     }
     println!();
     let _ = std::io::stdout().flush();
@@ -472,9 +476,9 @@ fn print_history_ratios(results: &Results) {
         "(quiet again after a run, median: {}; the time until a pair's processes used under \
          {} ms of CPU in every {} ms for {} ms)",
         quiet.join(", "),
-        pair::QUIET_CPU.as_millis(),
-        pair::QUIET_SLICE.as_millis(),
-        pair::QUIET_SPAN.as_millis()
+        process::QUIET_CPU.as_millis(),
+        process::QUIET_SLICE.as_millis(),
+        process::QUIET_SPAN.as_millis()
     );
     println!();
 }

@@ -2,8 +2,8 @@
 //! protocol of `rust-p2p-chat --plain --listen 0`, and
 //! `socat TCP-LISTEN:P STDIO` doing the same job, measured the same way.
 //!
-//! The benchmark starts the program listening, connects one TCP socket to
-//! it, and measures:
+//! The benchmark starts every program listening, connects one TCP socket
+//! to each, and measures:
 //! - inbound: lines written to the socket until all are read from the
 //!   program's stdout (a pipe);
 //! - outbound: lines written to the program's stdin (a pipe) until all are
@@ -11,20 +11,28 @@
 //! - one-way latency of single lines both ways, timed with one clock;
 //! - RSS while listening (idle) and its peak after the load (loaded).
 //!
-//! The program runs with `--no-history` (socat keeps none), and again with
-//! its history (the default), each with a temp `--data-dir`, so it never
+//! The programs take turns, run after run, so a machine that gets busier
+//! or quieter during the benchmark weighs on all of them alike, and after
+//! each run the benchmark waits until the program that ran is quiet
+//! ([`wait_quiet`]): a history written after a burst is that program's
+//! cost, reported as "quiet after", not charged to the next run. Latency
+//! is sampled in [`LATENCY_BLOCKS`] blocks, taking turns the same way.
+//!
+//! Ours runs with `--no-history` (socat keeps none), and again with its
+//! history (the default), each with a temp `--data-dir`, so it never
 //! writes into the user's real data directory.
 
 use std::io::BufReader;
 use std::net::TcpStream;
-use std::process::{ChildStdout, Command};
+use std::process::{ChildStdin, ChildStdout, Command};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
 use super::lines::{payload, push, LineCounter};
 use super::process::{
-    free_port, port_in, read_status, status_kib, wait_listening, Running, Watchdog,
+    free_port, port_in, read_status, status_kib, wait_listening, wait_quiet, Running, Watchdog,
+    QUIET_DEADLINE,
 };
 use super::{latency, median, Latency};
 
@@ -40,7 +48,12 @@ const SAMPLE_DEADLINE: Duration = Duration::from_secs(5);
 /// Longest the program may take to print a status line.
 const STATUS_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Latency samples are taken in this many blocks per program, the
+/// programs taking turns.
+pub const LATENCY_BLOCKS: usize = 10;
+
 /// Which program is measured.
+#[derive(Debug, Clone, Copy)]
 pub enum Subject {
     /// `rust-p2p-chat --plain`, with its history or `--no-history`.
     Ours {
@@ -65,106 +78,223 @@ pub struct Figures {
     pub idle_rss_kib: u64,
     /// VmHWM after the load, KiB.
     pub loaded_rss_kib: u64,
+    /// After a throughput run, until the program was quiet again, median,
+    /// milliseconds: the work it left behind (the history's writes).
+    pub quiet_after_ms: f64,
+    /// What went wrong without stopping the measurement.
+    pub problems: Vec<String>,
 }
 
-/// Measures one program: `lines` lines per throughput run, the median of
-/// `runs` runs, `samples` latency samples each way.
-pub fn measure(
-    subject: &Subject,
+/// One program being measured. Its process is declared before its temp
+/// dir, so it is killed and reaped before the dir is removed.
+struct Target {
+    socket: TcpStream,
+    stdin: ChildStdin,
+    inbound_rx: LineCounter,
+    outbound_rx: LineCounter,
+    watchdog: Watchdog,
+    process: Running,
+    _dir: Option<TempDir>,
+    idle_rss_kib: u64,
+    inbound: Vec<f64>,
+    outbound: Vec<f64>,
+    in_samples: Vec<f64>,
+    out_samples: Vec<f64>,
+    quiet_ms: Vec<f64>,
+    problems: Vec<String>,
+}
+
+/// Measures every subject, taking turns: `lines` lines per throughput run,
+/// the median of `runs` runs each way, `samples` latency samples each way.
+/// One result per subject, in order; a program that fails is dropped on
+/// the spot and the others go on.
+pub fn measure_all(
+    subjects: &[Subject],
     lines: usize,
     runs: usize,
     samples: usize,
-) -> Result<Figures, String> {
-    // `dir` first, so on an early return it is dropped after the program.
-    let (dir, mut target, stdout, port) = start(subject)?;
-    let idle_rss_kib = status_kib(target.pid(), "VmRSS:");
-    let mut socket = TcpStream::connect(("127.0.0.1", port))
-        .map_err(|e| format!("could not connect to 127.0.0.1:{port}: {e}"))?;
-    socket
-        .set_nodelay(true)
-        .map_err(|e| format!("nodelay: {e}"))?;
-    // A program that stops reading makes a write fail, not hang; the same
-    // for its stdin, by killing it.
-    socket
-        .set_write_timeout(Some(RUN_DEADLINE))
-        .map_err(|e| format!("write timeout: {e}"))?;
-    let watchdog = Watchdog::new(target.pid());
-    let to_stdin = |stdin: &mut std::process::ChildStdin, bytes: &[u8], within| {
-        watchdog.arm(within);
-        let written = push(stdin, bytes, "stdin");
-        watchdog.disarm();
-        if watchdog.fired() {
+) -> Vec<Result<Figures, String>> {
+    let mut targets: Vec<Result<Target, String>> = subjects
+        .iter()
+        .map(|&subject| Target::start(subject))
+        .collect();
+    let payload = payload(lines, LINE_BYTES);
+    // Warm up both directions once before measuring.
+    let warm = lines.min(1000);
+    each(&mut targets, 0, |t| {
+        t.inbound_run(&payload[..warm * LINE_BYTES], warm)?;
+        t.outbound_run(&payload[..warm * LINE_BYTES], warm)?;
+        t.quiet();
+        Ok(())
+    });
+    for run in 0..runs {
+        each(&mut targets, run, |t| {
+            let rate = t.inbound_run(&payload, lines)?;
+            t.inbound.push(rate);
+            let quiet = t.quiet();
+            t.quiet_ms.push(quiet);
+            let rate = t.outbound_run(&payload, lines)?;
+            t.outbound.push(rate);
+            let quiet = t.quiet();
+            t.quiet_ms.push(quiet);
+            Ok(())
+        });
+    }
+    let line = &payload[..LINE_BYTES];
+    let per_block = samples.div_ceil(LATENCY_BLOCKS);
+    for block in 0..LATENCY_BLOCKS {
+        let count = per_block.min(samples.saturating_sub(block * per_block));
+        each(&mut targets, block, |t| t.latency(line, count));
+    }
+    targets
+        .into_iter()
+        .map(|target| target.map(Target::finish))
+        .collect()
+}
+
+/// Runs `step` on each target still measured, starting at number
+/// `round % len` so no program always goes first; a target whose step
+/// fails is stopped there.
+fn each(
+    targets: &mut [Result<Target, String>],
+    round: usize,
+    mut step: impl FnMut(&mut Target) -> Result<(), String>,
+) {
+    let len = targets.len();
+    for k in 0..len {
+        let i = (round + k) % len;
+        if let Ok(target) = &mut targets[i] {
+            if let Err(e) = step(target) {
+                targets[i] = Err(e);
+            }
+        }
+    }
+}
+
+impl Target {
+    /// Starts the program, connects a socket to it and waits until it is
+    /// ready to chat.
+    fn start(subject: Subject) -> Result<Target, String> {
+        // `dir` first, so on an early return it is dropped after the program.
+        let (dir, mut process, stdout, port) = start(subject)?;
+        let idle_rss_kib = status_kib(process.pid(), "VmRSS:");
+        let socket = TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| format!("could not connect to 127.0.0.1:{port}: {e}"))?;
+        socket
+            .set_nodelay(true)
+            .map_err(|e| format!("nodelay: {e}"))?;
+        // A program that stops reading makes a write fail, not hang; the
+        // same for its stdin, by killing it.
+        socket
+            .set_write_timeout(Some(RUN_DEADLINE))
+            .map_err(|e| format!("write timeout: {e}"))?;
+        let stdout = match subject {
+            Subject::Ours { .. } => read_status(stdout, "Type messages", STATUS_DEADLINE)?.rest,
+            Subject::Socat => stdout,
+        };
+        let inbound_rx = LineCounter::spawn("the program's stdout", stdout);
+        let clone = socket
+            .try_clone()
+            .map_err(|e| format!("could not clone the socket: {e}"))?;
+        let outbound_rx = LineCounter::spawn("the socket", clone);
+        let stdin = process.take_stdin()?;
+        Ok(Target {
+            socket,
+            stdin,
+            inbound_rx,
+            outbound_rx,
+            watchdog: Watchdog::new(process.pid()),
+            process,
+            _dir: dir,
+            idle_rss_kib,
+            inbound: Vec::new(),
+            outbound: Vec::new(),
+            in_samples: Vec::new(),
+            out_samples: Vec::new(),
+            quiet_ms: Vec::new(),
+            problems: Vec::new(),
+        })
+    }
+
+    /// Writes `bytes` to the program's stdin; it is killed if it takes
+    /// none for `within`.
+    fn write_stdin(&mut self, bytes: &[u8], within: Duration) -> Result<(), String> {
+        self.watchdog.arm(within);
+        let written = push(&mut self.stdin, bytes, "stdin");
+        self.watchdog.disarm();
+        if self.watchdog.fired() {
             return Err(format!(
                 "the program took no input on stdin for {within:?}; killed"
             ));
         }
         written
-    };
-    let stdout = match subject {
-        Subject::Ours { .. } => read_status(stdout, "Type messages", STATUS_DEADLINE)?.rest,
-        Subject::Socat => stdout,
-    };
-    let mut inbound_rx = LineCounter::spawn("the program's stdout", stdout);
-    let clone = socket
-        .try_clone()
-        .map_err(|e| format!("could not clone the socket: {e}"))?;
-    let mut outbound_rx = LineCounter::spawn("the socket", clone);
-    let mut stdin = target.take_stdin()?;
-
-    let payload = payload(lines, LINE_BYTES);
-    // Warm up both directions once before measuring.
-    let warm = lines.min(1000);
-    inbound_rx.expect(warm)?;
-    push(&mut socket, &payload[..warm * LINE_BYTES], "the socket")?;
-    inbound_rx.arrived(RUN_DEADLINE)?;
-    outbound_rx.expect(warm)?;
-    to_stdin(&mut stdin, &payload[..warm * LINE_BYTES], RUN_DEADLINE)?;
-    outbound_rx.arrived(RUN_DEADLINE)?;
-
-    let mut inbound = Vec::with_capacity(runs);
-    let mut outbound = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        inbound_rx.expect(lines)?;
-        let start = Instant::now();
-        push(&mut socket, &payload, "the socket")?;
-        let end = inbound_rx.arrived(RUN_DEADLINE)?.at;
-        inbound.push(lines as f64 / (end - start).as_secs_f64());
-
-        outbound_rx.expect(lines)?;
-        let start = Instant::now();
-        to_stdin(&mut stdin, &payload, RUN_DEADLINE)?;
-        let end = outbound_rx.arrived(RUN_DEADLINE)?.at;
-        outbound.push(lines as f64 / (end - start).as_secs_f64());
     }
 
-    let line = &payload[..LINE_BYTES];
-    let mut in_samples = Vec::with_capacity(samples);
-    let mut out_samples = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        inbound_rx.expect(1)?;
+    /// `lines` lines (`bytes`) from the socket to stdout: lines per second.
+    fn inbound_run(&mut self, bytes: &[u8], lines: usize) -> Result<f64, String> {
+        self.inbound_rx.expect(lines)?;
         let start = Instant::now();
-        push(&mut socket, line, "the socket")?;
-        in_samples.push((inbound_rx.arrived(SAMPLE_DEADLINE)?.at - start).as_secs_f64() * 1e6);
-        outbound_rx.expect(1)?;
-        let start = Instant::now();
-        to_stdin(&mut stdin, line, SAMPLE_DEADLINE)?;
-        out_samples.push((outbound_rx.arrived(SAMPLE_DEADLINE)?.at - start).as_secs_f64() * 1e6);
+        push(&mut self.socket, bytes, "the socket")?;
+        let end = self.inbound_rx.arrived(RUN_DEADLINE)?.at;
+        Ok(lines as f64 / (end - start).as_secs_f64())
     }
-    let loaded_rss_kib = status_kib(target.pid(), "VmHWM:");
-    drop(socket);
-    drop(stdin);
-    target.finish(Duration::from_secs(5));
-    // Removed once the program has ended.
-    drop(dir);
 
-    Ok(Figures {
-        inbound: median(&mut inbound),
-        outbound: median(&mut outbound),
-        in_latency: latency(&mut in_samples),
-        out_latency: latency(&mut out_samples),
-        idle_rss_kib,
-        loaded_rss_kib,
-    })
+    /// `lines` lines (`bytes`) from stdin to the socket: lines per second.
+    fn outbound_run(&mut self, bytes: &[u8], lines: usize) -> Result<f64, String> {
+        self.outbound_rx.expect(lines)?;
+        let start = Instant::now();
+        self.write_stdin(bytes, RUN_DEADLINE)?;
+        let end = self.outbound_rx.arrived(RUN_DEADLINE)?.at;
+        Ok(lines as f64 / (end - start).as_secs_f64())
+    }
+
+    /// Waits until the program is quiet; how long it kept working,
+    /// milliseconds.
+    fn quiet(&mut self) -> f64 {
+        wait_quiet(&[self.process.pid()]).unwrap_or_else(|ms| {
+            self.problems.push(format!(
+                "still busy {QUIET_DEADLINE:?} after a run; the next run went ahead"
+            ));
+            ms
+        })
+    }
+
+    /// `count` latency samples each way, alternating, after a wait for
+    /// quiet.
+    fn latency(&mut self, line: &[u8], count: usize) -> Result<(), String> {
+        self.quiet();
+        for _ in 0..count {
+            self.inbound_rx.expect(1)?;
+            let start = Instant::now();
+            push(&mut self.socket, line, "the socket")?;
+            let at = self.inbound_rx.arrived(SAMPLE_DEADLINE)?.at;
+            self.in_samples.push((at - start).as_secs_f64() * 1e6);
+            self.outbound_rx.expect(1)?;
+            let start = Instant::now();
+            self.write_stdin(line, SAMPLE_DEADLINE)?;
+            let at = self.outbound_rx.arrived(SAMPLE_DEADLINE)?.at;
+            self.out_samples.push((at - start).as_secs_f64() * 1e6);
+        }
+        Ok(())
+    }
+
+    /// Reads the peak RSS, ends the program and sums up.
+    fn finish(mut self) -> Figures {
+        let loaded_rss_kib = status_kib(self.process.pid(), "VmHWM:");
+        drop(self.socket);
+        drop(self.stdin);
+        self.process.finish(Duration::from_secs(5));
+        Figures {
+            inbound: median(&mut self.inbound),
+            outbound: median(&mut self.outbound),
+            in_latency: latency(&mut self.in_samples),
+            out_latency: latency(&mut self.out_samples),
+            idle_rss_kib: self.idle_rss_kib,
+            loaded_rss_kib,
+            quiet_after_ms: median(&mut self.quiet_ms),
+            problems: self.problems,
+        }
+    }
 }
 
 /// Starts the program listening on a loopback port; returns its temp data
@@ -172,7 +302,7 @@ pub fn measure(
 /// stdout past the status lines that come before a connection, and the
 /// port.
 fn start(
-    subject: &Subject,
+    subject: Subject,
 ) -> Result<(Option<TempDir>, Running, BufReader<ChildStdout>, u16), String> {
     match subject {
         Subject::Ours { history } => {

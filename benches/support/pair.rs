@@ -54,7 +54,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::lines::{payload, push, LineCounter};
-use super::process::{port_in, read_status, sched_times, status_kib, Ended, Running, Watchdog};
+use super::process::{
+    port_in, read_status, status_kib, wait_quiet, Ended, Running, Watchdog, QUIET_DEADLINE,
+};
 use super::{latency, median, Latency};
 
 /// Longest a throughput run may take.
@@ -74,19 +76,6 @@ const STATUS_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Longest a process may take to exit once its input is closed.
 const EXIT_DEADLINE: Duration = Duration::from_secs(5);
-
-/// A pair counts as quiet when its processes used less CPU than this...
-pub const QUIET_CPU: Duration = Duration::from_millis(2);
-
-/// ... in every slice this long...
-pub const QUIET_SLICE: Duration = Duration::from_millis(20);
-
-/// ... for this long on end: longer than the program's timers that start
-/// work after a run (see the module docs).
-pub const QUIET_SPAN: Duration = Duration::from_millis(600);
-
-/// Longest the wait for a pair to be quiet may take.
-pub const QUIET_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Messages sent each way before measuring.
 const WARM_UP: usize = 1000;
@@ -393,40 +382,15 @@ impl Pair {
     /// [`QUIET_DEADLINE`]; returns how long they kept working: until the
     /// start of the quiet span, milliseconds.
     fn quiet(&mut self) -> f64 {
-        let pids = [self.a.process.pid(), self.b.process.pid()];
-        let cpu = || -> Option<Duration> {
-            pids.iter()
-                .map(|&pid| sched_times(pid).map(|t| t.on_cpu))
-                .sum()
-        };
-        let started = Instant::now();
-        let mut before = cpu();
-        let mut sampled = started;
-        // When the current run of quiet slices began.
-        let mut quiet_since: Option<Instant> = None;
-        // A span begun before the deadline may finish after it.
-        while started.elapsed() < QUIET_DEADLINE
-            || quiet_since.is_some_and(|since| since - started < QUIET_DEADLINE)
-        {
-            std::thread::sleep(QUIET_SLICE);
-            let (now, at) = (cpu(), Instant::now());
-            match (before, now) {
-                (Some(b), Some(n)) if n.saturating_sub(b) < QUIET_CPU => {
-                    let since = *quiet_since.get_or_insert(sampled);
-                    if at - since >= QUIET_SPAN {
-                        return (since - started).as_secs_f64() * 1e3;
-                    }
-                }
-                // Without schedstat there is nothing to wait for.
-                (None, _) | (_, None) => return 0.0,
-                _ => quiet_since = None,
+        match wait_quiet(&[self.a.process.pid(), self.b.process.pid()]) {
+            Ok(ms) => ms,
+            Err(ms) => {
+                self.problems.push(format!(
+                    "still busy {QUIET_DEADLINE:?} after a run; the next run went ahead"
+                ));
+                ms
             }
-            (before, sampled) = (now, at);
         }
-        self.problems.push(format!(
-            "still busy {QUIET_DEADLINE:?} after a run; the next run went ahead"
-        ));
-        started.elapsed().as_secs_f64() * 1e3
     }
 
     /// Latency of single 64-byte messages, alternating directions, after

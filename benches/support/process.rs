@@ -281,6 +281,58 @@ pub fn sched_times(pid: u32) -> Option<SchedTimes> {
     Some(total)
 }
 
+/// Processes count as quiet when together they used less CPU than this...
+pub const QUIET_CPU: Duration = Duration::from_millis(2);
+
+/// ... in every slice this long...
+pub const QUIET_SLICE: Duration = Duration::from_millis(20);
+
+/// ... for this long on end: longer than the program's timers that start
+/// work after a run (a history written 100 ms after its lines, flushes
+/// and acknowledgements every 250 ms).
+pub const QUIET_SPAN: Duration = Duration::from_millis(600);
+
+/// Longest a wait for quiet may take.
+pub const QUIET_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Waits until the processes `pids` are quiet: under [`QUIET_CPU`] of CPU
+/// together in every [`QUIET_SLICE`] for [`QUIET_SPAN`] on end, so that
+/// work a run left behind is not charged to the next one. Returns how long
+/// they kept working (until the start of the quiet span, milliseconds), or
+/// that long as an error once [`QUIET_DEADLINE`] passed first.
+pub fn wait_quiet(pids: &[u32]) -> Result<f64, f64> {
+    let cpu = || -> Option<Duration> {
+        pids.iter()
+            .map(|&pid| sched_times(pid).map(|t| t.on_cpu))
+            .sum()
+    };
+    let started = Instant::now();
+    let mut before = cpu();
+    let mut sampled = started;
+    // When the current run of quiet slices began.
+    let mut quiet_since: Option<Instant> = None;
+    // A span begun before the deadline may finish after it.
+    while started.elapsed() < QUIET_DEADLINE
+        || quiet_since.is_some_and(|since| since - started < QUIET_DEADLINE)
+    {
+        thread::sleep(QUIET_SLICE);
+        let (now, at) = (cpu(), Instant::now());
+        match (before, now) {
+            (Some(b), Some(n)) if n.saturating_sub(b) < QUIET_CPU => {
+                let since = *quiet_since.get_or_insert(sampled);
+                if at - since >= QUIET_SPAN {
+                    return Ok((since - started).as_secs_f64() * 1e3);
+                }
+            }
+            // Without schedstat there is nothing to wait for.
+            (None, _) | (_, None) => return Ok(0.0),
+            _ => quiet_since = None,
+        }
+        (before, sampled) = (now, at);
+    }
+    Err(started.elapsed().as_secs_f64() * 1e3)
+}
+
 /// CPU time the whole machine has spent busy (all processes, all CPUs)
 /// since boot, from /proc/stat; `None` when it cannot be read. Beside the
 /// members' own CPU time it shows what else ran during a measurement.
