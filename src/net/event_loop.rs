@@ -185,6 +185,26 @@ pub enum NetEvent {
     },
 }
 
+impl NetEvent {
+    /// The peer it concerns, whose events the app takes in turn with
+    /// other peers': a room message's author, not who passed it on.
+    fn peer(&self) -> Option<PeerId> {
+        match self {
+            NetEvent::Room { author, .. } => Some(*author),
+            NetEvent::Subscribed { peer, .. }
+            | NetEvent::Unsubscribed { peer, .. }
+            | NetEvent::Connected { peer, .. }
+            | NetEvent::Disconnected { peer }
+            | NetEvent::Throttled { peer }
+            | NetEvent::Banned { peer }
+            | NetEvent::Rejected { peer }
+            | NetEvent::Slow { peer }
+            | NetEvent::SlowDropped { peer } => Some(*peer),
+            NetEvent::NotPublished { .. } => None,
+        }
+    }
+}
+
 /// How many room messages wait for a member's queue to have room, shared
 /// between the event loop and the app. Publishing never blocks the app
 /// (which must go on taking the network's events, or the swarm stops, and
@@ -225,7 +245,7 @@ pub(super) struct EventLoop {
     rates: HashMap<PeerId, Rate>,
     banned: HashSet<PeerId>,
     /// Events for the app, waiting for room in its channel.
-    outbox: VecDeque<NetEvent>,
+    outbox: super::outbox::Outbox<NetEvent>,
     /// Publishes waiting for a member's queue to have room.
     pending: VecDeque<PendingPublish>,
     /// Peers gossipsub reported slow: since when, and last report.
@@ -273,8 +293,9 @@ struct PendingPublish {
     since: Instant,
 }
 
-/// Events held for the app before the swarm stops being polled. Small:
-/// one event may carry a batch of lines.
+/// Events held for the app before the swarm stops being polled, taken in
+/// turns per peer (see [`Outbox`](super::outbox::Outbox)). Small: one
+/// event may carry a batch of lines.
 const OUTBOX_LIMIT: usize = 16;
 
 /// How often a publish that found every queue full is tried again.
@@ -309,7 +330,7 @@ impl EventLoop {
             banned: HashSet::new(),
             slow: HashMap::new(),
             slow_dropped: HashSet::new(),
-            outbox: VecDeque::new(),
+            outbox: super::outbox::Outbox::default(),
             pending: VecDeque::new(),
             listens: HashMap::new(),
             dials: HashMap::new(),
@@ -341,7 +362,7 @@ impl EventLoop {
             let events = self.events.clone();
             tokio::select! {
                 permit = events.reserve(), if has_event => {
-                    if let (Ok(permit), Some(event)) = (permit, self.outbox.pop_front()) {
+                    if let (Ok(permit), Some(event)) = (permit, self.outbox.pop()) {
                         permit.send(event);
                     }
                 }
@@ -396,7 +417,7 @@ impl EventLoop {
         if self.stopping.is_some() {
             return;
         }
-        self.outbox.push_back(event);
+        self.outbox.push(event.peer(), event);
     }
 
     /// Publishes that found every member's queue full are tried again

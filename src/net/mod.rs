@@ -16,6 +16,7 @@ mod describe;
 mod event_loop;
 pub mod fetch;
 pub mod frame;
+mod outbox;
 mod rate;
 pub mod room_founder;
 pub mod room_frame;
@@ -49,8 +50,9 @@ pub const CHAT_PROTOCOL: StreamProtocol = StreamProtocol::new("/rust-p2p-chat/ch
 const REQUEST_QUEUE: usize = 64;
 
 /// Capacity of the channel of network events to the app. Small: one event
-/// may carry a batch of lines.
-const EVENT_QUEUE: usize = 16;
+/// may carry a batch of lines, and the channel is first come, first
+/// served, while the event loop's outbox before it takes peers in turn.
+const EVENT_QUEUE: usize = 4;
 
 /// Room messages are this much larger than their text at most, besides
 /// the batch (header, nick, signature, protobuf).
