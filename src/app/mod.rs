@@ -31,6 +31,7 @@ pub use trim::one_heap;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
@@ -45,8 +46,10 @@ use crate::{classic, identity, net, store};
 pub use secure::Secure;
 pub use tasks::Tasks;
 
-/// Capacity of the channel of commands from a front end.
-pub const COMMAND_QUEUE: usize = 1024;
+/// Capacity of the channel of commands from a front end. A command is a
+/// typed line, or the lines of one read of a pipe (under 64 KiB, or one
+/// line up to `--max-line`), so what waits is bounded in bytes too.
+pub const COMMAND_QUEUE: usize = 16;
 
 /// Capacity of the channel of events to a front end. Small, because one
 /// event may carry a batch of lines (see [`BATCH_BYTES`]).
@@ -441,15 +444,22 @@ async fn send(
     }
     while let Some(command) = commands.recv().await {
         let mut next = Some(command);
-        while let Some(Command::Send(line)) = next {
-            match unstalled(outgoing.queue(&line), events).await {
-                Ok(()) => {}
-                Err(SendError::TooLong { limit }) => {
-                    let _ = events
-                        .send(Event::Notice(Notice::OutgoingTooLong { limit }))
-                        .await;
+        while let Some(command) = next {
+            let sent = match command {
+                Command::Send(line) => queue(outgoing, &line, events).await,
+                Command::SendLines(lines) => {
+                    let mut sent = Ok(());
+                    for line in lines.iter() {
+                        sent = queue(outgoing, line, events).await;
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                    sent
                 }
-                Err(SendError::Failed(e)) => return report_failure(e, events).await,
+            };
+            if let Err(e) = sent {
+                return report_failure(e, events).await;
             }
             next = commands.try_recv().ok();
         }
@@ -463,6 +473,25 @@ async fn send(
     }
 }
 
+/// Queues one line to send; a line over the limit is told and skipped.
+/// An error when the connection failed or stalled.
+async fn queue(
+    outgoing: &mut impl Outbound,
+    line: &str,
+    events: &mpsc::Sender<Event>,
+) -> Result<(), String> {
+    match unstalled(outgoing.queue(line), events).await {
+        Ok(()) => Ok(()),
+        Err(SendError::TooLong { limit }) => {
+            let _ = events
+                .send(Event::Notice(Notice::OutgoingTooLong { limit }))
+                .await;
+            Ok(())
+        }
+        Err(SendError::Failed(e)) => Err(e),
+    }
+}
+
 /// Runs a send step; if the peer has not taken our data after
 /// [`SLOW_AFTER`], says so, and gives up after [`DROP_AFTER`].
 async fn unstalled(
@@ -470,6 +499,13 @@ async fn unstalled(
     events: &mpsc::Sender<Event>,
 ) -> Result<(), SendError> {
     tokio::pin!(step);
+    // Most steps (a line into a buffer with room) are done at once: they
+    // need no timer, which would read the clock for every line.
+    if let Poll::Ready(result) =
+        std::future::poll_fn(|cx| Poll::Ready(step.as_mut().poll(cx))).await
+    {
+        return result;
+    }
     if let Ok(result) = tokio::time::timeout(SLOW_AFTER, &mut step).await {
         return result;
     }

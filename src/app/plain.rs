@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use super::tasks::Tasks;
 use super::{failure, Chat, End, Error, Inbound, Outbound, PlainHistory, Role, SendError};
 use crate::chat::delivery::refused::{Counted, Refused};
+use crate::chat::line::Lines;
 use crate::chat::{describe_io, DialTarget, Event, Notice, Received};
 use crate::classic::{self, Incoming, Outgoing};
 use crate::store::{self, Batch, History, Status, Store, Written};
@@ -240,17 +241,15 @@ struct Unstored {
     retrying: bool,
 }
 
-/// Writes `batches` (refused before when `again`), takes in the outcome
-/// and tells the user what that changed; true when this write must go on
-/// to write refused lines again ([`write_refused`]).
+/// Takes in the outcome of a write (of lines refused before when
+/// `again`) and tells the user what that changed; true when this write
+/// must go on to write refused lines again ([`write_refused`]).
 async fn write_lines(
-    store: &Store,
-    batches: Vec<Batch>,
+    written: Written,
     again: bool,
     unstored: &Mutex<Unstored>,
     events: &mpsc::WeakSender<Event>,
 ) -> bool {
-    let written = store.append(batches).await;
     let (notice, start) = match (written, unstored.lock()) {
         (
             Written {
@@ -313,7 +312,7 @@ async fn write_refused(
         if batches.is_empty() {
             return;
         }
-        write_lines(&store, batches, true, &unstored, &events).await;
+        write_lines(store.append(batches).await, true, &unstored, &events).await;
     }
 }
 
@@ -346,63 +345,12 @@ struct JournalShared {
     done: Notify,
 }
 
-/// Lines in one buffer: their texts end to end, and where each ends. A
-/// side gathers its lines in one (no allocation per line) and hands it
-/// over whole.
-#[derive(Default)]
-struct Run {
-    text: String,
-    ends: Vec<usize>,
-}
-
-impl Run {
-    fn push(&mut self, line: &str) {
-        self.text.push_str(line);
-        self.ends.push(self.text.len());
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// What it counts for in [`MAX_JOURNAL_BYTES`].
-    fn bytes(&self) -> usize {
-        self.text.len() + self.ends.len() * std::mem::size_of::<usize>()
-    }
-
-    /// Moves `other`'s lines to the end of these.
-    fn append(&mut self, other: &mut Run) {
-        let base = self.text.len();
-        self.text.push_str(&other.text);
-        self.ends.extend(other.ends.iter().map(|end| end + base));
-        other.text.clear();
-        other.ends.clear();
-    }
-
-    /// The lines, at most `max` to a batch.
-    fn into_batches(self, max: usize) -> Vec<Vec<String>> {
-        let mut start = 0;
-        self.ends
-            .chunks(max)
-            .map(|ends| {
-                ends.iter()
-                    .map(|&end| {
-                        let line = self.text.get(start..end).unwrap_or_default().to_owned();
-                        start = end;
-                        line
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-}
-
 /// What waits for the writer.
 #[derive(Default)]
 struct Queue {
     /// The peer's lines, and ours.
-    theirs: Run,
-    ours: Run,
+    theirs: Lines,
+    ours: Lines,
     /// What the lines waiting count for in [`MAX_JOURNAL_BYTES`]...
     bytes: usize,
     /// ... and those the writer is writing.
@@ -419,7 +367,7 @@ impl Queue {
     }
 
     /// Takes a side's lines; whether the writer should be woken for them.
-    fn add(&mut self, ours: bool, run: &mut Run) -> bool {
+    fn add(&mut self, ours: bool, run: &mut Lines) -> bool {
         let before = self.bytes;
         self.bytes += run.bytes();
         let side = if ours {
@@ -500,19 +448,19 @@ impl Journal {
             Logged {
                 inner: incoming,
                 journal: journal.clone(),
-                held: Run::default(),
+                held: Lines::default(),
             },
             Logged {
                 inner: outgoing,
                 journal,
-                held: Run::default(),
+                held: Lines::default(),
             },
         )
     }
 
     /// Takes a side's lines, waiting only while the queue is full.
-    async fn hand_over(&self, ours: bool, run: &mut Run) {
-        if run.len() == 0 {
+    async fn hand_over(&self, ours: bool, run: &mut Lines) {
+        if run.is_empty() {
             return;
         }
         loop {
@@ -534,7 +482,7 @@ impl Journal {
 
     /// Takes a side's lines without waiting: past the bound by at most
     /// [`HAND_OVER_BYTES`].
-    fn hand_over_now(&self, ours: bool, run: &mut Run) {
+    fn hand_over_now(&self, ours: bool, run: &mut Lines) {
         if lock(&self.shared.queue).add(ours, run) {
             self.shared.work.notify_one();
         }
@@ -594,32 +542,27 @@ impl Journal {
                 queue.since = None;
                 (theirs, ours, queue.ended)
             };
-            // Numbered here, made into rows on a thread of the blocking
-            // pool: a copy of every line, kept off the chat's own thread.
+            // Numbered here, made into rows on the store's thread: a copy
+            // of every line, made at the store's lower priority, off the
+            // chat's own thread.
             let sides = [(false, theirs), (true, ours)].map(|(ours, run)| {
                 let next = &mut writer.next[usize::from(ours)];
                 let first = *next;
                 *next += run.len() as u64;
                 (ours, first, run)
             });
-            let stamp = writer.stamp.clone();
-            let batches = tokio::task::spawn_blocking(move || {
-                sides
-                    .into_iter()
-                    .flat_map(|(ours, first, run)| stamp.batches(ours, first, run))
-                    .collect::<Vec<Batch>>()
-            })
-            .await
-            .unwrap_or_default();
-            if !batches.is_empty() {
-                let again = write_lines(
-                    &writer.store,
-                    batches,
-                    false,
-                    &writer.unstored,
-                    &writer.events,
-                )
-                .await;
+            if sides.iter().any(|(_, _, run)| !run.is_empty()) {
+                let stamp = writer.stamp.clone();
+                let written = writer
+                    .store
+                    .append_made(move || {
+                        sides
+                            .into_iter()
+                            .flat_map(|(ours, first, run)| stamp.batches(ours, first, run))
+                            .collect()
+                    })
+                    .await;
+                let again = write_lines(written, false, &writer.unstored, &writer.events).await;
                 if again {
                     let refused = write_refused(
                         writer.store.clone(),
@@ -659,7 +602,7 @@ struct Stamp {
 impl Stamp {
     /// One side's lines, numbered from `first`, as rows of at most
     /// [`WRITE_BATCH`] lines.
-    fn batches(&self, ours: bool, first: u64, run: Run) -> Vec<Batch> {
+    fn batches(&self, ours: bool, first: u64, run: Lines) -> Vec<Batch> {
         let mut first = first;
         run.into_batches(WRITE_BATCH)
             .into_iter()
@@ -696,7 +639,7 @@ const HAND_OVER_BYTES: usize = 64 * 1024;
 struct Logged<T> {
     inner: T,
     journal: Option<Journal>,
-    held: Run,
+    held: Lines,
 }
 
 impl<T> Logged<T> {

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use super::line::Lines;
 use super::sanitize::{push_inert, Inert};
 
 /// What the user asks the app to do.
@@ -15,6 +16,9 @@ use super::sanitize::{push_inert, Inert};
 pub enum Command {
     /// Send one line of text to the peer.
     Send(String),
+    /// Send lines to the peer, in order: what a read of a pipe held, in
+    /// one value rather than a command per line.
+    SendLines(Lines),
 }
 
 /// What an engine read from the peer: the same for every protocol, so the

@@ -184,6 +184,74 @@ fn decode(line: &[u8]) -> String {
     }
 }
 
+/// Lines in one buffer: their texts end to end, and where each ends. A
+/// batch of lines moves as one value with two allocations, not one per
+/// line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lines {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    /// Adds a line (without its newline) at the end.
+    pub fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.ends.push(self.text.len());
+    }
+
+    /// How many lines.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// What the lines hold: their text and where each ends, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.text.len() + self.ends.len() * std::mem::size_of::<usize>()
+    }
+
+    /// The lines, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = self.text.get(start..end).unwrap_or_default();
+            start = end;
+            line
+        })
+    }
+
+    /// Moves `other`'s lines to the end of these.
+    pub fn append(&mut self, other: &mut Lines) {
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|end| end + base));
+        other.text.clear();
+        other.ends.clear();
+    }
+
+    /// The lines as strings, at most `max` to a batch.
+    pub fn into_batches(self, max: usize) -> Vec<Vec<String>> {
+        let mut start = 0;
+        self.ends
+            .chunks(max.max(1))
+            .map(|ends| {
+                ends.iter()
+                    .map(|&end| {
+                        let line = self.text.get(start..end).unwrap_or_default().to_owned();
+                        start = end;
+                        line
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -242,7 +242,9 @@ impl Future for PendingWrite {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Written> {
         Pin::new(&mut self.done).poll(cx).map(|written| {
-            // Unreachable while `WriteJob` reports on drop; said anyway.
+            // A job dropped unrun reports through `WriteJob`, with its
+            // batches; only `append_made`'s, dropped before it made them,
+            // ends here.
             written.unwrap_or(Written {
                 batches: Vec::new(),
                 result: Err(Error::Stopped),
@@ -286,6 +288,25 @@ impl Store {
     /// outcome.
     pub async fn append(&self, batches: Vec<Batch>) -> Written {
         self.append_queued(batches).await.await
+    }
+
+    /// As [`Store::append`], with the batches made by `make` on the store's
+    /// thread: the work of making rows then runs at the store's priority
+    /// (lower than the chat's for [`Store::spawn_in_background`]), not the
+    /// caller's. If the store thread is gone, nothing is made and the
+    /// outcome is [`Error::Stopped`] with no batches.
+    pub async fn append_made(&self, make: impl FnOnce() -> Vec<Batch> + Send + 'static) -> Written {
+        let (report, done) = oneshot::channel();
+        let _ = self
+            .submit(move |history| {
+                let job = WriteJob {
+                    batches: make(),
+                    done: Some(report),
+                };
+                job.write(history);
+            })
+            .await;
+        PendingWrite { done }.await
     }
 
     /// Queues the write of `batches` and returns at once (once the queue

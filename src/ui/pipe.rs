@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::Style;
 use crate::app::Shutdown;
-use crate::chat::line::{Frame, LineSplitter};
+use crate::chat::line::{Frame, LineSplitter, Lines};
 use crate::chat::{Command, Event, Notice};
 
 /// Bytes asked of stdin in one read.
@@ -78,6 +78,9 @@ fn read_input(
             // A broken stdin is an end of input like any other.
             Err(_) => true,
         };
+        // The lines of this read go to the app as one command (or a few,
+        // past READ_CHUNK), sent before any notice that follows them.
+        let mut batch = Lines::default();
         loop {
             let frame = if end {
                 lines.finish()
@@ -86,22 +89,39 @@ fn read_input(
             };
             let delivered = match frame {
                 None => break,
-                Some(Frame::Line(text)) => commands.blocking_send(Command::Send(text)).is_ok(),
-                Some(Frame::TooLong { limit }) => match events.upgrade() {
-                    Some(events) => events
-                        .blocking_send(Event::Notice(Notice::OutgoingTooLong { limit }))
-                        .is_ok(),
-                    None => false,
-                },
+                Some(Frame::Line(text)) => {
+                    batch.push(&text);
+                    batch.bytes() < READ_CHUNK || send_lines(commands, &mut batch)
+                }
+                Some(Frame::TooLong { limit }) => {
+                    send_lines(commands, &mut batch)
+                        && match events.upgrade() {
+                            Some(events) => events
+                                .blocking_send(Event::Notice(Notice::OutgoingTooLong { limit }))
+                                .is_ok(),
+                            None => false,
+                        }
+                }
             };
             if !delivered {
                 return;
             }
         }
+        if !send_lines(commands, &mut batch) {
+            return;
+        }
         if end {
             return;
         }
     }
+}
+
+/// Sends the lines gathered, if any; false once the app is gone.
+fn send_lines(commands: &mpsc::Sender<Command>, batch: &mut Lines) -> bool {
+    batch.is_empty()
+        || commands
+            .blocking_send(Command::SendLines(std::mem::take(batch)))
+            .is_ok()
 }
 
 /// Shows events on a thread until the app drops its sender. If stdout
@@ -186,14 +206,42 @@ mod tests {
         read_input(input, 8, &tx, &etx.downgrade());
         drop(tx);
         let mut sent = Vec::new();
-        while let Some(Command::Send(text)) = rx.blocking_recv() {
-            sent.push(text);
+        while let Some(Command::SendLines(lines)) = rx.blocking_recv() {
+            sent.push(lines.iter().map(str::to_owned).collect::<Vec<_>>());
         }
-        assert_eq!(sent, ["hello", "last"]);
+        // The line before the long one goes out before its notice.
+        assert_eq!(sent, [vec!["hello"], vec!["last"]]);
         assert_eq!(
             erx.try_recv().ok(),
             Some(Event::Notice(Notice::OutgoingTooLong { limit: 8 }))
         );
+    }
+
+    #[test]
+    fn the_lines_of_one_read_go_as_one_command_of_bounded_size() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let (etx, _erx) = mpsc::channel(16);
+        let input = "0123456789\n".repeat(3 * READ_CHUNK / 10);
+        read_input(
+            io::Cursor::new(input.into_bytes()),
+            1024,
+            &tx,
+            &etx.downgrade(),
+        );
+        drop(tx);
+        let mut commands = 0;
+        let mut lines = 0;
+        while let Some(Command::SendLines(batch)) = rx.blocking_recv() {
+            commands += 1;
+            lines += batch.len();
+            assert!(batch.bytes() < READ_CHUNK + 1024, "{}", batch.bytes());
+            assert!(batch.iter().all(|line| line == "0123456789"));
+        }
+        assert_eq!(lines, 3 * READ_CHUNK / 10);
+        // A read of READ_CHUNK bytes holds lines worth more than a
+        // command (their ends count too); a few commands per read, not one
+        // per line.
+        assert!((3..=12).contains(&commands), "{commands} commands");
     }
 
     #[test]

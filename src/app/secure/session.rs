@@ -363,15 +363,11 @@ impl RoomChat {
                         && self.core.writing() < MAX_WRITING
                         && !backlogged
                         && !held => match command {
-                    Some(Command::Send(line)) => {
-                        typed_bytes += line.len();
-                        typed.push(line);
+                    Some(command) => {
+                        typed_bytes += take_typed(command, &mut typed);
                         while typed.len() < BATCH_LINES && typed_bytes < batch_bytes {
                             match commands.try_recv() {
-                                Ok(Command::Send(line)) => {
-                                    typed_bytes += line.len();
-                                    typed.push(line);
-                                }
+                                Ok(command) => typed_bytes += take_typed(command, &mut typed),
                                 Err(_) => break,
                             }
                         }
@@ -675,6 +671,24 @@ fn spawn_reconnect(
             wait = (wait * 2).min(MAX_RECONNECT_WAIT);
         }
     })
+}
+
+/// Adds what a command asks to send to `typed`; the bytes added.
+fn take_typed(command: Command, typed: &mut Vec<String>) -> usize {
+    match command {
+        Command::Send(line) => {
+            let bytes = line.len();
+            typed.push(line);
+            bytes
+        }
+        Command::SendLines(lines) => lines
+            .iter()
+            .map(|line| {
+                typed.push(line.to_owned());
+                line.len()
+            })
+            .sum(),
+    }
 }
 
 #[cfg(test)]
