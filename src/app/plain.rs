@@ -553,12 +553,15 @@ impl Journal {
             });
             if sides.iter().any(|(_, _, run)| !run.is_empty()) {
                 let stamp = writer.stamp.clone();
+                // When the lines were taken, not when the store gets to
+                // them.
+                let ts_ms = super::now_ms();
                 let written = writer
                     .store
                     .append_made(move || {
                         sides
                             .into_iter()
-                            .flat_map(|(ours, first, run)| stamp.batches(ours, first, run))
+                            .flat_map(|(ours, first, run)| stamp.batches(ours, first, run, ts_ms))
                             .collect()
                     })
                     .await;
@@ -602,7 +605,7 @@ struct Stamp {
 impl Stamp {
     /// One side's lines, numbered from `first`, as rows of at most
     /// [`WRITE_BATCH`] lines.
-    fn batches(&self, ours: bool, first: u64, run: Lines) -> Vec<Batch> {
+    fn batches(&self, ours: bool, first: u64, run: Lines, ts_ms: u64) -> Vec<Batch> {
         let mut first = first;
         run.into_batches(WRITE_BATCH)
             .into_iter()
@@ -619,7 +622,7 @@ impl Stamp {
                     session: self.session,
                     first_line: first,
                     name: None,
-                    ts_ms: super::now_ms(),
+                    ts_ms,
                     outgoing: ours,
                     status: if ours { Status::Sent } else { Status::Received },
                     texts,

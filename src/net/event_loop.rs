@@ -186,21 +186,17 @@ pub enum NetEvent {
 }
 
 impl NetEvent {
-    /// The peer it concerns, whose events the app takes in turn with
-    /// other peers': a room message's author, not who passed it on.
-    fn peer(&self) -> Option<PeerId> {
+    /// The author of the lines it brings, which the app takes in turns
+    /// with other authors' lines; `None` for any other event, which keeps
+    /// its place (see [`Outbox`](super::outbox::Outbox)).
+    fn lines_of(&self) -> Option<PeerId> {
         match self {
-            NetEvent::Room { author, .. } => Some(*author),
-            NetEvent::Subscribed { peer, .. }
-            | NetEvent::Unsubscribed { peer, .. }
-            | NetEvent::Connected { peer, .. }
-            | NetEvent::Disconnected { peer }
-            | NetEvent::Throttled { peer }
-            | NetEvent::Banned { peer }
-            | NetEvent::Rejected { peer }
-            | NetEvent::Slow { peer }
-            | NetEvent::SlowDropped { peer } => Some(*peer),
-            NetEvent::NotPublished { .. } => None,
+            NetEvent::Room {
+                author,
+                said: Said::Lines { .. },
+                ..
+            } => Some(*author),
+            _ => None,
         }
     }
 }
@@ -293,9 +289,9 @@ struct PendingPublish {
     since: Instant,
 }
 
-/// Events held for the app before the swarm stops being polled, taken in
-/// turns per peer (see [`Outbox`](super::outbox::Outbox)). Small: one
-/// event may carry a batch of lines.
+/// Events held for the app before the swarm stops being polled, lines
+/// taken in turns per author (see [`Outbox`](super::outbox::Outbox)).
+/// Small: one event may carry a batch of lines.
 const OUTBOX_LIMIT: usize = 16;
 
 /// How often a publish that found every queue full is tried again.
@@ -417,7 +413,7 @@ impl EventLoop {
         if self.stopping.is_some() {
             return;
         }
-        self.outbox.push(event.peer(), event);
+        self.outbox.push(event.lines_of(), event);
     }
 
     /// Publishes that found every member's queue full are tried again

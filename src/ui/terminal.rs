@@ -43,39 +43,55 @@ pub async fn run<F: Future>(
     let (mut editor, mut printer) = Readline::new(PROMPT.to_owned())?;
     editor.set_max_history(HISTORY);
     let mut commands = Some(commands);
-    // A line typed (or pasted) while the app's queue is full waits here,
-    // and the editor is not read until it is taken: the app runs in this
-    // very loop, so waiting for room inside a branch would stop the app
-    // that makes it (a paste of more lines than the queue holds hung).
-    let mut waiting: Option<Command> = None;
+    // Lines typed (or pasted) while the app's queue is full wait here: the
+    // app runs in this very loop, so waiting for room inside a branch would
+    // stop the app that makes it (a paste of more lines than the queue
+    // holds hung). The editor is still read, so Ctrl+C and Ctrl+D work
+    // while lines wait, up to HELD_BYTES of them.
+    let mut held = Held::default();
+    // Ctrl+D: the input ends once the lines held are taken.
+    let mut input_over = false;
     let mut batch = String::new();
     tokio::pin!(app);
     let output = loop {
         tokio::select! {
             biased;
-            permit = reserve(commands.clone()), if waiting.is_some() => match permit {
+            permit = reserve(commands.clone()), if !held.lines.is_empty() => match permit {
                 Some(permit) => {
-                    if let Some(command) = waiting.take() {
-                        permit.send(command);
+                    if let Some(line) = held.pop() {
+                        permit.send(Command::Send(line));
+                    }
+                    if input_over && held.lines.is_empty() {
+                        commands = None;
                     }
                 }
                 None => {
-                    waiting = None;
+                    held = Held::default();
                     commands = None;
                 }
             },
-            input = editor.readline(), if waiting.is_none() => match input {
+            input = editor.readline(), if held.bytes < HELD_BYTES => match input {
                 Ok(ReadlineEvent::Line(line)) => {
                     editor.add_history_entry(line.clone());
-                    if let Some(tx) = &commands {
-                        match tx.try_send(Command::Send(line)) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(command)) => waiting = Some(command),
-                            Err(TrySendError::Closed(_)) => commands = None,
+                    if let (Some(tx), false) = (&commands, input_over) {
+                        if !held.lines.is_empty() {
+                            held.push(line);
+                        } else {
+                            match tx.try_send(Command::Send(line)) {
+                                Ok(()) => {}
+                                Err(TrySendError::Full(Command::Send(line))) => held.push(line),
+                                Err(TrySendError::Full(_)) => {}
+                                Err(TrySendError::Closed(_)) => commands = None,
+                            }
                         }
                     }
                 }
-                Ok(ReadlineEvent::Eof) => commands = None,
+                Ok(ReadlineEvent::Eof) => {
+                    input_over = true;
+                    if held.lines.is_empty() {
+                        commands = None;
+                    }
+                }
                 Ok(ReadlineEvent::Interrupted) => shutdown.trigger(),
                 Err(_) => {
                     shutdown.trigger();
@@ -103,6 +119,30 @@ pub async fn run<F: Future>(
     print(&mut printer, &mut batch);
     editor.flush()?;
     Ok(output)
+}
+
+/// Most bytes of typed lines held while the app's queue is full; past
+/// it the editor is not read until the app takes some.
+const HELD_BYTES: usize = 1024 * 1024;
+
+/// Typed lines waiting for room in the app's queue, in order.
+#[derive(Default)]
+struct Held {
+    lines: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl Held {
+    fn push(&mut self, line: String) {
+        self.bytes += line.len();
+        self.lines.push_back(line);
+    }
+
+    fn pop(&mut self) -> Option<String> {
+        let line = self.lines.pop_front()?;
+        self.bytes -= line.len();
+        Some(line)
+    }
 }
 
 /// Room for one command in the app's queue; `None` once it is closed.

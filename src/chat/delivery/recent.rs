@@ -99,6 +99,7 @@ impl Recent {
         while entry.bytes > RECENT_BYTES && entry.lines.len() > 1 {
             entry.pop();
         }
+        entry.shrink();
         let current = stream;
         while self.bytes() > RECENT_TOTAL_BYTES {
             let Some(oldest) = self
@@ -126,6 +127,7 @@ impl Recent {
                     }
                 }
             }
+            entry.shrink();
             !entry.lines.is_empty()
         });
     }
@@ -183,6 +185,17 @@ impl Recent {
 }
 
 impl RecentLines {
+    /// Gives back the room of lines let go, once it is most of what is
+    /// held: what the byte bounds count is then what is held.
+    fn shrink(&mut self) {
+        if self.lines.capacity() > 4 * self.lines.len().max(16) {
+            self.lines.shrink_to(self.lines.len() * 2);
+        }
+        if self.kept.capacity() > 4 * self.kept.len().max(16) {
+            self.kept.shrink_to(self.kept.len() * 2);
+        }
+    }
+
     /// Lets go of the oldest line.
     fn pop(&mut self) {
         if let Some((old, _)) = self.lines.pop_front() {
