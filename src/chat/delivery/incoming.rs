@@ -81,7 +81,7 @@ impl Delivery {
         for held in have {
             if held.author == self.me {
                 if held.session == self.session {
-                    self.delivered(room, held.next);
+                    self.delivered(now, room, from, held.next);
                 }
                 continue;
             }

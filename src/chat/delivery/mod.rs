@@ -70,6 +70,12 @@ pub const ACK_DELAY: Duration = Duration::from_millis(50);
 /// See [`ACK_DELAY`].
 pub const ACK_DELAY_PER_MEMBER: Duration = Duration::from_millis(50);
 
+/// A member that takes none of our lines for this long, plus the spread
+/// of its acknowledgements ([`ACK_DELAY_PER_MEMBER`] per other member,
+/// twice), is no longer waited for: the window goes on at the pace of
+/// the others, and the member catches up by fetching.
+pub const PACE_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Our lines unacknowledged this long are reported as not yet delivered.
 pub const UNDELIVERED_NOTICE: Duration = Duration::from_secs(3);
 
@@ -507,6 +513,15 @@ struct Room {
     recorded: u64,
     /// Our lines below this are held by a member.
     acked: u64,
+    /// Each member that said what it holds of our lines: the first line it
+    /// lacks, and when it last took some (or held all we had sent when we
+    /// sent more). The window waits for the slowest of those that take
+    /// lines (see [`Delivery::pace`]).
+    held_by: BTreeMap<String, (u64, Time)>,
+    /// Our lines below this no longer count in the window.
+    paced: u64,
+    /// When the window was last looked at (see [`Delivery::pace`]).
+    paced_at: Time,
     /// Since when our oldest unacknowledged line waits, and whether that
     /// was reported.
     unacked_since: Option<(Time, bool)>,
@@ -654,7 +669,10 @@ impl Delivery {
             Input::Recorded { lines, result } => self.recorded(now, lines, result),
             Input::Hello { room } => self.hello(now, &room),
             Input::MemberJoined { room, peer } => self.member_joined(now, &room, peer),
-            Input::MemberLeft { room, peer } => self.member_left(&room, &peer),
+            Input::MemberLeft { room, peer } => {
+                self.member_left(&room, &peer);
+                self.pace(now, &room);
+            }
             Input::Received {
                 room,
                 from,
@@ -688,6 +706,7 @@ impl Delivery {
             .chain(self.have_due)
             .chain(self.retry_store_at)
             .chain(self.published_wake())
+            .chain(self.pace_wake())
             .chain(self.next_hello.filter(|_| self.anyone_anywhere()))
             .min()
     }
@@ -911,6 +930,10 @@ impl Delivery {
         self.retry_unstored(now);
         self.say_have_due(now);
         self.tell_undelivered(now);
+        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            self.pace(now, &room);
+        }
         if self.next_hello.is_some_and(|at| at <= now.at) {
             self.next_hello = Some(now.at + self.hello_period());
             let rooms: Vec<String> = self

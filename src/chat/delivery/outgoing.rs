@@ -3,7 +3,8 @@
 //! says it holds them.
 
 use super::{
-    Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId, Time, UNDELIVERED_NOTICE,
+    Action, Delivery, Failure, Lines, Now, Report, Room, Said, StreamId, Time,
+    ACK_DELAY_PER_MEMBER, PACE_PATIENCE, UNDELIVERED_NOTICE,
 };
 
 /// Our lines not yet acknowledged by a member, in bytes (see
@@ -163,6 +164,13 @@ impl Delivery {
         if room.acked < lines.end() {
             room.unacked_since.get_or_insert((now.at, false));
         }
+        // A member that held all we had sent is taking our lines: its
+        // patience starts with these.
+        for (next, at) in room.held_by.values_mut() {
+            if *next >= lines.first {
+                *at = now.at;
+            }
+        }
         let Lines {
             stream,
             first,
@@ -188,23 +196,24 @@ impl Delivery {
         });
     }
 
-    /// A member holds our lines of `room` below `next`.
-    pub(super) fn delivered(&mut self, name: &str, next: u64) {
+    /// Member `from` holds our lines of `room` below `next`.
+    pub(super) fn delivered(&mut self, now: Now, name: &str, from: &str, next: u64) {
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
         let next = next.min(room.next_seq);
+        let took = room
+            .held_by
+            .get(from)
+            .is_none_or(|&(before, _)| next > before);
+        if took && room.members.contains(from) {
+            room.held_by.insert(from.to_owned(), (next, now.at));
+        }
         if next <= room.acked {
+            self.pace(now, name);
             return;
         }
         room.acked = next;
-        while let Some(&(end, cost)) = room.unacked.front() {
-            if end > next {
-                break;
-            }
-            room.unacked.pop_front();
-            self.unacked_bytes = self.unacked_bytes.saturating_sub(cost);
-        }
         let all = next >= room.next_seq;
         let told = match room.unacked_since {
             Some((_, told)) if all => {
@@ -213,6 +222,7 @@ impl Delivery {
             }
             _ => false,
         };
+        self.pace(now, name);
         self.act(Action::MarkDelivered {
             room: name.to_owned(),
             through: next,
@@ -222,6 +232,65 @@ impl Delivery {
                 room: name.to_owned(),
             });
         }
+    }
+
+    /// Lets the window go of our lines of `room` that every member taking
+    /// lines holds: those that said what they hold and took some within
+    /// [`PACE_PATIENCE`] (plus their spread), so a sender goes at the pace
+    /// of the slowest reader that keeps reading, not the fastest, and its
+    /// slower readers are not overrun. Without any such member, what any
+    /// member holds.
+    pub(super) fn pace(&mut self, now: Now, name: &str) {
+        let patience = self.pace_patience(name);
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        room.held_by
+            .retain(|member, _| room.members.contains(member));
+        room.paced_at = now.at;
+        let slowest = room
+            .held_by
+            .values()
+            .filter(|&&(next, at)| next >= room.next_seq || now.at < at + patience)
+            .map(|&(next, _)| next)
+            .min();
+        let paced = slowest.unwrap_or(room.acked).min(room.acked);
+        if paced <= room.paced {
+            return;
+        }
+        room.paced = paced;
+        while let Some(&(end, cost)) = room.unacked.front() {
+            if end > paced {
+                break;
+            }
+            room.unacked.pop_front();
+            self.unacked_bytes = self.unacked_bytes.saturating_sub(cost);
+        }
+    }
+
+    /// How long a member of `name` may take none of our lines and still be
+    /// waited for: [`PACE_PATIENCE`] and the spread of its room's
+    /// acknowledgements.
+    fn pace_patience(&self, name: &str) -> Time {
+        let members = self.rooms.get(name).map_or(0, |r| r.members.len()) as u32;
+        PACE_PATIENCE + ACK_DELAY_PER_MEMBER * members * 2
+    }
+
+    /// When a member still waited for stops being waited for, in a room
+    /// with lines in the window: the window may then move on.
+    pub(super) fn pace_wake(&self) -> Option<Time> {
+        self.rooms
+            .iter()
+            .filter(|(_, room)| !room.unacked.is_empty())
+            .flat_map(|(name, room)| {
+                let patience = self.pace_patience(name);
+                room.held_by
+                    .values()
+                    .filter(move |&&(next, _)| next < room.next_seq)
+                    .map(move |&(_, at)| at + patience)
+                    .filter(move |&due| due > room.paced_at)
+            })
+            .min()
     }
 
     /// Reports our lines waiting too long for an acknowledgement.

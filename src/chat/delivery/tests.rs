@@ -595,6 +595,90 @@ fn input_waits_once_a_window_of_our_lines_is_unacknowledged_and_resumes_as_a_mem
     assert_eq!(d.unacked_bytes(), 0);
 }
 
+/// Types batches of 64 lines of 1,000 bytes at `now` until input waits;
+/// how many lines were typed.
+fn type_until_held(d: &mut Delivery, now: u64) -> u64 {
+    let line = "x".repeat(1000);
+    let mut typed = 0;
+    while !d.input_held() {
+        assert!(typed < 100_000, "never held");
+        d.handle(
+            at(now),
+            Input::Typed {
+                room: ROOM.into(),
+                texts: vec![line.clone(); 64],
+                nick: None,
+            },
+        );
+        typed += 64;
+        for act in actions(d) {
+            if let Action::Record(lines) = act {
+                d.handle(
+                    at(now),
+                    Input::Recorded {
+                        lines,
+                        result: Ok(()),
+                    },
+                );
+            }
+        }
+        actions(d);
+    }
+    typed
+}
+
+#[test]
+fn the_window_waits_for_the_slowest_member_that_keeps_taking_lines_and_not_for_one_that_stopped() {
+    let mut d = member(&["a", "b"]);
+    // Both members hold all we said so far (nothing): both take lines.
+    d.handle(at(1), have_from("a", ME, 7, 1));
+    d.handle(at(1), have_from("b", ME, 7, 1));
+    let typed = type_until_held(&mut d, 10);
+    // The fast member holds everything: input still waits for the slow one.
+    d.handle(at(20), have_from("a", ME, 7, typed + 1));
+    assert!(d.input_held(), "went at the fast member's pace");
+    // The slow one takes half: the window lets go of that half.
+    let half = typed / 2 / 64 * 64;
+    d.handle(at(30), have_from("b", ME, 7, half + 1));
+    assert!(!d.input_held());
+    assert_eq!(
+        d.unacked_bytes(),
+        (typed - half) as usize * (1000 + LINE_OVERHEAD)
+    );
+
+    // It stops taking lines: the window waits for it until its patience
+    // runs out, then goes on at the other's pace.
+    let more = type_until_held(&mut d, 40);
+    d.handle(at(50), have_from("a", ME, 7, typed + more + 1));
+    assert!(d.input_held());
+    let patience = PACE_PATIENCE + ACK_DELAY_PER_MEMBER * 2 * 2;
+    let due = d.next_wake().expect("a wake for the stopped member");
+    assert!(due <= Duration::from_millis(30) + patience, "{due:?}");
+    d.handle(at(30 + patience.as_millis() as u64 - 1), Input::Tick);
+    assert!(d.input_held(), "gave up on it too early");
+    d.handle(at(30 + patience.as_millis() as u64), Input::Tick);
+    assert!(!d.input_held(), "still waiting for a member that stopped");
+    assert_eq!(d.unacked_bytes(), 0);
+}
+
+#[test]
+fn the_window_does_not_wait_for_a_member_that_left() {
+    let mut d = member(&["a", "b"]);
+    d.handle(at(1), have_from("a", ME, 7, 1));
+    d.handle(at(1), have_from("b", ME, 7, 1));
+    let typed = type_until_held(&mut d, 10);
+    d.handle(at(20), have_from("a", ME, 7, typed + 1));
+    assert!(d.input_held());
+    d.handle(
+        at(21),
+        Input::MemberLeft {
+            room: ROOM.into(),
+            peer: "b".into(),
+        },
+    );
+    assert!(!d.input_held());
+}
+
 #[test]
 fn input_waits_once_a_window_of_our_lines_was_published_within_the_holding_time_even_if_acknowledged(
 ) {
