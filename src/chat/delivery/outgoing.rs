@@ -15,7 +15,7 @@ use super::{
 /// refused, and a sender never puts more than this in flight, however
 /// fast its input or slow its readers. Loopback throughput is the window
 /// over the time an acknowledgement takes (about 0.1 s).
-pub const SEND_WINDOW: usize = 8 * 1024 * 1024;
+pub const SEND_WINDOW: usize = 6 * 1024 * 1024;
 
 /// Our lines published within the last [`Delivery::holding_published`]
 /// (the time the network layer keeps a published message, to pass it on),
