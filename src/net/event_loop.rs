@@ -756,6 +756,16 @@ impl EventLoop {
             self.judge(&id, &source, gossipsub::MessageAcceptance::Reject);
             return;
         };
+        // A message costs at least its bytes: one its author has no room
+        // for is refused before it is decoded, so a flood is turned away
+        // at the price of counting it.
+        let now = Instant::now();
+        let rate = self.rates.entry(author).or_default();
+        if !rate.has_room(now, message.data.len()) {
+            let admit = rate.take(now, message.data.len());
+            self.refuse(&id, &source, author, admit);
+            return;
+        }
         let frame = match RoomFrame::decode(&message.data) {
             Ok(frame) => frame,
             Err(_) => {
@@ -771,25 +781,10 @@ impl EventLoop {
             _ => 0,
         };
         let cost = message.data.len() + lines * LINE_OVERHEAD;
-        let rate = self.rates.entry(author).or_default();
-        match rate.take(Instant::now(), cost) {
-            Admit::Yes => {}
-            admit => {
-                self.judge(&id, &source, gossipsub::MessageAcceptance::Ignore);
-                match admit {
-                    Admit::FirstDrop => {
-                        self.emit(NetEvent::Throttled { peer: author });
-                    }
-                    Admit::Ban => {
-                        self.banned.insert(author);
-                        self.swarm.behaviour_mut().gossipsub.blacklist_peer(&author);
-                        let _ = self.swarm.disconnect_peer_id(author);
-                        self.emit(NetEvent::Banned { peer: author });
-                    }
-                    Admit::Yes | Admit::Drop => {}
-                }
-                return;
-            }
+        let admit = self.rates.entry(author).or_default().take(now, cost);
+        if admit != Admit::Yes {
+            self.refuse(&id, &source, author, admit);
+            return;
         }
         self.judge(&id, &source, gossipsub::MessageAcceptance::Accept);
         self.emit(NetEvent::Room {
@@ -799,6 +794,22 @@ impl EventLoop {
             said,
             addrs,
         });
+    }
+
+    /// A room message over its author's rate: dropped, and the author told
+    /// of or banned as `admit` says.
+    fn refuse(&mut self, id: &gossipsub::MessageId, source: &PeerId, author: PeerId, admit: Admit) {
+        self.judge(id, source, gossipsub::MessageAcceptance::Ignore);
+        match admit {
+            Admit::FirstDrop => self.emit(NetEvent::Throttled { peer: author }),
+            Admit::Ban => {
+                self.banned.insert(author);
+                self.swarm.behaviour_mut().gossipsub.blacklist_peer(&author);
+                let _ = self.swarm.disconnect_peer_id(author);
+                self.emit(NetEvent::Banned { peer: author });
+            }
+            Admit::Yes | Admit::Drop => {}
+        }
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {

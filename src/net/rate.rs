@@ -82,12 +82,24 @@ pub(super) enum Admit {
 }
 
 impl Rate {
-    /// Takes one message that counts for `cost` bytes, at `now`.
-    pub(super) fn take(&mut self, now: Instant, cost: usize) -> Admit {
+    /// Whether a message that counts for at least `cost` bytes could be
+    /// let through at `now`: if not, it is refused (with [`Rate::take`])
+    /// before any work is spent on it.
+    pub(super) fn has_room(&mut self, now: Instant, cost: usize) -> bool {
+        self.fill(now);
+        self.messages.tokens >= 1.0 && self.bytes.tokens >= cost as f64
+    }
+
+    fn fill(&mut self, now: Instant) {
         let seconds = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.messages.fill(seconds);
         self.bytes.fill(seconds);
+    }
+
+    /// Takes one message that counts for `cost` bytes, at `now`.
+    pub(super) fn take(&mut self, now: Instant, cost: usize) -> Admit {
+        self.fill(now);
         let cost = cost as f64;
         if self.messages.tokens >= 1.0 && self.bytes.tokens >= cost {
             self.messages.tokens -= 1.0;
@@ -185,5 +197,21 @@ mod tests {
         let (seen, passed) = offer(&mut rate, start, count, cost, every);
         assert_eq!(passed, count);
         assert_eq!(seen, [Admit::Yes]);
+    }
+
+    #[test]
+    fn a_message_without_room_is_known_before_it_is_looked_at() {
+        let start = Instant::now();
+        let mut rate = Rate::default();
+        let big = RATE_BYTES_BURST as usize;
+        assert!(rate.has_room(start, big));
+        assert_eq!(rate.take(start, big), Admit::Yes);
+        // The bytes are spent: not even the bytes alone fit now, ...
+        assert!(!rate.has_room(start, 1024));
+        assert_eq!(rate.take(start, 1024), Admit::FirstDrop);
+        // ... and they come back at the rate.
+        let later = start + Duration::from_millis(100);
+        assert!(rate.has_room(later, 1024));
+        assert!(!rate.has_room(later, RATE_BYTES_BURST as usize));
     }
 }
