@@ -553,28 +553,9 @@ fn input_waits_once_a_window_of_our_lines_is_unacknowledged_and_resumes_as_a_mem
             d.unacked_bytes() < SEND_WINDOW,
             "input taken past the window"
         );
-        let lines = vec![line.clone(); per_batch];
-        d.handle(
-            at(now),
-            Input::Typed {
-                room: ROOM.into(),
-                texts: lines,
-                nick: None,
-            },
-        );
+        type_recorded(&mut d, at(now), vec![line.clone(); per_batch]);
         typed += per_batch as u64;
         now += 1;
-        for act in actions(&mut d) {
-            if let Action::Record(lines) = act {
-                d.handle(
-                    at(now),
-                    Input::Recorded {
-                        lines,
-                        result: Ok(()),
-                    },
-                );
-            }
-        }
         actions(&mut d);
     }
     // Held with at most one batch past the window: never more in flight.
@@ -595,6 +576,29 @@ fn input_waits_once_a_window_of_our_lines_is_unacknowledged_and_resumes_as_a_mem
     assert_eq!(d.unacked_bytes(), 0);
 }
 
+/// Types `texts` at `now` and has them recorded at once.
+fn type_recorded(d: &mut Delivery, now: Now, texts: Vec<String>) {
+    d.handle(
+        now,
+        Input::Typed {
+            room: ROOM.into(),
+            texts,
+            nick: None,
+        },
+    );
+    for act in actions(d) {
+        if let Action::Record(lines) = act {
+            d.handle(
+                now,
+                Input::Recorded {
+                    lines,
+                    result: Ok(()),
+                },
+            );
+        }
+    }
+}
+
 /// Types batches of 64 lines of 1,000 bytes at `now` until input waits;
 /// how many lines were typed.
 fn type_until_held(d: &mut Delivery, now: u64) -> u64 {
@@ -602,26 +606,8 @@ fn type_until_held(d: &mut Delivery, now: u64) -> u64 {
     let mut typed = 0;
     while !d.input_held() {
         assert!(typed < 100_000, "never held");
-        d.handle(
-            at(now),
-            Input::Typed {
-                room: ROOM.into(),
-                texts: vec![line.clone(); 64],
-                nick: None,
-            },
-        );
+        type_recorded(d, at(now), vec![line.clone(); 64]);
         typed += 64;
-        for act in actions(d) {
-            if let Action::Record(lines) = act {
-                d.handle(
-                    at(now),
-                    Input::Recorded {
-                        lines,
-                        result: Ok(()),
-                    },
-                );
-            }
-        }
         actions(d);
     }
     typed
@@ -692,26 +678,12 @@ fn input_waits_once_a_window_of_our_lines_was_published_within_the_holding_time_
     // All typed within 100 ms, and each batch acknowledged at once.
     while !d.input_held() {
         assert!(typed < 100_000, "never held");
-        d.handle(
+        type_recorded(
+            &mut d,
             at(start + typed / 10_000),
-            Input::Typed {
-                room: ROOM.into(),
-                texts: vec![line.clone(); per_batch],
-                nick: None,
-            },
+            vec![line.clone(); per_batch],
         );
         typed += per_batch as u64;
-        for act in actions(&mut d) {
-            if let Action::Record(lines) = act {
-                d.handle(
-                    at(start + typed / 10_000),
-                    Input::Recorded {
-                        lines,
-                        result: Ok(()),
-                    },
-                );
-            }
-        }
         d.handle(at(start + typed / 10_000), have_from("a", ME, 7, typed + 1));
         actions(&mut d);
     }
