@@ -5,12 +5,18 @@ use std::sync::Arc;
 
 use super::{conversation, RoomChat};
 use crate::app::Error;
-use crate::chat::delivery::{Fetched, StreamId};
+use crate::chat::delivery::{Fetched, StreamId, Take};
 use crate::net::fetch::MAX_FETCH_BYTES;
-use crate::store::{Store, Take};
+use crate::store::Store;
 
 /// Lines one fetch is answered with at most.
 const MAX_FETCH_LINES: usize = 16_384;
+
+/// What one fetch is answered with at most, from memory or the store.
+const FETCH_TAKE: Take = Take {
+    lines: MAX_FETCH_LINES,
+    bytes: MAX_FETCH_BYTES,
+};
 
 /// Fetches answered at once, at most; more wait for one to end. With
 /// [`MAX_FETCH_BYTES`], what answers hold.
@@ -39,7 +45,7 @@ impl RoomChat {
                     let kept = recent.lock().ok().and_then(|recent| {
                         let nick = recent.nick(&stream);
                         recent
-                            .range(&stream, from, to, MAX_FETCH_LINES, MAX_FETCH_BYTES)
+                            .range(&stream, from, to, FETCH_TAKE)
                             .map(|range| (range, nick))
                     });
                     let reply = match kept {
@@ -66,17 +72,7 @@ async fn stored_range(store: &Store, stream: &StreamId, from: u64, to: u64) -> F
     let (author, session) = (stream.author.clone(), stream.session);
     let to = to.saturating_add(1);
     let runs = store
-        .read_range(
-            &conversation,
-            &author,
-            session,
-            from,
-            to,
-            Take {
-                lines: MAX_FETCH_LINES,
-                bytes: MAX_FETCH_BYTES,
-            },
-        )
+        .read_range(&conversation, &author, session, from, to, FETCH_TAKE)
         .await;
     let mut reply = Fetched {
         first: from,

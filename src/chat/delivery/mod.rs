@@ -35,7 +35,7 @@ mod tests;
 pub use incoming::time_runs;
 pub use order::{Accepted, Ordering};
 pub use outgoing::{line_cost, LINE_OVERHEAD, PUBLISH_WINDOW, SEND_WINDOW};
-pub use recent::Recent;
+pub use recent::{Recent, Take};
 use refused::Refused;
 
 /// How long a gap in a member's lines is waited for (and fetched) before

@@ -6,6 +6,27 @@ use std::collections::{HashMap, VecDeque};
 
 use super::StreamId;
 
+/// How much of a stream one read may return: at most `lines` lines and
+/// `bytes` of their text, but at least one line. Fetch answers are bounded
+/// by it whether they come from [`Recent`] or from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    /// Lines at most.
+    pub lines: usize,
+    /// Bytes of text at most (one line is returned however long).
+    pub bytes: usize,
+}
+
+impl Take {
+    /// At most `lines` lines, of any size.
+    pub fn lines(lines: usize) -> Self {
+        Take {
+            lines,
+            bytes: usize::MAX,
+        }
+    }
+}
+
 /// Bytes of lines kept per author, session and room, to give to members
 /// that missed them (text and [`KEPT_LINE_OVERHEAD`] each)...
 pub const RECENT_BYTES: usize = 2 * 1024 * 1024;
@@ -150,16 +171,14 @@ impl Recent {
     }
 
     /// The kept lines from `from` to `to` (inclusive), from the first one
-    /// kept in that range, at most `max` lines and `max_bytes` of text (but
-    /// at least one line): returns the first sequence number, the lines and
-    /// when each was written.
+    /// kept in that range, as much as `take` allows: returns the first
+    /// sequence number, the lines and when each was written.
     pub fn range(
         &self,
         stream: &StreamId,
         from: u64,
         to: u64,
-        max: usize,
-        max_bytes: usize,
+        take: Take,
     ) -> Option<(u64, Vec<String>, Vec<u64>)> {
         let entry = self.authors.get(stream)?;
         let end = entry.first + entry.lines.len() as u64;
@@ -172,11 +191,11 @@ impl Recent {
         let (lines, stamps) = entry
             .lines
             .range((start - entry.first) as usize..(stop - entry.first) as usize)
-            .take(max.max(1))
+            .take(take.lines.max(1))
             .enumerate()
             .take_while(|(i, (text, _))| {
                 bytes += text.len();
-                *i == 0 || bytes <= max_bytes
+                *i == 0 || bytes <= take.bytes
             })
             .map(|(_, line)| line.clone())
             .unzip();
@@ -221,6 +240,12 @@ fn cost(text: &str) -> usize {
 mod tests {
     use super::*;
 
+    /// Everything in range.
+    const ALL: Take = Take {
+        lines: usize::MAX,
+        bytes: usize::MAX,
+    };
+
     fn texts(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
     }
@@ -237,28 +262,30 @@ mod tests {
         );
         recent.record(&StreamId::new("r", "a", 1), 3, &texts(&["3", "4"]), 200, 0);
         assert_eq!(
-            recent.range(&StreamId::new("r", "a", 1), 2, 3, usize::MAX, usize::MAX),
+            recent.range(&StreamId::new("r", "a", 1), 2, 3, ALL),
             Some((2, texts(&["2", "3"]), vec![100, 100]))
         );
         assert_eq!(
-            recent.range(&StreamId::new("r", "a", 1), 4, 10, usize::MAX, usize::MAX),
+            recent.range(&StreamId::new("r", "a", 1), 4, 10, ALL),
             Some((4, texts(&["4"]), vec![200]))
         );
         // At most two lines, or two bytes, or at least one line.
         for (max, max_bytes) in [(2, usize::MAX), (usize::MAX, 2), (0, 0)] {
             let (_, lines, _) = recent
-                .range(&StreamId::new("r", "a", 1), 1, 10, max, max_bytes)
+                .range(
+                    &StreamId::new("r", "a", 1),
+                    1,
+                    10,
+                    Take {
+                        lines: max,
+                        bytes: max_bytes,
+                    },
+                )
                 .expect("kept");
             assert_eq!(lines, texts(&["1", "2", "3", "4"])[..max.clamp(1, 2)]);
         }
-        assert_eq!(
-            recent.range(&StreamId::new("r", "a", 1), 5, 10, usize::MAX, usize::MAX),
-            None
-        );
-        assert_eq!(
-            recent.range(&StreamId::new("r", "a", 2), 1, 1, usize::MAX, usize::MAX),
-            None
-        );
+        assert_eq!(recent.range(&StreamId::new("r", "a", 1), 5, 10, ALL), None);
+        assert_eq!(recent.range(&StreamId::new("r", "a", 2), 1, 1, ALL), None);
         assert_eq!(recent.nick(&StreamId::new("r", "a", 1)), None);
         recent.name(&StreamId::new("r", "a", 1), Some("ann"));
         assert_eq!(
@@ -272,7 +299,7 @@ mod tests {
             .collect();
         recent.record(&StreamId::new("r", "b", 1), 1, &many, 300, 0);
         let (first, lines, stamps) = recent
-            .range(&StreamId::new("r", "b", 1), 1, 20, usize::MAX, usize::MAX)
+            .range(&StreamId::new("r", "b", 1), 1, 20, ALL)
             .expect("kept");
         assert_eq!(first, 11);
         assert_eq!(lines[0].trim_start_matches('0'), "10");
@@ -296,12 +323,12 @@ mod tests {
         // The first run of a, and then b, are.
         recent.forget_older(1_001 + RECENT_AGE_MS);
         assert_eq!(
-            recent.range(&a, 1, 10, 10, usize::MAX).map(|r| r.1),
+            recent.range(&a, 1, 10, Take::lines(10)).map(|r| r.1),
             Some(texts(&["3"]))
         );
-        assert!(recent.range(&b, 1, 10, 10, usize::MAX).is_some());
+        assert!(recent.range(&b, 1, 10, Take::lines(10)).is_some());
         recent.forget_older(1_501 + RECENT_AGE_MS);
-        assert_eq!(recent.range(&b, 1, 10, 10, usize::MAX), None);
+        assert_eq!(recent.range(&b, 1, 10, Take::lines(10)), None);
         assert_eq!(
             recent.nick(&b),
             None,
@@ -312,7 +339,7 @@ mod tests {
         recent.record(&a, 4, &texts(&["4"]), 0, 2_500 + RECENT_AGE_MS);
         recent.forget_older(2_001 + RECENT_AGE_MS);
         assert_eq!(
-            recent.range(&a, 1, 10, 10, usize::MAX).map(|r| (r.0, r.1)),
+            recent.range(&a, 1, 10, Take::lines(10)).map(|r| (r.0, r.1)),
             Some((4, texts(&["4"])))
         );
         assert_eq!(recent.bytes(), 1 + KEPT_LINE_OVERHEAD);
@@ -327,11 +354,11 @@ mod tests {
             recent.record(&a, i + 1, std::slice::from_ref(&line), 0, i);
         }
         // Only the last few fit; their times are the last few.
-        let (first, kept, _) = recent.range(&a, 1, 100, 100, usize::MAX).expect("kept");
+        let (first, kept, _) = recent.range(&a, 1, 100, Take::lines(100)).expect("kept");
         assert_eq!(first + kept.len() as u64, 9);
         recent.forget_older(RECENT_AGE_MS + 7);
         assert_eq!(
-            recent.range(&a, 1, 100, 100, usize::MAX).map(|r| r.0),
+            recent.range(&a, 1, 100, Take::lines(100)).map(|r| r.0),
             Some(8)
         );
     }

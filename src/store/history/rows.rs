@@ -155,25 +155,9 @@ pub struct Run {
     pub ts_ms: u64,
 }
 
-/// How much of a stream one read may return: at most `lines` lines and
-/// `bytes` of their text, but at least one line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Take {
-    /// Lines at most.
-    pub lines: usize,
-    /// Bytes of text at most (one line is returned however long).
-    pub bytes: usize,
-}
-
-impl Take {
-    /// At most `lines` lines, of any size.
-    pub fn lines(lines: usize) -> Self {
-        Take {
-            lines,
-            bytes: usize::MAX,
-        }
-    }
-}
+/// How much of a stream one read may return: the delivery core's measure,
+/// which the recent lines kept in memory answer by too.
+pub use crate::chat::delivery::Take;
 
 /// How much of one author's session in a conversation is held.
 #[derive(Debug, Clone, PartialEq, Eq)]
