@@ -89,6 +89,11 @@ fn read_input(
             };
             let delivered = match frame {
                 None => break,
+                // A long line goes as it is, not copied into a batch.
+                Some(Frame::Line(text)) if text.len() >= READ_CHUNK => {
+                    send_lines(commands, &mut batch)
+                        && commands.blocking_send(Command::Send(text)).is_ok()
+                }
                 Some(Frame::Line(text)) => {
                     batch.push(&text);
                     batch.bytes() < READ_CHUNK || send_lines(commands, &mut batch)
@@ -322,5 +327,35 @@ mod tests {
         });
         assert!(write_output(rx, Style::plain(), &mut Broken, &mut Vec::new()).is_err());
         producer.join().unwrap();
+    }
+
+    #[test]
+    fn a_long_line_goes_as_it_is_after_the_lines_before_it() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (etx, _erx) = mpsc::channel(16);
+        let long = "y".repeat(READ_CHUNK * 2);
+        let input = format!("a\n{long}\nb\n");
+        read_input(
+            io::Cursor::new(input.into_bytes()),
+            READ_CHUNK * 4,
+            &tx,
+            &etx.downgrade(),
+        );
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(command) = rx.blocking_recv() {
+            got.push(match command {
+                Command::Send(text) => vec![format!("send {}", text.len())],
+                Command::SendLines(lines) => lines.iter().map(str::to_owned).collect(),
+            });
+        }
+        assert_eq!(
+            got,
+            [
+                vec!["a".to_owned()],
+                vec![format!("send {}", READ_CHUNK * 2)],
+                vec!["b".to_owned()]
+            ]
+        );
     }
 }
