@@ -34,7 +34,7 @@ use super::process::{
     free_port, port_in, read_status, status_kib, wait_listening, wait_quiet, Running, Watchdog,
     QUIET_DEADLINE,
 };
-use super::{latency, median, Latency};
+use super::{latency, median, take_turns, Latency};
 
 /// Bytes of each line, newline included.
 pub const LINE_BYTES: usize = 64;
@@ -121,14 +121,14 @@ pub fn measure_all(
     let payload = payload(lines, LINE_BYTES);
     // Warm up both directions once before measuring.
     let warm = lines.min(1000);
-    each(&mut targets, 0, |t| {
+    take_turns(&mut targets, 0, |t| {
         t.inbound_run(&payload[..warm * LINE_BYTES], warm)?;
         t.outbound_run(&payload[..warm * LINE_BYTES], warm)?;
         t.quiet();
         Ok(())
     });
     for run in 0..runs {
-        each(&mut targets, run, |t| {
+        take_turns(&mut targets, run, |t| {
             let rate = t.inbound_run(&payload, lines)?;
             t.inbound.push(rate);
             let quiet = t.quiet();
@@ -144,31 +144,12 @@ pub fn measure_all(
     let per_block = samples.div_ceil(LATENCY_BLOCKS);
     for block in 0..LATENCY_BLOCKS {
         let count = per_block.min(samples.saturating_sub(block * per_block));
-        each(&mut targets, block, |t| t.latency(line, count));
+        take_turns(&mut targets, block, |t| t.latency(line, count));
     }
     targets
         .into_iter()
         .map(|target| target.map(Target::finish))
         .collect()
-}
-
-/// Runs `step` on each target still measured, starting at number
-/// `round % len` so no program always goes first; a target whose step
-/// fails is stopped there.
-fn each(
-    targets: &mut [Result<Target, String>],
-    round: usize,
-    mut step: impl FnMut(&mut Target) -> Result<(), String>,
-) {
-    let len = targets.len();
-    for k in 0..len {
-        let i = (round + k) % len;
-        if let Ok(target) = &mut targets[i] {
-            if let Err(e) = step(target) {
-                targets[i] = Err(e);
-            }
-        }
-    }
 }
 
 impl Target {

@@ -31,6 +31,25 @@ pub struct Latency {
     pub p99: f64,
 }
 
+/// Runs `step` on each subject still measured (`Ok`), starting at number
+/// `round % len` so that none always goes first; a subject whose step
+/// fails is stopped there, its error kept in its place.
+pub fn take_turns<T>(
+    subjects: &mut [Result<T, String>],
+    round: usize,
+    mut step: impl FnMut(&mut T) -> Result<(), String>,
+) {
+    let len = subjects.len();
+    for k in 0..len {
+        let i = (round + k) % len;
+        if let Ok(subject) = &mut subjects[i] {
+            if let Err(e) = step(subject) {
+                subjects[i] = Err(e);
+            }
+        }
+    }
+}
+
 /// The median; 0 for no values.
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {

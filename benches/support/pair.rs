@@ -57,7 +57,7 @@ use super::lines::{payload, push, LineCounter};
 use super::process::{
     port_in, read_status, status_kib, wait_quiet, Ended, Running, Watchdog, QUIET_DEADLINE,
 };
-use super::{latency, median, Latency};
+use super::{latency, median, take_turns, Latency};
 
 /// Longest a throughput run may take.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
@@ -205,13 +205,6 @@ struct Pair {
     _dirs: TempDir,
 }
 
-/// A pair still measured, or why it stopped. A failed pair is dropped on
-/// the spot (its processes killed, its dir removed); the others go on.
-enum Slot {
-    Live(Box<Pair>),
-    Failed(String),
-}
-
 /// Starts a pair of each mode, measures them all, taking turns, and stops
 /// them; one result per mode, in the order asked.
 pub fn measure_all(
@@ -220,31 +213,30 @@ pub fn measure_all(
     runs: usize,
     samples: usize,
 ) -> Vec<(Mode, Result<PairFigures, String>)> {
-    let mut slots: Vec<Slot> = modes
+    // A pair that fails is dropped on the spot (its processes killed, its
+    // dir removed); the others go on.
+    let mut slots: Vec<Result<Box<Pair>, String>> = modes
         .iter()
-        .map(|&mode| match Pair::start(mode, loads.len()) {
-            Ok(pair) => Slot::Live(Box::new(pair)),
-            Err(e) => Slot::Failed(e),
-        })
+        .map(|&mode| Pair::start(mode, loads.len()).map(Box::new))
         .collect();
-    each_live(&mut slots, 0, |pair| {
+    take_turns(&mut slots, 0, |pair| {
         pair.warm_up()?;
         pair.quiet();
         Ok(())
     });
     for (index, &load) in loads.iter().enumerate() {
         let bytes = payload(load.messages, load.bytes);
-        each_live(&mut slots, 0, |pair| {
+        take_turns(&mut slots, 0, |pair| {
             pair.check(&bytes, load)?;
             pair.quiet();
             Ok(())
         });
         // The budget is per pair, as if each were measured alone.
-        let budget = SIZE_BUDGET * live(&slots).max(1) as u32;
+        let budget = SIZE_BUDGET * slots.iter().filter(|s| s.is_ok()).count().max(1) as u32;
         let started = Instant::now();
         for run in 0..runs {
             if started.elapsed() > budget {
-                each_live(&mut slots, 0, |pair| {
+                take_turns(&mut slots, 0, |pair| {
                     pair.problems.push(format!(
                         "{} B messages: only {run} runs each way within {budget:?} shared by the pairs",
                         load.bytes
@@ -253,43 +245,17 @@ pub fn measure_all(
                 });
                 break;
             }
-            each_live(&mut slots, run, |pair| pair.run(index, &bytes, load));
+            take_turns(&mut slots, run, |pair| pair.run(index, &bytes, load));
         }
     }
     let line = payload(1, 64);
-    each_live(&mut slots, 0, |pair| pair.latency(&line, samples));
+    take_turns(&mut slots, 0, |pair| pair.latency(&line, samples));
     modes
         .iter()
         .copied()
         .zip(slots)
-        .map(|(mode, slot)| match slot {
-            Slot::Live(pair) => (mode, Ok(pair.finish())),
-            Slot::Failed(e) => (mode, Err(e)),
-        })
+        .map(|(mode, slot)| (mode, slot.map(|pair| pair.finish())))
         .collect()
-}
-
-/// How many pairs are still measured.
-fn live(slots: &[Slot]) -> usize {
-    slots.iter().filter(|s| matches!(s, Slot::Live(_))).count()
-}
-
-/// Runs `step` on each live pair, starting at pair `round % len` so no
-/// pair always goes first; a pair whose step fails is stopped there.
-fn each_live(
-    slots: &mut [Slot],
-    round: usize,
-    mut step: impl FnMut(&mut Pair) -> Result<(), String>,
-) {
-    let len = slots.len();
-    for k in 0..len {
-        let i = (round + k) % len;
-        if let Slot::Live(pair) = &mut slots[i] {
-            if let Err(e) = step(pair) {
-                slots[i] = Slot::Failed(e);
-            }
-        }
-    }
 }
 
 impl Pair {
