@@ -518,8 +518,6 @@ struct Room {
     /// sent more). The window waits for the slowest of those that take
     /// lines (see [`Delivery::pace`]).
     held_by: BTreeMap<String, (u64, Time)>,
-    /// Our lines below this no longer count in the window.
-    paced: u64,
     /// When the window was last looked at (see [`Delivery::pace`]).
     paced_at: Time,
     /// Since when our oldest unacknowledged line waits, and whether that
@@ -894,6 +892,7 @@ impl Delivery {
         if !room.members.remove(peer) {
             return;
         }
+        room.held_by.remove(peer);
         // Its place is kept (see `Ordering::depart`). Gaps in its lines
         // are not given up on while it is away: its next hello, or another
         // member's, says what to fetch again.

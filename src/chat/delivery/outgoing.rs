@@ -245,8 +245,6 @@ impl Delivery {
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };
-        room.held_by
-            .retain(|member, _| room.members.contains(member));
         room.paced_at = now.at;
         let slowest = room
             .held_by
@@ -255,10 +253,6 @@ impl Delivery {
             .map(|&(next, _)| next)
             .min();
         let paced = slowest.unwrap_or(room.acked).min(room.acked);
-        if paced <= room.paced {
-            return;
-        }
-        room.paced = paced;
         while let Some(&(end, cost)) = room.unacked.front() {
             if end > paced {
                 break;

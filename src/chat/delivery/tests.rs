@@ -613,8 +613,9 @@ fn type_until_held(d: &mut Delivery, now: u64) -> u64 {
     typed
 }
 
-#[test]
-fn the_window_waits_for_the_slowest_member_that_keeps_taking_lines_and_not_for_one_that_stopped() {
+/// Members a and b, both taking our lines, a full window typed at 10 ms,
+/// and a holding all of it at 20 ms; how many lines were typed.
+fn held_for_the_slower_of_two() -> (Delivery, u64) {
     let mut d = member(&["a", "b"]);
     // Both members hold all we said so far (nothing): both take lines.
     d.handle(at(1), have_from("a", ME, 7, 1));
@@ -623,6 +624,12 @@ fn the_window_waits_for_the_slowest_member_that_keeps_taking_lines_and_not_for_o
     // The fast member holds everything: input still waits for the slow one.
     d.handle(at(20), have_from("a", ME, 7, typed + 1));
     assert!(d.input_held(), "went at the fast member's pace");
+    (d, typed)
+}
+
+#[test]
+fn the_window_waits_for_the_slowest_member_that_keeps_taking_lines_and_not_for_one_that_stopped() {
+    let (mut d, typed) = held_for_the_slower_of_two();
     // The slow one takes half: the window lets go of that half.
     let half = typed / 2 / 64 * 64;
     d.handle(at(30), have_from("b", ME, 7, half + 1));
@@ -649,12 +656,7 @@ fn the_window_waits_for_the_slowest_member_that_keeps_taking_lines_and_not_for_o
 
 #[test]
 fn the_window_does_not_wait_for_a_member_that_left() {
-    let mut d = member(&["a", "b"]);
-    d.handle(at(1), have_from("a", ME, 7, 1));
-    d.handle(at(1), have_from("b", ME, 7, 1));
-    let typed = type_until_held(&mut d, 10);
-    d.handle(at(20), have_from("a", ME, 7, typed + 1));
-    assert!(d.input_held());
+    let (mut d, _) = held_for_the_slower_of_two();
     d.handle(
         at(21),
         Input::MemberLeft {
