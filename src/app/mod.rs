@@ -445,21 +445,10 @@ async fn send(
     while let Some(command) = commands.recv().await {
         let mut next = Some(command);
         while let Some(command) = next {
-            let sent = match command {
-                Command::Send(line) => queue(outgoing, &line, events).await,
-                Command::SendLines(lines) => {
-                    let mut sent = Ok(());
-                    for line in lines.iter() {
-                        sent = queue(outgoing, line, events).await;
-                        if sent.is_err() {
-                            break;
-                        }
-                    }
-                    sent
+            for line in command.texts() {
+                if let Err(e) = queue(outgoing, line, events).await {
+                    return report_failure(e, events).await;
                 }
-            };
-            if let Err(e) = sent {
-                return report_failure(e, events).await;
             }
             next = commands.try_recv().ok();
         }

@@ -21,6 +21,17 @@ pub enum Command {
     SendLines(Lines),
 }
 
+impl Command {
+    /// The lines it asks to send, in order.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        let (one, many) = match self {
+            Command::Send(line) => (Some(line.as_str()), None),
+            Command::SendLines(lines) => (None, Some(lines.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
 /// What an engine read from the peer: the same for every protocol, so the
 /// app runs a chat the same way over any of them.
 #[derive(Debug, Clone, PartialEq, Eq)]

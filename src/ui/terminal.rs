@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io::Write;
 
 use rustyline_async::{Readline, ReadlineError, ReadlineEvent};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc;
 
 use super::Style;
 use crate::app::Shutdown;
@@ -43,7 +43,7 @@ pub async fn run<F: Future>(
     let (mut editor, mut printer) = Readline::new(PROMPT.to_owned())?;
     editor.set_max_history(HISTORY);
     let mut commands = Some(commands);
-    // Lines typed (or pasted) while the app's queue is full wait here: the
+    // Typed (or pasted) lines wait here for room in the app's queue: the
     // app runs in this very loop, so waiting for room inside a branch would
     // stop the app that makes it (a paste of more lines than the queue
     // holds hung). The editor is still read, so Ctrl+C and Ctrl+D work
@@ -73,17 +73,9 @@ pub async fn run<F: Future>(
             input = editor.readline(), if held.bytes < HELD_BYTES => match input {
                 Ok(ReadlineEvent::Line(line)) => {
                     editor.add_history_entry(line.clone());
-                    if let (Some(tx), false) = (&commands, input_over) {
-                        if !held.lines.is_empty() {
-                            held.push(line);
-                        } else {
-                            match tx.try_send(Command::Send(line)) {
-                                Ok(()) => {}
-                                Err(TrySendError::Full(Command::Send(line))) => held.push(line),
-                                Err(TrySendError::Full(_)) => {}
-                                Err(TrySendError::Closed(_)) => commands = None,
-                            }
-                        }
+                    // Sent by the first branch, as the app's queue has room.
+                    if commands.is_some() && !input_over {
+                        held.push(line);
                     }
                 }
                 Ok(ReadlineEvent::Eof) => {
@@ -121,7 +113,7 @@ pub async fn run<F: Future>(
     Ok(output)
 }
 
-/// Most bytes of typed lines held while the app's queue is full; past
+/// Most bytes of typed lines waiting for room in the app's queue; past
 /// it the editor is not read until the app takes some.
 const HELD_BYTES: usize = 1024 * 1024;
 
