@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
-use super::event_loop::{PublishBacklog, Request};
+use super::event_loop::Request;
+use super::events::PublishBacklog;
 use super::frame::{FrameReader, FrameWriter};
 use super::room_frame::RoomFrame;
 use super::{Config, Error, CHAT_PROTOCOL};

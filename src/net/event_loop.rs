@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,10 +18,11 @@ use libp2p::core::ConnectedPoint;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{gossipsub, mdns, Multiaddr, PeerId, Swarm};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent};
 use super::describe::{describe_dial, describe_transport};
+use super::events::{NearbyPeer, NetEvent, PeerInfo, PublishBacklog};
 use super::rate::{Admit, Rate};
 use super::room_frame::{self, RoomFrame};
 use super::{socket_addr, Error};
@@ -79,157 +79,6 @@ pub(super) enum Request {
     Nearby {
         reply: oneshot::Sender<Vec<NearbyPeer>>,
     },
-}
-
-/// A peer found on the LAN by mDNS, for `/nearby`.
-#[derive(Debug, Clone)]
-pub struct NearbyPeer {
-    /// Its ID.
-    pub peer: PeerId,
-    /// Where mDNS says it is.
-    pub addr: Option<Multiaddr>,
-    /// The public rooms it is in, as far as we can tell: a peer's rooms
-    /// are known only once connected, which discovery does only while we
-    /// are in a public room ourselves (or the peer is).
-    pub public_rooms: Vec<String>,
-    /// Whether we are connected to it.
-    pub connected: bool,
-}
-
-/// A connected peer, for `/peers`.
-#[derive(Debug, Clone)]
-pub struct PeerInfo {
-    /// Its ID.
-    pub peer: PeerId,
-    /// Where it is.
-    pub addr: Option<Multiaddr>,
-    /// The last ping's round trip.
-    pub rtt: Option<Duration>,
-}
-
-/// What the network tells the app.
-#[derive(Debug)]
-pub enum NetEvent {
-    /// A valid room message.
-    Room {
-        /// The room.
-        room: String,
-        /// Its author (proven by its signature).
-        author: PeerId,
-        /// The peer that passed it to us.
-        via: PeerId,
-        /// What it says.
-        said: Said,
-        /// Where its author says it can be reached (a hello's).
-        addrs: Vec<Multiaddr>,
-    },
-    /// A peer joined a room's topic.
-    Subscribed {
-        /// The peer.
-        peer: PeerId,
-        /// The room.
-        room: String,
-    },
-    /// A peer left a room's topic.
-    Unsubscribed {
-        /// The peer.
-        peer: PeerId,
-        /// The room.
-        room: String,
-    },
-    /// A first connection to a peer was established.
-    Connected {
-        /// The peer.
-        peer: PeerId,
-        /// Its address.
-        addr: Multiaddr,
-        /// Whether it connected to us.
-        inbound: bool,
-    },
-    /// The last connection to a peer closed.
-    Disconnected {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// A peer sends room messages faster than allowed; some were dropped.
-    Throttled {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// A peer kept flooding; it was disconnected and is refused from now on.
-    Banned {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// A room message that does not decode was dropped.
-    Rejected {
-        /// Its author.
-        peer: PeerId,
-    },
-    /// A member has not taken what we send for a while.
-    Slow {
-        /// The peer.
-        peer: PeerId,
-    },
-    /// A room message could not be published.
-    NotPublished {
-        /// The room.
-        room: String,
-        /// Why.
-        cause: String,
-    },
-    /// A member that took nothing for too long was disconnected.
-    SlowDropped {
-        /// The peer.
-        peer: PeerId,
-    },
-}
-
-impl NetEvent {
-    /// The author of the lines it brings, which the app takes in turns
-    /// with other authors' lines; `None` for any other event, which keeps
-    /// its place (see [`Outbox`](super::outbox::Outbox)).
-    fn lines_of(&self) -> Option<PeerId> {
-        match self {
-            NetEvent::Room {
-                author,
-                said: Said::Lines { .. },
-                ..
-            } => Some(*author),
-            _ => None,
-        }
-    }
-}
-
-/// How many room messages wait for a member's queue to have room, shared
-/// between the event loop and the app. Publishing never blocks the app
-/// (which must go on taking the network's events, or the swarm stops, and
-/// with it the very queues that are full); the app holds back its input
-/// while this is high instead.
-#[derive(Debug, Default)]
-pub struct PublishBacklog {
-    held: AtomicUsize,
-    eased: Notify,
-}
-
-impl PublishBacklog {
-    /// Messages waiting now.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
-    }
-
-    /// Returns after some of the waiting messages went out (or at once, if
-    /// some went out since the last call).
-    pub async fn eased(&self) {
-        self.eased.notified().await;
-    }
-
-    fn set(&self, held: usize) {
-        let before = self.held.swap(held, Ordering::Relaxed);
-        if held < before {
-            self.eased.notify_one();
-        }
-    }
 }
 
 pub(super) struct EventLoop {

@@ -14,6 +14,7 @@ mod behaviour;
 mod client;
 mod describe;
 mod event_loop;
+mod events;
 pub mod fetch;
 pub mod frame;
 mod outbox;
@@ -37,7 +38,8 @@ pub use behaviour::{
     PING_TIMEOUT,
 };
 pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
-pub use event_loop::{NearbyPeer, NetEvent, PeerInfo, PublishBacklog, SLOW_DROP_AFTER};
+pub use event_loop::SLOW_DROP_AFTER;
+pub use events::{NearbyPeer, NetEvent, PeerInfo, PublishBacklog};
 pub use rate::{RATE_BURST, RATE_BYTES_BURST, RATE_BYTES_PER_SECOND, RATE_PER_SECOND};
 
 use crate::chat::line::DEFAULT_MAX_LINE;
