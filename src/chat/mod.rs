@@ -13,8 +13,10 @@ pub mod event;
 pub mod json;
 pub mod line;
 pub mod room;
+pub mod room_key;
 pub mod safety;
 pub mod sanitize;
+pub mod ticket;
 
 pub use address::{DialTarget, PeerAddress};
 pub use event::{Command, Event, HistoryLine, NearbyLine, Notice, Received};
