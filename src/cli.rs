@@ -60,6 +60,16 @@ pub struct Args {
     )]
     pub connect: Option<DialTarget>,
 
+    /// Join a private room with an invite (`Invite: CHAT...`, from a
+    /// member's /invite): its room, its key and where to reach the member.
+    #[arg(
+        long,
+        value_name = "TICKET",
+        conflicts_with_all = ["connect", "plain", "room", "public"],
+        value_parser = parse_ticket
+    )]
+    pub join: Option<DialTarget>,
+
     /// Use the plain protocol: one UTF-8 line per message, unencrypted, as
     /// `nc` and older programs speak it.
     #[arg(long)]
@@ -114,7 +124,7 @@ impl Args {
     /// `--listen`, the role is to connect; [`Args::also_listen`] says where
     /// to listen as well.
     pub fn role(&self) -> Option<Role> {
-        match (&self.connect, self.listen) {
+        match (self.connect.as_ref().or(self.join.as_ref()), self.listen) {
             (Some(addr), _) => Some(Role::Connect(addr.clone())),
             (None, Some(port)) => Some(Role::Listen { port }),
             (None, None) => None,
@@ -123,7 +133,10 @@ impl Args {
 
     /// The port to listen on besides connecting.
     pub fn also_listen(&self) -> Option<u16> {
-        self.connect.as_ref().and(self.listen)
+        self.connect
+            .as_ref()
+            .or(self.join.as_ref())
+            .and(self.listen)
     }
 }
 
@@ -152,6 +165,12 @@ pub struct HistoryArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_ticket(value: &str) -> Result<DialTarget, String> {
+    crate::chat::ticket::Ticket::decode(value)
+        .map(|t| DialTarget::Invite(Box::new(t)))
+        .map_err(|e| e.to_string())
 }
 
 fn parse_room(value: &str) -> Result<String, String> {

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use rust_p2p_chat::app::{self, Options, PlainHistory, Protocol, Shutdown};
 use rust_p2p_chat::cli::{prompt_role, Args, HistoryArgs, PromptError, Subcommand};
 use rust_p2p_chat::identity::{self, Identity};
-use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Store};
+use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, RoomKeys, Store};
 use rust_p2p_chat::ui::{pipe, terminal, Style};
 
 fn main() -> ExitCode {
@@ -117,6 +117,7 @@ fn secure_protocol(args: &Args, dir: &std::path::Path) -> anyhow::Result<Protoco
     let dir = dir.to_owned();
     let identity = Identity::load_or_create(&dir)?;
     let known = KnownPeers::open(&dir)?;
+    let room_keys = RoomKeys::open(&dir)?;
     let history = if args.no_history {
         History::in_memory()?
     } else {
@@ -128,7 +129,7 @@ fn secure_protocol(args: &Args, dir: &std::path::Path) -> anyhow::Result<Protoco
     } else {
         args.room.clone()
     };
-    let mut protocol = Protocol::secure(identity, known, room, store);
+    let mut protocol = Protocol::secure(identity, known, room_keys, room, store);
     if let Protocol::Secure(secure) = &mut protocol {
         secure.expect = args.expect.clone();
         secure.nick = args.name.clone();

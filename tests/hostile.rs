@@ -17,7 +17,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use rust_p2p_chat::chat::delivery::{Held, Said, StreamId};
+use rust_p2p_chat::chat::room_key::RoomAccess;
 use rust_p2p_chat::net::fetch::{FetchRequest, MAX_FETCH_BYTES};
+use rust_p2p_chat::net::room_access::Answer;
 use rust_p2p_chat::net::{self, Client, NetEvent, CHAT_PROTOCOL};
 use tokio::sync::mpsc;
 
@@ -82,7 +84,17 @@ impl Hostile {
                 let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
                 let peer = client.dial(&addr).await.expect("dial the victim");
                 assert_eq!(peer, victim);
-                client.join(ROOM, Some(victim)).await.expect("join");
+                // The victim's room is open (no invite was made): it hands
+                // its key to whoever dials it, as a listener accepts
+                // whoever connects.
+                let Some(Answer::Key(key)) = client.ask_room(victim, ROOM, None).await else {
+                    panic!("the victim's room is open");
+                };
+                let access = RoomAccess {
+                    key,
+                    invite_only: false,
+                };
+                client.join(ROOM, Some(access)).await.expect("join");
                 // The victim's session, from its hellos.
                 let session = Arc::new(AtomicU64::new(0));
                 tokio::spawn(watch_session(events, victim, Arc::clone(&session)));

@@ -40,7 +40,7 @@ use crate::chat::event::YOU;
 use crate::chat::room::Roster;
 use crate::chat::{Command, DialTarget, Event, HistoryLine, Notice, Received};
 use crate::identity::Identity;
-use crate::store::{KnownPeers, Store, StoredMessage};
+use crate::store::{KnownPeers, RoomKeys, Store, StoredMessage};
 use crate::{classic, identity, net, store};
 
 pub use secure::Secure;
@@ -109,6 +109,23 @@ pub enum Error {
     /// An option's value is not valid.
     #[error("{0}")]
     Usage(String),
+    /// The private room admits only those who hold its key.
+    #[error("#{0} is by invitation: ask a member for an invite")]
+    ByInvitation(String),
+    /// The system gave no randomness for a new room's key.
+    #[error("the system gives no randomness for a room key: {0}")]
+    NoRandomness(String),
+    /// The invite given has expired.
+    #[error("this invite expired at {at} (UTC): ask a member for a new one")]
+    InviteExpired {
+        /// When, as the history shows times.
+        at: String,
+    },
+    /// An invite was given with the plain protocol.
+    #[error(
+        "an invite joins a private room, which the plain protocol does not have: leave out --plain"
+    )]
+    InviteInPlainMode,
     /// A multiaddr was given with the plain protocol.
     #[error(
         "'{0}' is a multiaddr, which only the secure protocol dials: give HOST:PORT with --plain"
@@ -152,10 +169,17 @@ pub enum Protocol {
 impl Protocol {
     /// The secure protocol with our identity and memory of peers, in
     /// `room` by default.
-    pub fn secure(identity: Identity, known: KnownPeers, room: String, store: Store) -> Self {
+    pub fn secure(
+        identity: Identity,
+        known: KnownPeers,
+        room_keys: RoomKeys,
+        room: String,
+        store: Store,
+    ) -> Self {
         Protocol::Secure(Box::new(Secure {
             identity,
             known,
+            room_keys,
             expect: None,
             nick: None,
             room,

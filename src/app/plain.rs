@@ -106,6 +106,7 @@ async fn run_chats(
             let addr = match target {
                 DialTarget::Address(addr) => addr,
                 DialTarget::Multiaddr(addr) => return Err(Error::MultiaddrInPlainMode(addr)),
+                DialTarget::Invite(_) => return Err(Error::InviteInPlainMode),
             };
             if !chat
                 .show(Event::Connecting {

@@ -4,6 +4,7 @@
 //! shows them to a person who then types the answer again. Name resolution
 //! is not done here (it is I/O); a host name is only checked for shape.
 
+use super::ticket::{looks_like_ticket, Ticket, TicketError};
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -26,6 +27,9 @@ pub enum AddressError {
     /// The host part is not an IP address or a host name.
     #[error("invalid host '{0}': expected an IPv4 address, [IPv6] address or host name")]
     InvalidHost(String),
+    /// An invite that cannot be used.
+    #[error(transparent)]
+    Ticket(#[from] TicketError),
 }
 
 /// A host (IP address or name) and a port to connect to.
@@ -131,6 +135,9 @@ pub enum DialTarget {
     Address(PeerAddress),
     /// A multiaddr, as typed.
     Multiaddr(String),
+    /// An invite into a private room: its inviter's addresses, tried in
+    /// turn.
+    Invite(Box<Ticket>),
 }
 
 impl fmt::Display for DialTarget {
@@ -138,6 +145,10 @@ impl fmt::Display for DialTarget {
         match self {
             DialTarget::Address(addr) => addr.fmt(f),
             DialTarget::Multiaddr(addr) => f.write_str(addr),
+            DialTarget::Invite(ticket) => {
+                let addrs: Vec<String> = ticket.addrs.iter().map(|a| a.to_string()).collect();
+                write!(f, "{}", addrs.join(" or "))
+            }
         }
     }
 }
@@ -147,6 +158,11 @@ impl FromStr for DialTarget {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
+        if looks_like_ticket(s) {
+            return Ticket::decode(s)
+                .map(|t| DialTarget::Invite(Box::new(t)))
+                .map_err(AddressError::Ticket);
+        }
         if s.starts_with('/') {
             if s.len() > 1024 || s.chars().any(char::is_control) {
                 return Err(AddressError::InvalidHost(s.chars().take(64).collect()));

@@ -41,6 +41,13 @@ pub enum Input<'a> {
         /// The text.
         text: &'a str,
     },
+    /// `/invite [--valid DURATION]`: an invite into the current private
+    /// room, valid for that long (seconds) or until the room's key
+    /// changes.
+    Invite {
+        /// How long it is valid, in seconds.
+        valid: Option<u64>,
+    },
     /// A command without its required argument.
     Usage(&'static str),
     /// `/id`: show our own identity.
@@ -63,6 +70,8 @@ pub const HELP: &str = "Commands:
   /nearby           peers found on the LAN, and their public rooms
   /peers            connected peers: nick, fingerprint, address, round trip
   /history [N]      the last N lines kept of this room (default 50)
+  /invite [--valid 1h]  an invite into this room, to give to someone
+                    (from then on the room admits invited peers only)
   /msg NICK TEXT    a direct message that only NICK sees
   /verify [NICK]    the safety number to compare with a member
   /trust [NICK]     mark a member as verified (after comparing)
@@ -128,11 +137,50 @@ pub fn parse(line: &str) -> Input<'_> {
             }
             None => Input::Usage("/msg NICK TEXT"),
         },
+        "/invite" => match (arg, words.next(), words.next()) {
+            (None, None, None) => Input::Invite { valid: None },
+            (Some("--valid"), Some(duration), None) => match parse_duration(duration) {
+                Some(valid) => Input::Invite { valid: Some(valid) },
+                None => Input::Usage(INVITE_USAGE),
+            },
+            _ => Input::Usage(INVITE_USAGE),
+        },
         "/id" => Input::Id,
         "/help" | "/?" => Input::Help,
         "/quit" | "/exit" => Input::Quit,
         _ => Input::Unknown(word),
     }
+}
+
+const INVITE_USAGE: &str =
+    "/invite [--valid DURATION], DURATION a number and s, m, h or d (e.g. 30m, 1h, 7d; at most 365d)";
+
+/// Longest validity of an invite, in seconds: a year.
+pub const MAX_INVITE_VALID: u64 = 365 * 24 * 3600;
+
+/// A duration typed as a number and a unit (`90s`, `30m`, `1h`, `7d`), in
+/// seconds; at most [`MAX_INVITE_VALID`].
+///
+/// ```
+/// use rust_p2p_chat::chat::command::parse_duration;
+///
+/// assert_eq!(parse_duration("1h"), Some(3600));
+/// assert_eq!(parse_duration("30m"), Some(1800));
+/// assert_eq!(parse_duration("0h"), None);
+/// assert_eq!(parse_duration("400d"), None);
+/// assert_eq!(parse_duration("1 h"), None);
+/// ```
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 24 * 3600,
+        _ => return None,
+    };
+    let number: u64 = text[..text.len() - 1].parse().ok()?;
+    let seconds = number.checked_mul(unit)?;
+    (1..=MAX_INVITE_VALID).contains(&seconds).then_some(seconds)
 }
 
 /// The hint shown for an unknown command.
@@ -187,6 +235,18 @@ mod tests {
     #[test]
     fn the_hint_renders_control_characters_inert() {
         assert!(unknown_hint("/\x1b[2J").contains("^["));
+    }
+
+    #[test]
+    fn invite_takes_an_optional_validity() {
+        assert_eq!(parse("/invite"), Input::Invite { valid: None });
+        assert_eq!(
+            parse("/invite --valid 2h"),
+            Input::Invite { valid: Some(7200) }
+        );
+        assert!(matches!(parse("/invite --valid"), Input::Usage(_)));
+        assert!(matches!(parse("/invite --valid soon"), Input::Usage(_)));
+        assert!(matches!(parse("/invite bob"), Input::Usage(_)));
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub enum Event {
     },
     /// The peer went away, cleanly or not.
     PeerDisconnected,
+    /// An invite into a private room (`/invite`), to give to someone.
+    Invite {
+        /// The ticket, as `--join` and the address prompt take it.
+        ticket: String,
+    },
     /// Our own identity, shown when a secure engine starts.
     OwnIdentity {
         /// Our peer ID.
@@ -522,6 +527,7 @@ impl Event {
                 "Type messages and press Enter to send (Ctrl+C to exit)"
             ),
             Event::PeerDisconnected => write!(out, "Peer disconnected"),
+            Event::Invite { ticket } => write!(out, "Invite: {ticket}"),
             Event::OwnIdentity {
                 peer_id,
                 fingerprint,

@@ -37,6 +37,17 @@ const SEAL_LABEL: &[u8] = b"rust-p2p-chat room messages v1";
 #[error("a room message that does not open with the room's key")]
 pub struct NotOpened;
 
+/// What a member holds of a private room: its key, and whether the room
+/// admits only those who hold it (once a member has handed out an
+/// invite), or also whoever dials a member, as a two-peer chat does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomAccess {
+    /// The room's key.
+    pub key: RoomKey,
+    /// Members hand the key to no one who dials them.
+    pub invite_only: bool,
+}
+
 /// A room's key, with what is derived from it.
 #[derive(Clone)]
 pub struct RoomKey {

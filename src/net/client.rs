@@ -26,9 +26,11 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 use super::event_loop::Request;
 use super::events::PublishBacklog;
 use super::frame::{FrameReader, FrameWriter};
-use super::room_frame::RoomFrame;
+use super::room_frame::{Body, RoomFrame};
 use super::{Config, Error, CHAT_PROTOCOL};
 use crate::chat::delivery::Said;
+use crate::chat::room::is_public;
+use crate::chat::room_key::RoomAccess;
 use crate::chat::Received;
 
 type Stream = Compat<libp2p::Stream>;
@@ -44,7 +46,7 @@ pub struct Client {
     pub(super) config: Config,
     pub(super) presence: watch::Receiver<HashSet<PeerId>>,
     pub(super) backlog: Arc<PublishBacklog>,
-    pub(super) founders: super::room_founder::Founders,
+    pub(super) rooms: super::room_access::Rooms,
 }
 
 /// The engine's tasks (the event loop, which owns the swarm, and the one
@@ -144,12 +146,15 @@ impl Client {
     }
 
     /// Joins a room (subscribes to its topic). A private room is the one
-    /// `founder` made, or a new one of ours when `None`; joining a room we
-    /// are in with another founder moves us to that founder's room.
-    pub async fn join(&self, room: &str, founder: Option<PeerId>) -> Result<(), Error> {
+    /// `access` holds the key of; joining a room we are in with another
+    /// key moves us to that key's room. A public room has no key.
+    pub async fn join(&self, room: &str, access: Option<RoomAccess>) -> Result<(), Error> {
+        if access.is_none() && !is_public(room) {
+            return Err(Error::NoRoomKey(room.to_owned()));
+        }
         self.request(Request::Join {
             room: room.to_owned(),
-            founder,
+            access: access.filter(|_| !is_public(room)),
         })
         .await
     }
@@ -183,7 +188,11 @@ impl Client {
             Said::Hello { .. } => self.listen_addrs().await,
             _ => Vec::new(),
         };
-        self.publish(room, &RoomFrame::saying(said, &addrs)).await
+        let mut frame = RoomFrame::saying(said, &addrs);
+        if let Body::Hello { invite_only, .. } = &mut frame.body {
+            *invite_only = self.room_access(room).is_some_and(|a| a.invite_only);
+        }
+        self.publish(room, &frame).await
     }
 
     /// Connects to a peer we learned of, unless already connected.

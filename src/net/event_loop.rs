@@ -29,6 +29,7 @@ use super::{socket_addr, Error};
 use crate::chat::delivery::{Said, LINE_OVERHEAD};
 use crate::chat::describe_io;
 use crate::chat::room::is_public;
+use crate::chat::room_key::{RoomAccess, RoomKey, NONCE_LEN};
 
 /// What a client asks of the event loop.
 #[derive(Debug)]
@@ -52,11 +53,11 @@ pub(super) enum Request {
     },
     /// Close every connection to a peer.
     Disconnect { peer: PeerId },
-    /// Subscribe to a room's topic: for a private room, the one its
-    /// founder (us, when `None`) made.
+    /// Subscribe to a room's topic: for a private room, the one of its
+    /// key (a public room has none).
     Join {
         room: String,
-        founder: Option<PeerId>,
+        access: Option<RoomAccess>,
     },
     /// Unsubscribe from a room's topic.
     Leave { room: String },
@@ -110,9 +111,16 @@ pub(super) struct EventLoop {
     /// other topic (a private room of the same name, founded by someone
     /// else) are none of ours.
     topic_rooms: HashMap<gossipsub::TopicHash, String>,
-    /// The founder of each private room we are in, for peers that dial
-    /// us and ask which room we mean (see [`super::room_founder`]).
-    founders: super::room_founder::Founders,
+    /// The key of each private room we are in, to seal what we publish
+    /// and open what we receive.
+    keys: HashMap<String, RoomKey>,
+    /// The same rooms, for peers that dial us and ask which room we mean
+    /// (see [`super::room_access`]), and for our hellos.
+    rooms: super::room_access::Rooms,
+    /// The next nonce to seal a room message with: a random prefix for
+    /// this run, and a counter.
+    nonce_prefix: [u8; 16],
+    nonce_counter: u64,
     /// Where LAN discovery last found each peer (at most
     /// [`MAX_LAN_PEERS`]), for `/nearby`.
     lan_addrs: HashMap<PeerId, Multiaddr>,
@@ -163,7 +171,8 @@ impl EventLoop {
         events: mpsc::Sender<NetEvent>,
         presence: watch::Sender<HashSet<PeerId>>,
         backlog: Arc<PublishBacklog>,
-        founders: super::room_founder::Founders,
+        rooms: super::room_access::Rooms,
+        nonce_prefix: [u8; 16],
     ) -> Self {
         Self {
             swarm,
@@ -184,7 +193,10 @@ impl EventLoop {
             lan_addrs: HashMap::new(),
             joined: HashMap::new(),
             topic_rooms: HashMap::new(),
-            founders,
+            keys: HashMap::new(),
+            rooms,
+            nonce_prefix,
+            nonce_counter: 0,
             last_publish: None,
             stopping: None,
         }
@@ -369,9 +381,8 @@ impl EventLoop {
             Request::Disconnect { peer } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
-            Request::Join { room, founder } => {
-                let founder = founder.unwrap_or(*self.swarm.local_peer_id());
-                let topic = room_frame::topic(&room, &founder);
+            Request::Join { room, access } => {
+                let topic = room_frame::topic(&room, access.as_ref().map(|a| &a.key));
                 if let Some(old) = self.joined.get(&room) {
                     if old.hash() == topic.hash() {
                         return;
@@ -401,9 +412,10 @@ impl EventLoop {
                         room: room.clone(),
                     });
                 }
-                if !is_public(&room) {
-                    if let Ok(mut founders) = self.founders.lock() {
-                        founders.insert(room.clone(), founder);
+                if let Some(access) = access {
+                    self.keys.insert(room.clone(), access.key.clone());
+                    if let Ok(mut rooms) = self.rooms.lock() {
+                        rooms.insert(room.clone(), access);
                     }
                 }
                 self.joined.insert(room, topic);
@@ -413,14 +425,17 @@ impl EventLoop {
                     self.topic_rooms.remove(&topic.hash());
                     let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
                 }
-                if let Ok(mut founders) = self.founders.lock() {
-                    founders.remove(&room);
+                self.keys.remove(&room);
+                if let Ok(mut rooms) = self.rooms.lock() {
+                    rooms.remove(&room);
                 }
             }
-            Request::Publish { room, data } if !self.pending.is_empty() => {
-                self.hold_publish(room, data);
-            }
             Request::Publish { room, data } => {
+                let data = self.sealed(&room, data);
+                if !self.pending.is_empty() {
+                    self.hold_publish(room, data);
+                    return;
+                }
                 let Some(topic) = self.joined.get(&room).cloned() else {
                     return;
                 };
@@ -615,7 +630,12 @@ impl EventLoop {
             self.refuse(&id, &source, author, admit);
             return;
         }
-        let frame = match RoomFrame::decode(&message.data) {
+        let size = message.data.len();
+        let opened = match self.keys.get(&room) {
+            Some(key) => room_frame::open(&message.data, &author, key),
+            None => Ok(message.data),
+        };
+        let frame = match opened.and_then(|data| RoomFrame::decode(&data)) {
             Ok(frame) => frame,
             Err(_) => {
                 // Lowers the score of the peer that passed it on.
@@ -624,12 +644,18 @@ impl EventLoop {
                 return;
             }
         };
+        if let room_frame::Body::Hello {
+            invite_only: true, ..
+        } = &frame.body
+        {
+            self.learn_invite_only(&room);
+        }
         let (said, addrs) = frame.into_said();
         let lines = match &said {
             Said::Lines { texts, .. } => texts.len(),
             _ => 0,
         };
-        let cost = message.data.len() + lines * LINE_OVERHEAD;
+        let cost = size + lines * LINE_OVERHEAD;
         let admit = self.rates.entry(author).or_default().take(now, cost);
         if admit != Admit::Yes {
             self.refuse(&id, &source, author, admit);
@@ -643,6 +669,33 @@ impl EventLoop {
             said,
             addrs,
         });
+    }
+
+    /// Another member said the room admits only key holders: so do we
+    /// from now on, and the app records it.
+    fn learn_invite_only(&mut self, room: &str) {
+        let learned = self.rooms.lock().ok().and_then(|mut rooms| {
+            let access = rooms.get_mut(room)?;
+            Some(!std::mem::replace(&mut access.invite_only, true))
+        });
+        if learned == Some(true) {
+            self.emit(NetEvent::InviteOnly {
+                room: room.to_owned(),
+            });
+        }
+    }
+
+    /// An encoded frame as it goes out in `room`: sealed under the room's
+    /// key when it has one.
+    fn sealed(&mut self, room: &str, data: Vec<u8>) -> Vec<u8> {
+        let Some(key) = self.keys.get(room) else {
+            return data;
+        };
+        self.nonce_counter += 1;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..16].copy_from_slice(&self.nonce_prefix);
+        nonce[16..].copy_from_slice(&self.nonce_counter.to_be_bytes());
+        room_frame::seal(&data, self.swarm.local_peer_id(), key, nonce)
     }
 
     /// A room message over its author's rate: dropped, and the author told

@@ -89,10 +89,18 @@ pub enum NetEvent {
         /// The peer.
         peer: PeerId,
     },
-    /// A room message that does not decode was dropped.
+    /// A room message that does not decode, or does not open with the
+    /// room's key, was dropped.
     Rejected {
         /// Its author.
         peer: PeerId,
+    },
+    /// A member said the private room admits only key holders from now
+    /// on (someone handed out an invite); we no longer hand its key to
+    /// whoever dials us.
+    InviteOnly {
+        /// The room.
+        room: String,
     },
     /// A member has not taken what we send for a while.
     Slow {

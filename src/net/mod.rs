@@ -19,7 +19,7 @@ pub mod fetch;
 pub mod frame;
 mod outbox;
 mod rate;
-pub mod room_founder;
+pub mod room_access;
 pub mod room_frame;
 mod stall;
 
@@ -165,9 +165,15 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// Nothing to dial.
+    #[error("no address to dial")]
+    NoAddress,
     /// Something already accepts chats.
     #[error("chats are already being accepted")]
     AlreadyAccepting,
+    /// A private room joined without its key.
+    #[error("the private room #{0} cannot be joined without its key")]
+    NoRoomKey(String),
     /// The engine's task has ended.
     #[error("the network engine has stopped")]
     Stopped,
@@ -225,8 +231,12 @@ pub fn start(
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
     let mut control = swarm.behaviour().stream.new_control();
-    let founders = room_founder::Founders::default();
-    let questions = room_founder::accept(&mut control)?;
+    let rooms = room_access::Rooms::default();
+    let questions = room_access::accept(&mut control)?;
+    // Nonces of sealed room messages: a random prefix per run and a
+    // counter, so no two are alike without a system call per message.
+    let mut nonce_prefix = [0u8; 16];
+    getrandom::fill(&mut nonce_prefix).map_err(|e| Error::Start(format!("no randomness: {e}")))?;
     let (requests, requests_rx) = mpsc::channel(REQUEST_QUEUE);
     let (presence, presence_rx) = watch::channel(HashSet::new());
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -237,13 +247,14 @@ pub fn start(
         events,
         presence,
         std::sync::Arc::clone(&backlog),
-        std::sync::Arc::clone(&founders),
+        std::sync::Arc::clone(&rooms),
+        nonce_prefix,
     );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(event_loop.run());
-    tasks.spawn(room_founder::answer(
+    tasks.spawn(room_access::answer(
         questions,
-        std::sync::Arc::clone(&founders),
+        std::sync::Arc::clone(&rooms),
     ));
     let client = Client {
         engine: std::sync::Arc::new(client::Engine::new(tasks)),
@@ -253,7 +264,7 @@ pub fn start(
         config,
         presence: presence_rx,
         backlog,
-        founders,
+        rooms,
     };
     Ok((client, events_rx))
 }
@@ -277,6 +288,11 @@ pub async fn resolve(addr: &PeerAddress) -> Result<Multiaddr, Error> {
             })?,
     };
     Ok(Multiaddr::from(ip).with(Protocol::Tcp(addr.port())))
+}
+
+/// The multiaddr of a TCP socket address.
+pub fn multiaddr_of(addr: SocketAddr) -> Multiaddr {
+    Multiaddr::from(addr.ip()).with(Protocol::Tcp(addr.port()))
 }
 
 /// Parses a multiaddr typed by the user (`/ip4/1.2.3.4/tcp/9000/p2p/ID`).

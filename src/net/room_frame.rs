@@ -20,9 +20,14 @@ use libp2p::{Multiaddr, PeerId};
 use crate::chat::delivery::{Held, Said};
 
 use crate::chat::room::{check_nick, check_room_key, is_public};
+use crate::chat::room_key::{RoomKey, NONCE_LEN, SEAL_OVERHEAD};
 
-/// Topic names are this prefix and the room name.
+/// Topic names are this prefix and the room name (public rooms), or
+/// [`PRIVATE_TOPIC`] and the key's topic id (private ones).
 pub const TOPIC_PREFIX: &str = "rust-p2p-chat/room/";
+
+/// What a private room's topic has after [`TOPIC_PREFIX`].
+pub const PRIVATE_TOPIC: &str = "k/";
 
 const HEADER: usize = 18;
 
@@ -45,35 +50,66 @@ pub const MAX_HOLDINGS: usize = crate::chat::delivery::MAX_HOLDINGS;
 pub const MAX_HELLO_ADDRS: usize = 16;
 
 /// The gossipsub topic of a room. A public room's topic is its name, so
-/// everyone on the LAN who joins it meets. A private room's topic also
-/// names its founder (the member whose address the others dialled, or
-/// whoever made it), so two private rooms of one name (every chat is
-/// `lobby` unless named) never mix, even when their members meet on the
-/// network for another reason.
-pub fn topic(room: &str, founder: &PeerId) -> gossipsub::IdentTopic {
-    if is_public(room) {
-        gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{room}"))
-    } else {
-        gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{room}/{founder}"))
+/// everyone on the LAN who joins it meets. A private room's topic is
+/// derived from its key (see [`RoomKey::topic_id`]), so two private rooms
+/// of one name (every chat is `lobby` unless named) never mix, and the
+/// topic tells nothing of the name to whoever sees it.
+pub fn topic(room: &str, key: Option<&RoomKey>) -> gossipsub::IdentTopic {
+    match key {
+        Some(key) if !is_public(room) => {
+            gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{PRIVATE_TOPIC}{}", key.topic_id()))
+        }
+        _ => gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{room}")),
     }
 }
 
-/// The room a topic names, if it is a valid room topic, whoever founded
-/// it (a public room's key keeps its mark, see
-/// [`crate::chat::room::PUBLIC_MARK`]).
+/// The public room a topic names, if it names one (a public room's key
+/// keeps its mark, see [`crate::chat::room::PUBLIC_MARK`]); a private
+/// room's topic names no room.
 pub fn room_of(topic: &TopicHash) -> Option<String> {
-    let rest = topic.as_str().strip_prefix(TOPIC_PREFIX)?;
-    let room = match rest.split_once('/') {
-        Some((room, founder)) if !is_public(room) => {
-            founder.parse::<PeerId>().ok()?;
-            room
-        }
-        Some(_) => return None,
-        None if is_public(rest) => rest,
-        None => return None,
-    };
+    let room = topic.as_str().strip_prefix(TOPIC_PREFIX)?;
+    if !is_public(room) {
+        return None;
+    }
     check_room_key(room).ok()?;
     Some(room.to_owned())
+}
+
+/// A frame's encoding, its body sealed under a private room's `key`:
+/// the header stays readable (gossipsub names a message by it, see
+/// [`message_id`]), and it is bound to the seal with the author, all but
+/// the attempt byte (which a retry changes).
+pub fn seal(data: &[u8], author: &PeerId, key: &RoomKey, nonce: [u8; NONCE_LEN]) -> Vec<u8> {
+    if data.len() < HEADER {
+        return data.to_vec();
+    }
+    let (header, body) = data.split_at(HEADER);
+    let mut out = Vec::with_capacity(data.len() + SEAL_OVERHEAD);
+    out.extend_from_slice(header);
+    out.extend_from_slice(&key.seal(&bound(author, header), body, nonce));
+    out
+}
+
+/// The encoding of a frame [`seal`]ed under `key` by `author`.
+pub fn open(data: &[u8], author: &PeerId, key: &RoomKey) -> Result<Vec<u8>, FrameError> {
+    if data.len() < HEADER {
+        return Err(FrameError::Malformed);
+    }
+    let (header, sealed) = data.split_at(HEADER);
+    let body = key
+        .open(&bound(author, header), sealed)
+        .map_err(|_| FrameError::NotOpened)?;
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// What a sealed body is bound to.
+fn bound(author: &PeerId, header: &[u8]) -> Vec<u8> {
+    let mut bound = author.to_bytes();
+    bound.extend_from_slice(&header[..ATTEMPT_BYTE]);
+    bound
 }
 
 /// A room message, decoded.
@@ -115,6 +151,10 @@ pub enum Body {
         /// so a member back from a partition learns what it missed even
         /// from authors who are gone.
         have: Vec<Holding>,
+        /// The room admits only those who hold its key: a member hands
+        /// the key to no peer that dials it (see
+        /// [`room_access`](super::room_access)).
+        invite_only: bool,
     },
     /// "I am leaving this room."
     Leave,
@@ -164,6 +204,9 @@ pub enum FrameError {
     /// More addresses than allowed.
     #[error("room message over the size limit")]
     TooLarge,
+    /// Sealed under another key (or none), or altered on the way.
+    #[error("room message that does not open with the room's key")]
+    NotOpened,
 }
 
 impl RoomFrame {
@@ -286,6 +329,7 @@ impl RoomFrame {
                         .collect(),
                     next,
                     have: holdings(have),
+                    invite_only: false,
                 },
             ),
             Said::Have { session, seq, have } => (
@@ -331,6 +375,7 @@ impl RoomFrame {
                 addrs,
                 next,
                 have,
+                ..
             } => (
                 Said::Hello {
                     session,
@@ -420,6 +465,7 @@ mod tests {
                         session: 3,
                         next: 12,
                     }],
+                    invite_only: true,
                 },
             },
             RoomFrame {
@@ -454,6 +500,7 @@ mod tests {
                 addrs: vec![vec![0]; 17],
                 next: 1,
                 have: Vec::new(),
+                invite_only: false,
             },
         };
         assert_eq!(
@@ -502,7 +549,7 @@ mod tests {
             source: Some(peer),
             data: frame.encode(),
             sequence_number: None,
-            topic: topic("lobby", &peer).hash(),
+            topic: topic("+lobby", None).hash(),
         };
         let a = lines(&["same"]);
         let mut b = lines(&["same"]);
@@ -510,29 +557,70 @@ mod tests {
         assert_ne!(message_id(&msg(&a)), message_id(&msg(&b)));
         assert_eq!(message_id(&msg(&a)), message_id(&msg(&lines(&["other"]))));
         let mut elsewhere = msg(&a);
-        elsewhere.topic = topic("side", &peer).hash();
+        elsewhere.topic = topic("+side", None).hash();
         assert_ne!(message_id(&msg(&a)), message_id(&elsewhere));
     }
 
     #[test]
-    fn private_rooms_of_one_name_have_a_topic_per_founder() {
-        let [a, b] = [(); 2].map(|()| {
+    fn private_rooms_of_one_name_have_a_topic_per_key_that_names_no_room() {
+        let (a, b) = (RoomKey::from_bytes([1; 32]), RoomKey::from_bytes([2; 32]));
+        assert_ne!(
+            topic("lobby", Some(&a)).hash(),
+            topic("lobby", Some(&b)).hash()
+        );
+        assert_eq!(
+            topic("lobby", Some(&a)).hash(),
+            topic("side", Some(&a)).hash()
+        );
+        assert_eq!(topic("+lan", Some(&a)).hash(), topic("+lan", None).hash());
+        assert!(!topic("lobby", Some(&a)).hash().as_str().contains("lobby"));
+        assert_eq!(
+            room_of(&topic("+lan", None).hash()).as_deref(),
+            Some("+lan")
+        );
+        assert_eq!(room_of(&topic("lobby", Some(&a)).hash()), None);
+        let hash = |s: &str| TopicHash::from_raw(format!("{TOPIC_PREFIX}{s}"));
+        assert_eq!(room_of(&hash("lobby")), None);
+        assert_eq!(room_of(&hash("+lan/x")), None);
+        assert_eq!(room_of(&hash("+bad name")), None);
+    }
+
+    #[test]
+    fn a_sealed_frame_opens_only_with_its_key_author_and_header() {
+        let key = RoomKey::from_bytes([4; 32]);
+        let [ann, bob] = [(); 2].map(|()| {
             libp2p::identity::Keypair::generate_ed25519()
                 .public()
                 .to_peer_id()
         });
-        assert_ne!(topic("lobby", &a).hash(), topic("lobby", &b).hash());
-        assert_eq!(topic("+lan", &a).hash(), topic("+lan", &b).hash());
-        assert_ne!(topic("lobby", &a).hash(), topic("+lobby", &a).hash());
-        for t in [topic("lobby", &a), topic("+lan", &b)] {
-            let room = room_of(&t.hash()).unwrap();
-            assert!(room == "lobby" || room == "+lan");
-        }
-        let hash = |s: &str| TopicHash::from_raw(format!("{TOPIC_PREFIX}{s}"));
-        assert_eq!(room_of(&hash("lobby")), None);
-        assert_eq!(room_of(&hash("lobby/not-a-peer")), None);
-        assert_eq!(room_of(&hash(&format!("+lan/{a}"))), None);
-        assert_eq!(room_of(&hash(&format!("bad name/{a}"))), None);
+        let plain = lines(&["the secret plan"]).encode();
+        let sealed = seal(&plain, &ann, &key, [6; NONCE_LEN]);
+        assert_eq!(
+            sealed[..HEADER],
+            plain[..HEADER],
+            "the header stays readable"
+        );
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(open(&sealed, &ann, &key), Ok(plain.clone()));
+        assert_eq!(
+            open(&sealed, &ann, &RoomKey::from_bytes([5; 32])),
+            Err(FrameError::NotOpened)
+        );
+        assert_eq!(open(&sealed, &bob, &key), Err(FrameError::NotOpened));
+        let mut retried = sealed.clone();
+        retried[ATTEMPT_BYTE] = 3;
+        let mut expected = plain.clone();
+        expected[ATTEMPT_BYTE] = 3;
+        assert_eq!(
+            open(&retried, &ann, &key),
+            Ok(expected),
+            "a retry still opens"
+        );
+        let mut renumbered = sealed;
+        renumbered[16] ^= 1;
+        assert_eq!(open(&renumbered, &ann, &key), Err(FrameError::NotOpened));
+        assert_eq!(open(&plain, &ann, &key), Err(FrameError::NotOpened));
+        assert_eq!(open(&[0; 3], &ann, &key), Err(FrameError::Malformed));
     }
 
     mod properties {
@@ -585,7 +673,8 @@ mod tests {
                         nick,
                         addrs,
                         next,
-                        have
+                        have,
+                        invite_only: next % 2 == 0,
                     }),
                 Just(Body::Leave),
                 proptest::collection::vec(holding(), 0..=MAX_HOLDINGS)

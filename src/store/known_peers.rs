@@ -20,15 +20,14 @@
 //! own copy in memory, and the last to write wins.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read};
+
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
-use super::Error;
-use crate::private_file::{create_private_dir, open_if_exists, write_private_file, Replace};
+use super::{json_file, Error};
 
 /// The name of the file inside the data directory.
 pub const KNOWN_PEERS_FILE: &str = "known_peers.json";
@@ -137,7 +136,7 @@ impl KnownPeers {
             peers: HashMap::new(),
             labels: HashMap::new(),
         };
-        if let Some(bytes) = read_bounded(&known.path)? {
+        if let Some(bytes) = json_file::read(&known.path, MAX_FILE_LEN)? {
             known.load(&bytes)?;
         }
         Ok(known)
@@ -297,17 +296,7 @@ impl KnownPeers {
 
     /// Writes the whole record to its file, atomically.
     fn save(&self) -> Result<(), Error> {
-        let write_error = |cause| Error::Write {
-            path: self.path.clone(),
-            cause,
-        };
-        create_private_dir(&self.dir).map_err(|cause| Error::CreateDir {
-            path: self.dir.clone(),
-            cause,
-        })?;
-        let bytes = serde_json::to_vec_pretty(&self.to_file_format())
-            .map_err(|e| write_error(io::Error::other(e)))?;
-        write_private_file(&self.path, &bytes, Replace::Atomically).map_err(write_error)
+        json_file::write(&self.dir, &self.path, &self.to_file_format())
     }
 
     fn to_file_format(&self) -> FileFormat {
@@ -338,29 +327,6 @@ fn checked_label(label: Option<&str>) -> Result<Option<&str>, Error> {
         Some("") | None => Ok(None),
         Some(label) => Ok(Some(label)),
     }
-}
-
-/// The file's bytes, `None` if it does not exist. Reads no more than
-/// [`MAX_FILE_LEN`].
-fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, Error> {
-    let read_error = |cause| Error::Read {
-        path: path.to_owned(),
-        cause,
-    };
-    let Some(file) = open_if_exists(path).map_err(read_error)? else {
-        return Ok(None);
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_FILE_LEN {
-        return Err(Error::Corrupt {
-            path: path.to_owned(),
-            reason: format!("it is larger than {MAX_FILE_LEN} bytes"),
-        });
-    }
-    Ok(Some(bytes))
 }
 
 /// Seconds since the Unix epoch; 0 on a clock set before it.

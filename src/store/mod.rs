@@ -3,6 +3,8 @@
 //! [`KnownPeers`] is the peers we have met and the ones the user has
 //! verified, so a changed key under a familiar address or nick is noticed;
 //! it is one small JSON file, replaced atomically on each change.
+//! [`RoomKeys`] is the keys of the private rooms we are in, kept the same
+//! way and as private as the identity key.
 //! [`History`] is every line sent and received, with its delivery state,
 //! in a SQLite database, one row per batch of lines: it answers what to
 //! show, what to send again and what to serve to a member catching up.
@@ -12,8 +14,10 @@
 //! answers what it remembers.
 
 mod history;
+mod json_file;
 mod known_peers;
 mod lock;
+mod room_keys;
 mod worker;
 
 pub use history::{
@@ -25,6 +29,7 @@ pub use known_peers::{
     Check, KnownPeers, KNOWN_PEERS_FILE, MAX_FILE_LEN, MAX_LABELS, MAX_LABEL_LEN, MAX_PEERS,
 };
 pub use lock::{DirLock, LOCK_FILE, MAX_PROFILES, PROFILES_DIR};
+pub use room_keys::{RoomKeys, MAX_ROOMS, ROOM_KEYS_FILE};
 pub use worker::{PendingWrite, Store, Written, JOB_QUEUE};
 
 use std::io;

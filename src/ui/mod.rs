@@ -8,6 +8,7 @@
 //!   above the line being typed, never through it.
 
 pub mod pipe;
+pub mod qr;
 pub mod terminal;
 
 use crate::chat::Event;

@@ -95,6 +95,12 @@ pub async fn run<F: Future>(
                 let mut next = Some(event);
                 while let Some(event) = next {
                     style.render(&event, &mut batch);
+                    if let Event::Invite { ticket } = &event {
+                        if let Some(code) = super::qr::render(ticket) {
+                            batch.push_str(&code);
+                            batch.push('\n');
+                        }
+                    }
                     next = if batch.len() < PRINT_BATCH { events.try_recv().ok() } else { None };
                 }
                 print(&mut printer, &mut batch);

@@ -1,5 +1,7 @@
 //! Slash commands in the secure chat.
 
+use std::net::{IpAddr, SocketAddr};
+
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
@@ -10,9 +12,13 @@ use crate::chat::delivery::Input;
 use crate::chat::event::{PeerLine, RoomLine, Status};
 use crate::chat::room::{check_nick, check_room_key, is_public, public_room, room_name, Roster};
 use crate::chat::safety::safety_number;
+use crate::chat::ticket::{inviter_digest, Ticket};
 use crate::chat::{Event, NearbyLine, Notice};
 use crate::identity;
 use crate::net;
+
+/// Addresses an invite carries at most: the best few, so it stays short.
+const INVITE_ADDRS: usize = 4;
 
 /// Lines `/history` shows unless told.
 const HISTORY_DEFAULT: usize = 50;
@@ -118,6 +124,7 @@ impl RoomChat {
                 let limit = count.unwrap_or(HISTORY_DEFAULT).min(100_000);
                 Some(self.history_event(&room, limit).await)
             }
+            Typed::Invite { valid } => self.invite(events, valid).await,
             Typed::Peers => {
                 let peers = self
                     .client
@@ -276,4 +283,89 @@ impl RoomChat {
 /// it has one.
 fn shown_addr(addr: Option<&Multiaddr>) -> Option<String> {
     addr.and_then(net::socket_addr).map(|a| a.to_string())
+}
+
+impl RoomChat {
+    /// `/invite`: a ticket into the current private room. From then on the
+    /// room admits only those who hold its key, and our hello tells the
+    /// other members so.
+    async fn invite(&mut self, events: &mpsc::Sender<Event>, valid: Option<u64>) -> Option<Event> {
+        let info = |text: String| Some(Event::Info(text));
+        let Some(room) = self.current.clone() else {
+            return info("you are in no room".into());
+        };
+        if is_public(&room) {
+            return info(format!(
+                "#{} is public: peers on the LAN join it without an invite",
+                room_name(&room)
+            ));
+        }
+        let Some(access) = self.client.room_access(&room) else {
+            return info(format!("#{room} has no key yet"));
+        };
+        let addrs = invite_addrs(&self.client.listen_addrs().await);
+        if addrs.is_empty() {
+            return info(
+                "an invite needs an address to reach you at, and this chat listens on none".into(),
+            );
+        }
+        self.client.make_invite_only(&room);
+        if let Err(e) = self.secure.room_keys.make_invite_only(&room) {
+            let _ = events
+                .send(Event::Notice(Notice::Store(e.to_string())))
+                .await;
+        }
+        self.feed(events, Input::Hello { room: room.clone() }).await;
+        let now = super::super::now_ms() / 1000;
+        let expires = valid.map(|v| u32::try_from(now.saturating_add(v)).unwrap_or(u32::MAX));
+        let ticket = Ticket {
+            room: room.clone(),
+            key: access.key,
+            inviter: inviter_digest(&self.client.local_peer_id().to_bytes()),
+            addrs,
+            expires,
+        };
+        let until = match expires {
+            Some(at) => format!(
+                ", until {} (UTC)",
+                super::super::history_when(u64::from(at) * 1000)
+            ),
+            None => String::new(),
+        };
+        let shown = events
+            .send(Event::Invite {
+                ticket: ticket.encode(),
+            })
+            .await
+            .is_ok();
+        shown.then(|| {
+            Event::Info(format!(
+                "Whoever has this invite can join #{room} and read it{until}: give it only to whom you invite (rust-p2p-chat --join TICKET). #{room} now admits invited peers only."
+            ))
+        })
+    }
+}
+
+/// The addresses an invite gives, best first: public ones, then the
+/// LAN's, then this machine's own (for a peer on the same machine).
+fn invite_addrs(listening: &[Multiaddr]) -> Vec<SocketAddr> {
+    let rank = |ip: &IpAddr| match ip {
+        ip if ip.is_loopback() => 2,
+        IpAddr::V4(v4) if v4.is_private() => 1,
+        IpAddr::V6(v6) if v6.is_unique_local() => 1,
+        _ => 0,
+    };
+    let mut addrs: Vec<SocketAddr> = listening
+        .iter()
+        .filter_map(net::socket_addr)
+        .filter(|a| {
+            !a.ip().is_unspecified()
+                && !matches!(a.ip(), IpAddr::V4(v4) if v4.is_link_local())
+                && !matches!(a.ip(), IpAddr::V6(v6) if v6.is_unicast_link_local())
+        })
+        .collect();
+    addrs.sort_by_key(|a| rank(&a.ip()));
+    addrs.dedup();
+    addrs.truncate(INVITE_ADDRS);
+    addrs
 }

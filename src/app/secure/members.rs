@@ -13,14 +13,28 @@ use super::{fingerprint_of, name_label, short, RoomChat};
 use crate::app::{Error, Role};
 use crate::chat::delivery::Input;
 use crate::chat::room::{is_public, Member, Roster};
+use crate::chat::room_key::{RoomAccess, RoomKey, KEY_LEN};
 use crate::chat::{Event, Notice};
 use crate::identity;
+use crate::net::room_access::Answer;
 use crate::net::{self, NetEvent};
 use crate::store::Check;
 
 /// Members asked which private room of a name they are in, at most, when
 /// `/join` names one.
-const MAX_FOUNDER_QUESTIONS: usize = 8;
+const MAX_ROOM_QUESTIONS: usize = 8;
+
+/// What asking a member about a private room of a name came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Joined {
+    /// We moved to its room.
+    Moved,
+    /// We stayed where we were (the same room, or one we hold an invite
+    /// to, or it is in none).
+    Stayed,
+    /// Its room is by invitation, and we hold no invite to it.
+    Refused,
+}
 
 /// How long a member's join waits for its nick before it is shown.
 const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -33,71 +47,147 @@ impl RoomChat {
     ) -> Result<(), Error> {
         if !self.rooms.contains_key(room) {
             self.resume_room(events, room).await?;
-            let founder = self.founder_among_members(room).await;
-            self.client.join(room, founder).await?;
+            let access = self.access_for(room).await?;
+            self.client.join(room, access.clone()).await?;
+            if let Some(access) = access {
+                self.keep_key(events, room, access).await;
+            }
             self.rooms.insert(room.to_owned(), Roster::default());
         }
         self.current = Some(room.to_owned());
         Ok(())
     }
 
-    /// The private room called `room` that the members we chat with are
-    /// in, if one of them is in one: `/join side` then meets them there,
-    /// not in a room of our own. Only members are asked; a peer met on the
-    /// LAN is not.
-    async fn founder_among_members(&self, room: &str) -> Option<PeerId> {
+    /// The key to join the private room called `room` with: the one of an
+    /// invite we hold; else the one of the room of that name that the
+    /// members we chat with are in (`/join side` then meets them there, not
+    /// in a room of our own); else the one we had; else a new room's.
+    async fn access_for(&self, room: &str) -> Result<Option<RoomAccess>, Error> {
         if is_public(room) {
-            return None;
+            return Ok(None);
         }
+        let stored = self.secure.room_keys.get(room).cloned();
+        if stored.as_ref().is_some_and(|a| a.invite_only) {
+            return Ok(stored);
+        }
+        if let Some(key) = self.key_among_members(room, stored.as_ref()).await {
+            return Ok(Some(RoomAccess {
+                key,
+                invite_only: false,
+            }));
+        }
+        match stored {
+            Some(access) => Ok(Some(access)),
+            None => Ok(Some(RoomAccess {
+                key: new_room_key()?,
+                invite_only: false,
+            })),
+        }
+    }
+
+    /// The key of the open private room called `room` that one of the
+    /// members we chat with is in, if it is another than `ours`. Only
+    /// members are asked; a peer met on the LAN is not.
+    async fn key_among_members(&self, room: &str, ours: Option<&RoomAccess>) -> Option<RoomKey> {
         let mut asked = HashSet::new();
         for roster in self.rooms.values() {
-            for (key, _) in roster.iter() {
-                let Ok(peer) = key.parse::<PeerId>() else {
+            for (member, _) in roster.iter() {
+                let Ok(peer) = member.parse::<PeerId>() else {
                     continue;
                 };
-                if !asked.insert(peer) || asked.len() > MAX_FOUNDER_QUESTIONS {
+                if !asked.insert(peer) || asked.len() > MAX_ROOM_QUESTIONS {
                     continue;
                 }
-                if let Some(founder) = self.client.room_founder(peer, room).await {
-                    return Some(founder);
+                match self.client.ask_room(peer, room, ours.map(|a| &a.key)).await {
+                    Some(Answer::Key(key)) => return Some(key),
+                    Some(Answer::Same) => return None,
+                    Some(Answer::ByInvitation) | None => {}
                 }
             }
         }
         None
     }
 
+    /// Records the key of a room we are in, so the next run is in the
+    /// same room; a disk that refuses is said, and the chat goes on.
+    async fn keep_key(&mut self, events: &mpsc::Sender<Event>, room: &str, access: RoomAccess) {
+        if let Err(e) = self.secure.room_keys.set(room, access) {
+            let _ = events
+                .send(Event::Notice(Notice::Store(e.to_string())))
+                .await;
+        }
+    }
+
     /// After dialling `peer`: joins the private room it is in under our
     /// current room's name (dialling a member is how a private room is
-    /// joined), leaving the one of our own we started alone in.
-    pub(super) async fn adopt_room_of(&mut self, peer: PeerId) {
+    /// joined), leaving the one of our own we started alone in. An error
+    /// when that room is by invitation and we hold no invite to it.
+    pub(super) async fn adopt_room_of(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        peer: PeerId,
+    ) -> Result<(), Error> {
         let Some(room) = self.current.clone() else {
-            return;
+            return Ok(());
         };
         if is_public(&room) {
-            return;
+            return Ok(());
         }
-        self.join_room_of(peer, &room).await;
+        if self.join_room_of(events, peer, &room).await == Joined::Refused {
+            self.client.disconnect(peer).await;
+            return Err(Error::ByInvitation(room));
+        }
+        Ok(())
     }
 
-    /// Joins the private room called `room` that `peer` is in, asking it
-    /// which one that is; false when it is in none (or does not answer).
-    async fn join_room_of(&self, peer: PeerId, room: &str) -> bool {
-        match self.client.room_founder(peer, room).await {
-            Some(founder) => self.client.join(room, Some(founder)).await.is_ok(),
-            None => false,
+    /// Joins the open private room called `room` that `peer` is in, asking
+    /// it which one that is, unless ours is by invitation (an invite we
+    /// hold is not traded for another room).
+    async fn join_room_of(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        peer: PeerId,
+        room: &str,
+    ) -> Joined {
+        let ours = self.client.room_access(room);
+        let answer = self
+            .client
+            .ask_room(peer, room, ours.as_ref().map(|a| &a.key))
+            .await;
+        match answer {
+            Some(Answer::Key(key)) if !ours.as_ref().is_some_and(|a| a.invite_only) => {
+                let access = RoomAccess {
+                    key,
+                    invite_only: false,
+                };
+                if self.client.join(room, Some(access.clone())).await.is_err() {
+                    return Joined::Stayed;
+                }
+                self.key_from.insert(room.to_owned(), peer);
+                self.keep_key(events, room, access).await;
+                Joined::Moved
+            }
+            Some(Answer::ByInvitation) => Joined::Refused,
+            _ => Joined::Stayed,
         }
     }
 
-    /// The founder of our private room left it for another room of that
-    /// name: it had started alone in one of its own, we joined that one
-    /// through it, and it has now joined the one it dialled into. We follow
-    /// it there, or we would stay in a room it will never come back to.
-    /// True when we did; a founder that leaves for good is simply gone.
-    async fn follow_the_founder(&self, room: &str, peer: PeerId) -> bool {
-        if is_public(room) || self.client.founder_of(room) != Some(peer) {
+    /// The member we took our private room's key from left it for another
+    /// room of that name: it had started alone in one of its own, we
+    /// joined that one through it, and it has now joined the one it
+    /// dialled into. We follow it there, or we would stay in a room it
+    /// will never come back to. True when we did; a member that leaves for
+    /// good is simply gone.
+    async fn follow_the_founder(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        peer: PeerId,
+    ) -> bool {
+        if is_public(room) || self.key_from.get(room) != Some(&peer) {
             return false;
         }
-        self.join_room_of(peer, room).await
+        self.join_room_of(events, peer, room).await == Joined::Moved
     }
 
     pub(super) fn nick_of(&self, peer: &PeerId) -> Option<String> {
@@ -217,7 +307,7 @@ impl RoomChat {
                 self.member_joined(events, &room, peer, None).await
             }
             NetEvent::Unsubscribed { peer, room } => {
-                if self.follow_the_founder(&room, peer).await {
+                if self.follow_the_founder(events, &room, peer).await {
                     return true;
                 }
                 self.member_left(events, &room, &peer.to_string()).await
@@ -242,6 +332,12 @@ impl RoomChat {
                 chat_events.notice(Notice::Banned { who }).await
             }
             NetEvent::Rejected { .. } => chat_events.notice(Notice::Malformed).await,
+            NetEvent::InviteOnly { room } => {
+                if let Err(e) = self.secure.room_keys.make_invite_only(&room) {
+                    return chat_events.notice(Notice::Store(e.to_string())).await;
+                }
+                true
+            }
             NetEvent::NotPublished { room, cause } => {
                 chat_events
                     .notice(Notice::NotSent(format!("#{room}: {cause}")))
@@ -492,4 +588,11 @@ impl ChatEvents<'_> {
     async fn notice(&self, notice: Notice) -> bool {
         self.show(Event::Notice(notice)).await
     }
+}
+
+/// A new private room's key: 32 bytes from the system's random source.
+fn new_room_key() -> Result<RoomKey, Error> {
+    let mut bytes = [0u8; KEY_LEN];
+    getrandom::fill(&mut bytes).map_err(|e| Error::NoRandomness(e.to_string()))?;
+    Ok(RoomKey::from_bytes(bytes))
 }

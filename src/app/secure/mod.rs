@@ -27,10 +27,12 @@ use tokio::task::JoinSet;
 use super::{Chat, Error, Role};
 use crate::chat::delivery::{Delivery, FetchAsk, Fetched, Recent};
 use crate::chat::room::{check_nick, check_room_key, Roster};
-use crate::chat::Event;
+use crate::chat::room_key::RoomAccess;
+use crate::chat::ticket::Ticket;
+use crate::chat::{DialTarget, Event};
 use crate::identity::{self, Identity};
 use crate::net::{self, Client};
-use crate::store::{KnownPeers, PendingWrite, Store};
+use crate::store::{KnownPeers, PendingWrite, RoomKeys, Store};
 
 mod commands;
 mod delivery;
@@ -48,6 +50,8 @@ pub struct Secure {
     pub identity: Identity,
     /// The peers we have met and trusted.
     pub known: KnownPeers,
+    /// The keys of the private rooms we are in.
+    pub room_keys: RoomKeys,
     /// `--expect`: the only peer ID or fingerprint to connect to.
     pub expect: Option<String>,
     /// Our nick.
@@ -120,6 +124,9 @@ struct RoomChat {
     ready: bool,
     /// Nicks whose key changed from a trusted one: warned once.
     warned: HashSet<(String, PeerId)>,
+    /// The member each private room's key came from, when one handed it
+    /// to us: where we follow the room if that member moves.
+    key_from: HashMap<String, PeerId>,
     /// The nick each peer last announced, in any room.
     nicks: HashMap<PeerId, String>,
     /// Members whose join is not shown yet, waiting for their nick.
@@ -174,6 +181,7 @@ impl RoomChat {
             first_peer: None,
             ready: false,
             warned: HashSet::new(),
+            key_from: HashMap::new(),
             nicks: HashMap::new(),
             unannounced: HashMap::new(),
         }
@@ -183,9 +191,12 @@ impl RoomChat {
 pub(super) async fn run(
     role: Role,
     max_line: usize,
-    secure: Secure,
+    mut secure: Secure,
     chat: &mut Chat<'_>,
 ) -> Result<(), Error> {
+    if let Role::Connect(DialTarget::Invite(ticket)) = &role {
+        accept_invite(&mut secure, ticket)?;
+    }
     check_room_key(&secure.room).map_err(|e| Error::Usage(e.to_string()))?;
     if let Some(nick) = &secure.nick {
         check_nick(nick).map_err(|e| Error::Usage(e.to_string()))?;
@@ -270,6 +281,24 @@ fn fingerprint_of(peer: &PeerId) -> String {
 
 fn short(fingerprint: &str) -> String {
     crate::chat::room::short_fingerprint(fingerprint)
+}
+
+/// Takes the room an invite is into as the one to join, with its key:
+/// an invite we hold is never traded for another room of that name.
+fn accept_invite(secure: &mut Secure, ticket: &Ticket) -> Result<(), Error> {
+    let now = super::now_ms() / 1000;
+    if ticket.expired(now) {
+        return Err(Error::InviteExpired {
+            at: super::history_when(u64::from(ticket.expires.unwrap_or(0)) * 1000),
+        });
+    }
+    secure.room.clone_from(&ticket.room);
+    let access = RoomAccess {
+        key: ticket.key.clone(),
+        invite_only: true,
+    };
+    secure.room_keys.set(&ticket.room, access)?;
+    Ok(())
 }
 
 fn unexpected(expected: &str, peer: &PeerId) -> Error {

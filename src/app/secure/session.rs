@@ -13,6 +13,7 @@ use crate::app::{stopped, Chat, Error, Role, LINGER};
 use crate::chat::command::{self, Input as Typed};
 use crate::chat::delivery::{Input, SEND_WINDOW};
 use crate::chat::event::Status;
+use crate::chat::ticket::inviter_digest;
 use crate::chat::{Command, DialTarget, Event, Notice};
 use crate::identity;
 use crate::net::{self, Client, NetEvent};
@@ -192,23 +193,26 @@ impl RoomChat {
         if !chat.show(connecting).await {
             return Ok(false);
         }
-        let addr = match target {
-            DialTarget::Address(addr) => net::resolve(addr).await?,
-            DialTarget::Multiaddr(addr) => net::parse_multiaddr(addr)?,
-        };
+        let addrs = dial_addrs(target).await?;
         let peer = tokio::select! {
-            peer = dial_with_retries(&self.client, &addr) => {
+            peer = dial_any(&self.client, &addrs) => {
                 peer.map_err(|e| e.dialling(&target.to_string()))?
             }
             _ = chat.stopped() => return Ok(false),
         };
+        if let DialTarget::Invite(ticket) = target {
+            if inviter_digest(&peer.to_bytes()) != ticket.inviter {
+                self.client.disconnect(peer).await;
+                return Err(unexpected("the member who made the invite", &peer));
+            }
+        }
         if let Some(expected) = &self.secure.expect {
             if !identity::matches_expected(expected, &peer) {
                 self.client.disconnect(peer).await;
                 return Err(unexpected(expected, &peer));
             }
         }
-        self.adopt_room_of(peer).await;
+        self.adopt_room_of(chat.events, peer).await?;
         self.label = Some(target.to_string());
         self.first_peer = Some(peer);
         if !chat.show(Event::Connected).await || !self.introduce(chat.events, peer).await {
@@ -599,7 +603,13 @@ impl RoomChat {
                     .is_ok();
             }
         }
-        self.adopt_room_of(peer).await;
+        if let Err(e) = self.adopt_room_of(events, peer).await {
+            let text = e.to_string();
+            return events
+                .send(Event::Notice(Notice::ConnectionError(text)))
+                .await
+                .is_ok();
+        }
         self.first_peer = Some(peer);
         self.introduced.remove(&peer);
         events.send(Event::Connected).await.is_ok() && self.introduce(events, peer).await
@@ -613,6 +623,27 @@ pub(super) async fn stored(storing: &mut Option<PendingWrite>) -> Written {
         Some(storing) => storing.await,
         None => std::future::pending().await,
     }
+}
+
+/// The addresses to dial for what was typed: a host name is resolved.
+async fn dial_addrs(target: &DialTarget) -> Result<Vec<Multiaddr>, net::Error> {
+    Ok(match target {
+        DialTarget::Address(addr) => vec![net::resolve(addr).await?],
+        DialTarget::Multiaddr(addr) => vec![net::parse_multiaddr(addr)?],
+        DialTarget::Invite(ticket) => ticket.addrs.iter().map(|a| net::multiaddr_of(*a)).collect(),
+    })
+}
+
+/// Connects to the first of `addrs` that answers, in order.
+async fn dial_any(client: &Client, addrs: &[Multiaddr]) -> Result<PeerId, net::Error> {
+    let mut last = net::Error::NoAddress;
+    for addr in addrs {
+        match dial_with_retries(client, addr).await {
+            Ok(peer) => return Ok(peer),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Connects, trying again (after 0.5, 1, 2 s) when the handshake failed,
@@ -658,12 +689,8 @@ fn spawn_reconnect(
             }
             drop(events);
             tokio::time::sleep(wait).await;
-            let addr = match &target {
-                DialTarget::Address(addr) => net::resolve(addr).await,
-                DialTarget::Multiaddr(addr) => net::parse_multiaddr(addr),
-            };
-            if let Ok(addr) = addr {
-                if let Ok(peer) = client.dial(&addr).await {
+            if let Ok(addrs) = dial_addrs(&target).await {
+                if let Ok(peer) = dial_any(&client, &addrs).await {
                     let _ = reconnected.send(peer).await;
                     return;
                 }
