@@ -159,6 +159,22 @@ impl Client {
         .await
     }
 
+    /// Subscribes to a private room's topic, named by its id (see
+    /// [`RoomKey::topic_id`](crate::chat::room_key::RoomKey::topic_id)),
+    /// without its key, under the name `room`: what a forwarding peer or a
+    /// stranger that learned the topic gets. Messages arrive as
+    /// [`NetEvent::Sealed`](super::NetEvent::Sealed), as they came; what
+    /// is published there goes out unsealed, which members refuse. The
+    /// chat itself never does this; it shows what a room's traffic
+    /// reveals to those outside it.
+    pub async fn watch_sealed(&self, room: &str, topic_id: &str) -> Result<(), Error> {
+        self.request(Request::Watch {
+            room: room.to_owned(),
+            topic_id: topic_id.to_owned(),
+        })
+        .await
+    }
+
     /// Leaves a room.
     pub async fn leave(&self, room: &str) -> Result<(), Error> {
         self.request(Request::Leave {

@@ -59,6 +59,9 @@ pub(super) enum Request {
         room: String,
         access: Option<RoomAccess>,
     },
+    /// Subscribe to a private room's topic without its key (see
+    /// [`super::Client::watch_sealed`]).
+    Watch { room: String, topic_id: String },
     /// Unsubscribe from a room's topic.
     Leave { room: String },
     /// Publish an encoded room frame.
@@ -114,6 +117,9 @@ pub(super) struct EventLoop {
     /// The key of each private room we are in, to seal what we publish
     /// and open what we receive.
     keys: HashMap<String, RoomKey>,
+    /// Private rooms' topics we are on without their key: what arrives
+    /// is handed on sealed.
+    watched: HashSet<String>,
     /// The same rooms, for peers that dial us and ask which room we mean
     /// (see [`super::room_access`]), and for our hellos.
     rooms: super::room_access::Rooms,
@@ -194,6 +200,7 @@ impl EventLoop {
             joined: HashMap::new(),
             topic_rooms: HashMap::new(),
             keys: HashMap::new(),
+            watched: HashSet::new(),
             rooms,
             nonce_prefix,
             nonce_counter: 0,
@@ -420,7 +427,19 @@ impl EventLoop {
                 }
                 self.joined.insert(room, topic);
             }
+            Request::Watch { room, topic_id } => {
+                let topic = gossipsub::IdentTopic::new(format!(
+                    "{}{}{topic_id}",
+                    room_frame::TOPIC_PREFIX,
+                    room_frame::PRIVATE_TOPIC
+                ));
+                let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&topic);
+                self.topic_rooms.insert(topic.hash(), room.clone());
+                self.watched.insert(room.clone());
+                self.joined.insert(room, topic);
+            }
             Request::Leave { room } => {
+                self.watched.remove(&room);
                 if let Some(topic) = self.joined.remove(&room) {
                     self.topic_rooms.remove(&topic.hash());
                     let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
@@ -628,6 +647,14 @@ impl EventLoop {
         if !rate.has_room(now, message.data.len()) {
             let admit = rate.take(now, message.data.len());
             self.refuse(&id, &source, author, admit);
+            return;
+        }
+        if self.watched.contains(&room) {
+            self.judge(&id, &source, gossipsub::MessageAcceptance::Ignore);
+            self.emit(NetEvent::Sealed {
+                author,
+                data: message.data,
+            });
             return;
         }
         let size = message.data.len();

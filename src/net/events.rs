@@ -95,6 +95,15 @@ pub enum NetEvent {
         /// Its author.
         peer: PeerId,
     },
+    /// A message on a private room's topic we watch without its key
+    /// (see [`Client::watch_sealed`](super::Client::watch_sealed)), as it
+    /// came.
+    Sealed {
+        /// Its author.
+        author: PeerId,
+        /// The message as gossipsub carried it.
+        data: Vec<u8>,
+    },
     /// A member said the private room admits only key holders from now
     /// on (someone handed out an invite); we no longer hand its key to
     /// whoever dials us.

@@ -301,6 +301,12 @@ impl RoomChat {
                 if !self.rooms.contains_key(&room) {
                     return true;
                 }
+                if !is_public(&room) {
+                    // Anyone who learns a private room's topic can
+                    // subscribe to it; a member is one whose messages open
+                    // with the room's key. Our hello asks for its own.
+                    return self.feed(events, Input::Hello { room }).await;
+                }
                 if !self.announce_dialled_in(events, &room, peer).await {
                     return false;
                 }
@@ -332,6 +338,8 @@ impl RoomChat {
                 chat_events.notice(Notice::Banned { who }).await
             }
             NetEvent::Rejected { .. } => chat_events.notice(Notice::Malformed).await,
+            // The chat watches no room without its key.
+            NetEvent::Sealed { .. } => true,
             NetEvent::InviteOnly { room } => {
                 if let Err(e) = self.secure.room_keys.make_invite_only(&room) {
                     return chat_events.notice(Notice::Store(e.to_string())).await;
@@ -426,6 +434,8 @@ impl RoomChat {
                 }
             }
         }
+        // A nick heard of this peer for the first time in this run.
+        let first_nick = !self.nicks.contains_key(&peer) && matches!(nick, Some(Some(_)));
         if let Some(Some(known)) = &nick {
             self.nicks.insert(peer, known.clone());
         }
@@ -439,6 +449,8 @@ impl RoomChat {
         };
         let was_alone = roster.is_empty();
         let slot = (room.to_owned(), peer);
+        // Said after `Ready`, where the classic chat says who the peer is.
+        let mut named = None;
         if !roster.contains(&key) {
             let member = Member {
                 nick: known_nick.clone(),
@@ -449,7 +461,14 @@ impl RoomChat {
             let two_person = roster.len() == 1;
             if two_person && introduced && room == self.secure.room {
                 // Two peers alone keep the classic lines: the connection
-                // was announced already.
+                // was announced already, and the peer shown as `Peer`; a
+                // nick first heard with it is said as one it took.
+                if first_nick {
+                    named = Some(Event::Renamed {
+                        old: "Peer".into(),
+                        new: roster.display(&key),
+                    });
+                }
             } else if known_nick.is_none() {
                 // Its hello (with its nick) is usually a moment behind:
                 // announce it then, or when the wait is over.
@@ -487,6 +506,11 @@ impl RoomChat {
         if was_alone && self.current.as_deref() == Some(room) && !self.ready {
             self.ready = true;
             if events.send(Event::Ready).await.is_err() {
+                return false;
+            }
+        }
+        if let Some(named) = named {
+            if events.send(named).await.is_err() {
                 return false;
             }
         }
