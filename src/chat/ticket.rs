@@ -64,7 +64,9 @@ pub enum TicketError {
     #[error("the invite is incomplete: was it cut short when copied?")]
     Truncated,
     /// The checksum does not match.
-    #[error("the invite is damaged (its checksum does not match): copy it again")]
+    #[error(
+        "the invite is damaged or incomplete (its checksum does not match): copy it whole again"
+    )]
     Damaged,
     /// Written by a newer program.
     #[error("the invite is of version {0}, made by a newer rust-p2p-chat: update this one")]
@@ -182,8 +184,14 @@ impl Ticket {
         let upper = body.to_ascii_uppercase();
         let data = match BASE32_NOPAD.decode(upper.as_bytes()) {
             Ok(data) => data,
-            // A length base32 cannot end at is a ticket cut mid-character.
-            Err(e) if e.kind == data_encoding::DecodeKind::Length => {
+            // A length base32 cannot end at, or stray bits at the end, is a
+            // ticket cut short.
+            Err(e)
+                if matches!(
+                    e.kind,
+                    data_encoding::DecodeKind::Length | data_encoding::DecodeKind::Trailing
+                ) =>
+            {
                 return Err(TicketError::Truncated)
             }
             Err(_) => return Err(TicketError::NotBase32),
