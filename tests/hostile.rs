@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use futures::io::AsyncWriteExt;
 use futures::stream::{FuturesUnordered, StreamExt};
-use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use rust_p2p_chat::chat::delivery::{Held, Said, StreamId};
 use rust_p2p_chat::chat::room_key::RoomAccess;
@@ -23,7 +22,7 @@ use rust_p2p_chat::net::room_access::Answer;
 use rust_p2p_chat::net::{self, Client, NetEvent, CHAT_PROTOCOL};
 use tokio::sync::mpsc;
 
-use common::{data_dir, secure_pair, Introductions, Peer, TIMEOUT};
+use common::{data_dir, dialled_engine, engine_runtime, secure_pair, Introductions, Peer, TIMEOUT};
 
 /// RSS the victim may grow by during one attack (issue 16)...
 const GROWTH_MB: f64 = 8.0;
@@ -73,16 +72,9 @@ impl Hostile {
         let (done_tx, done) = std_mpsc::channel();
         let (ready_tx, ready) = std_mpsc::channel();
         thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let (client, events) =
-                    net::start(Keypair::generate_ed25519(), net::Config::default())
-                        .expect("engine");
+            engine_runtime().block_on(async move {
+                let (client, events, peer) = dialled_engine(port).await;
                 let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
-                let peer = client.dial(&addr).await.expect("dial the victim");
                 assert_eq!(peer, victim);
                 // The victim's room is open (no invite was made): it hands
                 // its key to whoever dials it, as a listener accepts

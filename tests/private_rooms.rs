@@ -9,13 +9,12 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use libp2p::identity::Keypair;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::PeerId;
 use rust_p2p_chat::chat::delivery::Said;
 use rust_p2p_chat::chat::ticket::Ticket;
-use rust_p2p_chat::net::{self, NetEvent};
+use rust_p2p_chat::net::NetEvent;
 
-use common::{data_dir, utf8, Peer, TIMEOUT};
+use common::{data_dir, dialled_engine, engine_runtime, utf8, Peer, TIMEOUT};
 
 /// A listener in the default room that made an invite: it, its port and
 /// the ticket.
@@ -115,15 +114,8 @@ type Sealed = Vec<(PeerId, Vec<u8>)>;
 fn eavesdropper(port: u16, topic_id: String, listen: Duration) -> std_mpsc::Receiver<Sealed> {
     let (done, result) = std_mpsc::channel();
     thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let (client, mut events) =
-                net::start(Keypair::generate_ed25519(), net::Config::default()).expect("engine");
-            let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("addr");
-            client.dial(&addr).await.expect("dial a member");
+        engine_runtime().block_on(async move {
+            let (client, mut events, _) = dialled_engine(port).await;
             client
                 .watch_sealed("lobby", &topic_id)
                 .await
@@ -236,7 +228,7 @@ fn a_damaged_invite_is_a_clear_error_and_exit_2() {
 fn with_version(ticket: &str, version: u8) -> String {
     use sha2::{Digest, Sha256};
     let base32 = data_encoding::BASE32_NOPAD;
-    let mut data = base32.decode(ticket[4..].as_bytes()).expect("base32");
+    let mut data = base32.decode(&ticket.as_bytes()[4..]).expect("base32");
     data.truncate(data.len() - 2);
     data[0] = version << 4 | (data[0] & 0x0f);
     let sum = Sha256::new()

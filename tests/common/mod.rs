@@ -7,6 +7,7 @@
 //!   [`secure_pair`], a room [`member`];
 //! - `net`: [`RawPeer`] and loopback ports, for talking to the program the
 //!   way `nc` does;
+//! - `engine`: a peer built with the library, for the hostile ones;
 //! - here: the binary, the timeout, temp data directories, the host (root,
 //!   commands), and reading what the binary prints.
 
@@ -14,6 +15,7 @@
 #![allow(dead_code)]
 
 mod chat;
+mod engine;
 mod net;
 mod process;
 
@@ -28,6 +30,7 @@ pub use process::Peer;
 #[allow(unused_imports)]
 pub use {
     chat::{member, secure_pair, Introductions},
+    engine::{dialled_engine, engine_runtime},
     net::{closed_port, raw_listener, wait_for_port, RawPeer},
 };
 
