@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod event;
 pub mod json;
 pub mod line;
+pub mod membership;
 pub mod room;
 pub mod room_key;
 pub mod safety;
