@@ -26,6 +26,15 @@ fn inviter(dir: &std::path::Path, nick: &str) -> (Peer, u16, String) {
     (ann, port, ticket)
 }
 
+/// Fails with `why` if `peer` showed a line that `matches`.
+fn never_showed(peer: &Peer, matches: impl Fn(&str) -> bool, why: &str) {
+    assert!(
+        !peer.seen.iter().any(|l| matches(l)),
+        "{why}: {:?}",
+        peer.seen
+    );
+}
+
 /// The ticket of an `Invite: TICKET` line.
 fn ticket_in(line: &str) -> String {
     line.strip_prefix("Invite: ").expect("an invite").to_owned()
@@ -68,18 +77,12 @@ fn an_invite_lets_its_holder_in_and_a_peer_without_one_gets_nothing() {
     cat.expect_stderr("#lobby is by invitation: ask a member for an invite");
     ann.send("after cat");
     bob.expect_line("ann: after cat");
-    assert!(
-        !cat.seen
-            .iter()
-            .any(|l| l.contains("hi ") || l.contains("after cat")),
-        "cat read the room: {:?}",
-        cat.seen
+    never_showed(
+        &cat,
+        |l| l.contains("hi ") || l.contains("after cat"),
+        "cat read the room",
     );
-    assert!(
-        !ann.seen.iter().any(|l| l.contains("cat")),
-        "{:?}",
-        ann.seen
-    );
+    never_showed(&ann, |l| l.contains("cat"), "cat was let in");
 
     // Its key stays Ann's own: the file is hers alone.
     #[cfg(unix)]
@@ -183,10 +186,10 @@ fn a_peer_on_the_rooms_topic_without_its_key_reads_nothing_and_cannot_post() {
     ann.send("still here");
     bob.expect_line("ann: still here");
     for peer in [&ann, &bob] {
-        assert!(
-            !peer.seen.iter().any(|l| l.contains("intruder")),
-            "{:?}",
-            peer.seen
+        never_showed(
+            peer,
+            |l| l.contains("intruder"),
+            "a stranger's line was shown",
         );
     }
 }
@@ -254,4 +257,90 @@ fn an_expired_invite_is_refused_with_when_it_expired() {
         err.iter().any(|l| l.contains("this invite expired at")),
         "{err:?}"
     );
+}
+
+/// Ann made an invite; Bob and Dan joined with it, and all three see each
+/// other.
+fn room_of_three() -> (Vec<tempfile::TempDir>, Peer, u16, String, Peer, Peer) {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| data_dir()).collect();
+    let (mut ann, port, ticket) = inviter(dirs[0].path(), "ann");
+    let mut bob = join(dirs[1].path(), &ticket, "bob");
+    let mut dan = join(dirs[2].path(), &ticket, "dan");
+    bob.expect_line("dan joined #lobby");
+    ann.expect_line("dan joined #lobby");
+    dan.send("dan is here");
+    bob.expect_line("dan: dan is here");
+    ann.expect_line("dan: dan is here");
+    bob.send("bob is here");
+    dan.expect_line("bob: bob is here");
+    ann.expect_line("bob: bob is here");
+    (dirs, ann, port, ticket, bob, dan)
+}
+
+#[test]
+fn a_removed_member_reads_nothing_said_after_and_its_lines_are_refused() {
+    let (_dirs, mut ann, _, _, mut bob, mut dan) = room_of_three();
+    ann.send("/kick bob");
+    ann.expect_prefix("You removed bob from #lobby");
+    dan.expect_line("bob was removed from #lobby by ann");
+    ann.send("said after the kick");
+    dan.expect_line("ann: said after the kick");
+    dan.send("dan after the kick");
+    ann.expect_line("dan: dan after the kick");
+    bob.send("bob after the kick");
+    // Time for anything to arrive that would.
+    ann.send("/members");
+    ann.expect_prefix("Members of #lobby holding its current key (epoch 1):");
+    thread::sleep(Duration::from_secs(2));
+    ann.read_available();
+    dan.read_available();
+    bob.read_available();
+    for peer in [&ann, &dan] {
+        never_showed(
+            peer,
+            |l| l.contains("bob after"),
+            "a removed member's line was shown",
+        );
+    }
+    never_showed(
+        &bob,
+        |l| l.contains("after the kick") && !l.starts_with("You"),
+        "bob read the room after his removal",
+    );
+    never_showed(
+        &ann,
+        |l| l.starts_with("  bob "),
+        "bob is listed as a member",
+    );
+    // Bob is told (by the first member he asks why it left).
+    if !bob
+        .stderr_so_far()
+        .iter()
+        .any(|l| l.contains("you were removed from #lobby"))
+    {
+        bob.expect_stderr_within("you were removed from #lobby", TIMEOUT);
+    }
+}
+
+#[test]
+fn a_member_away_during_a_kick_gets_the_new_key_when_it_returns_and_the_removed_one_does_not() {
+    let (dirs, mut ann, port, _, mut bob, mut dan) = room_of_three();
+    // Dan leaves for a while.
+    dan.close_input();
+    assert!(dan.wait_exit().success());
+    ann.send("/kick bob");
+    ann.expect_prefix("You removed bob from #lobby");
+    // Dan comes back the way he left, with the key he holds.
+    let mut dan = Peer::secure_connect(port, dirs[2].path(), &["--name", "dan"]);
+    dan.expect_line("Connected to peer!");
+    ann.send("welcome back dan");
+    dan.expect_line("ann: welcome back dan");
+    dan.send("dan holds the new key");
+    ann.expect_line("dan: dan holds the new key");
+    // Bob, coming back the same way, is told.
+    bob.close_input();
+    bob.wait_exit();
+    let mut bob = Peer::secure_connect(port, dirs[1].path(), &["--name", "bob"]);
+    assert_eq!(bob.wait_exit().code(), Some(1));
+    bob.expect_stderr("you were removed from #lobby by");
 }

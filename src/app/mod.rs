@@ -112,6 +112,17 @@ pub enum Error {
     /// The private room admits only those who hold its key.
     #[error("#{0} is by invitation: ask a member for an invite")]
     ByInvitation(String),
+    /// A member removed us from the room.
+    #[error("you were removed from #{room} by {by}")]
+    Removed {
+        /// The room.
+        room: String,
+        /// Who removed us.
+        by: String,
+    },
+    /// A member said we were removed from the room.
+    #[error("you were removed from #{0}")]
+    RemovedFrom(String),
     /// The system gave no randomness for a new room's key.
     #[error("the system gives no randomness for a room key: {0}")]
     NoRandomness(String),

@@ -48,6 +48,10 @@ pub enum Input<'a> {
         /// How long it is valid, in seconds.
         valid: Option<u64>,
     },
+    /// `/kick NICK`: remove a member from the current private room.
+    Kick(&'a str),
+    /// `/members`: who holds the current room's key.
+    Members,
     /// A command without its required argument.
     Usage(&'static str),
     /// `/id`: show our own identity.
@@ -72,6 +76,8 @@ pub const HELP: &str = "Commands:
   /history [N]      the last N lines kept of this room (default 50)
   /invite [--valid 1h]  an invite into this room, to give to someone
                     (from then on the room admits invited peers only)
+  /kick NICK        remove a member: the room gets a new key it is not given
+  /members          who holds this room's key, with fingerprints
   /msg NICK TEXT    a direct message that only NICK sees
   /verify [NICK]    the safety number to compare with a member
   /trust [NICK]     mark a member as verified (after comparing)
@@ -145,6 +151,8 @@ pub fn parse(line: &str) -> Input<'_> {
             },
             _ => Input::Usage(INVITE_USAGE),
         },
+        "/kick" => arg.map_or(Input::Usage("/kick NICK"), Input::Kick),
+        "/members" => Input::Members,
         "/id" => Input::Id,
         "/help" | "/?" => Input::Help,
         "/quit" | "/exit" => Input::Quit,

@@ -140,6 +140,49 @@ pub enum Catchup {
     Unknown,
 }
 
+/// One epoch as the key file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEpoch {
+    /// The epoch.
+    pub epoch: u64,
+    /// Its key, in hex.
+    pub key: String,
+    /// Members removed up to it.
+    pub removed: Vec<String>,
+    /// Who made it (empty for a key we started from).
+    pub by: String,
+    /// How it was handed on.
+    pub made: Option<SealedRotation>,
+}
+
+/// What a member tells those who ask about the room without the
+/// current key: enough to answer them without the ring itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answers {
+    /// The rotations that lead to the current key.
+    pub chain: Vec<SealedRotation>,
+    /// The topics of every key of the room we know.
+    pub topics: BTreeSet<String>,
+    /// Members removed.
+    pub removed: BTreeSet<String>,
+}
+
+impl Answers {
+    /// What `peer`, holding the key of topic `holding`, is told: as
+    /// [`KeyRing::catch_up`], `None` for a key none of ours (it may be
+    /// handed the room's key if the room is open).
+    pub fn catch_up(&self, peer: &str, holding: Option<&str>) -> Option<Catchup> {
+        if self.removed.contains(peer) {
+            return Some(Catchup::Removed);
+        }
+        let holding = holding?;
+        if !self.topics.contains(holding) || self.chain.is_empty() {
+            return None;
+        }
+        Some(Catchup::Rotations(self.chain.clone()))
+    }
+}
+
 /// One member's keys of one private room.
 #[derive(Debug, Clone)]
 pub struct KeyRing {
@@ -362,6 +405,67 @@ impl KeyRing {
         valid.then_some(rotation)
     }
 
+    /// The ring as the key file keeps it: its epochs and the removals
+    /// known.
+    pub fn to_stored(&self) -> (Vec<StoredEpoch>, Vec<String>) {
+        let epochs = self
+            .known
+            .iter()
+            .map(|e| StoredEpoch {
+                epoch: e.rotation.epoch,
+                key: e.rotation.key.to_hex(),
+                removed: e.rotation.removed.iter().cloned().collect(),
+                by: e.rotation.by.clone(),
+                made: e.made.clone(),
+            })
+            .collect();
+        (epochs, self.known_removed.iter().cloned().collect())
+    }
+
+    /// A ring from what [`to_stored`](Self::to_stored) gave; `None` when
+    /// a key does not parse or there is none.
+    pub fn from_stored(me: &str, epochs: &[StoredEpoch], removed: &[String]) -> Option<KeyRing> {
+        let known = epochs
+            .iter()
+            .map(|e| {
+                Some(Epoch {
+                    rotation: Rotation {
+                        epoch: e.epoch,
+                        key: RoomKey::from_hex(&e.key)?,
+                        removed: e.removed.iter().cloned().collect(),
+                        by: e.by.clone(),
+                    },
+                    made: e.made.clone(),
+                })
+            })
+            .collect::<Option<Vec<Epoch>>>()?;
+        if known.is_empty() {
+            return None;
+        }
+        let mut ring = KeyRing {
+            me: me.to_owned(),
+            known,
+            current: 0,
+            known_removed: removed.iter().cloned().collect(),
+        };
+        ring.settle();
+        Some(ring)
+    }
+
+    /// What the network answers for us to those who ask (see
+    /// [`Answers`]).
+    pub fn answers(&self) -> Answers {
+        Answers {
+            chain: self.chain(),
+            topics: self
+                .known
+                .iter()
+                .map(|e| e.rotation.key.topic_id().to_owned())
+                .collect(),
+            removed: self.known_removed.clone(),
+        }
+    }
+
     /// What a member asking with the key of topic `holding` is told;
     /// `peer` is who asks.
     pub fn catch_up(&self, peer: &str, holding: &str) -> Catchup {
@@ -457,6 +561,19 @@ mod tests {
         let from_removed = bob_at_2.rotate(key(4), [0; 24]);
         assert_eq!(dan.offer(&from_removed), Offered::Refused);
         assert_eq!(dan.key(), &key(2));
+    }
+
+    #[test]
+    fn a_stored_ring_comes_back_as_it_was() {
+        let mut ann = KeyRing::new("ann", key(1));
+        ann.kick("bob", key(2), [0; 24]).unwrap();
+        let (epochs, removed) = ann.to_stored();
+        let back = KeyRing::from_stored("ann", &epochs, &removed).unwrap();
+        assert_eq!(back.key(), &key(2));
+        assert_eq!(back.epoch(), 1);
+        assert!(back.is_removed("bob"));
+        assert_eq!(back.chain(), ann.chain());
+        assert!(KeyRing::from_stored("ann", &[], &removed).is_none());
     }
 
     #[test]

@@ -152,9 +152,25 @@ impl Client {
         if access.is_none() && !is_public(room) {
             return Err(Error::NoRoomKey(room.to_owned()));
         }
+        let access = access.filter(|_| !is_public(room));
+        if let (Some(access), Ok(mut rooms)) = (&access, self.rooms.lock()) {
+            // Shared here, before the engine takes the request, so that
+            // what the app sets next (`set_answers`) finds the room. What
+            // to tell members that come back stays until the app sets it
+            // anew.
+            let answers = rooms
+                .remove(room)
+                .map(|shared| shared.answers)
+                .unwrap_or_default();
+            let access = access.clone();
+            rooms.insert(
+                room.to_owned(),
+                super::room_access::Shared { access, answers },
+            );
+        }
         self.request(Request::Join {
             room: room.to_owned(),
-            access: access.filter(|_| !is_public(room)),
+            access,
         })
         .await
     }
@@ -177,6 +193,9 @@ impl Client {
 
     /// Leaves a room.
     pub async fn leave(&self, room: &str) -> Result<(), Error> {
+        if let Ok(mut rooms) = self.rooms.lock() {
+            rooms.remove(room);
+        }
         self.request(Request::Leave {
             room: room.to_owned(),
         })

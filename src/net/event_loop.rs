@@ -419,11 +419,9 @@ impl EventLoop {
                         room: room.clone(),
                     });
                 }
+                // The client shared the access already (see `Client::join`).
                 if let Some(access) = access {
-                    self.keys.insert(room.clone(), access.key.clone());
-                    if let Ok(mut rooms) = self.rooms.lock() {
-                        rooms.insert(room.clone(), access);
-                    }
+                    self.keys.insert(room.clone(), access.key);
                 }
                 self.joined.insert(room, topic);
             }
@@ -445,9 +443,6 @@ impl EventLoop {
                     let _ = self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
                 }
                 self.keys.remove(&room);
-                if let Ok(mut rooms) = self.rooms.lock() {
-                    rooms.remove(&room);
-                }
             }
             Request::Publish { room, data } => {
                 let data = self.sealed(&room, data);
@@ -702,8 +697,8 @@ impl EventLoop {
     /// from now on, and the app records it.
     fn learn_invite_only(&mut self, room: &str) {
         let learned = self.rooms.lock().ok().and_then(|mut rooms| {
-            let access = rooms.get_mut(room)?;
-            Some(!std::mem::replace(&mut access.invite_only, true))
+            let shared = rooms.get_mut(room)?;
+            Some(!std::mem::replace(&mut shared.access.invite_only, true))
         });
         if learned == Some(true) {
             self.emit(NetEvent::InviteOnly {

@@ -104,6 +104,16 @@ pub enum NetEvent {
         /// The message as gossipsub carried it.
         data: Vec<u8>,
     },
+    /// A member handed us the rotations of a private room's key (someone
+    /// was removed); unchecked, for the room's key ring to judge.
+    Rotated {
+        /// Who handed them.
+        peer: PeerId,
+        /// The room.
+        room: String,
+        /// The rotations, oldest first.
+        rotations: Vec<crate::chat::membership::SealedRotation>,
+    },
     /// A member said the private room admits only key holders from now
     /// on (someone handed out an invite); we no longer hand its key to
     /// whoever dials us.

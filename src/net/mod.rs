@@ -241,6 +241,7 @@ pub fn start(
     let (presence, presence_rx) = watch::channel(HashSet::new());
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
     let backlog = std::sync::Arc::new(PublishBacklog::default());
+    let rotations_events = events.clone();
     let event_loop = event_loop::EventLoop::new(
         swarm,
         requests_rx,
@@ -255,6 +256,7 @@ pub fn start(
     tasks.spawn(room_access::answer(
         questions,
         std::sync::Arc::clone(&rooms),
+        rotations_events,
     ));
     let client = Client {
         engine: std::sync::Arc::new(client::Engine::new(tasks)),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{json_file, Error};
+use crate::chat::membership::{KeyRing, StoredEpoch};
 use crate::chat::room_key::{RoomAccess, RoomKey};
 
 /// The file's name in the data directory.
@@ -38,6 +39,12 @@ struct StoredRoom {
     key: String,
     #[serde(default)]
     invite_only: bool,
+    /// Its keys by epoch, once a member was removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    epochs: Vec<StoredEpoch>,
+    /// Members removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<String>,
 }
 
 /// The private rooms' keys, as on disk.
@@ -46,6 +53,8 @@ pub struct RoomKeys {
     dir: PathBuf,
     path: PathBuf,
     rooms: BTreeMap<String, RoomAccess>,
+    /// The keys by epoch and the removals of rooms that removed a member.
+    rings: BTreeMap<String, (Vec<StoredEpoch>, Vec<String>)>,
 }
 
 impl RoomKeys {
@@ -56,6 +65,7 @@ impl RoomKeys {
             dir: dir.to_owned(),
             path,
             rooms: BTreeMap::new(),
+            rings: BTreeMap::new(),
         };
         let Some(bytes) = json_file::read(&keys.path, MAX_FILE_LEN)? else {
             return Ok(keys);
@@ -75,6 +85,10 @@ impl RoomKeys {
         for (room, stored) in file.rooms {
             let key = RoomKey::from_hex(&stored.key)
                 .ok_or_else(|| corrupt(format!("the key of #{room} is not 64 hex digits")))?;
+            if !stored.epochs.is_empty() {
+                keys.rings
+                    .insert(room.clone(), (stored.epochs, stored.removed));
+            }
             keys.rooms.insert(
                 room,
                 RoomAccess {
@@ -100,7 +114,49 @@ impl RoomKeys {
         if !self.rooms.contains_key(room) && self.rooms.len() >= MAX_ROOMS {
             return Ok(());
         }
+        if self.rooms.get(room).is_some_and(|a| a.key != access.key) {
+            // Another room of that name: its keys are not ours.
+            self.rings.remove(room);
+        }
         self.rooms.insert(room.to_owned(), access);
+        self.save()
+    }
+
+    /// The room's keys by epoch, for member `me`: as stored, or its one
+    /// key.
+    pub fn ring(&self, room: &str, me: &str) -> Option<KeyRing> {
+        let access = self.rooms.get(room)?;
+        let stored = self
+            .rings
+            .get(room)
+            .and_then(|(epochs, removed)| KeyRing::from_stored(me, epochs, removed))
+            .filter(|ring| ring.key() == &access.key);
+        Some(stored.unwrap_or_else(|| KeyRing::new(me, access.key.clone())))
+    }
+
+    /// Records the room's keys after a member was removed (its current
+    /// key becomes the room's key).
+    pub fn set_ring(&mut self, room: &str, ring: &KeyRing, invite_only: bool) -> Result<(), Error> {
+        if !self.rooms.contains_key(room) && self.rooms.len() >= MAX_ROOMS {
+            return Ok(());
+        }
+        self.rooms.insert(
+            room.to_owned(),
+            RoomAccess {
+                key: ring.key().clone(),
+                invite_only,
+            },
+        );
+        self.rings.insert(room.to_owned(), ring.to_stored());
+        self.save()
+    }
+
+    /// Forgets the room (we were removed from it).
+    pub fn forget(&mut self, room: &str) -> Result<(), Error> {
+        if self.rooms.remove(room).is_none() {
+            return Ok(());
+        }
+        self.rings.remove(room);
         self.save()
     }
 
@@ -125,9 +181,12 @@ impl RoomKeys {
                 .rooms
                 .iter()
                 .map(|(room, access)| {
+                    let (epochs, removed) = self.rings.get(room).cloned().unwrap_or_default();
                     let stored = StoredRoom {
                         key: access.key.to_hex(),
                         invite_only: access.invite_only,
+                        epochs,
+                        removed,
                     };
                     (room.clone(), stored)
                 })

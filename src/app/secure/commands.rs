@@ -17,6 +17,19 @@ use crate::chat::{Event, NearbyLine, Notice};
 use crate::identity;
 use crate::net;
 
+/// The one member of `found` (peer IDs) that `who` names; `none` starts
+/// the error when there is none.
+fn one_member(found: &[String], who: &str, none: &str) -> Result<PeerId, String> {
+    let shown = crate::chat::sanitize::inert(who);
+    match found {
+        [one] => one.parse().map_err(|_| "unknown peer".into()),
+        [] => Err(format!("{none} is called {shown}")),
+        _ => Err(format!(
+            "several members are called {shown}: add the #XXXX suffix shown"
+        )),
+    }
+}
+
 /// Addresses an invite carries at most: the best few, so it stays short.
 const INVITE_ADDRS: usize = 4;
 
@@ -125,6 +138,8 @@ impl RoomChat {
                 Some(self.history_event(&room, limit).await)
             }
             Typed::Invite { valid } => self.invite(events, valid).await,
+            Typed::Kick(who) => self.kick(events, who).await,
+            Typed::Members => Some(self.members_event()),
             Typed::Peers => {
                 let peers = self
                     .client
@@ -240,6 +255,54 @@ impl RoomChat {
     }
 
     /// A member by display name or nick, in any room.
+    /// `/members`: who holds the current room's key (whose messages open
+    /// with it), with fingerprints and verified marks.
+    fn members_event(&self) -> Event {
+        let Some((room, roster)) = self
+            .current
+            .as_ref()
+            .and_then(|r| Some((r, self.rooms.get(r)?)))
+        else {
+            return Event::Info("you are in no room".into());
+        };
+        let me = self.client.local_peer_id();
+        let mut lines = vec![format!(
+            "Members of #{} holding its current key{}:",
+            room_name(room),
+            self.rings
+                .get(room)
+                .map(|r| format!(" (epoch {})", r.epoch()))
+                .unwrap_or_default()
+        )];
+        lines.push(format!("  you  {}", fingerprint_of(&me)));
+        for (member, _) in roster.iter() {
+            let Ok(peer) = member.parse::<PeerId>() else {
+                continue;
+            };
+            let verified = if self.secure.known.is_trusted(&peer) {
+                ", verified"
+            } else {
+                ""
+            };
+            lines.push(format!(
+                "  {}  {}{verified}",
+                roster.display(member),
+                fingerprint_of(&peer)
+            ));
+        }
+        Event::Info(lines.join("\n"))
+    }
+
+    /// The member of `room` called `who`.
+    pub(super) fn resolve_in(&self, room: &str, who: &str) -> Result<PeerId, String> {
+        let found = self
+            .rooms
+            .get(room)
+            .map(|r| r.find(who))
+            .unwrap_or_default();
+        one_member(&found, who, &format!("no member of #{room}"))
+    }
+
     fn resolve(&self, who: &str) -> Result<PeerId, String> {
         let mut found: Vec<String> = Vec::new();
         for roster in self.rooms.values() {
@@ -249,17 +312,7 @@ impl RoomChat {
                 }
             }
         }
-        match found.as_slice() {
-            [one] => one.parse().map_err(|_| "unknown peer".into()),
-            [] => Err(format!(
-                "no member called {}",
-                crate::chat::sanitize::inert(who)
-            )),
-            _ => Err(format!(
-                "several members are called {}: add the #XXXX suffix shown",
-                crate::chat::sanitize::inert(who)
-            )),
-        }
+        one_member(&found, who, "no member")
     }
 
     /// Shows the last `limit` lines kept of a room, marked as history

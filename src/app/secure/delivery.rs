@@ -341,7 +341,9 @@ impl RoomChat {
         said: Said,
         addrs: Vec<Multiaddr>,
     ) -> bool {
-        if !self.rooms.contains_key(&room) {
+        // Nothing from a member that was removed (sealed under a key it
+        // held before, or passed on by one that does not know yet).
+        if !self.rooms.contains_key(&room) || self.removed_from(&room, &author) {
             return true;
         }
         if !self.announce_dialled_in(events, &room, author).await {

@@ -9,11 +9,12 @@ use std::time::Instant;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
+use super::kick::Taken;
 use super::{fingerprint_of, name_label, short, RoomChat};
 use crate::app::{Error, Role};
 use crate::chat::delivery::Input;
 use crate::chat::room::{is_public, Member, Roster};
-use crate::chat::room_key::{RoomAccess, RoomKey, KEY_LEN};
+use crate::chat::room_key::{RoomAccess, RoomKey};
 use crate::chat::{Event, Notice};
 use crate::identity;
 use crate::net::room_access::Answer;
@@ -25,7 +26,7 @@ use crate::store::Check;
 const MAX_ROOM_QUESTIONS: usize = 8;
 
 /// What asking a member about a private room of a name came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Joined {
     /// We moved to its room.
     Moved,
@@ -34,7 +35,13 @@ enum Joined {
     Stayed,
     /// Its room is by invitation, and we hold no invite to it.
     Refused,
+    /// We were removed from the room (by this member, as far as we know).
+    Removed(String),
 }
+
+/// How long before a member that left our private room's topic without
+/// an answer is asked once more.
+const ASK_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// How long a member's join waits for its nick before it is shown.
 const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -50,6 +57,8 @@ impl RoomChat {
             let access = self.access_for(room).await?;
             self.client.join(room, access.clone()).await?;
             if let Some(access) = access {
+                let ring = self.ring_for(room, &access);
+                self.keep_ring(room, ring);
                 self.keep_key(events, room, access).await;
             }
             self.rooms.insert(room.to_owned(), Roster::default());
@@ -100,8 +109,8 @@ impl RoomChat {
                 }
                 match self.client.ask_room(peer, room, ours.map(|a| &a.key)).await {
                     Some(Answer::Key(key)) => return Some(key),
-                    Some(Answer::Same) => return None,
-                    Some(Answer::ByInvitation) | None => {}
+                    Some(Answer::Same | Answer::Rotations(_)) => return None,
+                    Some(Answer::ByInvitation | Answer::Removed) | None => {}
                 }
             }
         }
@@ -133,11 +142,17 @@ impl RoomChat {
         if is_public(&room) {
             return Ok(());
         }
-        if self.join_room_of(events, peer, &room).await == Joined::Refused {
-            self.client.disconnect(peer).await;
-            return Err(Error::ByInvitation(room));
+        match self.join_room_of(events, peer, &room).await {
+            Joined::Refused => {
+                self.client.disconnect(peer).await;
+                Err(Error::ByInvitation(room))
+            }
+            Joined::Removed(by) => {
+                self.client.disconnect(peer).await;
+                Err(Error::Removed { room, by })
+            }
+            Joined::Moved | Joined::Stayed => Ok(()),
         }
-        Ok(())
     }
 
     /// Joins the open private room called `room` that `peer` is in, asking
@@ -164,9 +179,20 @@ impl RoomChat {
                     return Joined::Stayed;
                 }
                 self.key_from.insert(room.to_owned(), peer);
+                let ring = self.ring_for(room, &access);
+                self.keep_ring(room, ring);
                 self.keep_key(events, room, access).await;
                 Joined::Moved
             }
+            // The room's key changed while we were away.
+            Some(Answer::Rotations(rotations)) => {
+                match self.take_rotations(events, room, &rotations).await {
+                    Taken::Moved => Joined::Moved,
+                    Taken::Kept => Joined::Stayed,
+                    Taken::Removed(by) => Joined::Removed(by),
+                }
+            }
+            Some(Answer::Removed) => Joined::Removed(self.display_anywhere(&peer)),
             Some(Answer::ByInvitation) => Joined::Refused,
             _ => Joined::Stayed,
         }
@@ -188,6 +214,59 @@ impl RoomChat {
             return false;
         }
         self.join_room_of(events, peer, room).await == Joined::Moved
+    }
+
+    /// A member left our private room's topic: if that is because the
+    /// room's key changed (a member was removed) and the rotation has not
+    /// reached us yet, it hands it over when asked, and we follow. True
+    /// when we moved (or learned we were removed).
+    async fn followed_a_new_key(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: &str,
+        peer: PeerId,
+    ) -> bool {
+        let member = self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.contains(&peer.to_string()));
+        let Some(ours) = self.client.room_access(room).filter(|_| member) else {
+            return false;
+        };
+        let mut answer = self.client.ask_room(peer, room, Some(&ours.key)).await;
+        if answer.is_none() {
+            // It may be between keys: once more, a moment later.
+            tokio::time::sleep(ASK_AGAIN_AFTER).await;
+            answer = self.client.ask_room(peer, room, Some(&ours.key)).await;
+        }
+        match answer {
+            Some(Answer::Rotations(rotations)) => {
+                match self.take_rotations(events, room, &rotations).await {
+                    Taken::Moved => true,
+                    Taken::Kept => false,
+                    Taken::Removed(by) => {
+                        let text = Error::Removed {
+                            room: room.to_owned(),
+                            by,
+                        }
+                        .to_string();
+                        let _ = events
+                            .send(Event::Notice(Notice::ConnectionError(text)))
+                            .await;
+                        true
+                    }
+                }
+            }
+            Some(Answer::Removed) => {
+                self.leave_removed(room).await;
+                let text = Error::RemovedFrom(room.to_owned()).to_string();
+                let _ = events
+                    .send(Event::Notice(Notice::ConnectionError(text)))
+                    .await;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(super) fn nick_of(&self, peer: &PeerId) -> Option<String> {
@@ -313,7 +392,9 @@ impl RoomChat {
                 self.member_joined(events, &room, peer, None).await
             }
             NetEvent::Unsubscribed { peer, room } => {
-                if self.follow_the_founder(events, &room, peer).await {
+                if self.follow_the_founder(events, &room, peer).await
+                    || self.followed_a_new_key(events, &room, peer).await
+                {
                     return true;
                 }
                 self.member_left(events, &room, &peer.to_string()).await
@@ -340,6 +421,11 @@ impl RoomChat {
             NetEvent::Rejected { .. } => chat_events.notice(Notice::Malformed).await,
             // The chat watches no room without its key.
             NetEvent::Sealed { .. } => true,
+            NetEvent::Rotated {
+                peer,
+                room,
+                rotations,
+            } => self.on_rotated(events, peer, room, rotations).await,
             NetEvent::InviteOnly { room } => {
                 if let Err(e) = self.secure.room_keys.make_invite_only(&room) {
                     return chat_events.notice(Notice::Store(e.to_string())).await;
@@ -614,9 +700,7 @@ impl ChatEvents<'_> {
     }
 }
 
-/// A new private room's key: 32 bytes from the system's random source.
+/// A new private room's key, from the system's random source.
 fn new_room_key() -> Result<RoomKey, Error> {
-    let mut bytes = [0u8; KEY_LEN];
-    getrandom::fill(&mut bytes).map_err(|e| Error::NoRandomness(e.to_string()))?;
-    Ok(RoomKey::from_bytes(bytes))
+    super::kick::fresh_key().map(|(key, _)| key)
 }

@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 
 use super::{Chat, Error, Role};
 use crate::chat::delivery::{Delivery, FetchAsk, Fetched, Recent};
+use crate::chat::membership::KeyRing;
 use crate::chat::room::{check_nick, check_room_key, Roster};
 use crate::chat::room_key::RoomAccess;
 use crate::chat::ticket::Ticket;
@@ -37,6 +38,7 @@ use crate::store::{KnownPeers, PendingWrite, RoomKeys, Store};
 mod commands;
 mod delivery;
 mod direct;
+mod kick;
 mod members;
 mod serve;
 mod session;
@@ -127,6 +129,8 @@ struct RoomChat {
     /// The member each private room's key came from, when one handed it
     /// to us: where we follow the room if that member moves.
     key_from: HashMap<String, PeerId>,
+    /// Each private room's keys by epoch (see [`KeyRing`]).
+    rings: HashMap<String, KeyRing>,
     /// The nick each peer last announced, in any room.
     nicks: HashMap<PeerId, String>,
     /// Members whose join is not shown yet, waiting for their nick.
@@ -182,6 +186,7 @@ impl RoomChat {
             ready: false,
             warned: HashSet::new(),
             key_from: HashMap::new(),
+            rings: HashMap::new(),
             nicks: HashMap::new(),
             unannounced: HashMap::new(),
         }
