@@ -561,6 +561,11 @@ impl RoomChat {
     /// When the current room empties: a peer that connected (and does not
     /// listen) is done, as in the classic mode; a listener waits again.
     pub(super) async fn end_if_deserted(&mut self, events: &mpsc::Sender<Event>) -> bool {
+        // In no room at all (removed from the last one): nothing to wait
+        // for or to dial back into.
+        if self.current.is_none() {
+            return true;
+        }
         let empty = self
             .current
             .as_ref()
