@@ -148,6 +148,37 @@ pub enum Subcommand {
     Id,
     /// Print the stored history and exit (works while a chat runs).
     History(HistoryArgs),
+    /// Run a relay node, through which peers behind NATs meet (its data
+    /// directory, for its key, is the chat's `relay/` unless --data-dir).
+    Relay(RelayArgs),
+}
+
+/// `rust-p2p-chat relay`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct RelayArgs {
+    /// The TCP port to listen on, on every interface (0 picks a free one).
+    #[arg(short, long, value_name = "PORT", default_value_t = 4001)]
+    pub listen: u16,
+    /// An address peers reach this relay at, beside those it listens on
+    /// (a public address with a forwarded port), as a multiaddr such as
+    /// /ip4/203.0.113.7/tcp/4001; repeatable.
+    #[arg(long = "external-addr", value_name = "MULTIADDR")]
+    pub external: Vec<String>,
+    /// Peers that may hold a reservation at once.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_reservations: usize,
+    /// Circuits (relayed chats) open at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_circuits: usize,
+    /// Circuits per peer at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_circuits_per_peer: usize,
+    /// Minutes a circuit lasts (the peers then open another).
+    #[arg(long, value_name = "MINUTES", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub circuit_minutes: u64,
+    /// MiB a circuit carries before it is closed (and opened again).
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub circuit_mib: u64,
 }
 
 /// `rust-p2p-chat history`.

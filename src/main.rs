@@ -10,7 +10,7 @@ use clap::Parser;
 use tokio::sync::mpsc;
 
 use rust_p2p_chat::app::{self, Options, PlainHistory, Protocol, Shutdown};
-use rust_p2p_chat::cli::{prompt_role, Args, HistoryArgs, PromptError, Subcommand};
+use rust_p2p_chat::cli::{prompt_role, Args, HistoryArgs, PromptError, RelayArgs, Subcommand};
 use rust_p2p_chat::identity::{self, Identity};
 use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, RoomKeys, Store};
 use rust_p2p_chat::ui::{pipe, terminal, Style};
@@ -32,6 +32,12 @@ fn main() -> ExitCode {
         }
         Some(Subcommand::History(history)) => {
             return match show_history(&args, history) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Some(Subcommand::Relay(relay)) => {
+            return match run_relay(&args, relay) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
@@ -218,6 +224,48 @@ fn show_identity(args: &Args) -> anyhow::Result<()> {
     let identity = Identity::load_or_create(&data_dir(args)?)?;
     println!("Peer ID: {}", identity.peer_id());
     println!("Fingerprint: {}", identity.fingerprint());
+    Ok(())
+}
+
+/// `rust-p2p-chat relay`: a relay node with a key of its own, until
+/// killed.
+fn run_relay(args: &Args, relay: &RelayArgs) -> anyhow::Result<()> {
+    use rust_p2p_chat::net::relay_node::{self, RelayConfig};
+    let dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => data_dir(args)?.join("relay"),
+    };
+    let _lock = DirLock::acquire(&dir)?;
+    let identity = Identity::load_or_create(&dir)?;
+    let external = relay
+        .external
+        .iter()
+        .map(|a| rust_p2p_chat::net::parse_multiaddr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = RelayConfig {
+        port: relay.listen,
+        external,
+        max_reservations: relay.max_reservations,
+        max_circuits: relay.max_circuits,
+        max_circuits_per_peer: relay.max_circuits_per_peer,
+        circuit_duration: std::time::Duration::from_secs(relay.circuit_minutes * 60),
+        circuit_bytes: relay.circuit_mib * 1024 * 1024,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    println!("Relay identity: {}", identity.peer_id());
+    runtime.block_on(relay_node::run_relay(
+        identity.keypair().clone(),
+        config,
+        |addr| {
+            use std::io::Write as _;
+            let mut out = io::stdout().lock();
+            let _ = writeln!(out, "Relay listening on: {addr}");
+            let _ = out.flush();
+        },
+    ))?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ mod outbox;
 mod rate;
 pub mod room_access;
 pub mod room_frame;
+pub mod relay_node;
 mod stall;
 
 use std::collections::HashSet;

@@ -1,0 +1,153 @@
+//! A relay node (`rust-p2p-chat relay`): lets two chat peers that cannot
+//! dial each other (both behind NATs) meet through it, with circuit relay
+//! v2, and tells peers the address it sees them at (identify).
+//!
+//! It is a swarm of its own, apart from the chat's engine: it joins no
+//! room and keeps no history; what passes through it is Noise-encrypted
+//! end to end between the two peers (and room messages are sealed besides),
+//! so it sees who talks to whom, when and how much, never what.
+//!
+//! rust-libp2p's relay serves only once it has an external address (it
+//! refuses reservations with `NoAddressesInReservation` otherwise), so every
+//! address it listens on, and every `--external-addr`, is marked external at
+//! once. The library's default circuit limits (2 minutes, 128 KiB) would cut
+//! a chat that cannot go direct; ours are sized for chat.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::Transport;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{connection_limits, identify, ping, relay, Multiaddr};
+
+use super::Error;
+
+/// The identify protocol version both our programs speak.
+pub const IDENTIFY_PROTOCOL: &str = "/rust-p2p-chat/id/1.0.0";
+
+/// How a relay node is run.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The TCP port to listen on, on every interface (0: any).
+    pub port: u16,
+    /// Addresses others reach it at, beside those it listens on (a public
+    /// address behind a port forward).
+    pub external: Vec<Multiaddr>,
+    /// Reservations held at once.
+    pub max_reservations: usize,
+    /// Circuits open at once.
+    pub max_circuits: usize,
+    /// Circuits per peer at once.
+    pub max_circuits_per_peer: usize,
+    /// How long a circuit lasts before it is closed (and redialled).
+    pub circuit_duration: Duration,
+    /// How many bytes a circuit carries before it is closed.
+    pub circuit_bytes: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            port: 4001,
+            external: Vec::new(),
+            max_reservations: 512,
+            max_circuits: 256,
+            max_circuits_per_peer: 8,
+            circuit_duration: Duration::from_secs(60 * 60),
+            circuit_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct RelayBehaviour {
+    limits: connection_limits::Behaviour,
+    relay: relay::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// Connections a relay node holds at once: its reservations and both ends
+/// of its circuits, with room to spare.
+fn max_connections(config: &RelayConfig) -> u32 {
+    u32::try_from(config.max_reservations + 2 * config.max_circuits + 64).unwrap_or(u32::MAX)
+}
+
+/// Runs a relay node until the process ends; `listening` is told each
+/// address it can be reached at, ending in `/p2p/ID`.
+pub async fn run_relay(
+    keypair: Keypair,
+    config: RelayConfig,
+    mut listening: impl FnMut(&Multiaddr),
+) -> Result<(), Error> {
+    let local = keypair.public().to_peer_id();
+    let relay_config = relay::Config {
+        max_reservations: config.max_reservations,
+        max_circuits: config.max_circuits,
+        max_circuits_per_peer: config.max_circuits_per_peer,
+        max_circuit_duration: config.circuit_duration,
+        max_circuit_bytes: config.circuit_bytes,
+        ..relay::Config::default()
+    };
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(max_connections(&config)))
+        .with_max_pending_incoming(Some(128));
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(|key| {
+            let noise = libp2p::noise::Config::new(key)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
+                    .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                    .authenticate(noise)
+                    .multiplex(libp2p::yamux::Config::default()),
+            )
+        })
+        .map_err(|e| Error::Start(e.to_string()))?
+        .with_behaviour(|key| RelayBehaviour {
+            limits: connection_limits::Behaviour::new(limits),
+            relay: relay::Behaviour::new(local, relay_config),
+            identify: identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.to_owned(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(ping::Config::new()),
+        })
+        .map_err(|e| Error::Start(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let listen = Multiaddr::from(Ipv4Addr::UNSPECIFIED).with(Protocol::Tcp(config.port));
+    swarm.listen_on(listen).map_err(|e| Error::Start(e.to_string()))?;
+    for addr in &config.external {
+        swarm.add_external_address(addr.clone());
+        listening(&with_peer(addr, local));
+    }
+    while let Some(event) = swarm.next().await {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                swarm.add_external_address(address.clone());
+                listening(&with_peer(&address, local));
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                return Err(Error::Start(error.to_string()));
+            }
+            SwarmEvent::ListenerClosed {
+                reason: Err(error), ..
+            } => return Err(Error::Start(error.to_string())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `addr` ending in `/p2p/PEER`.
+fn with_peer(addr: &Multiaddr, peer: libp2p::PeerId) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.clone()
+    } else {
+        addr.clone().with(Protocol::P2p(peer))
+    }
+}
