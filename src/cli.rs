@@ -89,6 +89,12 @@ pub struct Args {
     #[arg(long, value_name = "NICK", conflicts_with = "plain", value_parser = parse_nick)]
     pub name: Option<String>,
 
+    /// A relay to be reachable through, as it prints it
+    /// (`/ip4/ADDR/tcp/PORT/p2p/RELAY_ID`): peers that cannot dial this
+    /// machine (it is behind a NAT) reach it there. Repeatable.
+    #[arg(long, value_name = "MULTIADDR", conflicts_with = "plain", value_parser = parse_relay)]
+    pub relay: Vec<String>,
+
     /// Do not look for peers on the LAN with mDNS.
     #[arg(long)]
     pub no_mdns: bool,
@@ -196,6 +202,21 @@ pub struct HistoryArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_relay(value: &str) -> Result<String, String> {
+    use libp2p::multiaddr::{Multiaddr, Protocol};
+    let addr: Multiaddr = value.parse().map_err(|e| format!("not a multiaddr: {e}"))?;
+    let has = |want: fn(&Protocol) -> bool| addr.iter().any(|p| want(&p));
+    if !has(|p| matches!(p, Protocol::Tcp(_)))
+        || !matches!(addr.iter().last(), Some(Protocol::P2p(_)))
+    {
+        return Err(
+            "a relay's address is /ip4/ADDR/tcp/PORT/p2p/RELAY_ID, as `rust-p2p-chat relay` prints it"
+                .into(),
+        );
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_ticket(value: &str) -> Result<DialTarget, String> {

@@ -142,6 +142,11 @@ fn secure_protocol(args: &Args, dir: &std::path::Path) -> anyhow::Result<Protoco
         secure.mdns = !args.no_mdns;
         secure.also_listen = args.also_listen();
         secure.sync_window = std::time::Duration::from_secs(u64::from(args.sync_window) * 3600);
+        secure.relays = args
+            .relay
+            .iter()
+            .map(|a| relay_addr(a))
+            .collect::<anyhow::Result<Vec<_>>>()?;
     }
     Ok(protocol)
 }
@@ -225,6 +230,18 @@ fn show_identity(args: &Args) -> anyhow::Result<()> {
     println!("Peer ID: {}", identity.peer_id());
     println!("Fingerprint: {}", identity.fingerprint());
     Ok(())
+}
+
+/// A relay's address as `--relay` takes it: a multiaddr ending in the
+/// relay's peer ID.
+fn relay_addr(text: &str) -> anyhow::Result<libp2p::Multiaddr> {
+    let addr = rust_p2p_chat::net::parse_multiaddr(text)?;
+    if rust_p2p_chat::net::peer_in(&addr).is_none() {
+        anyhow::bail!(
+            "--relay {text}: a relay's address ends in /p2p/RELAY_ID, as `rust-p2p-chat relay` prints it"
+        );
+    }
+    Ok(addr)
 }
 
 /// `rust-p2p-chat relay`: a relay node with a key of its own, until

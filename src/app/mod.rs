@@ -198,6 +198,7 @@ impl Protocol {
             also_listen: None,
             store,
             sync_window: DEFAULT_SYNC_WINDOW,
+            relays: Vec::new(),
         }))
     }
 }

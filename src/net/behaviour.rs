@@ -12,7 +12,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, gossipsub, mdns, ping};
+use libp2p::{connection_limits, gossipsub, identify, mdns, ping, relay};
 
 use super::address_book::AddressBook;
 use super::room_frame;
@@ -73,6 +73,10 @@ pub struct Behaviour {
     pub(super) stream: libp2p_stream::Behaviour,
     pub(super) gossipsub: gossipsub::Behaviour,
     pub(super) mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Reservations at relays (`--relay`), and dials through them.
+    pub(super) relay_client: relay::client::Behaviour,
+    /// What address a peer sees us at, and which protocols we speak.
+    pub(super) identify: identify::Behaviour,
 }
 
 /// Scoring of one room's topic: only invalid messages count against a
@@ -93,6 +97,7 @@ pub fn topic_score() -> gossipsub::TopicScoreParams {
 impl Behaviour {
     pub(super) fn new(
         keypair: &Keypair,
+        relay_client: relay::client::Behaviour,
         max_transmit: usize,
         use_mdns: bool,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
@@ -175,6 +180,11 @@ impl Behaviour {
             stream: libp2p_stream::Behaviour::new(),
             gossipsub,
             mdns: Toggle::from(mdns),
+            relay_client,
+            identify: identify::Behaviour::new(identify::Config::new(
+                super::relay_node::IDENTIFY_PROTOCOL.to_owned(),
+                keypair.public(),
+            )),
         })
     }
 }

@@ -85,6 +85,14 @@ pub(super) enum Request {
     },
 }
 
+/// What the loop keeps for private rooms and reachability: the rooms
+/// shared with the client, the run's nonce prefix, the relays asked for.
+pub(super) struct Private {
+    pub(super) rooms: super::room_access::Rooms,
+    pub(super) nonce_prefix: [u8; 16],
+    pub(super) relays: super::relays::Relays,
+}
+
 pub(super) struct EventLoop {
     swarm: Swarm<Behaviour>,
     backlog: Arc<PublishBacklog>,
@@ -123,6 +131,8 @@ pub(super) struct EventLoop {
     /// The same rooms, for peers that dial us and ask which room we mean
     /// (see [`super::room_access`]), and for our hellos.
     rooms: super::room_access::Rooms,
+    /// Relays we hold a reservation at, or try to.
+    relays: super::relays::Relays,
     /// The next nonce to seal a room message with: a random prefix for
     /// this run, and a counter.
     nonce_prefix: [u8; 16],
@@ -177,9 +187,13 @@ impl EventLoop {
         events: mpsc::Sender<NetEvent>,
         presence: watch::Sender<HashSet<PeerId>>,
         backlog: Arc<PublishBacklog>,
-        rooms: super::room_access::Rooms,
-        nonce_prefix: [u8; 16],
+        private: Private,
     ) -> Self {
+        let Private {
+            rooms,
+            nonce_prefix,
+            relays,
+        } = private;
         Self {
             swarm,
             backlog,
@@ -204,6 +218,7 @@ impl EventLoop {
             rooms,
             nonce_prefix,
             nonce_counter: 0,
+            relays,
             last_publish: None,
             stopping: None,
         }
@@ -236,7 +251,10 @@ impl EventLoop {
                     None => return,
                 },
                 _ = retry.tick(), if publishing => self.retry_publishes(),
-                _ = redial.tick() => self.redial_lan_peers(),
+                _ = redial.tick() => {
+                    self.redial_lan_peers();
+                    self.listen_on_relays();
+                }
                 () = sleep_until(self.stopping.as_ref().map(|(at, _)| *at)) => {
                     if let Some((_, reply)) = self.stopping.take() {
                         let _ = reply.send(());
@@ -245,6 +263,13 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Listens on the circuit address of each relay due for it.
+    fn listen_on_relays(&mut self) {
+        let swarm = &mut self.swarm;
+        self.relays
+            .listen_due(Instant::now(), |addr| swarm.listen_on(addr).ok());
     }
 
     /// Dials the peers mDNS found that we are not connected to, while we
@@ -747,12 +772,25 @@ impl EventLoop {
                     let bound = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port));
                     let _ = pending.reply.send(Ok(bound));
                 }
+                if let Some(relay) = self.relays.listening(listener_id).cloned() {
+                    self.emit(NetEvent::Relayed {
+                        relay,
+                        addr: address,
+                    });
+                }
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
                 reason,
                 ..
             } => {
+                if let Some(relay) = self.relays.closed(listener_id, Instant::now()).cloned() {
+                    let cause = match &reason {
+                        Err(e) => describe_io(e),
+                        Ok(()) => "the relay closed the reservation".into(),
+                    };
+                    self.emit(NetEvent::RelayLost { relay, cause });
+                }
                 if let Some(pending) = self.listens.remove(&listener_id) {
                     let cause = match reason {
                         Err(e) => describe_io(&e),

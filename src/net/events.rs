@@ -114,6 +114,20 @@ pub enum NetEvent {
         /// The rotations, oldest first.
         rotations: Vec<crate::chat::membership::SealedRotation>,
     },
+    /// A relay holds a reservation for us: peers reach us at `addr`.
+    Relayed {
+        /// The relay.
+        relay: Multiaddr,
+        /// Our address through it.
+        addr: Multiaddr,
+    },
+    /// A relay's reservation ended; it is asked again after a wait.
+    RelayLost {
+        /// The relay.
+        relay: Multiaddr,
+        /// Why, in a user's words.
+        cause: String,
+    },
     /// A member said the private room admits only key holders from now
     /// on (someone handed out an invite); we no longer hand its key to
     /// whoever dials us.

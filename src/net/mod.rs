@@ -19,9 +19,10 @@ pub mod fetch;
 pub mod frame;
 mod outbox;
 mod rate;
+pub mod relay_node;
+mod relays;
 pub mod room_access;
 pub mod room_frame;
-pub mod relay_node;
 mod stall;
 
 use std::collections::HashSet;
@@ -88,6 +89,10 @@ pub struct Config {
     /// queues for a member that stopped reading smaller, and cost a
     /// signature check each, which a flooded room's latency is made of.
     pub batch_bytes: usize,
+    /// Relays to hold a reservation at (`--relay`), each a multiaddr
+    /// ending in `/p2p/RELAY_ID`: peers that cannot dial us reach us
+    /// through them.
+    pub relays: Vec<Multiaddr>,
 }
 
 impl Default for Config {
@@ -98,6 +103,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(10),
             mdns: false,
             batch_bytes: 128 * 1024,
+            relays: Vec::new(),
         }
     }
 }
@@ -227,7 +233,11 @@ pub fn start(
             )
         })
         .map_err(|e| Error::Start(e.to_string()))?
-        .with_behaviour(|key| behaviour::Behaviour::new(key, max_transmit, use_mdns))
+        .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+        .map_err(|e| Error::Start(e.to_string()))?
+        .with_behaviour(|key, relay_client| {
+            behaviour::Behaviour::new(key, relay_client, max_transmit, use_mdns)
+        })
         .map_err(|e| Error::Start(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();
@@ -249,8 +259,11 @@ pub fn start(
         events,
         presence,
         std::sync::Arc::clone(&backlog),
-        std::sync::Arc::clone(&rooms),
-        nonce_prefix,
+        event_loop::Private {
+            rooms: std::sync::Arc::clone(&rooms),
+            nonce_prefix,
+            relays: relays::Relays::new(&config.relays, std::time::Instant::now()),
+        },
     );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(event_loop.run());

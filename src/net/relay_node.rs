@@ -120,7 +120,9 @@ pub async fn run_relay(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
     let listen = Multiaddr::from(Ipv4Addr::UNSPECIFIED).with(Protocol::Tcp(config.port));
-    swarm.listen_on(listen).map_err(|e| Error::Start(e.to_string()))?;
+    swarm
+        .listen_on(listen)
+        .map_err(|e| Error::Start(e.to_string()))?;
     for addr in &config.external {
         swarm.add_external_address(addr.clone());
         listening(&with_peer(addr, local));

@@ -421,6 +421,14 @@ impl RoomChat {
             NetEvent::Rejected { .. } => chat_events.notice(Notice::Malformed).await,
             // The chat watches no room without its key.
             NetEvent::Sealed { .. } => true,
+            NetEvent::Relayed { addr, .. } => {
+                let text = format!("Reachable through a relay at: {addr}");
+                events.send(Event::Info(text)).await.is_ok()
+            }
+            NetEvent::RelayLost { relay, cause } => {
+                let text = format!("relay {relay}: {cause}; asking it again shortly");
+                chat_events.notice(Notice::ConnectionError(text)).await
+            }
             NetEvent::Rotated {
                 peer,
                 room,

@@ -69,6 +69,8 @@ pub struct Secure {
     pub store: Store,
     /// How far back members reconcile what they hold when they meet.
     pub sync_window: Duration,
+    /// Relays to hold a reservation at (`--relay`).
+    pub relays: Vec<libp2p::Multiaddr>,
 }
 
 /// The chat in rooms: carries out what [`Delivery`] decides, and keeps
@@ -209,6 +211,7 @@ pub(super) async fn run(
     let config = net::Config {
         max_message: max_line,
         mdns: secure.mdns,
+        relays: secure.relays.clone(),
         ..net::Config::default()
     };
     let (client, net_events) = net::start(secure.identity.keypair().clone(), config)?;

@@ -1,0 +1,92 @@
+//! Relays, black box on 127.0.0.1: a relay node, a peer reachable only
+//! through its reservation there, and a peer that dials it through the
+//! relay; then the relay restarts and the two find each other again
+//! without anyone typing anything.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{data_dir, utf8, Peer, TIMEOUT};
+
+/// Starts a relay on `port` (0: any) with its key in `dir`; returns it and
+/// its loopback address, as it prints it.
+fn relay(dir: &std::path::Path, port: u16) -> (Peer, String) {
+    let port = port.to_string();
+    let mut relay = Peer::start(&["relay", "--listen", &port, "--data-dir", utf8(dir)]);
+    relay.expect_prefix("Relay identity: ");
+    let addr = relay
+        .expect_prefix("Relay listening on: /ip4/127.0.0.1/")
+        .trim_start_matches("Relay listening on: ")
+        .to_owned();
+    (relay, addr)
+}
+
+/// The TCP port in a multiaddr.
+fn port_in(addr: &str) -> u16 {
+    addr.split('/')
+        .skip_while(|p| *p != "tcp")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("a tcp port")
+}
+
+#[test]
+fn two_peers_chat_through_a_relay_and_find_each_other_again_after_it_restarts() {
+    let (r, a, b) = (data_dir(), data_dir(), data_dir());
+    let (mut relay_node, relay_addr) = relay(r.path(), 0);
+    assert!(relay_addr.contains("/p2p/12D3KooW"), "{relay_addr}");
+    let (mut ann, _, _) = Peer::secure_listen(a.path(), &["--name", "ann", "--relay", &relay_addr]);
+    let circuit = ann
+        .expect_prefix(&format!(
+            "Reachable through a relay at: {relay_addr}/p2p-circuit/p2p/"
+        ))
+        .trim_start_matches("Reachable through a relay at: ")
+        .to_owned();
+
+    let mut bob = Peer::start(&[
+        "--connect",
+        &circuit,
+        "--data-dir",
+        utf8(b.path()),
+        "--no-mdns",
+        "--name",
+        "bob",
+    ]);
+    bob.expect_line("Connected to peer!");
+    bob.expect_secure_chat();
+    ann.expect_secure_chat();
+    bob.send("hello through the relay");
+    ann.expect_line("bob: hello through the relay");
+    ann.send("and back");
+    bob.expect_line("ann: and back");
+
+    // The relay goes away and comes back on its port with its key.
+    relay_node.kill_9();
+    ann.expect_stderr_within("asking it again shortly", TIMEOUT);
+    let (_relay_again, again) = relay(r.path(), port_in(&relay_addr));
+    assert_eq!(again, relay_addr);
+    ann.expect_line_within(
+        &format!("Reachable through a relay at: {circuit}"),
+        Duration::from_secs(40),
+    );
+    // Bob dials back in by himself.
+    bob.expect_line_within("Connected to peer!", Duration::from_secs(60));
+    bob.send("back through the relay");
+    ann.expect_line("bob: back through the relay");
+}
+
+#[test]
+fn a_relay_address_without_its_peer_id_is_a_usage_error() {
+    let d = data_dir();
+    let (status, _, err) = Peer::run(&[
+        "--listen",
+        "0",
+        "--relay",
+        "/ip4/127.0.0.1/tcp/4001",
+        "--data-dir",
+        utf8(d.path()),
+    ]);
+    assert_eq!(status.code(), Some(2), "{err:?}");
+    assert!(err.iter().any(|l| l.contains("/p2p/RELAY_ID")), "{err:?}");
+}
