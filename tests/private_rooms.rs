@@ -205,7 +205,7 @@ fn a_damaged_invite_is_a_clear_error_and_exit_2() {
         (ticket[..ticket.len() - 1].to_owned(), "incomplete"),
         (ticket[..40].to_owned(), "incomplete"),
         (format!("CHAX{}", &ticket[4..]), "not an invite"),
-        (format!("{}A{}", &ticket[..60], &ticket[61..]), "damaged"),
+        (typo_at(&ticket, 60), "damaged"),
         (garbage, "far longer than an invite"),
         (
             with_version(&ticket, 2),
@@ -225,6 +225,12 @@ fn a_damaged_invite_is_a_clear_error_and_exit_2() {
             assert!(!all.contains("panicked"), "{all}");
         }
     }
+}
+
+/// The ticket with its character at `at` changed to another one.
+fn typo_at(ticket: &str, at: usize) -> String {
+    let other = if &ticket[at..=at] == "A" { "B" } else { "A" };
+    format!("{}{other}{}", &ticket[..at], &ticket[at + 1..])
 }
 
 /// The ticket as a program of encoding `version` would write it.

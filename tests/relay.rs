@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{data_dir, utf8, Peer, TIMEOUT};
+use rust_p2p_chat::chat::ticket::Ticket;
 
 /// Starts a relay on `port` (0: any) with its key in `dir`; returns it and
 /// its loopback address, as it prints it.
@@ -20,6 +21,24 @@ fn relay(dir: &std::path::Path, port: u16) -> (Peer, String) {
         .trim_start_matches("Relay listening on: ")
         .to_owned();
     (relay, addr)
+}
+
+/// Bob, with his data in `dir`, reaches Ann with `flag target` (`--connect
+/// ADDRESS` or `--join TICKET`); both are chatting when it returns.
+fn bob_reaches(ann: &mut Peer, flag: &str, target: &str, dir: &std::path::Path) -> Peer {
+    let mut bob = Peer::start(&[
+        flag,
+        target,
+        "--data-dir",
+        utf8(dir),
+        "--no-mdns",
+        "--name",
+        "bob",
+    ]);
+    bob.expect_line("Connected to peer!");
+    bob.expect_secure_chat();
+    ann.expect_secure_chat();
+    bob
 }
 
 /// The TCP port in a multiaddr.
@@ -44,18 +63,7 @@ fn two_peers_chat_through_a_relay_and_find_each_other_again_after_it_restarts() 
         .trim_start_matches("Reachable through a relay at: ")
         .to_owned();
 
-    let mut bob = Peer::start(&[
-        "--connect",
-        &circuit,
-        "--data-dir",
-        utf8(b.path()),
-        "--no-mdns",
-        "--name",
-        "bob",
-    ]);
-    bob.expect_line("Connected to peer!");
-    bob.expect_secure_chat();
-    ann.expect_secure_chat();
+    let mut bob = bob_reaches(&mut ann, "--connect", &circuit, b.path());
     bob.send("hello through the relay");
     ann.expect_line("bob: hello through the relay");
     ann.send("and back");
@@ -74,6 +82,25 @@ fn two_peers_chat_through_a_relay_and_find_each_other_again_after_it_restarts() 
     bob.expect_line_within("Connected to peer!", Duration::from_secs(60));
     bob.send("back through the relay");
     ann.expect_line("bob: back through the relay");
+}
+
+#[test]
+fn an_invite_made_behind_a_relay_lets_its_holder_in_through_the_relay() {
+    let (r, a, b) = (data_dir(), data_dir(), data_dir());
+    let (_relay_node, relay_addr) = relay(r.path(), 0);
+    let (mut ann, _, _) = Peer::secure_listen(a.path(), &["--name", "ann", "--relay", &relay_addr]);
+    ann.expect_prefix("Reachable through a relay at: ");
+    ann.send("/invite");
+    let line = ann.expect_prefix("Invite: ");
+    // Only the way through the relay, as for an inviter behind a NAT.
+    let mut ticket = Ticket::decode(line.trim_start_matches("Invite: ")).expect("ticket");
+    assert!(!ticket.relayed.is_empty(), "{ticket:?}");
+    ticket.addrs.clear();
+    let mut bob = bob_reaches(&mut ann, "--join", &ticket.encode(), b.path());
+    bob.send("joined through the relay");
+    ann.expect_line("bob: joined through the relay");
+    ann.send("welcome");
+    bob.expect_line("ann: welcome");
 }
 
 #[test]

@@ -146,7 +146,10 @@ impl fmt::Display for DialTarget {
             DialTarget::Address(addr) => addr.fmt(f),
             DialTarget::Multiaddr(addr) => f.write_str(addr),
             DialTarget::Invite(ticket) => {
-                let addrs: Vec<String> = ticket.addrs.iter().map(|a| a.to_string()).collect();
+                let mut addrs: Vec<String> = ticket.addrs.iter().map(|a| a.to_string()).collect();
+                if !ticket.relayed.is_empty() {
+                    addrs.push(format!("{} relay(s)", ticket.relayed.len()));
+                }
                 write!(f, "{}", addrs.join(" or "))
             }
         }

@@ -11,6 +11,8 @@
 //! 16 bytes    the inviter: a digest of its peer ID (see `inviter_digest`)
 //! 4 bytes     expiry, seconds since 1970 (when flagged)
 //! 7 or 19     per address: a tag (4: IPv4, 6: IPv6), the IP, the port
+//! 2+n         per address through a relay: tag 16, n, n bytes of its
+//!             multiaddr (the relay's, `/p2p-circuit`, the inviter's ID)
 //! 2 bytes     a checksum of all the above
 //! ```
 //!
@@ -44,6 +46,9 @@ pub const MAX_TICKET_TEXT: usize = 512;
 const FLAG_EXPIRES: u8 = 1;
 const TAG_V4: u8 = 4;
 const TAG_V6: u8 = 6;
+const TAG_RELAYED: u8 = 16;
+/// Addresses through relays a ticket carries at most.
+pub const MAX_RELAYED: usize = 2;
 const CHECKSUM_LEN: usize = 2;
 const CHECKSUM_CONTEXT: &[u8] = b"rust-p2p-chat ticket v1";
 const INVITER_CONTEXT: &[u8] = b"rust-p2p-chat inviter v1";
@@ -87,6 +92,9 @@ pub struct Ticket {
     pub inviter: [u8; INVITER_LEN],
     /// Where the inviter listens, best first.
     pub addrs: Vec<SocketAddr>,
+    /// Where it can be reached through relays: multiaddr bytes, opaque
+    /// here (at most [`MAX_RELAYED`], each under 256 bytes).
+    pub relayed: Vec<Vec<u8>>,
     /// When the invite stops being valid, seconds since 1970.
     pub expires: Option<u32>,
 }
@@ -131,6 +139,7 @@ impl Ticket {
     ///     key: RoomKey::from_bytes([7; 32]),
     ///     inviter: [1; 16],
     ///     addrs: vec!["192.168.1.20:9000".parse().unwrap(), "203.0.113.7:9000".parse().unwrap()],
+    ///     relayed: Vec::new(),
     ///     expires: None,
     /// };
     /// let text = ticket.encode();
@@ -164,6 +173,13 @@ impl Ticket {
                 }
             }
             data.extend_from_slice(&addr.port().to_be_bytes());
+        }
+        for relayed in self.relayed.iter().take(MAX_RELAYED) {
+            if let Ok(len) = u8::try_from(relayed.len()) {
+                data.push(TAG_RELAYED);
+                data.push(len);
+                data.extend_from_slice(relayed);
+            }
         }
         let sum = checksum(&data);
         data.extend_from_slice(&sum);
@@ -255,13 +271,19 @@ impl Reader<'_> {
             None
         };
         let mut addrs = Vec::new();
+        let mut relayed = Vec::new();
         while !self.0.is_empty() {
-            if addrs.len() == MAX_ADDRS {
+            if addrs.len() == MAX_ADDRS || relayed.len() > MAX_RELAYED {
                 return Err(TicketError::Invalid("too many addresses"));
             }
             let ip = match self.array::<1>()? {
                 [TAG_V4] => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
                 [TAG_V6] => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+                [TAG_RELAYED] => {
+                    let [len] = self.array::<1>()?;
+                    relayed.push(self.take(usize::from(len))?.to_vec());
+                    continue;
+                }
                 _ => return Err(TicketError::Invalid("an address of an unknown kind")),
             };
             let port = u16::from_be_bytes(self.array::<2>()?);
@@ -270,14 +292,18 @@ impl Reader<'_> {
             }
             addrs.push(SocketAddr::new(ip, port));
         }
-        if addrs.is_empty() {
+        if addrs.is_empty() && relayed.is_empty() {
             return Err(TicketError::Invalid("no address to reach the inviter at"));
+        }
+        if relayed.len() > MAX_RELAYED {
+            return Err(TicketError::Invalid("too many addresses"));
         }
         Ok(Ticket {
             room,
             key,
             inviter,
             addrs,
+            relayed,
             expires,
         })
     }
@@ -294,6 +320,7 @@ mod tests {
             key: RoomKey::from_bytes([0x5a; 32]),
             inviter: inviter_digest(b"a peer id"),
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            relayed: Vec::new(),
             expires,
         }
     }
@@ -407,6 +434,7 @@ mod tests {
                 key: RoomKey::from_bytes(key),
                 inviter: [3; 16],
                 addrs: ports.iter().map(|p| SocketAddr::from(([10, 0, 0, 1], *p))).collect(),
+                relayed: vec![vec![7; 90]; ports.len() % 3],
                 expires,
             };
             prop_assert_eq!(Ticket::decode(&t.encode()), Ok(t));

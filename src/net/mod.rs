@@ -342,6 +342,11 @@ pub fn socket_addr(addr: &Multiaddr) -> Option<SocketAddr> {
     None
 }
 
+/// Whether a multiaddr goes through a relay (`.../p2p-circuit/...`).
+pub fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
 /// The peer ID at the end of a multiaddr, if there is one.
 pub fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {

@@ -33,6 +33,12 @@ mod tests {
 
     #[test]
     fn the_code_of_an_invite_with_two_addresses_fits_an_80_by_40_terminal() {
+        fits(Vec::new());
+        // And with two addresses through relays beside them.
+        fits(vec![vec![0x42; 90], vec![0x24; 90]]);
+    }
+
+    fn fits(relayed: Vec<Vec<u8>>) {
         let ticket = Ticket {
             room: "family".into(),
             key: RoomKey::from_bytes([0xa5; 32]),
@@ -41,6 +47,7 @@ mod tests {
                 "192.168.178.20:51234".parse().unwrap(),
                 "203.0.113.99:51234".parse().unwrap(),
             ],
+            relayed,
             expires: Some(2_000_000_000),
         }
         .encode();

@@ -12,7 +12,7 @@ use crate::chat::delivery::Input;
 use crate::chat::event::{PeerLine, RoomLine, Status};
 use crate::chat::room::{check_nick, check_room_key, is_public, public_room, room_name, Roster};
 use crate::chat::safety::safety_number;
-use crate::chat::ticket::{inviter_digest, Ticket};
+use crate::chat::ticket::{inviter_digest, Ticket, MAX_RELAYED};
 use crate::chat::{Event, NearbyLine, Notice};
 use crate::identity;
 use crate::net;
@@ -356,8 +356,10 @@ impl RoomChat {
         let Some(access) = self.client.room_access(&room) else {
             return info(format!("#{room} has no key yet"));
         };
-        let addrs = invite_addrs(&self.client.listen_addrs().await);
-        if addrs.is_empty() {
+        let listening = self.client.listen_addrs().await;
+        let addrs = invite_addrs(&listening);
+        let relayed = relayed_addrs(&listening, self.client.local_peer_id());
+        if addrs.is_empty() && relayed.is_empty() {
             return info(
                 "an invite needs an address to reach you at, and this chat listens on none".into(),
             );
@@ -376,6 +378,7 @@ impl RoomChat {
             key: access.key,
             inviter: inviter_digest(&self.client.local_peer_id().to_bytes()),
             addrs,
+            relayed,
             expires,
         };
         let until = match expires {
@@ -399,6 +402,26 @@ impl RoomChat {
     }
 }
 
+/// Where an invite says we are reached through relays: at most
+/// [`MAX_RELAYED`] circuit addresses, each ending in our peer ID, those
+/// of relays on public addresses first.
+fn relayed_addrs(listening: &[Multiaddr], me: PeerId) -> Vec<Vec<u8>> {
+    let mut relayed: Vec<&Multiaddr> = listening.iter().filter(|a| net::is_relayed(a)).collect();
+    relayed.sort_by_key(|a| net::socket_addr(a).is_some_and(|s| s.ip().is_loopback()));
+    relayed
+        .into_iter()
+        .map(|a| match net::peer_in(a) {
+            Some(peer) if peer == me => a.to_vec(),
+            _ => a
+                .clone()
+                .with(libp2p::multiaddr::Protocol::P2p(me))
+                .to_vec(),
+        })
+        .filter(|bytes| bytes.len() <= usize::from(u8::MAX))
+        .take(MAX_RELAYED)
+        .collect()
+}
+
 /// The addresses an invite gives, best first: public ones, then the
 /// LAN's, then this machine's own (for a peer on the same machine).
 fn invite_addrs(listening: &[Multiaddr]) -> Vec<SocketAddr> {
@@ -410,6 +433,7 @@ fn invite_addrs(listening: &[Multiaddr]) -> Vec<SocketAddr> {
     };
     let mut addrs: Vec<SocketAddr> = listening
         .iter()
+        .filter(|a| !net::is_relayed(a))
         .filter_map(net::socket_addr)
         .filter(|a| {
             !a.ip().is_unspecified()

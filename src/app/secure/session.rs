@@ -635,7 +635,17 @@ async fn dial_addrs(target: &DialTarget) -> Result<Vec<Multiaddr>, net::Error> {
     Ok(match target {
         DialTarget::Address(addr) => vec![net::resolve(addr).await?],
         DialTarget::Multiaddr(addr) => vec![net::parse_multiaddr(addr)?],
-        DialTarget::Invite(ticket) => ticket.addrs.iter().map(|a| net::multiaddr_of(*a)).collect(),
+        DialTarget::Invite(ticket) => ticket
+            .addrs
+            .iter()
+            .map(|a| net::multiaddr_of(*a))
+            .chain(
+                ticket
+                    .relayed
+                    .iter()
+                    .filter_map(|bytes| Multiaddr::try_from(bytes.clone()).ok()),
+            )
+            .collect(),
     })
 }
 
