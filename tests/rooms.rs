@@ -223,6 +223,7 @@ fn room_commands_list_join_switch_and_leave() {
     b.peer.expect_line("Peers connected: 1");
     let line = b.peer.expect_prefix("  alice  ");
     assert!(line.contains("127.0.0.1:"), "{line}");
+    assert!(line.ends_with("  direct"), "{line}");
     a.peer.send("/frobnicate");
     a.peer.expect_prefix("Unknown command /frobnicate");
     a.peer.send("/nick Peer-0000");

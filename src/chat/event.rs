@@ -285,6 +285,9 @@ pub struct PeerLine {
     pub addr: Option<String>,
     /// The round-trip time, when measured.
     pub rtt: Option<std::time::Duration>,
+    /// How it is reached: `direct`, `relayed via ID` or `direct
+    /// (hole-punched)`.
+    pub path: String,
 }
 
 impl fmt::Display for Status {
@@ -350,6 +353,7 @@ impl fmt::Display for Status {
                         Some(rtt) => write!(f, "{:.1} ms", rtt.as_secs_f64() * 1e3)?,
                         None => write!(f, "?")?,
                     }
+                    write!(f, "  {}", Inert(&peer.path))?;
                 }
                 Ok(())
             }

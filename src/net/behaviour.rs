@@ -12,7 +12,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{connection_limits, gossipsub, identify, mdns, ping, relay};
+use libp2p::{connection_limits, dcutr, gossipsub, identify, mdns, ping, relay};
 
 use super::address_book::AddressBook;
 use super::room_frame;
@@ -77,6 +77,8 @@ pub struct Behaviour {
     pub(super) relay_client: relay::client::Behaviour,
     /// What address a peer sees us at, and which protocols we speak.
     pub(super) identify: identify::Behaviour,
+    /// A relayed connection upgraded to a direct one by hole punching.
+    pub(super) dcutr: dcutr::Behaviour,
 }
 
 /// Scoring of one room's topic: only invalid messages count against a
@@ -185,6 +187,7 @@ impl Behaviour {
                 super::relay_node::IDENTIFY_PROTOCOL.to_owned(),
                 keypair.public(),
             )),
+            dcutr: dcutr::Behaviour::new(keypair.public().to_peer_id()),
         })
     }
 }

@@ -114,6 +114,11 @@ pub(super) struct EventLoop {
     dials: HashMap<ConnectionId, PendingDial>,
     /// Where each connected peer is, from its latest connection.
     addresses: HashMap<PeerId, Multiaddr>,
+    /// Each connected peer's connections and their addresses: whether it
+    /// is reached directly or through a relay.
+    connections: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    /// Peers whose relayed connection was upgraded by hole punching.
+    punched: HashSet<PeerId>,
     /// The peers with at least one connection, for sessions to watch.
     presence: watch::Sender<HashSet<PeerId>>,
     /// The topic of each room we are in.
@@ -144,6 +149,20 @@ pub(super) struct EventLoop {
     last_publish: Option<Instant>,
     /// Asked to stop: when, and whom to tell.
     stopping: Option<(Instant, oneshot::Sender<()>)>,
+}
+
+/// The relay a circuit address goes through: the peer ID before
+/// `/p2p-circuit`.
+fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in addr.iter() {
+        match protocol {
+            libp2p::multiaddr::Protocol::P2p(peer) => relay = Some(peer),
+            libp2p::multiaddr::Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// How long the loop runs on after our last publish when asked to stop:
@@ -209,6 +228,8 @@ impl EventLoop {
             listens: HashMap::new(),
             dials: HashMap::new(),
             addresses: HashMap::new(),
+            connections: HashMap::new(),
+            punched: HashSet::new(),
             presence,
             lan_addrs: HashMap::new(),
             joined: HashMap::new(),
@@ -263,6 +284,23 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// How a connected peer is reached: directly if any of its
+    /// connections is (hole-punched if that came from a relayed one), else
+    /// through the relay of one.
+    fn path_to(&self, peer: &PeerId) -> super::Path {
+        let conns = self.connections.get(peer).map(Vec::as_slice).unwrap_or(&[]);
+        if conns.iter().any(|(_, a)| !super::is_relayed(a)) || conns.is_empty() {
+            if self.punched.contains(peer) {
+                return super::Path::HolePunched;
+            }
+            return super::Path::Direct;
+        }
+        conns
+            .iter()
+            .find_map(|(_, a)| relay_of(a))
+            .map_or(super::Path::Direct, super::Path::Relayed)
     }
 
     /// Listens on the circuit address of each relay due for it.
@@ -538,6 +576,7 @@ impl EventLoop {
                         peer: *peer,
                         addr: self.addresses.get(peer).cloned(),
                         rtt: self.rtts.get(peer).copied(),
+                        path: self.path_to(peer),
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -820,7 +859,12 @@ impl EventLoop {
                 // closing): slow again, it is dropped and told again.
                 self.slow_dropped.remove(&peer_id);
                 let first = !self.addresses.contains_key(&peer_id);
-                self.addresses.insert(peer_id, addr.clone());
+                let conns = self.connections.entry(peer_id).or_default();
+                conns.push((connection_id, addr.clone()));
+                // A direct address is where the peer is, over a relayed one.
+                if first || !super::is_relayed(&addr) {
+                    self.addresses.insert(peer_id, addr.clone());
+                }
                 self.presence.send_modify(|peers| {
                     peers.insert(peer_id);
                 });
@@ -838,9 +882,24 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
+                num_established,
+                ..
+            } if num_established > 0 => {
+                if let Some(conns) = self.connections.get_mut(&peer_id) {
+                    conns.retain(|(id, _)| *id != connection_id);
+                    if let Some((_, addr)) = conns.iter().find(|(_, a)| !super::is_relayed(a)) {
+                        self.addresses.insert(peer_id, addr.clone());
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
                 num_established: 0,
                 ..
             } => {
+                self.connections.remove(&peer_id);
+                self.punched.remove(&peer_id);
                 self.addresses.remove(&peer_id);
                 self.rtts.remove(&peer_id);
                 self.slow.remove(&peer_id);
@@ -883,6 +942,15 @@ impl EventLoop {
                 ..
             })) => {
                 self.rtts.insert(peer, rtt);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(libp2p::dcutr::Event {
+                remote_peer_id,
+                result: Ok(_),
+            })) => {
+                self.punched.insert(remote_peer_id);
+                self.emit(NetEvent::HolePunched {
+                    peer: remote_peer_id,
+                });
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => match event {
                 gossipsub::Event::Message {

@@ -33,6 +33,29 @@ pub struct PeerInfo {
     pub addr: Option<Multiaddr>,
     /// The last ping's round trip.
     pub rtt: Option<Duration>,
+    /// How we reach it.
+    pub path: Path,
+}
+
+/// How a connected peer is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// A connection of its own.
+    Direct,
+    /// A direct connection made by hole punching, from a relayed one.
+    HolePunched,
+    /// Through this relay only.
+    Relayed(PeerId),
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Direct => write!(f, "direct"),
+            Path::HolePunched => write!(f, "direct (hole-punched)"),
+            Path::Relayed(relay) => write!(f, "relayed via {relay}"),
+        }
+    }
 }
 
 /// What the network tells the app.
@@ -113,6 +136,11 @@ pub enum NetEvent {
         room: String,
         /// The rotations, oldest first.
         rotations: Vec<crate::chat::membership::SealedRotation>,
+    },
+    /// A relayed connection to a peer was upgraded to a direct one.
+    HolePunched {
+        /// The peer.
+        peer: PeerId,
     },
     /// A relay holds a reservation for us: peers reach us at `addr`.
     Relayed {

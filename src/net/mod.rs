@@ -41,7 +41,7 @@ pub use behaviour::{
 };
 pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
 pub use event_loop::SLOW_DROP_AFTER;
-pub use events::{NearbyPeer, NetEvent, PeerInfo, PublishBacklog};
+pub use events::{NearbyPeer, NetEvent, Path, PeerInfo, PublishBacklog};
 pub use rate::{RATE_BURST, RATE_BYTES_BURST, RATE_BYTES_PER_SECOND, RATE_PER_SECOND};
 
 use crate::chat::line::DEFAULT_MAX_LINE;

@@ -151,6 +151,7 @@ impl RoomChat {
                         fingerprint: fingerprint_of(&p.peer),
                         addr: shown_addr(p.addr.as_ref()),
                         rtt: p.rtt,
+                        path: p.path.to_string(),
                     })
                     .collect();
                 Some(Event::Status(Status::Peers(peers)))

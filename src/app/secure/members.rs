@@ -421,6 +421,11 @@ impl RoomChat {
             NetEvent::Rejected { .. } => chat_events.notice(Notice::Malformed).await,
             // The chat watches no room without its key.
             NetEvent::Sealed { .. } => true,
+            NetEvent::HolePunched { peer } => {
+                let who = self.display_anywhere(&peer);
+                let text = format!("Now connected to {who} directly (hole-punched)");
+                events.send(Event::Info(text)).await.is_ok()
+            }
             NetEvent::Relayed { addr, .. } => {
                 let text = format!("Reachable through a relay at: {addr}");
                 events.send(Event::Info(text)).await.is_ok()
