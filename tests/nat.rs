@@ -1,0 +1,310 @@
+//! Two homes behind NAT routers and a relay on a "public" network, all in
+//! network namespaces the test creates (root; skipped with a message
+//! otherwise). Documentation addresses only, inside the namespaces:
+//! 203.0.113.0/24 is the public network, 10.1.0.0/24 and 10.2.0.0/24 the
+//! homes.
+//!
+//! ```text
+//!  home1 10.1.0.2 ── r1 (NAT, 203.0.113.11) ─┐
+//!                                            ├─ net (bridge) ── relay 203.0.113.10
+//!  home2 10.2.0.2 ── r2 (NAT, 203.0.113.12) ─┘
+//! ```
+//!
+//! A router is "easy" (`masquerade`: one public port per inside port, so
+//! hole punching works) or "hard" (`masquerade random`: a new public port
+//! per destination, a symmetric NAT, so it does not). Each drops new
+//! connections from outside to itself (`iifname "wan0" ct state new
+//! drop`): without it the other peer's first punch packet makes a
+//! conntrack entry on the router that takes the port, Linux NAT then maps
+//! to another port, and punching fails even between easy NATs.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{data_dir, is_root, run, utf8, Peer, TIMEOUT};
+
+/// Namespaces of one test bed, removed when dropped.
+struct Bed {
+    names: Vec<String>,
+    net: String,
+    relay: String,
+    homes: [String; 2],
+}
+
+/// A router's NAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Nat {
+    Easy,
+    Hard,
+}
+
+impl Bed {
+    fn create(tag: &str, nats: [Nat; 2]) -> Option<Bed> {
+        let pid = std::process::id();
+        let name = |role: &str| format!("nat{pid}{tag}{role}");
+        let bed = Bed {
+            names: ["n", "rl", "r1", "r2", "h1", "h2"]
+                .iter()
+                .map(|r| name(r))
+                .collect(),
+            net: name("n"),
+            relay: name("rl"),
+            homes: [name("h1"), name("h2")],
+        };
+        for ns in &bed.names {
+            if !run(&["ip", "netns", "add", ns])
+                || !run(&["ip", "-n", ns, "link", "set", "lo", "up"])
+            {
+                return None;
+            }
+        }
+        let net = &bed.net;
+        let mut ok = run(&["ip", "-n", net, "link", "add", "br0", "type", "bridge"])
+            && run(&["ip", "-n", net, "link", "set", "br0", "up"]);
+        // The relay and the routers' wan side on the public network.
+        for (ns, addr) in [
+            (name("rl"), "203.0.113.10/24"),
+            (name("r1"), "203.0.113.11/24"),
+            (name("r2"), "203.0.113.12/24"),
+        ] {
+            let wan = if ns == bed.relay { "eth0" } else { "wan0" };
+            ok = ok && link(&ns, wan, net, Some("br0")) && address(&ns, wan, addr);
+        }
+        // Each home behind its router.
+        for (i, nat) in nats.iter().enumerate() {
+            let (router, home) = (name(&format!("r{}", i + 1)), &bed.homes[i]);
+            let lan = format!("10.{}.0", i + 1);
+            ok = ok
+                && link(home, "eth0", &router, None)
+                && address(home, "eth0", &format!("{lan}.2/24"))
+                && run(&[
+                    "ip",
+                    "-n",
+                    home,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("{lan}.1"),
+                ])
+                && rename(&router, home)
+                && address(&router, "lan0", &format!("{lan}.1/24"))
+                && run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &router,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ])
+                && nftables(&router, *nat);
+        }
+        ok.then_some(bed)
+    }
+
+    /// The bed, or why the test cannot run here.
+    fn for_test(tag: &str, nats: [Nat; 2]) -> Option<Bed> {
+        if !is_root() {
+            eprintln!(
+                "SKIPPED: building NAT routers in network namespaces needs root (CI runs as root)"
+            );
+            return None;
+        }
+        if !run(&["nft", "--version"]) {
+            eprintln!("SKIPPED: nft (nftables) is not installed");
+            return None;
+        }
+        let bed = Bed::create(tag, nats);
+        if bed.is_none() {
+            eprintln!("SKIPPED: could not create network namespaces with `ip netns` here");
+        }
+        bed
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// A veth pair: `inside` in `ns`, its other end in `outer` (on `bridge`
+/// when given, else named `peer0` there for [`rename`]).
+fn link(ns: &str, inside: &str, outer: &str, bridge: Option<&str>) -> bool {
+    let (a, b) = (
+        format!("v{}", short(ns, inside)),
+        format!("w{}", short(ns, inside)),
+    );
+    run(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b])
+        && run(&["ip", "link", "set", &a, "netns", ns])
+        && run(&["ip", "-n", ns, "link", "set", &a, "name", inside])
+        && run(&["ip", "-n", ns, "link", "set", inside, "up"])
+        && run(&["ip", "link", "set", &b, "netns", outer])
+        && match bridge {
+            Some(br) => {
+                run(&["ip", "-n", outer, "link", "set", &b, "master", br])
+                    && run(&["ip", "-n", outer, "link", "set", &b, "up"])
+            }
+            None => run(&["ip", "-n", outer, "link", "set", &b, "name", "peer0"]),
+        }
+}
+
+/// The router's end of its home's link becomes `lan0`, up.
+fn rename(router: &str, _home: &str) -> bool {
+    run(&["ip", "-n", router, "link", "set", "peer0", "name", "lan0"])
+        && run(&["ip", "-n", router, "link", "set", "lan0", "up"])
+}
+
+/// A short interface name (at most 15 characters) for a pair.
+fn short(ns: &str, inside: &str) -> String {
+    let tail: String = ns
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{tail}{}", &inside[..1])
+}
+
+fn address(ns: &str, dev: &str, addr: &str) -> bool {
+    run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev])
+}
+
+/// The router's NAT and firewall.
+fn nftables(router: &str, nat: Nat) -> bool {
+    let masquerade = match nat {
+        Nat::Easy => "masquerade",
+        Nat::Hard => "masquerade random",
+    };
+    let rules = format!(
+        "table ip nat {{
+            chain postrouting {{ type nat hook postrouting priority 100; oifname \"wan0\" {masquerade}; }}
+        }}
+        table ip filter {{
+            chain input {{ type filter hook input priority 0; iifname \"wan0\" ct state new drop; }}
+            chain forward {{ type filter hook forward priority 0; policy drop;
+                iifname \"lan0\" accept;
+                iifname \"wan0\" ct state established,related accept;
+            }}
+        }}"
+    );
+    let path = std::env::temp_dir().join(format!("{router}.nft"));
+    std::fs::write(&path, rules).is_ok()
+        && run(&["ip", "netns", "exec", router, "nft", "-f", utf8(&path)])
+}
+
+/// The binary in namespace `ns` with its data in `dir`.
+fn in_ns(ns: &str, dir: &Path, args: &[&str]) -> Peer {
+    let mut all = vec!["netns", "exec", ns, common::BIN, "--data-dir", utf8(dir)];
+    all.extend_from_slice(args);
+    Peer::start_with_program("ip", &all)
+}
+
+/// A relay on the public network, a peer in each home; the first makes an
+/// invite and the second joins with it. Returns them chatting, with the
+/// time the second took from its start to the first line both ways.
+fn meet(bed: &Bed, dirs: &[tempfile::TempDir; 3]) -> (Peer, Peer, Peer, Duration) {
+    let mut relay = in_ns(&bed.relay, dirs[0].path(), &["relay", "--listen", "4001"]);
+    let relay_addr = relay
+        .expect_prefix("Relay listening on: /ip4/203.0.113.10/")
+        .trim_start_matches("Relay listening on: ")
+        .to_owned();
+    let mut ann = in_ns(
+        &bed.homes[0],
+        dirs[1].path(),
+        &[
+            "--listen",
+            "0",
+            "--no-mdns",
+            "--name",
+            "ann",
+            "--relay",
+            &relay_addr,
+        ],
+    );
+    ann.expect_prefix("Reachable through a relay at: ");
+    ann.send("/invite");
+    let ticket = ann
+        .expect_prefix("Invite: ")
+        .trim_start_matches("Invite: ")
+        .to_owned();
+    let start = Instant::now();
+    let mut bob = in_ns(
+        &bed.homes[1],
+        dirs[2].path(),
+        &["--no-mdns", "--name", "bob", "--join", &ticket],
+    );
+    bob.expect_line("Connected to peer!");
+    bob.send("hello from home 2");
+    ann.expect_line("bob: hello from home 2");
+    ann.send("hello from home 1");
+    bob.expect_line("ann: hello from home 1");
+    let took = start.elapsed();
+    (relay, ann, bob, took)
+}
+
+/// Asks for `/peers` until `ann`'s line ends as `want` says, within `limit`.
+fn path_within(peer: &mut Peer, want: impl Fn(&str) -> bool, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        peer.send("/peers");
+        if let Some(line) = peer.output_containing_within("  ann  ", Duration::from_secs(2)) {
+            if want(&line) {
+                return Some(line);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    None
+}
+
+#[test]
+fn behind_two_easy_nats_an_invite_meets_through_the_relay_then_goes_direct() {
+    let Some(bed) = Bed::for_test("e", [Nat::Easy, Nat::Easy]) else {
+        return;
+    };
+    let dirs = [data_dir(), data_dir(), data_dir()];
+    let (_relay, _ann, mut bob, took) = meet(&bed, &dirs);
+    assert!(
+        took <= Duration::from_secs(5),
+        "lines both ways took {took:?}"
+    );
+    let line = path_within(
+        &mut bob,
+        |l| l.ends_with("(hole-punched)"),
+        Duration::from_secs(15),
+    );
+    assert!(line.is_some(), "never hole-punched: {:?}", bob.seen);
+}
+
+#[test]
+fn behind_a_symmetric_nat_the_chat_stays_relayed_and_works() {
+    let Some(bed) = Bed::for_test("h", [Nat::Easy, Nat::Hard]) else {
+        return;
+    };
+    let dirs = [data_dir(), data_dir(), data_dir()];
+    let (_relay, mut ann, mut bob, _) = meet(&bed, &dirs);
+    let relayed = path_within(&mut bob, |l| l.contains("relayed via"), TIMEOUT);
+    assert!(relayed.is_some(), "{:?}", bob.seen);
+    // Hole punching is tried, and fails: the path stays relayed.
+    std::thread::sleep(Duration::from_secs(10));
+    let still = path_within(&mut bob, |l| l.contains("relayed via"), TIMEOUT);
+    assert!(still.is_some(), "{:?}", bob.seen);
+    assert!(
+        !bob.seen.iter().any(|l| l.contains("hole-punched")),
+        "{:?}",
+        bob.seen
+    );
+    for i in 0..20 {
+        ann.send(&format!("relayed line {i}"));
+    }
+    bob.expect_line("ann: relayed line 19");
+}
