@@ -91,7 +91,8 @@ pub struct Args {
 
     /// A relay to be reachable through, as it prints it
     /// (`/ip4/ADDR/tcp/PORT/p2p/RELAY_ID`): peers that cannot dial this
-    /// machine (it is behind a NAT) reach it there. Repeatable.
+    /// machine (it is behind a NAT) reach it there. Repeatable; remembered
+    /// in the data directory, so later runs use it without the flag.
     #[arg(long, value_name = "MULTIADDR", conflicts_with = "plain", value_parser = parse_relay)]
     pub relay: Vec<String>,
 

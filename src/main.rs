@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use rust_p2p_chat::app::{self, Options, PlainHistory, Protocol, Shutdown};
 use rust_p2p_chat::cli::{prompt_role, Args, HistoryArgs, PromptError, RelayArgs, Subcommand};
 use rust_p2p_chat::identity::{self, Identity};
-use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, RoomKeys, Store};
+use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Relays, RoomKeys, Store};
 use rust_p2p_chat::ui::{pipe, terminal, Style};
 
 fn main() -> ExitCode {
@@ -142,8 +142,11 @@ fn secure_protocol(args: &Args, dir: &std::path::Path) -> anyhow::Result<Protoco
         secure.mdns = !args.no_mdns;
         secure.also_listen = args.also_listen();
         secure.sync_window = std::time::Duration::from_secs(u64::from(args.sync_window) * 3600);
-        secure.relays = args
-            .relay
+        // Relays given once are reserved at on every later run.
+        let mut remembered = Relays::open(&dir)?;
+        remembered.remember(&args.relay)?;
+        secure.relays = remembered
+            .list()
             .iter()
             .map(|a| relay_addr(a))
             .collect::<anyhow::Result<Vec<_>>>()?;

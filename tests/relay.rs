@@ -113,6 +113,17 @@ fn an_invite_made_behind_a_relay_lets_its_holder_in_through_the_relay() {
 }
 
 #[test]
+fn a_relay_given_once_is_used_again_without_the_flag() {
+    let (r, a) = (data_dir(), data_dir());
+    let (_relay_node, relay_addr) = relay(r.path(), 0);
+    let (mut ann, _, _) = Peer::secure_listen(a.path(), &["--relay", &relay_addr]);
+    ann.expect_prefix("Reachable through a relay at: ");
+    drop(ann);
+    let (mut again, _, _) = Peer::secure_listen(a.path(), &[]);
+    again.expect_prefix(&format!("Reachable through a relay at: {relay_addr}"));
+}
+
+#[test]
 fn a_relay_address_without_its_peer_id_is_a_usage_error() {
     let d = data_dir();
     let (status, _, err) = Peer::run(&[

@@ -17,6 +17,7 @@ mod history;
 mod json_file;
 mod known_peers;
 mod lock;
+mod relays;
 mod room_keys;
 mod worker;
 
@@ -29,6 +30,7 @@ pub use known_peers::{
     Check, KnownPeers, KNOWN_PEERS_FILE, MAX_FILE_LEN, MAX_LABELS, MAX_LABEL_LEN, MAX_PEERS,
 };
 pub use lock::{DirLock, LOCK_FILE, MAX_PROFILES, PROFILES_DIR};
+pub use relays::{Relays, MAX_RELAYS, RELAYS_FILE};
 pub use room_keys::{RoomKeys, MAX_ROOMS, ROOM_KEYS_FILE};
 pub use worker::{PendingWrite, Store, Written, JOB_QUEUE};
 
