@@ -285,12 +285,51 @@ fn behind_two_easy_nats_an_invite_meets_through_the_relay_then_goes_direct() {
     assert!(line.is_some(), "never hole-punched: {:?}", bob.seen);
 }
 
+/// tcpdump on the relay host's link, writing to a file; stopped (and the
+/// file complete) when dropped.
+struct Capture {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+}
+
+impl Capture {
+    fn start(ns: &str, file: std::path::PathBuf) -> Option<Capture> {
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "tcpdump", "-i", "eth0", "-U", "-s", "0", "-w",
+            ])
+            .arg(&file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        // tcpdump needs a moment before it captures.
+        std::thread::sleep(Duration::from_millis(500));
+        Some(Capture { child, file })
+    }
+
+    /// Everything captured so far, once tcpdump has stopped.
+    fn finish(mut self) -> Vec<u8> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        std::fs::read(&self.file).unwrap_or_default()
+    }
+}
+
 #[test]
-fn behind_a_symmetric_nat_the_chat_stays_relayed_and_works() {
+fn behind_a_symmetric_nat_the_chat_stays_relayed_works_and_the_relay_reads_nothing() {
     let Some(bed) = Bed::for_test("h", [Nat::Easy, Nat::Hard]) else {
         return;
     };
+    if !run(&["tcpdump", "--version"]) {
+        eprintln!("SKIPPED: tcpdump is not installed");
+        return;
+    }
     let dirs = [data_dir(), data_dir(), data_dir()];
+    let captured = tempfile::tempdir().expect("temp dir");
+    let capture = Capture::start(&bed.relay, captured.path().join("relay.pcap"))
+        .expect("tcpdump on the relay");
     let (_relay, mut ann, mut bob, _) = meet(&bed, &dirs);
     let relayed = path_within(&mut bob, |l| l.contains("relayed via"), TIMEOUT);
     assert!(relayed.is_some(), "{:?}", bob.seen);
@@ -307,4 +346,16 @@ fn behind_a_symmetric_nat_the_chat_stays_relayed_and_works() {
         ann.send(&format!("relayed line {i}"));
     }
     bob.expect_line("ann: relayed line 19");
+    let bytes = capture.finish();
+    assert!(
+        bytes.len() > 10_000,
+        "the capture holds {} bytes",
+        bytes.len()
+    );
+    for text in ["relayed line", "hello from home"] {
+        assert!(
+            !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+            "the relay saw {text:?}"
+        );
+    }
 }
