@@ -158,6 +158,21 @@ pub enum Subcommand {
     /// Run a relay node, through which peers behind NATs meet (its data
     /// directory, for its key, is the chat's `relay/` unless --data-dir).
     Relay(RelayArgs),
+    /// Find out how reachable this machine is, and say what to do (exit 0
+    /// when reachable directly or through a relay, 1 when not).
+    Doctor(DoctorArgs),
+}
+
+/// `rust-p2p-chat doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct DoctorArgs {
+    /// A relay to test with (besides those the chat remembers), as it
+    /// prints it: /ip4/ADDR/tcp/PORT/p2p/RELAY_ID. Repeatable.
+    #[arg(long = "relay", value_name = "MULTIADDR", value_parser = parse_relay)]
+    pub relays: Vec<String>,
+    /// Seconds to spend finding out.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..=300))]
+    pub seconds: u64,
 }
 
 /// `rust-p2p-chat relay`.

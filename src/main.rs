@@ -10,7 +10,9 @@ use clap::Parser;
 use tokio::sync::mpsc;
 
 use rust_p2p_chat::app::{self, Options, PlainHistory, Protocol, Shutdown};
-use rust_p2p_chat::cli::{prompt_role, Args, HistoryArgs, PromptError, RelayArgs, Subcommand};
+use rust_p2p_chat::cli::{
+    prompt_role, Args, DoctorArgs, HistoryArgs, PromptError, RelayArgs, Subcommand,
+};
 use rust_p2p_chat::identity::{self, Identity};
 use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Relays, RoomKeys, Store};
 use rust_p2p_chat::ui::{pipe, terminal, Style};
@@ -33,6 +35,13 @@ fn main() -> ExitCode {
         Some(Subcommand::History(history)) => {
             return match show_history(&args, history) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Some(Subcommand::Doctor(doctor)) => {
+            return match run_doctor(&args, doctor) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
                 Err(e) => fail(e),
             }
         }
@@ -245,6 +254,83 @@ fn relay_addr(text: &str) -> anyhow::Result<libp2p::Multiaddr> {
         );
     }
     Ok(addr)
+}
+
+/// `rust-p2p-chat doctor`: how reachable this machine is, in plain
+/// words; true when reachable directly or through a relay.
+fn run_doctor(args: &Args, doctor: &DoctorArgs) -> anyhow::Result<bool> {
+    let mut given = doctor.relays.clone();
+    if let Ok(dir) = data_dir(args) {
+        if let Ok(remembered) = Relays::open(&dir) {
+            for relay in remembered.list() {
+                if !given.contains(relay) {
+                    given.push(relay.clone());
+                }
+            }
+        }
+    }
+    let relays = given
+        .iter()
+        .map(|a| relay_addr(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    println!(
+        "Finding out how peers elsewhere can reach this machine (up to {} s)...",
+        doctor.seconds
+    );
+    let findings = runtime.block_on(rust_p2p_chat::net::doctor::diagnose(
+        &relays,
+        std::time::Duration::from_secs(doctor.seconds),
+    ))?;
+    let list = |addrs: &[libp2p::Multiaddr]| {
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("Listening here on: {}", list(&findings.listening));
+    if relays.is_empty() {
+        println!("No relay to test with: whether peers elsewhere can reach this machine cannot be found out from here.");
+    }
+    if !findings.observed.is_empty() {
+        println!("Relays see this machine at: {}", list(&findings.observed));
+    }
+    for addr in &findings.reachable {
+        println!("Reachable directly at {addr}: a relay dialled it back.");
+    }
+    for (addr, cause) in &findings.unreachable {
+        println!("Not reachable directly at {addr}: {cause} (behind a NAT or a firewall).");
+    }
+    if !relays.is_empty() && findings.reachable.is_empty() && findings.unreachable.is_empty() {
+        println!(
+            "Not known to be reachable directly: no relay could dial this machine back within {} s (a NAT or a firewall drops what it did not ask for).",
+            doctor.seconds
+        );
+    }
+    for addr in &findings.reserved {
+        println!("Reachable through a relay at: {addr}");
+    }
+    for (relay, cause) in &findings.relay_errors {
+        println!("Relay {relay} could not be used: {cause}");
+    }
+    match &findings.mdns {
+        Ok(()) => println!("LAN discovery (mDNS) can run here."),
+        Err(cause) => println!("LAN discovery (mDNS) cannot run here: {cause}."),
+    }
+    let reachable = findings.reachable();
+    if !findings.reachable.is_empty() {
+        println!("Verdict: reachable directly. Peers can connect to this machine's address.");
+    } else if !findings.reserved.is_empty() {
+        println!("Verdict: reachable through a relay. Start the chat with --relay (it is remembered), and invites carry the relay's address; two peers behind easy NATs then go direct by hole punching, behind a symmetric NAT they stay relayed.");
+    } else {
+        println!("Verdict: not reachable from elsewhere. Either forward a TCP port to this machine and start with --listen PORT, or run `rust-p2p-chat relay` on a machine with a public address and start the chat with --relay ADDRESS.");
+    }
+    println!("More detail: RUST_LOG=libp2p=debug rust-p2p-chat doctor ...");
+    Ok(reachable)
 }
 
 /// `rust-p2p-chat relay`: a relay node with a key of its own, until

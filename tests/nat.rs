@@ -359,3 +359,49 @@ fn behind_a_symmetric_nat_the_chat_stays_relayed_works_and_the_relay_reads_nothi
         );
     }
 }
+
+#[test]
+fn doctor_says_behind_a_nat_is_reachable_only_through_the_relay_and_not_at_all_without_one() {
+    let Some(bed) = Bed::for_test("d", [Nat::Easy, Nat::Easy]) else {
+        return;
+    };
+    let dirs = [data_dir(), data_dir()];
+    let mut relay = in_ns(&bed.relay, dirs[0].path(), &["relay", "--listen", "4001"]);
+    let relay_addr = relay
+        .expect_prefix("Relay listening on: /ip4/203.0.113.10/")
+        .trim_start_matches("Relay listening on: ")
+        .to_owned();
+    let doctor = |args: &[&str]| {
+        let mut all = vec![
+            "netns",
+            "exec",
+            &bed.homes[0],
+            common::BIN,
+            "doctor",
+            "--data-dir",
+        ];
+        all.push(utf8(dirs[1].path()));
+        all.extend_from_slice(args);
+        let out = Command::new("ip").args(&all).output().expect("doctor runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = doctor(&["--relay", &relay_addr, "--seconds", "20"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Relays see this machine at: /ip4/203.0.113.11/"),
+        "{out}"
+    );
+    assert!(!out.contains("Reachable directly at"), "{out}");
+    assert!(out.contains("reachable directly"), "{out}");
+    assert!(out.contains("Reachable through a relay at: "), "{out}");
+    assert!(out.contains("Verdict: reachable through a relay."), "{out}");
+    let (code, out) = doctor(&["--seconds", "3"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("Verdict: not reachable from elsewhere."),
+        "{out}"
+    );
+}

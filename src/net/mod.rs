@@ -13,6 +13,7 @@ mod address_book;
 mod behaviour;
 mod client;
 mod describe;
+pub mod doctor;
 mod event_loop;
 mod events;
 pub mod fetch;

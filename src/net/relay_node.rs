@@ -1,6 +1,7 @@
 //! A relay node (`rust-p2p-chat relay`): lets two chat peers that cannot
 //! dial each other (both behind NATs) meet through it, with circuit relay
-//! v2, and tells peers the address it sees them at (identify).
+//! v2, tells peers the address it sees them at (identify), and dials that
+//! address back when asked whether it is reachable (AutoNAT v2).
 //!
 //! It is a swarm of its own, apart from the chat's engine: it joins no
 //! room and keeps no history; what passes through it is Noise-encrypted
@@ -17,11 +18,13 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
 use libp2p::core::Transport;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{connection_limits, identify, ping, relay, Multiaddr};
+use libp2p::{autonat, connection_limits, identify, ping, relay, Multiaddr, PeerId};
 
 use super::Error;
 
@@ -68,6 +71,9 @@ struct RelayBehaviour {
     relay: relay::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    /// Dials back the address a peer asks about: whether it is
+    /// reachable directly (`doctor`).
+    autonat: autonat::v2::server::Behaviour,
 }
 
 /// Connections a relay node holds at once: its reservations and both ends
@@ -97,15 +103,7 @@ pub async fn run_relay(
         .with_max_pending_incoming(Some(128));
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_other_transport(|key| {
-            let noise = libp2p::noise::Config::new(key)?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
-                    .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-                    .authenticate(noise)
-                    .multiplex(libp2p::yamux::Config::default()),
-            )
-        })
+        .with_other_transport(tcp_transport)
         .map_err(|e| Error::Start(e.to_string()))?
         .with_behaviour(|key| RelayBehaviour {
             limits: connection_limits::Behaviour::new(limits),
@@ -115,6 +113,7 @@ pub async fn run_relay(
                 key.public(),
             )),
             ping: ping::Behaviour::new(ping::Config::new()),
+            autonat: autonat::v2::server::Behaviour::default(),
         })
         .map_err(|e| Error::Start(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -145,8 +144,24 @@ pub async fn run_relay(
     Ok(())
 }
 
+/// TCP with Noise and yamux, as every one of our swarms but the chat's
+/// (which guards its sockets, see `stall`) speaks it.
+pub(super) fn tcp_transport(
+    key: &Keypair,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
+    let noise = libp2p::noise::Config::new(key)?;
+    Ok(
+        libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
+            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(libp2p::yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+    )
+}
+
 /// `addr` ending in `/p2p/PEER`.
-fn with_peer(addr: &Multiaddr, peer: libp2p::PeerId) -> Multiaddr {
+fn with_peer(addr: &Multiaddr, peer: PeerId) -> Multiaddr {
     if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
         addr.clone()
     } else {
