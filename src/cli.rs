@@ -124,6 +124,12 @@ pub struct Args {
     /// Longest line accepted from the peer or sent to it, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE, value_parser = parse_max_line)]
     pub max_line: usize,
+
+    /// Write diagnostics (what the program and its network library do;
+    /// never message text or keys) to this file, at the level RUST_LOG
+    /// says (`info` when unset).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub log_file: Option<PathBuf>,
 }
 
 impl Args {

@@ -20,7 +20,7 @@ use rust_p2p_chat::ui::{pipe, terminal, Style};
 fn main() -> ExitCode {
     rust_p2p_chat::app::one_heap();
     let args = Args::parse();
-    init_diagnostics();
+    init_diagnostics(args.log_file.as_deref());
     if args.plain && args.connect.is_some() && args.listen.is_some() {
         eprintln!("error: --plain cannot listen and connect at once: give --listen or --connect");
         return ExitCode::from(2);
@@ -449,13 +449,41 @@ fn spawn_signal_handler(shutdown: Shutdown) -> anyhow::Result<tokio::task::JoinH
 /// Diagnostics (ours and libp2p's) go to stderr when `RUST_LOG` asks for
 /// them, as in `RUST_LOG=libp2p_gossipsub=debug`; without it, nothing is
 /// logged and the chat's output stays the chat's.
-fn init_diagnostics() {
-    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
-        return;
+/// A log file is appended to, and readable by the user alone when it is
+/// created (it names peers and addresses).
+fn log_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+fn init_diagnostics(log_file: Option<&std::path::Path>) {
+    let filter = match (
+        tracing_subscriber::EnvFilter::try_from_default_env(),
+        log_file,
+    ) {
+        (Ok(filter), _) => filter,
+        (Err(_), Some(_)) => tracing_subscriber::EnvFilter::new("info"),
+        (Err(_), None) => return,
     };
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    match log_file {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => {
+                let _ = builder.with_writer(std::sync::Mutex::new(file)).try_init();
+            }
+            Err(e) => eprintln!("warning: --log-file {}: {e}", path.display()),
+        },
+        None => {
+            let _ = builder.with_writer(io::stderr).try_init();
+        }
+    }
 }
