@@ -472,11 +472,7 @@ fn init_diagnostics(log_file: Option<&std::path::Path>) {
         .with_env_filter(filter)
         .with_ansi(false);
     match log_file {
-        Some(path) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
+        Some(path) => match log_options().open(path) {
             Ok(file) => {
                 let _ = builder.with_writer(std::sync::Mutex::new(file)).try_init();
             }
