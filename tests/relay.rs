@@ -65,13 +65,20 @@ fn two_peers_chat_through_a_relay_and_find_each_other_again_after_it_restarts() 
         .to_owned();
 
     let mut bob = bob_reaches(&mut ann, "--connect", &circuit, b.path());
+    let relay_id = relay_addr.rsplit('/').next().expect("the relay's ID");
+    assert!(
+        ann.seen
+            .iter()
+            .any(|l| l == &format!("Peer connected through the relay {relay_id}")),
+        "{:?}",
+        ann.seen
+    );
     bob.send("hello through the relay");
     ann.expect_line("bob: hello through the relay");
     ann.send("and back");
     bob.expect_line("ann: and back");
     // Bob can dial nobody else: he sees the relay in the path.
     bob.send("/peers");
-    let relay_id = relay_addr.rsplit('/').next().expect("the relay's ID");
     let line = bob.expect_prefix("  ann  ");
     assert!(
         line.ends_with(&format!("relayed via {relay_id}")) || line.ends_with("(hole-punched)"),

@@ -76,6 +76,11 @@ pub enum Event {
         /// The peer's address.
         from: SocketAddr,
     },
+    /// A peer reached us through a relay we hold a reservation at.
+    PeerConnectedVia {
+        /// The relay's peer ID.
+        relay: String,
+    },
     /// The chat is ready for typing.
     Ready,
     /// The peer sent a line. The text is as received (decoded lossily);
@@ -526,6 +531,9 @@ impl Event {
             Event::Connecting { to } => write!(out, "Connecting to {to}..."),
             Event::Connected => write!(out, "Connected to peer!"),
             Event::PeerConnected { from } => write!(out, "Peer connected from: {from}"),
+            Event::PeerConnectedVia { relay } => {
+                write!(out, "Peer connected through the relay {}", Inert(relay))
+            }
             Event::Ready => write!(
                 out,
                 "Type messages and press Enter to send (Ctrl+C to exit)"
@@ -760,6 +768,12 @@ mod tests {
             (
                 Event::PeerConnected { from: peer },
                 "Peer connected from: 127.0.0.1:5555",
+            ),
+            (
+                Event::PeerConnectedVia {
+                    relay: "12D3KooWRelay".into(),
+                },
+                "Peer connected through the relay 12D3KooWRelay",
             ),
             (
                 Event::Ready,

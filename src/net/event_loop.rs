@@ -151,20 +151,6 @@ pub(super) struct EventLoop {
     stopping: Option<(Instant, oneshot::Sender<()>)>,
 }
 
-/// The relay a circuit address goes through: the peer ID before
-/// `/p2p-circuit`.
-fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
-    let mut relay = None;
-    for protocol in addr.iter() {
-        match protocol {
-            libp2p::multiaddr::Protocol::P2p(peer) => relay = Some(peer),
-            libp2p::multiaddr::Protocol::P2pCircuit => return relay,
-            _ => {}
-        }
-    }
-    None
-}
-
 /// How long the loop runs on after our last publish when asked to stop:
 /// gossipsub writes a message on the connection's next poll, and a last
 /// acknowledgement dropped with the swarm would keep its reader waiting
@@ -299,7 +285,7 @@ impl EventLoop {
         }
         conns
             .iter()
-            .find_map(|(_, a)| relay_of(a))
+            .find_map(|(_, a)| super::relay_in(a))
             .map_or(super::Path::Direct, super::Path::Relayed)
     }
 
@@ -849,6 +835,13 @@ impl EventLoop {
             } => {
                 let addr = match &endpoint {
                     ConnectedPoint::Dialer { address, .. } => address.clone(),
+                    // A peer that came through a relay has only its ID as
+                    // an address; the circuit we listen on says which relay.
+                    ConnectedPoint::Listener { local_addr, .. }
+                        if super::is_relayed(local_addr) =>
+                    {
+                        local_addr.clone()
+                    }
                     ConnectedPoint::Listener { send_back_addr, .. } => send_back_addr.clone(),
                 };
                 if self.banned.contains(&peer_id) {

@@ -348,6 +348,20 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
+/// The relay a circuit address goes through: the peer ID before
+/// `/p2p-circuit`; `None` for a direct address.
+pub fn relay_in(addr: &Multiaddr) -> Option<PeerId> {
+    let mut relay = None;
+    for protocol in addr.iter() {
+        match protocol {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return relay,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The peer ID at the end of a multiaddr, if there is one.
 pub fn peer_in(addr: &Multiaddr) -> Option<PeerId> {
     match addr.iter().last() {

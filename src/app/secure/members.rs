@@ -358,8 +358,15 @@ impl RoomChat {
                     // Announced when it joins our room: a connection alone
                     // (LAN discovery from a peer in a public room, a
                     // scanner) makes nobody a member.
-                    let from = net::socket_addr(&addr)
-                        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+                    let from = match net::relay_in(&addr) {
+                        Some(relay) => Event::PeerConnectedVia {
+                            relay: relay.to_string(),
+                        },
+                        None => Event::PeerConnected {
+                            from: net::socket_addr(&addr)
+                                .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
+                        },
+                    };
                     self.dialled_in.insert(peer, from);
                 }
                 true
@@ -680,11 +687,10 @@ impl RoomChat {
         {
             return true;
         }
-        let Some(from) = self.dialled_in.remove(&peer) else {
+        let Some(connected) = self.dialled_in.remove(&peer) else {
             return true;
         };
-        events.send(Event::PeerConnected { from }).await.is_ok()
-            && self.introduce(events, peer).await
+        events.send(connected).await.is_ok() && self.introduce(events, peer).await
     }
 
     /// The peer the user trusted for `nick`, when `peer` is another one.

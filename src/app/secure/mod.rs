@@ -15,7 +15,6 @@
 //! (`serve.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,7 +96,7 @@ struct RoomChat {
     gave_up: Option<u64>,
     /// Peers that dialled our listener and have not joined the room we
     /// show yet, with where they came from.
-    dialled_in: HashMap<PeerId, SocketAddr>,
+    dialled_in: HashMap<PeerId, Event>,
     /// Whether the user was told that input waits (see
     /// [`Delivery::input_held`]) while alone.
     told_held: bool,
