@@ -405,3 +405,33 @@ fn doctor_says_behind_a_nat_is_reachable_only_through_the_relay_and_not_at_all_w
         "{out}"
     );
 }
+
+#[test]
+fn behind_a_symmetric_nat_a_relay_restarted_mid_chat_is_found_again_by_both() {
+    let Some(bed) = Bed::for_test("r", [Nat::Easy, Nat::Hard]) else {
+        return;
+    };
+    let dirs = [data_dir(), data_dir(), data_dir()];
+    let (mut relay, mut ann, mut bob, _) = meet(&bed, &dirs);
+    assert!(path_within(&mut bob, |l| l.contains("relayed via"), TIMEOUT).is_some());
+    relay.kill_9();
+    ann.expect_stderr_within("asking it again shortly", TIMEOUT);
+    // The relay comes back on its address with its key.
+    let mut back = in_ns(&bed.relay, dirs[0].path(), &["relay", "--listen", "4001"]);
+    back.expect_prefix("Relay listening on: /ip4/203.0.113.10/");
+    assert!(
+        ann.output_containing_within(
+            "Reachable through a relay at: /ip4/203.0.113.10/tcp/4001/p2p/",
+            Duration::from_secs(70)
+        )
+        .is_some(),
+        "ann did not reserve again: {:?}",
+        ann.seen
+    );
+    // Bob dials back in through it by himself, and the chat goes on.
+    bob.expect_line_within("Connected to peer!", Duration::from_secs(70));
+    bob.send("after the relay came back");
+    ann.expect_line("bob: after the relay came back");
+    ann.send("and back to bob");
+    bob.expect_line("ann: and back to bob");
+}
