@@ -5,9 +5,9 @@
 //! homes.
 //!
 //! ```text
-//!  home1 10.1.0.2 ── r1 (NAT, 203.0.113.11) ─┐
-//!                                            ├─ net (bridge) ── relay 203.0.113.10
-//!  home2 10.2.0.2 ── r2 (NAT, 203.0.113.12) ─┘
+//!  home1     10.1.0.2 ─┬─ r1 (NAT, 203.0.113.11) ─┐
+//!  neighbour 10.1.0.3 ─┘                           ├─ net (bridge) ── relay 203.0.113.10
+//!  home2     10.2.0.2 ─── r2 (NAT, 203.0.113.12) ─┘
 //! ```
 //!
 //! A router is "easy" (`masquerade`: one public port per inside port, so
@@ -32,6 +32,8 @@ struct Bed {
     net: String,
     relay: String,
     homes: [String; 2],
+    /// Another machine on home 1's LAN.
+    neighbour: String,
 }
 
 /// A router's NAT.
@@ -46,13 +48,14 @@ impl Bed {
         let pid = std::process::id();
         let name = |role: &str| format!("nat{pid}{tag}{role}");
         let bed = Bed {
-            names: ["n", "rl", "r1", "r2", "h1", "h2"]
+            names: ["n", "rl", "r1", "r2", "h1", "h2", "h1b"]
                 .iter()
                 .map(|r| name(r))
                 .collect(),
             net: name("n"),
             relay: name("rl"),
             homes: [name("h1"), name("h2")],
+            neighbour: name("h1b"),
         };
         for ns in &bed.names {
             if !run(&["ip", "netns", "add", ns])
@@ -73,24 +76,14 @@ impl Bed {
             let wan = if ns == bed.relay { "eth0" } else { "wan0" };
             ok = ok && link(&ns, wan, net, Some("br0")) && address(&ns, wan, addr);
         }
-        // Each home behind its router.
+        // Each home behind its router, on a LAN (a bridge in the router);
+        // home 1's LAN has a neighbour.
         for (i, nat) in nats.iter().enumerate() {
-            let (router, home) = (name(&format!("r{}", i + 1)), &bed.homes[i]);
+            let router = name(&format!("r{}", i + 1));
             let lan = format!("10.{}.0", i + 1);
             ok = ok
-                && link(home, "eth0", &router, None)
-                && address(home, "eth0", &format!("{lan}.2/24"))
-                && run(&[
-                    "ip",
-                    "-n",
-                    home,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &format!("{lan}.1"),
-                ])
-                && rename(&router, home)
+                && run(&["ip", "-n", &router, "link", "add", "lan0", "type", "bridge"])
+                && run(&["ip", "-n", &router, "link", "set", "lan0", "up"])
                 && address(&router, "lan0", &format!("{lan}.1/24"))
                 && run(&[
                     "ip",
@@ -102,6 +95,25 @@ impl Bed {
                     "net.ipv4.ip_forward=1",
                 ])
                 && nftables(&router, *nat);
+            let mut hosts = vec![(bed.homes[i].clone(), 2)];
+            if i == 0 {
+                hosts.push((bed.neighbour.clone(), 3));
+            }
+            for (host, n) in hosts {
+                ok = ok
+                    && link(&host, "eth0", &router, Some("lan0"))
+                    && address(&host, "eth0", &format!("{lan}.{n}/24"))
+                    && run(&[
+                        "ip",
+                        "-n",
+                        &host,
+                        "route",
+                        "add",
+                        "default",
+                        "via",
+                        &format!("{lan}.1"),
+                    ]);
+            }
         }
         ok.then_some(bed)
     }
@@ -135,7 +147,7 @@ impl Drop for Bed {
 }
 
 /// A veth pair: `inside` in `ns`, its other end in `outer` (on `bridge`
-/// when given, else named `peer0` there for [`rename`]).
+/// when given, else named `peer0` there).
 fn link(ns: &str, inside: &str, outer: &str, bridge: Option<&str>) -> bool {
     let (a, b) = (
         format!("v{}", short(ns, inside)),
@@ -153,12 +165,6 @@ fn link(ns: &str, inside: &str, outer: &str, bridge: Option<&str>) -> bool {
             }
             None => run(&["ip", "-n", outer, "link", "set", &b, "name", "peer0"]),
         }
-}
-
-/// The router's end of its home's link becomes `lan0`, up.
-fn rename(router: &str, _home: &str) -> bool {
-    run(&["ip", "-n", router, "link", "set", "peer0", "name", "lan0"])
-        && run(&["ip", "-n", router, "link", "set", "lan0", "up"])
 }
 
 /// A short interface name (at most 15 characters) for a pair.
@@ -217,18 +223,11 @@ fn meet(bed: &Bed, dirs: &[tempfile::TempDir; 3]) -> (Peer, Peer, Peer, Duration
         .expect_prefix("Relay listening on: /ip4/203.0.113.10/")
         .trim_start_matches("Relay listening on: ")
         .to_owned();
+    // LAN discovery stays on, as users run the chat.
     let mut ann = in_ns(
         &bed.homes[0],
         dirs[1].path(),
-        &[
-            "--listen",
-            "0",
-            "--no-mdns",
-            "--name",
-            "ann",
-            "--relay",
-            &relay_addr,
-        ],
+        &["--listen", "0", "--name", "ann", "--relay", &relay_addr],
     );
     ann.expect_prefix("Reachable through a relay at: ");
     ann.send("/invite");
@@ -240,7 +239,7 @@ fn meet(bed: &Bed, dirs: &[tempfile::TempDir; 3]) -> (Peer, Peer, Peer, Duration
     let mut bob = in_ns(
         &bed.homes[1],
         dirs[2].path(),
-        &["--no-mdns", "--name", "bob", "--join", &ticket],
+        &["--name", "bob", "--join", &ticket],
     );
     bob.expect_line("Connected to peer!");
     bob.send("hello from home 2");
@@ -434,4 +433,90 @@ fn behind_a_symmetric_nat_a_relay_restarted_mid_chat_is_found_again_by_both() {
     ann.expect_line("bob: after the relay came back");
     ann.send("and back to bob");
     bob.expect_line("ann: and back to bob");
+}
+
+/// How long, and how much, the relayed chat runs in
+/// [`behind_a_symmetric_nat_five_minutes_and_five_mb_go_through_the_relay`].
+const RELAYED_FOR: Duration = Duration::from_secs(300);
+const RELAYED_LINES_PER_SECOND: usize = 17;
+const RELAYED_LINE: usize = 1_000;
+
+#[test]
+fn behind_a_symmetric_nat_five_minutes_and_five_mb_go_through_the_relay() {
+    let Some(bed) = Bed::for_test("l", [Nat::Easy, Nat::Hard]) else {
+        return;
+    };
+    let dirs = [data_dir(), data_dir(), data_dir()];
+    let (_relay, mut ann, mut bob, _) = meet(&bed, &dirs);
+    assert!(path_within(&mut bob, |l| l.contains("relayed via"), TIMEOUT).is_some());
+    let start = Instant::now();
+    let seconds = RELAYED_FOR.as_secs() as usize;
+    let filler = "x".repeat(RELAYED_LINE - 16);
+    for second in 0..seconds {
+        for k in 0..RELAYED_LINES_PER_SECOND {
+            ann.send(&format!("{second:05} {k:03} {filler}"));
+        }
+        if second % 60 == 0 {
+            bob.send(&format!("bob at {second} s"));
+        }
+        let next = start + Duration::from_secs(second as u64 + 1);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let total = seconds * RELAYED_LINES_PER_SECOND;
+    assert!(total * RELAYED_LINE >= 5_000_000);
+    bob.expect_count(
+        |l| l.starts_with("ann: ") && l.ends_with(&filler),
+        total,
+        TIMEOUT * 4,
+    );
+    ann.expect_line(&format!("bob: bob at {}", (seconds - 1) / 60 * 60));
+    let still = path_within(&mut bob, |l| l.contains("relayed via"), TIMEOUT);
+    assert!(
+        still.is_some(),
+        "the path changed after {} lines",
+        bob.seen.len()
+    );
+}
+
+#[test]
+fn a_neighbour_on_the_inviters_lan_with_default_flags_neither_joins_nor_reads() {
+    let Some(bed) = Bed::for_test("n", [Nat::Easy, Nat::Easy]) else {
+        return;
+    };
+    let dirs = [data_dir(), data_dir(), data_dir()];
+    let (_relay, mut ann, mut bob, _) = meet(&bed, &dirs);
+    // mDNS on, as users run it; a private room of its own.
+    let nd = data_dir();
+    let mut all = vec!["netns", "exec", &bed.neighbour, common::BIN, "--data-dir"];
+    all.push(utf8(nd.path()));
+    all.extend_from_slice(&["--listen", "0", "--name", "nosy"]);
+    let mut nosy = Peer::start_with_program("ip", &all);
+    nosy.expect_line("Waiting for peer to connect...");
+    // Time for LAN discovery to find ann (mDNS asks every 5 s).
+    std::thread::sleep(Duration::from_secs(12));
+    ann.send("said with a neighbour on the LAN");
+    bob.expect_line("ann: said with a neighbour on the LAN");
+    std::thread::sleep(Duration::from_secs(2));
+    nosy.read_available();
+    ann.read_available();
+    assert!(
+        !nosy.seen.iter().any(|l| l.contains("said with")),
+        "{:?}",
+        nosy.seen
+    );
+    assert!(
+        !ann.seen.iter().any(|l| l.contains("nosy")),
+        "{:?}",
+        ann.seen
+    );
+    // It found ann on the LAN, and that is all.
+    nosy.send("/nearby");
+    nosy.expect_line("Peers on the LAN:");
+    nosy.expect_prefix("  Peer-");
+    // And it is not in her room: it shows no member.
+    nosy.send("/rooms");
+    nosy.expect_line("Rooms:");
+    nosy.expect_line(" * #lobby (0 other member(s))");
 }
