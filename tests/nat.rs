@@ -471,7 +471,7 @@ fn behind_a_symmetric_nat_five_minutes_and_five_mb_go_through_the_relay() {
         total,
         TIMEOUT * 4,
     );
-    ann.expect_line(&format!("bob: bob at {}", (seconds - 1) / 60 * 60));
+    ann.expect_line(&format!("bob: bob at {} s", (seconds - 1) / 60 * 60));
     let still = path_within(&mut bob, |l| l.contains("relayed via"), TIMEOUT);
     assert!(
         still.is_some(),

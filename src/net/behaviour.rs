@@ -183,10 +183,17 @@ impl Behaviour {
             gossipsub,
             mdns: Toggle::from(mdns),
             relay_client,
-            identify: identify::Behaviour::new(identify::Config::new(
-                super::relay_node::IDENTIFY_PROTOCOL.to_owned(),
-                keypair.public(),
-            )),
+            // Identify tells any peer we connect to where we listen; LAN
+            // addresses are of no use to a peer elsewhere and say more
+            // than it needs. Members learn them from our (sealed) hellos;
+            // hole punching uses the addresses peers observe us at.
+            identify: identify::Behaviour::new(
+                identify::Config::new(
+                    super::relay_node::IDENTIFY_PROTOCOL.to_owned(),
+                    keypair.public(),
+                )
+                .with_hide_listen_addrs(true),
+            ),
             dcutr: dcutr::Behaviour::new(keypair.public().to_peer_id()),
         })
     }
