@@ -207,6 +207,10 @@ pub struct RelayArgs {
     /// MiB a circuit carries before it is closed (and opened again).
     #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub circuit_mib: u64,
+    /// Reservations one IP address may make at once, and again each minute
+    /// after (peers behind one NAT share an address).
+    #[arg(long, value_name = "N", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub reservations_per_ip: u32,
 }
 
 /// `rust-p2p-chat history`.

@@ -356,6 +356,7 @@ fn run_relay(args: &Args, relay: &RelayArgs) -> anyhow::Result<()> {
         max_circuits_per_peer: relay.max_circuits_per_peer,
         circuit_duration: std::time::Duration::from_secs(relay.circuit_minutes * 60),
         circuit_bytes: relay.circuit_mib * 1024 * 1024,
+        reservations_per_ip: relay.reservations_per_ip,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

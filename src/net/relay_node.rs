@@ -49,6 +49,9 @@ pub struct RelayConfig {
     pub circuit_duration: Duration,
     /// How many bytes a circuit carries before it is closed.
     pub circuit_bytes: u64,
+    /// Reservations one IP address may make at once, and again each
+    /// minute after (peers behind one NAT share an address).
+    pub reservations_per_ip: u32,
 }
 
 impl Default for RelayConfig {
@@ -61,6 +64,7 @@ impl Default for RelayConfig {
             max_circuits_per_peer: 8,
             circuit_duration: Duration::from_secs(60 * 60),
             circuit_bytes: 256 * 1024 * 1024,
+            reservations_per_ip: 60,
         }
     }
 }
@@ -90,14 +94,23 @@ pub async fn run_relay(
     mut listening: impl FnMut(&Multiaddr),
 ) -> Result<(), Error> {
     let local = keypair.public().to_peer_id();
+    let per_ip = std::num::NonZeroU32::new(config.reservations_per_ip.max(1))
+        .unwrap_or(std::num::NonZeroU32::MIN);
+    let per_peer = std::num::NonZeroU32::new(30).unwrap_or(std::num::NonZeroU32::MIN);
+    let minute = Duration::from_secs(60);
+    // The library's limits on how often a peer or an address may reserve
+    // or open circuits, with the per-address reservations a flag.
     let relay_config = relay::Config {
         max_reservations: config.max_reservations,
         max_circuits: config.max_circuits,
         max_circuits_per_peer: config.max_circuits_per_peer,
         max_circuit_duration: config.circuit_duration,
         max_circuit_bytes: config.circuit_bytes,
+        reservation_rate_limiters: Vec::new(),
         ..relay::Config::default()
-    };
+    }
+    .reservation_rate_per_peer(per_peer, 2 * minute)
+    .reservation_rate_per_ip(per_ip, minute);
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(max_connections(&config)))
         .with_max_pending_incoming(Some(128));
