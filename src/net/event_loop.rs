@@ -475,11 +475,7 @@ impl EventLoop {
                 self.joined.insert(room, topic);
             }
             Request::Watch { room, topic_id } => {
-                let topic = gossipsub::IdentTopic::new(format!(
-                    "{}{}{topic_id}",
-                    room_frame::TOPIC_PREFIX,
-                    room_frame::PRIVATE_TOPIC
-                ));
+                let topic = room_frame::private_topic(&topic_id);
                 let _ = self.swarm.behaviour_mut().gossipsub.subscribe(&topic);
                 self.topic_rooms.insert(topic.hash(), room.clone());
                 self.watched.insert(room.clone());

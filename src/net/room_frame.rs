@@ -56,11 +56,15 @@ pub const MAX_HELLO_ADDRS: usize = 16;
 /// topic tells nothing of the name to whoever sees it.
 pub fn topic(room: &str, key: Option<&RoomKey>) -> gossipsub::IdentTopic {
     match key {
-        Some(key) if !is_public(room) => {
-            gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{PRIVATE_TOPIC}{}", key.topic_id()))
-        }
+        Some(key) if !is_public(room) => private_topic(key.topic_id()),
         _ => gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{room}")),
     }
+}
+
+/// The topic of the private room whose key has this topic id (see
+/// [`RoomKey::topic_id`]).
+pub fn private_topic(topic_id: &str) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("{TOPIC_PREFIX}{PRIVATE_TOPIC}{topic_id}"))
 }
 
 /// The public room a topic names, if it names one (a public room's key
