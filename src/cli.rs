@@ -100,6 +100,22 @@ pub struct Args {
     #[arg(long)]
     pub no_mdns: bool,
 
+    /// Where files you accept land (default: your download folder's
+    /// `rust-p2p-chat` folder).
+    #[arg(long, value_name = "DIR", conflicts_with = "plain")]
+    pub download_dir: Option<PathBuf>,
+
+    /// The largest file accepted, in bytes or with a unit (K, M, G, T:
+    /// powers of 1024); larger offers are refused.
+    #[arg(long, value_name = "SIZE", default_value = "4G", conflicts_with = "plain",
+          value_parser = parse_size)]
+    pub max_file: u64,
+
+    /// Accept files from peers you have /trust-ed without asking (for
+    /// scripts).
+    #[arg(long, conflicts_with = "plain")]
+    pub accept_files_from_trusted: bool,
+
     /// Make the room public: peers on the LAN find it (mDNS) and may join.
     /// Without it the room is private: only peers that dial a member's
     /// address join it.
@@ -228,6 +244,39 @@ pub struct HistoryArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A size as typed: bytes, or a number and K, M, G or T (powers of 1024).
+///
+/// ```
+/// use rust_p2p_chat::cli::parse_size;
+///
+/// assert_eq!(parse_size("4G"), Ok(4 << 30));
+/// assert_eq!(parse_size("1000"), Ok(1000));
+/// assert!(parse_size("4X").is_err());
+/// ```
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let (number, shift) = match value.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            let shift = match unit.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{value}: the unit is K, M, G or T")),
+            };
+            (&value[..at], shift)
+        }
+        _ => (value, 0),
+    };
+    let number: u64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value}: not a size (e.g. 4G, 500M, 1000000)"))?;
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{value}: too large"))
 }
 
 fn parse_relay(value: &str) -> Result<String, String> {

@@ -151,6 +151,14 @@ fn secure_protocol(args: &Args, dir: &std::path::Path) -> anyhow::Result<Protoco
         secure.mdns = !args.no_mdns;
         secure.also_listen = args.also_listen();
         secure.sync_window = std::time::Duration::from_secs(u64::from(args.sync_window) * 3600);
+        secure.files = rust_p2p_chat::app::FileOptions {
+            download_dir: args
+                .download_dir
+                .clone()
+                .unwrap_or_else(|| rust_p2p_chat::app::FileOptions::default_dir(&dir)),
+            max_file: args.max_file,
+            accept_from_trusted: args.accept_files_from_trusted,
+        };
         // Relays given once are reserved at on every later run.
         let mut remembered = Relays::open(&dir)?;
         remembered.remember(&args.relay)?;

@@ -43,7 +43,7 @@ use crate::identity::Identity;
 use crate::store::{KnownPeers, RoomKeys, Store, StoredMessage};
 use crate::{classic, identity, net, store};
 
-pub use secure::Secure;
+pub use secure::{FileOptions, Secure};
 pub use tasks::Tasks;
 
 /// Capacity of the channel of commands from a front end. A command is a
@@ -199,6 +199,7 @@ impl Protocol {
             store,
             sync_window: DEFAULT_SYNC_WINDOW,
             relays: Vec::new(),
+            files: FileOptions::default(),
         }))
     }
 }

@@ -52,6 +52,17 @@ pub enum Input<'a> {
     Kick(&'a str),
     /// `/members`: who holds the current room's key.
     Members,
+    /// `/send [NICK] PATH`: offer a file (the words as typed: the app
+    /// tells a member from a path).
+    SendFile(&'a str),
+    /// `/accept N`: take a file offered.
+    Accept(u64),
+    /// `/reject N`: decline a file offered.
+    Reject(u64),
+    /// `/cancel N`: stop a transfer.
+    Cancel(u64),
+    /// `/files`: the transfers and where they stand.
+    Files,
     /// A command without its required argument.
     Usage(&'static str),
     /// `/id`: show our own identity.
@@ -79,6 +90,10 @@ pub const HELP: &str = "Commands:
   /kick NICK        remove a member: the room gets a new key it is not given
   /members          who holds this room's key, with fingerprints
   /msg NICK TEXT    a direct message that only NICK sees
+  /send [NICK] PATH offer a file (to NICK, in a room of more than two)
+  /accept N         receive file N offered to you; /reject N declines it
+  /cancel N         stop transfer N, either way
+  /files            transfers, with their state and progress
   /verify [NICK]    the safety number to compare with a member
   /trust [NICK]     mark a member as verified (after comparing)
   /id               your own identity
@@ -153,10 +168,30 @@ pub fn parse(line: &str) -> Input<'_> {
         },
         "/kick" => arg.map_or(Input::Usage("/kick NICK"), Input::Kick),
         "/members" => Input::Members,
+        "/send" => {
+            let rest = line[word.len()..].trim();
+            if rest.is_empty() {
+                Input::Usage("/send [NICK] PATH")
+            } else {
+                Input::SendFile(rest)
+            }
+        }
+        "/accept" => number(arg, words.next()).map_or(Input::Usage("/accept N"), Input::Accept),
+        "/reject" => number(arg, words.next()).map_or(Input::Usage("/reject N"), Input::Reject),
+        "/cancel" => number(arg, words.next()).map_or(Input::Usage("/cancel N"), Input::Cancel),
+        "/files" => Input::Files,
         "/id" => Input::Id,
         "/help" | "/?" => Input::Help,
         "/quit" | "/exit" => Input::Quit,
         _ => Input::Unknown(word),
+    }
+}
+
+/// A transfer's number, the one word after a command.
+fn number(arg: Option<&str>, more: Option<&str>) -> Option<u64> {
+    match (arg, more) {
+        (Some(n), None) => n.parse().ok(),
+        _ => None,
     }
 }
 
@@ -202,6 +237,17 @@ pub fn unknown_hint(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_commands_take_a_path_or_a_number() {
+        assert_eq!(parse("/send  bob my file.txt "), Input::SendFile("bob my file.txt"));
+        assert_eq!(parse("/send"), Input::Usage("/send [NICK] PATH"));
+        assert_eq!(parse("/accept 3"), Input::Accept(3));
+        assert_eq!(parse("/accept x"), Input::Usage("/accept N"));
+        assert_eq!(parse("/reject 1 2"), Input::Usage("/reject N"));
+        assert_eq!(parse("/cancel 9"), Input::Cancel(9));
+        assert_eq!(parse("/files"), Input::Files);
+    }
 
     #[test]
     fn commands_take_trailing_words_and_escape_with_a_double_slash() {

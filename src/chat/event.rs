@@ -197,6 +197,8 @@ pub enum Event {
     Status(Status),
     /// Something the user should know that is not part of the conversation.
     Notice(Notice),
+    /// Something about a file transfer.
+    File(crate::chat::transfer::FileEvent),
 }
 
 /// How the chat is doing: delivery and reconnection.
@@ -655,6 +657,7 @@ impl Event {
                 write!(out, "{} is now known as {}", Inert(old), Inert(new))
             }
             Event::Notice(notice) => write!(out, "{notice}"),
+            Event::File(event) => write!(out, "{event}"),
         };
     }
 }

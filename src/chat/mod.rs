@@ -18,6 +18,7 @@ pub mod room_key;
 pub mod safety;
 pub mod sanitize;
 pub mod ticket;
+pub mod transfer;
 
 pub use address::{DialTarget, PeerAddress};
 pub use event::{Command, Event, HistoryLine, NearbyLine, Notice, Received};

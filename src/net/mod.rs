@@ -17,6 +17,7 @@ pub mod doctor;
 mod event_loop;
 mod events;
 pub mod fetch;
+pub mod files;
 pub mod frame;
 mod outbox;
 mod rate;

@@ -41,7 +41,8 @@ use std::thread;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Batch, Checkpointer, Error, History, RoomResume, Run, StoredMessage, Take, CHECKPOINT_TICK,
+    Batch, Checkpointer, Error, History, RoomResume, Run, StoredMessage, Take, Transfer,
+    TransferUpdate, CHECKPOINT_TICK,
 };
 
 /// How many jobs wait for the store thread before a caller has to wait for
@@ -454,6 +455,36 @@ impl Store {
         let (conversation, author) = (conversation.to_owned(), author.to_owned());
         self.call(move |history| history.requeue_undelivered(&conversation, &author, session))
             .await?
+    }
+
+    /// Records a transfer; returns its number (see
+    /// [`History::add_transfer`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::add_transfer`], or [`Error::Stopped`].
+    pub async fn add_transfer(&self, transfer: Transfer) -> Result<u64, Error> {
+        self.call(move |history| history.add_transfer(&transfer))
+            .await?
+    }
+
+    /// Changes a recorded transfer (see [`History::update_transfer`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::update_transfer`], or [`Error::Stopped`].
+    pub async fn update_transfer(&self, number: u64, update: TransferUpdate) -> Result<(), Error> {
+        self.call(move |history| history.update_transfer(number, &update))
+            .await?
+    }
+
+    /// The transfers recorded (see [`History::transfers`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::transfers`], or [`Error::Stopped`].
+    pub async fn transfers(&self) -> Result<Vec<Transfer>, Error> {
+        self.call(|history| history.transfers()).await?
     }
 
     /// Waits until every job queued before this call has run: what was

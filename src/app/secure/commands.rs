@@ -138,6 +138,11 @@ impl RoomChat {
                 Some(self.history_event(&room, limit).await)
             }
             Typed::Invite { valid } => self.invite(events, valid).await,
+            Typed::SendFile(args) => self.send_file(args),
+            Typed::Accept(number) => self.accept_file(number).await,
+            Typed::Reject(number) => self.reject_file(number).await,
+            Typed::Cancel(number) => self.cancel_file(number).await,
+            Typed::Files => self.list_files(),
             Typed::Kick(who) => self.kick(events, who).await,
             Typed::Members => Some(self.members_event()),
             Typed::Peers => {

@@ -354,6 +354,8 @@ impl RoomChat {
                         }
                     }
                 }
+                // Files accepted from this peer go on where they stopped.
+                self.resume_files(Some(&peer));
                 if inbound && matches!(self.role, Role::Listen { .. }) {
                     // Announced when it joins our room: a connection alone
                     // (LAN discovery from a peer in a public room, a

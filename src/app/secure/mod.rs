@@ -37,10 +37,13 @@ use crate::store::{KnownPeers, PendingWrite, RoomKeys, Store};
 mod commands;
 mod delivery;
 mod direct;
+mod files;
 mod kick;
 mod members;
 mod serve;
 mod session;
+
+pub use files::FileOptions;
 
 /// Lines of history shown when a room is opened.
 const HISTORY_ON_START: usize = 20;
@@ -70,6 +73,8 @@ pub struct Secure {
     pub sync_window: Duration,
     /// Relays to hold a reservation at (`--relay`).
     pub relays: Vec<libp2p::Multiaddr>,
+    /// Sending and receiving files.
+    pub files: FileOptions,
 }
 
 /// The chat in rooms: carries out what [`Delivery`] decides, and keeps
@@ -143,6 +148,8 @@ struct RoomChat {
     direct_refused: direct::DirectRefused,
     /// Gives a burst's heap back once it is over.
     trimmer: super::trim::Trimmer,
+    /// File transfers.
+    files: files::Files,
 }
 
 impl RoomChat {
@@ -172,6 +179,7 @@ impl RoomChat {
             recent: Arc::new(Mutex::new(Recent::default())),
             direct_refused: direct::DirectRefused::default(),
             trimmer: super::trim::Trimmer::default(),
+            files: files::Files::new(secure.files.clone()),
             client,
             secure,
             role,
@@ -221,6 +229,8 @@ pub(super) async fn run(
     let mut room = RoomChat::new(client, secure, role.clone(), max_line, session);
     let direct = room.accept_direct()?;
     room.serve_fetches()?;
+    room.accept_files()?;
+    room.load_transfers().await;
     let listen_port = match &role {
         Role::Listen { port } => Some(*port),
         Role::Connect(_) => room.secure.also_listen,

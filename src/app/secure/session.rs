@@ -268,6 +268,11 @@ impl RoomChat {
         let mut stall: Option<Stall> = None;
         let mut trim = tokio::time::interval(TRIM_EVERY);
         trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resume = tokio::time::interval(super::files::RESUME_EVERY);
+        resume.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let Some(mut file_streams) = self.files.streams.take() else {
+            return;
+        };
         loop {
             if self.quitting && self.core.writing() == 0 {
                 return;
@@ -422,6 +427,32 @@ impl RoomChat {
                     }
                     self.trimmer.tick();
                 }
+                Some((stream, control)) = file_streams.recv() => {
+                    if let Some(event) = self.on_file_stream(events, stream, control).await {
+                        if events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(ended) = self.files.work.join_next() => {
+                    let event = match ended {
+                        Ok(ended) => self.on_file_ended(ended).await,
+                        Err(_) => None,
+                    };
+                    if let Some(event) = event {
+                        if events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(progress) = self.files.progress.recv() => {
+                    if let Some(event) = self.on_file_progress(progress) {
+                        if events.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                _ = resume.tick() => self.resume_files(None),
                 Some((peer, text)) = direct.recv() => {
                     if !self.on_direct(events, peer, text).await {
                         return;

@@ -131,6 +131,7 @@ pub use checkpoint::{Checkpointer, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKP
 pub use read::{RoomResume, RESUME_HOLES};
 pub use rows::{Batch, Filter, Run, Status, StoredMessage, Stream, Take};
 pub use schema::SCHEMA_VERSION;
+pub use transfers::{Transfer, TransferUpdate, MAX_LISTED_TRANSFERS};
 
 /// The name of the database file inside the data directory.
 pub const HISTORY_FILE: &str = "history.sqlite3";
@@ -187,6 +188,7 @@ mod checkpoint;
 mod read;
 mod rows;
 mod schema;
+mod transfers;
 #[cfg(test)]
 mod tests;
 mod write;

@@ -58,6 +58,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         next_line INTEGER NOT NULL CHECK (next_line >= 0),
         PRIMARY KEY (conversation, author, session)
     ) WITHOUT ROWID;",
+    // 3: file transfers, each side's own record: what was offered, where
+    // it stands, and (receiving) which pieces are held, verified.
+    "CREATE TABLE transfers (
+        number INTEGER PRIMARY KEY AUTOINCREMENT,
+        id INTEGER NOT NULL,
+        outgoing INTEGER NOT NULL CHECK (outgoing IN (0, 1)),
+        peer TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL CHECK (size >= 0),
+        root BLOB NOT NULL CHECK (length(root) = 32),
+        path TEXT,
+        stamp INTEGER,
+        state TEXT NOT NULL CHECK (state IN
+            ('offered', 'accepted', 'done', 'rejected', 'cancelled', 'failed')),
+        have BLOB,
+        moved INTEGER NOT NULL DEFAULT 0 CHECK (moved >= 0),
+        ts_ms INTEGER NOT NULL CHECK (ts_ms >= 0),
+        UNIQUE (peer, id, outgoing)
+    );",
 ];
 
 impl History {

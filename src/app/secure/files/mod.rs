@@ -1,0 +1,996 @@
+//! Sending and receiving files: `/send`, `/accept`, `/reject`, `/cancel`,
+//! `/files`, and what peers say about their transfers.
+//!
+//! Each transfer is recorded in the store from its offer on, on both
+//! sides, with its state; the receiver also records which pieces it holds.
+//! That record is what makes a transfer survive a crash or a dropped link
+//! without a new `/accept`: a receiver asks again for an accepted file
+//! whenever the sender is reachable, and a sender answers from its record.
+//! The work of each transfer runs in a task of its own ([`tasks`]), owned
+//! here and ended with the chat.
+
+mod tasks;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::RoomChat;
+use crate::chat::transfer::{
+    human_size, safe_name, Cv, FileEvent, TransferLine, TransferState, DEFAULT_MAX_FILE,
+};
+use crate::chat::Event;
+use crate::net::files::{Control, FileStream, Frame, MAX_OFFERED_NAME};
+use crate::store::downloads::Downloads;
+use crate::store::{Transfer, TransferUpdate};
+
+use tasks::{Progress, Received, Served};
+
+/// File streams read at once before their first frame, from everyone.
+const MAX_OPENING: usize = 16;
+
+/// File streams waiting for the chat to take them.
+const STREAM_QUEUE: usize = 16;
+
+/// Progress reports waiting for the chat: a full queue drops reports, not
+/// pieces.
+const PROGRESS_QUEUE: usize = 64;
+
+/// How long a new stream has to say what it is for.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a transfer's rate is taken.
+const RATE_EVERY: Duration = Duration::from_millis(500);
+
+/// How often accepted files that are not moving are asked for again.
+pub(super) const RESUME_EVERY: Duration = Duration::from_secs(3);
+
+/// Transfers offered to us and not yet answered, at most: more offers are
+/// refused until some are.
+const MAX_PENDING_OFFERS: usize = 64;
+
+/// Transfers moving at once, at most, each way.
+const MAX_RUNNING: usize = 8;
+
+/// Settings of file transfer.
+#[derive(Debug, Clone)]
+pub struct FileOptions {
+    /// Where received files land (`--download-dir`).
+    pub download_dir: PathBuf,
+    /// The largest file accepted (`--max-file`).
+    pub max_file: u64,
+    /// Accept files from trusted peers without asking
+    /// (`--accept-files-from-trusted`).
+    pub accept_from_trusted: bool,
+}
+
+impl FileOptions {
+    /// The platform's download folder, in a `rust-p2p-chat` folder of its
+    /// own; under `fallback` where there is none.
+    pub fn default_dir(fallback: &Path) -> PathBuf {
+        directories::UserDirs::new()
+            .and_then(|dirs| dirs.download_dir().map(Path::to_path_buf))
+            .map_or_else(|| fallback.join("downloads"), |dir| dir.join("rust-p2p-chat"))
+    }
+}
+
+impl Default for FileOptions {
+    fn default() -> FileOptions {
+        FileOptions {
+            download_dir: PathBuf::from("downloads"),
+            max_file: DEFAULT_MAX_FILE,
+            accept_from_trusted: false,
+        }
+    }
+}
+
+/// A transfer as the chat knows it.
+struct Known {
+    transfer: Transfer,
+    /// Bytes so far.
+    done: u64,
+    /// When and at how many bytes the rate was last taken (this run of
+    /// the transfer), and the rate.
+    sample: Option<(Instant, u64)>,
+    rate: u64,
+    /// The tenth of the file last reported.
+    decile: u64,
+    /// Paused was said since it last moved.
+    told_paused: bool,
+}
+
+impl Known {
+    fn new(transfer: Transfer) -> Known {
+        Known {
+            transfer,
+            done: 0,
+            sample: None,
+            rate: 0,
+            decile: 0,
+            told_paused: false,
+        }
+    }
+}
+
+/// How a transfer's task ended.
+pub(super) enum Ended {
+    Offered {
+        number: u64,
+        cvs: Arc<Vec<Cv>>,
+        result: Result<(), String>,
+    },
+    NotOffered {
+        name: String,
+        reason: String,
+    },
+    Served(u64, Served),
+    Received(u64, Received),
+}
+
+/// The transfers of one chat.
+pub(super) struct Files {
+    options: FileOptions,
+    downloads: Option<Downloads>,
+    known: BTreeMap<u64, Known>,
+    /// Tasks moving a transfer, by its number.
+    running: HashMap<u64, AbortHandle>,
+    /// Piece hashes of the files we offered this run.
+    cvs: HashMap<u64, Arc<Vec<Cv>>>,
+    pub(super) work: JoinSet<Ended>,
+    progress_tx: mpsc::Sender<Progress>,
+    pub(super) progress: mpsc::Receiver<Progress>,
+    pub(super) streams: Option<mpsc::Receiver<(FileStream, Control)>>,
+}
+
+impl Files {
+    pub(super) fn new(options: FileOptions) -> Files {
+        let (progress_tx, progress) = mpsc::channel(PROGRESS_QUEUE);
+        Files {
+            options,
+            downloads: None,
+            known: BTreeMap::new(),
+            running: HashMap::new(),
+            cvs: HashMap::new(),
+            work: JoinSet::new(),
+            progress_tx,
+            progress,
+            streams: None,
+        }
+    }
+
+    /// The download folder, opened (and made) on first use.
+    fn downloads(&mut self) -> Result<Downloads, String> {
+        if let Some(downloads) = &self.downloads {
+            return Ok(downloads.clone());
+        }
+        let downloads = Downloads::open(&self.options.download_dir).map_err(|e| e.to_string())?;
+        self.downloads = Some(downloads.clone());
+        Ok(downloads)
+    }
+
+    fn find(&self, peer: &PeerId, id: u64, outgoing: bool) -> Option<u64> {
+        let peer = peer.to_string();
+        self.known
+            .values()
+            .find(|k| {
+                k.transfer.id == id && k.transfer.outgoing == outgoing && k.transfer.peer == peer
+            })
+            .map(|k| k.transfer.number)
+    }
+
+    fn running_each_way(&self, outgoing: bool) -> usize {
+        self.running
+            .keys()
+            .filter(|n| self.known.get(n).is_some_and(|k| k.transfer.outgoing == outgoing))
+            .count()
+    }
+}
+
+/// What `/send` was given: a member and a path, or a path alone.
+fn split_send(args: &str) -> (Option<&str>, &str) {
+    let args = args.trim();
+    match args.split_once(char::is_whitespace) {
+        Some((first, rest)) if !rest.trim().is_empty() => (Some(first), rest.trim()),
+        _ => (None, args),
+    }
+}
+
+/// A path as typed: `~/` is the home folder.
+fn typed_path(text: &str) -> PathBuf {
+    match (text.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(text),
+    }
+}
+
+fn random_id() -> Result<u64, String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+fn file_event(event: FileEvent) -> Option<Event> {
+    Some(Event::File(event))
+}
+
+impl RoomChat {
+    /// Starts taking file streams peers open: each says what it is for in
+    /// its first frame, read here, then goes to the chat.
+    pub(super) fn accept_files(&mut self) -> Result<(), crate::app::Error> {
+        let mut streams = self.client.accept_file_streams()?;
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        self.files.streams = Some(rx);
+        self.tasks.spawn(async move {
+            let mut opening = JoinSet::new();
+            while let Some(mut stream) = streams.next().await {
+                while opening.try_join_next().is_some() {}
+                if opening.len() >= MAX_OPENING {
+                    // Dropped: the stream is closed.
+                    continue;
+                }
+                let tx = tx.clone();
+                opening.spawn(async move {
+                    let first = tokio::time::timeout(FIRST_FRAME_TIMEOUT, stream.recv()).await;
+                    if let Ok(Ok(Frame::Control(control))) = first {
+                        let _ = tx.send((stream, control)).await;
+                    }
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// Loads the transfers a previous run left unfinished.
+    pub(super) async fn load_transfers(&mut self) {
+        let Ok(stored) = self.secure.store.transfers().await else {
+            return;
+        };
+        for transfer in stored {
+            if transfer.state.ended() {
+                continue;
+            }
+            let mut known = Known::new(transfer);
+            if let Some(bits) = &known.transfer.have {
+                let pieces = crate::chat::transfer::tree::piece_count(known.transfer.size);
+                if let Some(have) = crate::chat::transfer::Have::from_bytes(pieces, bits.clone()) {
+                    known.done = crate::chat::transfer::Download::new(
+                        known.transfer.size,
+                        known.transfer.root,
+                        Some(have),
+                    )
+                    .verified_bytes();
+                }
+            }
+            self.files.known.insert(known.transfer.number, known);
+        }
+    }
+
+    /// `/send [NICK] PATH`.
+    pub(super) fn send_file(&mut self, args: &str) -> Option<Event> {
+        let (who, path) = match split_send(args) {
+            (Some(who), rest) => match self.target(Some(who)) {
+                Ok(peer) => (Ok(peer), rest),
+                // Not a member: the whole is a path.
+                Err(_) => (self.target(None), args.trim()),
+            },
+            (None, path) => (self.target(None), path),
+        };
+        let peer = match who {
+            Ok(peer) => peer,
+            Err(e) => return Some(Event::Info(format!("/send: {e}"))),
+        };
+        let path = typed_path(path);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.is_empty() {
+            return file_event(FileEvent::NotOffered {
+                name: path.display().to_string(),
+                reason: "not a file".into(),
+            });
+        }
+        let id = match random_id() {
+            Ok(id) => id,
+            Err(reason) => return file_event(FileEvent::NotOffered { name, reason }),
+        };
+        let client = self.client.clone();
+        let store = self.secure.store.clone();
+        self.files.work.spawn(async move {
+            let hashed = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || tasks::hash_file(&path)).await
+            };
+            let hashed = match hashed {
+                Ok(Ok(hashed)) => hashed,
+                Ok(Err(reason)) => return Ended::NotOffered { name, reason },
+                Err(_) => {
+                    return Ended::NotOffered {
+                        name,
+                        reason: "reading it failed".into(),
+                    }
+                }
+            };
+            let path = std::fs::canonicalize(&path).unwrap_or(path);
+            let transfer = Transfer {
+                number: 0,
+                id,
+                outgoing: true,
+                peer: peer.to_string(),
+                name: name.clone(),
+                size: hashed.size,
+                root: hashed.root,
+                path: Some(path.display().to_string()),
+                stamp: i64::try_from(hashed.stamp).ok(),
+                state: TransferState::Offered,
+                have: None,
+                moved: 0,
+                ts_ms: crate::app::now_ms(),
+            };
+            let number = match store.add_transfer(transfer).await {
+                Ok(number) => number,
+                Err(e) => {
+                    return Ended::NotOffered {
+                        name,
+                        reason: e.to_string(),
+                    }
+                }
+            };
+            let offer = Control::Offer {
+                id,
+                name,
+                size: hashed.size,
+                root: hashed.root,
+            };
+            let result = tasks::tell(client, peer, offer).await;
+            Ended::Offered {
+                number,
+                cvs: hashed.cvs,
+                result,
+            }
+        });
+        None
+    }
+
+    /// `/accept N`.
+    pub(super) async fn accept_file(&mut self, number: u64) -> Option<Event> {
+        let Some(known) = self.files.known.get(&number) else {
+            return Some(Event::Info(format!("/accept: there is no transfer {number}")));
+        };
+        if known.transfer.outgoing || known.transfer.state != TransferState::Offered {
+            return Some(Event::Info(format!(
+                "/accept: transfer {number} is not an offer waiting for you"
+            )));
+        }
+        let size = known.transfer.size;
+        let free = self.files.downloads().and_then(|d| d.free_bytes().map_err(|e| e.to_string()));
+        match free {
+            Ok(free) if free < size => {
+                return Some(Event::Info(format!(
+                    "/accept: {} does not fit: {} free in {}",
+                    human_size(size),
+                    human_size(free),
+                    self.files.options.download_dir.display()
+                )))
+            }
+            Err(reason) => return Some(Event::Info(format!("/accept: {reason}"))),
+            Ok(_) => {}
+        }
+        let update = TransferUpdate {
+            state: Some(TransferState::Accepted),
+            ..TransferUpdate::default()
+        };
+        if let Err(e) = self.secure.store.update_transfer(number, update).await {
+            return Some(Event::Info(format!("/accept: {e}")));
+        }
+        let name = match self.files.known.get_mut(&number) {
+            Some(known) => {
+                known.transfer.state = TransferState::Accepted;
+                known.transfer.name.clone()
+            }
+            None => return None,
+        };
+        self.start_fetch(number);
+        file_event(FileEvent::Receiving {
+            number,
+            name,
+            size,
+            held: 0,
+        })
+    }
+
+    /// Starts (or resumes) receiving an accepted file.
+    fn start_fetch(&mut self, number: u64) {
+        if self.files.running.contains_key(&number)
+            || self.files.running_each_way(false) >= MAX_RUNNING
+        {
+            return;
+        }
+        let Ok(downloads) = self.files.downloads() else {
+            return;
+        };
+        let Some(known) = self.files.known.get(&number) else {
+            return;
+        };
+        let t = &known.transfer;
+        let Ok(peer) = t.peer.parse::<PeerId>() else {
+            return;
+        };
+        let job = tasks::Fetch {
+            client: self.client.clone(),
+            store: self.secure.store.clone(),
+            downloads,
+            number,
+            id: t.id,
+            peer,
+            name: t.name.clone(),
+            size: t.size,
+            root: t.root,
+            part: t.path.as_ref().map(PathBuf::from),
+            have: t.have.clone(),
+            moved: t.moved,
+            progress: self.files.progress_tx.clone(),
+        };
+        let handle = self
+            .files
+            .work
+            .spawn(async move { Ended::Received(number, tasks::fetch(job).await) });
+        self.files.running.insert(number, handle);
+    }
+
+    /// Asks again for accepted files that are not moving (from `peer`
+    /// only, when given: it just connected).
+    pub(super) fn resume_files(&mut self, peer: Option<&PeerId>) {
+        let peer = peer.map(PeerId::to_string);
+        let waiting: Vec<u64> = self
+            .files
+            .known
+            .values()
+            .filter(|k| {
+                !k.transfer.outgoing
+                    && k.transfer.state == TransferState::Accepted
+                    && peer.as_ref().is_none_or(|p| *p == k.transfer.peer)
+            })
+            .map(|k| k.transfer.number)
+            .filter(|n| !self.files.running.contains_key(n))
+            .collect();
+        for number in waiting {
+            self.start_fetch(number);
+        }
+    }
+
+    /// `/reject N`.
+    pub(super) async fn reject_file(&mut self, number: u64) -> Option<Event> {
+        let (peer, id, name) = match self.files.known.get(&number) {
+            Some(k) if !k.transfer.outgoing && k.transfer.state == TransferState::Offered => (
+                k.transfer.peer.clone(),
+                k.transfer.id,
+                k.transfer.name.clone(),
+            ),
+            _ => {
+                return Some(Event::Info(format!(
+                    "/reject: transfer {number} is not an offer waiting for you"
+                )))
+            }
+        };
+        self.end_transfer(number, TransferState::Rejected).await;
+        if let Ok(peer) = peer.parse::<PeerId>() {
+            let client = self.client.clone();
+            self.tasks.spawn(async move {
+                let _ = tasks::tell(client, peer, Control::Reject { id }).await;
+            });
+        }
+        Some(Event::Info(format!("Declined \"{}\"", crate::chat::sanitize::inert(&name))))
+    }
+
+    /// `/cancel N`.
+    pub(super) async fn cancel_file(&mut self, number: u64) -> Option<Event> {
+        let (peer, id, name) = match self.files.known.get(&number) {
+            Some(k) if !k.transfer.state.ended() => (
+                k.transfer.peer.clone(),
+                k.transfer.id,
+                k.transfer.name.clone(),
+            ),
+            _ => {
+                return Some(Event::Info(format!(
+                    "/cancel: transfer {number} is not under way"
+                )))
+            }
+        };
+        self.end_transfer(number, TransferState::Cancelled).await;
+        if let Ok(peer) = peer.parse::<PeerId>() {
+            let client = self.client.clone();
+            self.tasks.spawn(async move {
+                let _ = tasks::tell(client, peer, Control::Cancel { id }).await;
+            });
+        }
+        file_event(FileEvent::Cancelled {
+            number,
+            name,
+            by: None,
+        })
+    }
+
+    /// `/files`.
+    pub(super) fn list_files(&self) -> Option<Event> {
+        let lines = self
+            .files
+            .known
+            .values()
+            .map(|k| {
+                let who = k
+                    .transfer
+                    .peer
+                    .parse::<PeerId>()
+                    .map_or_else(|_| k.transfer.peer.clone(), |p| self.display_anywhere(&p));
+                TransferLine {
+                    number: k.transfer.number,
+                    outgoing: k.transfer.outgoing,
+                    who,
+                    name: k.transfer.name.clone(),
+                    size: k.transfer.size,
+                    done: if k.transfer.state == TransferState::Done {
+                        k.transfer.size
+                    } else {
+                        k.done
+                    },
+                    state: k.transfer.state,
+                    rate: self
+                        .files
+                        .running
+                        .contains_key(&k.transfer.number)
+                        .then_some(k.rate),
+                }
+            })
+            .collect();
+        file_event(FileEvent::List(lines))
+    }
+
+    /// Ends a transfer here: its task stops, its record says why, and a
+    /// part file is removed.
+    async fn end_transfer(&mut self, number: u64, state: TransferState) {
+        if let Some(handle) = self.files.running.remove(&number) {
+            handle.abort();
+        }
+        self.files.cvs.remove(&number);
+        let mut update = TransferUpdate {
+            state: Some(state),
+            ..TransferUpdate::default()
+        };
+        if let Some(known) = self.files.known.get_mut(&number) {
+            known.transfer.state = state;
+            if !known.transfer.outgoing && state != TransferState::Done {
+                if let Some(part) = known.transfer.path.take() {
+                    let _ = std::fs::remove_file(&part);
+                    update.have = Some(Vec::new());
+                }
+            }
+        }
+        let _ = self.secure.store.update_transfer(number, update).await;
+    }
+
+    /// A peer opened a file stream: `control` is what it is for.
+    pub(super) async fn on_file_stream(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        stream: FileStream,
+        control: Control,
+    ) -> Option<Event> {
+        let peer = stream.peer();
+        match control {
+            Control::Offer {
+                id,
+                name,
+                size,
+                root,
+            } => self.on_offer(events, stream, id, name, size, root).await,
+            Control::Get { id, root } => {
+                let found = self
+                    .files
+                    .find(&peer, id, true)
+                    .filter(|n| self.files.known.get(n).is_some_and(|k| k.transfer.root == root));
+                let Some(number) = found else {
+                    let reason = "no such transfer".to_owned();
+                    self.tasks.spawn(tasks::answer(stream, Control::Refused { reason }));
+                    return None;
+                };
+                self.serve_file(number, stream).await
+            }
+            Control::Reject { id } => {
+                let number = self.files.find(&peer, id, true);
+                self.tasks.spawn(tasks::answer(stream, Control::Taken));
+                let number = number?;
+                let known = self.files.known.get(&number)?;
+                if known.transfer.state != TransferState::Offered {
+                    return None;
+                }
+                let name = known.transfer.name.clone();
+                self.end_transfer(number, TransferState::Rejected).await;
+                file_event(FileEvent::Declined {
+                    who: self.display_anywhere(&peer),
+                    name,
+                })
+            }
+            Control::Cancel { id } => {
+                let number = self
+                    .files
+                    .find(&peer, id, true)
+                    .or_else(|| self.files.find(&peer, id, false));
+                self.tasks.spawn(tasks::answer(stream, Control::Taken));
+                let number = number?;
+                let known = self.files.known.get(&number)?;
+                if known.transfer.state.ended() {
+                    return None;
+                }
+                let name = known.transfer.name.clone();
+                self.end_transfer(number, TransferState::Cancelled).await;
+                file_event(FileEvent::Cancelled {
+                    number,
+                    name,
+                    by: Some(self.display_anywhere(&peer)),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether `peer` shares a room with us (or is the peer we chat with).
+    fn shares_a_room(&self, peer: &PeerId) -> bool {
+        let key = peer.to_string();
+        self.first_peer.as_ref() == Some(peer) || self.rooms.values().any(|r| r.contains(&key))
+    }
+
+    async fn on_offer(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        stream: FileStream,
+        id: u64,
+        offered: String,
+        size: u64,
+        root: Cv,
+    ) -> Option<Event> {
+        let peer = stream.peer();
+        let who = self.display_anywhere(&peer);
+        let cut = &offered[..floor_char_boundary(&offered, MAX_OFFERED_NAME)];
+        let name = safe_name(cut);
+        let refuse = |reason: String| Control::Refused { reason };
+        if !self.shares_a_room(&peer) {
+            let reason = "files are taken from members of a room only".to_owned();
+            self.tasks.spawn(tasks::answer(stream, refuse(reason)));
+            return None;
+        }
+        if let Some(number) = self.files.find(&peer, id, false) {
+            // Offered again (the answer was lost): the same transfer.
+            self.tasks.spawn(tasks::answer(stream, Control::Taken));
+            let _ = number;
+            return None;
+        }
+        let pending = self
+            .files
+            .known
+            .values()
+            .filter(|k| !k.transfer.outgoing && k.transfer.state == TransferState::Offered)
+            .count();
+        let limit = self.files.options.max_file;
+        let free = self.files.downloads().and_then(|d| d.free_bytes().map_err(|e| e.to_string()));
+        let refused = if size > limit {
+            Some(format!("larger than the {} limit", human_size(limit)))
+        } else if pending >= MAX_PENDING_OFFERS {
+            Some(format!("{pending} offers are waiting already"))
+        } else {
+            match free {
+                Ok(free) if free < size => Some(format!("only {} free", human_size(free))),
+                Ok(_) => None,
+                Err(reason) => Some(reason),
+            }
+        };
+        if let Some(reason) = refused {
+            self.tasks.spawn(tasks::answer(stream, refuse(reason.clone())));
+            return file_event(FileEvent::OfferRefused {
+                who,
+                name,
+                size,
+                reason,
+            });
+        }
+        let transfer = Transfer {
+            number: 0,
+            id,
+            outgoing: false,
+            peer: peer.to_string(),
+            name: name.clone(),
+            size,
+            root,
+            path: None,
+            stamp: None,
+            state: TransferState::Offered,
+            have: None,
+            moved: 0,
+            ts_ms: crate::app::now_ms(),
+        };
+        let number = match self.secure.store.add_transfer(transfer.clone()).await {
+            Ok(number) => number,
+            Err(e) => {
+                self.tasks.spawn(tasks::answer(stream, refuse(e.to_string())));
+                return None;
+            }
+        };
+        self.tasks.spawn(tasks::answer(stream, Control::Taken));
+        self.files.known.insert(
+            number,
+            Known::new(Transfer {
+                number,
+                ..transfer
+            }),
+        );
+        let offered = FileEvent::Offered {
+            number,
+            who,
+            name,
+            size,
+        };
+        if self.files.options.accept_from_trusted && self.secure.known.is_trusted(&peer) {
+            // Shown, then taken as if `/accept` was typed.
+            if events.send(Event::File(offered)).await.is_err() {
+                return None;
+            }
+            return self.accept_file(number).await;
+        }
+        file_event(offered)
+    }
+
+    async fn serve_file(&mut self, number: u64, stream: FileStream) -> Option<Event> {
+        let known = self.files.known.get(&number)?;
+        let t = &known.transfer;
+        let refused = if t.state.ended() {
+            Some(format!("the transfer is {}", t.state.as_str()))
+        } else if self.files.running.contains_key(&number) {
+            Some("the transfer is under way already".to_owned())
+        } else if self.files.running_each_way(true) >= MAX_RUNNING {
+            Some("too many transfers at once; try again later".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            self.tasks.spawn(tasks::answer(stream, Control::Refused { reason }));
+            return None;
+        }
+        let Some(path) = t.path.clone() else {
+            return None;
+        };
+        let job = tasks::Serve {
+            number,
+            path: PathBuf::from(path),
+            size: t.size,
+            stamp: t.stamp,
+            cvs: self.files.cvs.get(&number).cloned(),
+            moved: t.moved,
+            store: self.secure.store.clone(),
+            progress: self.files.progress_tx.clone(),
+        };
+        let first = t.state == TransferState::Offered;
+        let handle = self
+            .files
+            .work
+            .spawn(async move { Ended::Served(number, tasks::serve(job, stream).await) });
+        self.files.running.insert(number, handle);
+        if first {
+            let update = TransferUpdate {
+                state: Some(TransferState::Accepted),
+                ..TransferUpdate::default()
+            };
+            let _ = self.secure.store.update_transfer(number, update).await;
+            if let Some(known) = self.files.known.get_mut(&number) {
+                known.transfer.state = TransferState::Accepted;
+            }
+        }
+        None
+    }
+
+    /// A report of how far a transfer is: said at every tenth.
+    pub(super) fn on_file_progress(&mut self, progress: Progress) -> Option<Event> {
+        let known = self.files.known.get_mut(&progress.number)?;
+        known.done = progress.done;
+        known.told_paused = false;
+        match known.sample {
+            // The first report of this run: the rate is taken from here.
+            None => known.sample = Some((Instant::now(), progress.done)),
+            Some((at, bytes)) if at.elapsed() >= RATE_EVERY => {
+                let moved = progress.done.saturating_sub(bytes);
+                known.rate = (moved as f64 / at.elapsed().as_secs_f64()) as u64;
+                known.sample = Some((Instant::now(), progress.done));
+            }
+            Some(_) => {}
+        }
+        let size = known.transfer.size.max(1);
+        let decile = (u128::from(progress.done) * 10 / u128::from(size)) as u64;
+        if decile <= known.decile || decile >= 10 {
+            return None;
+        }
+        known.decile = decile;
+        file_event(FileEvent::Progress {
+            number: progress.number,
+            name: known.transfer.name.clone(),
+            done: progress.done,
+            size: known.transfer.size,
+            rate: known.rate,
+            outgoing: known.transfer.outgoing,
+        })
+    }
+
+    /// A transfer's task ended.
+    pub(super) async fn on_file_ended(&mut self, ended: Ended) -> Option<Event> {
+        match ended {
+            Ended::NotOffered { name, reason } => file_event(FileEvent::NotOffered { name, reason }),
+            Ended::Offered {
+                number,
+                cvs,
+                result,
+            } => {
+                let stored = self.secure.store.transfers().await.ok()?;
+                let transfer = stored.into_iter().find(|t| t.number == number)?;
+                let (name, size, peer) =
+                    (transfer.name.clone(), transfer.size, transfer.peer.clone());
+                self.files.known.insert(number, Known::new(transfer));
+                match result {
+                    Ok(()) => {
+                        self.files.cvs.insert(number, cvs);
+                        let to = peer
+                            .parse::<PeerId>()
+                            .map_or(peer, |p| self.display_anywhere(&p));
+                        file_event(FileEvent::OfferSent {
+                            number,
+                            to,
+                            name,
+                            size,
+                        })
+                    }
+                    Err(reason) => {
+                        self.end_transfer(number, TransferState::Failed).await;
+                        file_event(FileEvent::NotOffered { name, reason })
+                    }
+                }
+            }
+            Ended::Served(number, served) => {
+                self.files.running.remove(&number);
+                let known = self.files.known.get(&number)?;
+                let name = known.transfer.name.clone();
+                let peer = known.transfer.peer.parse::<PeerId>().ok()?;
+                let moved = match &served {
+                    Served::Done { moved }
+                    | Served::Cancelled { moved }
+                    | Served::Interrupted { moved } => Some(*moved),
+                    Served::Failed { .. } => None,
+                };
+                if let Some(moved) = moved {
+                    if let Some(known) = self.files.known.get_mut(&number) {
+                        known.transfer.moved = moved;
+                    }
+                    let update = TransferUpdate {
+                        moved: Some(moved),
+                        ..TransferUpdate::default()
+                    };
+                    let _ = self.secure.store.update_transfer(number, update).await;
+                }
+                match served {
+                    Served::Done { .. } => {
+                        self.end_transfer(number, TransferState::Done).await;
+                        file_event(FileEvent::Sent {
+                            name,
+                            to: self.display_anywhere(&peer),
+                        })
+                    }
+                    Served::Cancelled { .. } => {
+                        self.end_transfer(number, TransferState::Cancelled).await;
+                        file_event(FileEvent::Cancelled {
+                            number,
+                            name,
+                            by: Some(self.display_anywhere(&peer)),
+                        })
+                    }
+                    Served::Interrupted { .. } => None,
+                    Served::Failed { reason } => {
+                        self.end_transfer(number, TransferState::Failed).await;
+                        file_event(FileEvent::Failed {
+                            number,
+                            name,
+                            reason,
+                        })
+                    }
+                }
+            }
+            Ended::Received(number, received) => {
+                self.files.running.remove(&number);
+                let known = self.files.known.get_mut(&number)?;
+                let name = known.transfer.name.clone();
+                let size = known.transfer.size;
+                match received {
+                    Received::Done { path } => {
+                        known.transfer.path = Some(path.display().to_string());
+                        known.done = size;
+                        let update = TransferUpdate {
+                            path: Some(path.display().to_string()),
+                            ..TransferUpdate::default()
+                        };
+                        let _ = self.secure.store.update_transfer(number, update).await;
+                        self.end_transfer(number, TransferState::Done).await;
+                        file_event(FileEvent::Received {
+                            name,
+                            size,
+                            path: path.display().to_string(),
+                        })
+                    }
+                    Received::Cancelled => {
+                        let by = known.transfer.peer.parse::<PeerId>().ok();
+                        self.end_transfer(number, TransferState::Cancelled).await;
+                        file_event(FileEvent::Cancelled {
+                            number,
+                            name,
+                            by: by.map(|p| self.display_anywhere(&p)),
+                        })
+                    }
+                    Received::Paused { held } => {
+                        known.done = held;
+                        known.sample = None;
+                        known.rate = 0;
+                        if known.told_paused {
+                            return None;
+                        }
+                        known.told_paused = true;
+                        // Where the part file is and what it holds, for
+                        // the next try.
+                        if let Ok(stored) = self.secure.store.transfers().await {
+                            if let Some(t) = stored.into_iter().find(|t| t.number == number) {
+                                if let Some(known) = self.files.known.get_mut(&number) {
+                                    known.transfer.path = t.path;
+                                    known.transfer.have = t.have;
+                                    known.transfer.moved = t.moved;
+                                }
+                            }
+                        }
+                        file_event(FileEvent::Paused {
+                            number,
+                            name,
+                            done: held,
+                            size,
+                        })
+                    }
+                    Received::Failed { reason } => {
+                        self.end_transfer(number, TransferState::Failed).await;
+                        file_event(FileEvent::Failed {
+                            number,
+                            name,
+                            reason,
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The largest char boundary of `text` at or below `at`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut end = at.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_takes_a_member_then_a_path_or_a_path_alone() {
+        assert_eq!(split_send("bob a.txt"), (Some("bob"), "a.txt"));
+        assert_eq!(split_send("a.txt"), (None, "a.txt"));
+        assert_eq!(split_send("  bob   my file.txt "), (Some("bob"), "my file.txt"));
+    }
+}

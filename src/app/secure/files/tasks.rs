@@ -1,0 +1,569 @@
+//! The work of one transfer, each in a task of its own: hashing and
+//! offering a file, serving its pieces, receiving them.
+//!
+//! The chat runs on one thread, which also carries the network; so what
+//! takes a while per piece (reading it, hashing it, writing it) runs on
+//! the blocking pool, one piece at a time, while the chat's thread goes on
+//! moving bytes and lines. Each task reports how far it is on a bounded
+//! channel, dropping a report rather than waiting when the chat is busy,
+//! and its end as its result.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use crate::chat::transfer::download::DownloadError;
+use crate::chat::transfer::tree::{self, Cv, PieceHasher};
+use crate::chat::transfer::{Download, Have, PIECE_LEN};
+use crate::net::files::{Control, FileStream, Frame, MAX_CVS_PER_FRAME, MAX_REASON};
+use crate::net::Client;
+use crate::store::downloads::{self, Downloads};
+use crate::store::{Store, TransferUpdate};
+
+/// How long an offer, a rejection or a cancellation waits for its answer.
+pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a transfer waits for the other side's next frame before it
+/// counts the link as gone (it resumes later).
+const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a receiver records the pieces it holds, at most, besides at
+/// the end: what a crash makes it ask for again is the pieces since.
+const RECORD_EVERY: Duration = Duration::from_millis(250);
+
+/// Pieces a receiver records after at most, besides [`RECORD_EVERY`].
+pub const RECORD_PIECES: u64 = 4;
+
+/// How a task tells the chat how far it is.
+#[derive(Debug)]
+pub(in crate::app::secure) struct Progress {
+    pub number: u64,
+    pub done: u64,
+}
+
+/// How a file was hashed for an offer.
+#[derive(Debug)]
+pub(super) struct Hashed {
+    pub size: u64,
+    pub stamp: i128,
+    pub root: Cv,
+    pub cvs: Arc<Vec<Cv>>,
+}
+
+/// Reads and hashes a file to offer, piece by piece. Blocking.
+pub(super) fn hash_file(path: &std::path::Path) -> Result<Hashed, String> {
+    let (file, size, stamp) = downloads::open_source(path).map_err(|e| e.to_string())?;
+    let pieces = tree::piece_count(size);
+    let mut cvs = Vec::with_capacity(usize::try_from(pieces).unwrap_or(0));
+    let mut buf = vec![0u8; 256 * 1024];
+    for index in 0..pieces {
+        let len = tree::piece_len(size, index).unwrap_or(0);
+        let mut hasher = PieceHasher::new(size, index).map_err(|e| e.to_string())?;
+        let mut read = 0u64;
+        while read < len {
+            let take = (len - read).min(buf.len() as u64) as usize;
+            downloads::read_at(&file, index * PIECE_LEN + read, &mut buf[..take])
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            hasher.update(&buf[..take]);
+            read += take as u64;
+        }
+        cvs.push(hasher.finish().map_err(|e| e.to_string())?);
+    }
+    let root = *tree::root(size, &cvs).map_err(|e| e.to_string())?.as_bytes();
+    if downloads::source_stamp(&file).map_err(|e| e.to_string())? != (size, stamp) {
+        return Err(format!("{}: changed while it was read", path.display()));
+    }
+    Ok(Hashed {
+        size,
+        stamp,
+        root,
+        cvs: Arc::new(cvs),
+    })
+}
+
+/// Says one thing on a new file stream and waits for the answer: `Ok`
+/// when taken, `Err` with why not.
+pub(super) async fn tell(mut client: Client, peer: PeerId, what: Control) -> Result<(), String> {
+    let work = async {
+        let mut stream = client
+            .open_file_stream(peer)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.send(&what).await.map_err(|e| e.to_string())?;
+        let answer = stream.recv().await.map_err(|e| e.to_string())?;
+        let _ = stream.close().await;
+        match answer {
+            Frame::Control(Control::Taken) => Ok(()),
+            Frame::Control(Control::Refused { reason }) => Err(cut(reason)),
+            _ => Err("the peer answered with something else".into()),
+        }
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, work)
+        .await
+        .map_err(|_| "the peer did not answer".to_owned())?
+}
+
+/// A peer's reason, bounded.
+fn cut(mut reason: String) -> String {
+    if reason.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
+}
+
+/// Answers a stream's first frame and closes it.
+pub(super) async fn answer(mut stream: FileStream, reply: Control) {
+    let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        let _ = stream.send(&reply).await;
+        let _ = stream.close().await;
+    })
+    .await;
+}
+
+/// How serving a file ended.
+#[derive(Debug)]
+pub(in crate::app::secure) enum Served {
+    /// The receiver holds it all, verified.
+    Done { moved: u64 },
+    /// The receiver stopped it.
+    Cancelled { moved: u64 },
+    /// The link went, or the receiver went quiet: it may come back.
+    Interrupted { moved: u64 },
+    /// It cannot be served (the file changed or went).
+    Failed { reason: String },
+}
+
+/// What serving a file needs.
+pub(super) struct Serve {
+    pub number: u64,
+    pub path: PathBuf,
+    pub size: u64,
+    pub stamp: Option<i64>,
+    pub cvs: Option<Arc<Vec<Cv>>>,
+    pub moved: u64,
+    pub store: Store,
+    pub progress: mpsc::Sender<Progress>,
+}
+
+/// Serves an accepted file on `stream`: its piece hashes, then each piece
+/// the receiver asks for.
+pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
+    let Serve {
+        number,
+        path,
+        size,
+        stamp,
+        cvs,
+        mut moved,
+        store,
+        progress,
+    } = job;
+    let opened = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || -> Result<(std::fs::File, Arc<Vec<Cv>>), String> {
+            let (file, now_size, now_stamp) =
+                downloads::open_source(&path).map_err(|e| e.to_string())?;
+            if now_size != size || stamp.is_some_and(|s| i128::from(s) != now_stamp) {
+                return Err(format!(
+                    "\"{}\" changed since it was offered",
+                    path.file_name().map_or_else(
+                        || path.display().to_string(),
+                        |n| n.to_string_lossy().into_owned()
+                    )
+                ));
+            }
+            let cvs = match cvs {
+                Some(cvs) => cvs,
+                None => hash_file(&path)?.cvs,
+            };
+            Ok((file, cvs))
+        })
+        .await
+    };
+    let (file, cvs) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(reason)) => {
+            answer(stream, Control::Refused { reason: reason.clone() }).await;
+            return Served::Failed { reason };
+        }
+        Err(_) => return Served::Interrupted { moved },
+    };
+    let file = Arc::new(file);
+    let pieces = tree::piece_count(size);
+    for (n, batch) in cvs.chunks(MAX_CVS_PER_FRAME).enumerate() {
+        let first = (n * MAX_CVS_PER_FRAME) as u64;
+        let frame = Control::Cvs {
+            first,
+            cvs: batch.to_vec(),
+        };
+        if stream.send(&frame).await.is_err() {
+            return Served::Interrupted { moved };
+        }
+    }
+    // A receiver asks for each piece about once; one that asks for far
+    // more is not receiving, and is cut off.
+    let most_wants = pieces.saturating_mul(2).saturating_add(64);
+    let mut wants = 0u64;
+    let mut last_record = Instant::now();
+    let faults = Faults::from_env();
+    let mut corrupted = false;
+    loop {
+        let frame = match tokio::time::timeout(FRAME_TIMEOUT, stream.recv()).await {
+            Ok(Ok(frame)) => frame,
+            _ => break,
+        };
+        match frame {
+            Frame::Control(Control::Want { index }) if index < pieces && wants < most_wants => {
+                wants += 1;
+                let len = tree::piece_len(size, index).unwrap_or(0);
+                let file = Arc::clone(&file);
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut data = vec![0u8; len as usize];
+                    downloads::read_at(&file, index * PIECE_LEN, &mut data).map(|()| data)
+                })
+                .await;
+                let Ok(Ok(mut data)) = read else {
+                    let reason = "the file could not be read".to_owned();
+                    answer(stream, Control::Refused { reason: reason.clone() }).await;
+                    return Served::Failed { reason };
+                };
+                if faults.corrupt == Some(index) && !corrupted {
+                    corrupted = true;
+                    if let Some(byte) = data.first_mut() {
+                        *byte ^= 0x55;
+                    }
+                }
+                if stream.send_piece(index, &data).await.is_err() {
+                    break;
+                }
+                moved += data.len() as u64;
+                if faults.oversend && index + 1 == pieces {
+                    let _ = stream.send_piece(index, &data).await;
+                }
+                let _ = progress.try_send(Progress {
+                    number,
+                    done: (index + 1).saturating_mul(PIECE_LEN).min(size),
+                });
+                if last_record.elapsed() >= RECORD_EVERY {
+                    last_record = Instant::now();
+                    let update = TransferUpdate {
+                        moved: Some(moved),
+                        ..TransferUpdate::default()
+                    };
+                    let _ = store.update_transfer(number, update).await;
+                }
+            }
+            Frame::Control(Control::Done { .. }) => return Served::Done { moved },
+            Frame::Control(Control::Cancel { .. }) => return Served::Cancelled { moved },
+            _ => break,
+        }
+    }
+    Served::Interrupted { moved }
+}
+
+/// Faults a debug build can be told to make, to test that a receiver
+/// catches them: a piece corrupted once on the way, and a piece sent that
+/// was not asked for. Release builds make none.
+#[derive(Debug, Default)]
+struct Faults {
+    corrupt: Option<u64>,
+    oversend: bool,
+}
+
+impl Faults {
+    #[cfg(debug_assertions)]
+    fn from_env() -> Faults {
+        Faults {
+            corrupt: std::env::var("RUST_P2P_CHAT_TEST_CORRUPT_PIECE")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            oversend: std::env::var_os("RUST_P2P_CHAT_TEST_OVERSEND").is_some(),
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn from_env() -> Faults {
+        Faults::default()
+    }
+}
+
+/// How receiving a file ended.
+#[derive(Debug)]
+pub(in crate::app::secure) enum Received {
+    /// Whole and verified, at this path.
+    Done { path: PathBuf },
+    /// The sender stopped it.
+    Cancelled,
+    /// The link went: it resumes when the sender is back.
+    Paused { held: u64 },
+    /// Given up.
+    Failed { reason: String },
+}
+
+/// What receiving a file needs.
+pub(super) struct Fetch {
+    pub client: Client,
+    pub store: Store,
+    pub downloads: Downloads,
+    pub number: u64,
+    pub id: u64,
+    pub peer: PeerId,
+    pub name: String,
+    pub size: u64,
+    pub root: Cv,
+    pub part: Option<PathBuf>,
+    pub have: Option<Vec<u8>>,
+    pub moved: u64,
+    pub progress: mpsc::Sender<Progress>,
+}
+
+/// Receives an accepted file into its part file, then moves it to its
+/// name in the download folder.
+pub(super) async fn fetch(job: Fetch) -> Received {
+    let Fetch {
+        mut client,
+        store,
+        downloads,
+        number,
+        id,
+        peer,
+        name,
+        size,
+        root,
+        part,
+        have,
+        mut moved,
+        progress,
+    } = job;
+    let pieces = tree::piece_count(size);
+    let resumed = part.is_some();
+    let have = have.and_then(|bits| Have::from_bytes(pieces, bits));
+    let mut download = Download::new(size, root, have);
+    // The part file: a new one, or the one a previous run left.
+    let opened = {
+        let downloads = downloads.clone();
+        tokio::task::spawn_blocking(move || match part {
+            Some(path) => downloads.reopen_part(&path, size).map(|f| (f, path)),
+            None => downloads.create_part(id, size),
+        })
+        .await
+    };
+    let (file, part) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => {
+            return Received::Failed {
+                reason: e.to_string(),
+            }
+        }
+        Err(_) => {
+            return Received::Paused {
+                held: download.verified_bytes(),
+            }
+        }
+    };
+    let file = Arc::new(file);
+    if !resumed {
+        let update = TransferUpdate {
+            path: Some(part.display().to_string()),
+            have: Some(download.have().as_bytes().to_vec()),
+            ..TransferUpdate::default()
+        };
+        if let Err(e) = store.update_transfer(number, update).await {
+            return Received::Failed {
+                reason: e.to_string(),
+            };
+        }
+    }
+    let paused = |download: &Download| Received::Paused {
+        held: download.verified_bytes(),
+    };
+    let Ok(mut stream) = client.open_file_stream(peer).await else {
+        return paused(&download);
+    };
+    if stream.send(&Control::Get { id, root }).await.is_err() {
+        return paused(&download);
+    }
+    // The piece hashes, which must make the offered hash.
+    while !download.ready() {
+        match tokio::time::timeout(FRAME_TIMEOUT, stream.recv()).await {
+            Ok(Ok(Frame::Control(Control::Cvs { first, cvs }))) => {
+                if let Err(e) = download.add_cvs(first, &cvs) {
+                    return Received::Failed {
+                        reason: e.to_string(),
+                    };
+                }
+            }
+            Ok(Ok(Frame::Control(Control::Refused { reason }))) => {
+                return Received::Failed {
+                    reason: format!("the sender says: {}", cut(reason)),
+                }
+            }
+            Ok(Ok(Frame::Control(Control::Cancel { .. }))) => return Received::Cancelled,
+            _ => return paused(&download),
+        }
+    }
+    // Pieces a previous run recorded are checked again on disk: a crash
+    // may have left what was recorded unwritten.
+    if resumed && download.have().count() > 0 {
+        let held: Vec<(u64, Cv)> = download
+            .have()
+            .held()
+            .filter_map(|i| download.expected(i).map(|cv| (i, cv)))
+            .collect();
+        let file = Arc::clone(&file);
+        let checked = tokio::task::spawn_blocking(move || {
+            held.into_iter()
+                .filter(|&(index, cv)| {
+                    let len = tree::piece_len(size, index).unwrap_or(0) as usize;
+                    let mut data = vec![0u8; len];
+                    downloads::read_at(&file, index * PIECE_LEN, &mut data).is_err()
+                        || tree::check_piece(size, index, &data, &cv).is_err()
+                })
+                .map(|(index, _)| index)
+                .collect::<Vec<u64>>()
+        })
+        .await;
+        match checked {
+            Ok(bad) => {
+                for index in bad {
+                    download.forget(index);
+                }
+            }
+            Err(_) => return paused(&download),
+        }
+    }
+    let mut last_record = Instant::now();
+    let mut unrecorded = 0u64;
+    while !download.complete() {
+        for index in download.next_wants() {
+            if stream.send(&Control::Want { index }).await.is_err() {
+                return record_paused(&store, number, &download, moved).await;
+            }
+        }
+        let frame = match tokio::time::timeout(FRAME_TIMEOUT, stream.recv()).await {
+            Ok(Ok(frame)) => frame,
+            _ => return record_paused(&store, number, &download, moved).await,
+        };
+        let (index, data) = match frame {
+            Frame::Piece { index, data } => (index, data),
+            Frame::Control(Control::Cancel { .. }) => return Received::Cancelled,
+            Frame::Control(Control::Refused { reason }) => {
+                return Received::Failed {
+                    reason: format!("the sender says: {}", cut(reason)),
+                }
+            }
+            Frame::Control(_) => {
+                return Received::Failed {
+                    reason: "the sender broke the protocol".into(),
+                }
+            }
+        };
+        moved += data.len() as u64;
+        let expected = match download.arrived(index, data.len()) {
+            Ok(cv) => cv,
+            Err(e) => {
+                let _ = record(&store, number, &download, moved).await;
+                return Received::Failed {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        let file = Arc::clone(&file);
+        let checked = tokio::task::spawn_blocking(move || {
+            if tree::check_piece(size, index, &data, &expected).is_err() {
+                return Ok(false);
+            }
+            downloads::write_at(&file, index * PIECE_LEN, &data).map(|()| true)
+        })
+        .await;
+        match checked {
+            Ok(Ok(true)) => download.verified(index),
+            Ok(Ok(false)) => {
+                if let Err(e @ DownloadError::TooManyBad(_)) = download.corrupt(index) {
+                    let _ = record(&store, number, &download, moved).await;
+                    return Received::Failed {
+                        reason: e.to_string(),
+                    };
+                }
+            }
+            Ok(Err(e)) => {
+                let _ = record(&store, number, &download, moved).await;
+                return Received::Failed {
+                    reason: e.to_string(),
+                };
+            }
+            Err(_) => return record_paused(&store, number, &download, moved).await,
+        }
+        let _ = progress.try_send(Progress {
+            number,
+            done: download.verified_bytes(),
+        });
+        unrecorded += 1;
+        if unrecorded >= RECORD_PIECES || last_record.elapsed() >= RECORD_EVERY {
+            unrecorded = 0;
+            last_record = Instant::now();
+            if let Err(reason) = record(&store, number, &download, moved).await {
+                return Received::Failed { reason };
+            }
+        }
+    }
+    // Whole and verified: on the disk before it takes its name.
+    let synced = {
+        let file = Arc::clone(&file);
+        tokio::task::spawn_blocking(move || file.sync_all()).await
+    };
+    if !matches!(synced, Ok(Ok(()))) {
+        return Received::Failed {
+            reason: "the file could not be written to the disk".into(),
+        };
+    }
+    if let Err(reason) = record(&store, number, &download, moved).await {
+        return Received::Failed { reason };
+    }
+    let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        let _ = stream.send(&Control::Done { id }).await;
+        let _ = stream.close().await;
+    })
+    .await;
+    drop(file);
+    let finished = tokio::task::spawn_blocking(move || {
+        downloads.finish(&part, &name, crate::chat::transfer::name::numbered)
+    })
+    .await;
+    match finished {
+        Ok(Ok(path)) => Received::Done { path },
+        Ok(Err(e)) => Received::Failed {
+            reason: e.to_string(),
+        },
+        Err(_) => Received::Failed {
+            reason: "the file could not be moved into place".into(),
+        },
+    }
+}
+
+/// Records the pieces held and the bytes moved.
+async fn record(store: &Store, number: u64, download: &Download, moved: u64) -> Result<(), String> {
+    let update = TransferUpdate {
+        have: Some(download.have().as_bytes().to_vec()),
+        moved: Some(moved),
+        ..TransferUpdate::default()
+    };
+    store
+        .update_transfer(number, update)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn record_paused(store: &Store, number: u64, download: &Download, moved: u64) -> Received {
+    let _ = record(store, number, download, moved).await;
+    Received::Paused {
+        held: download.verified_bytes(),
+    }
+}
