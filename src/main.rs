@@ -240,7 +240,56 @@ fn show_history(args: &Args, options: &HistoryArgs) -> anyhow::Result<()> {
             )?;
         }
     }
+    if options.room.is_none() {
+        show_transfers(&history, options, &mut out)?;
+    }
     out.flush()?;
+    Ok(())
+}
+
+/// The file transfers `history` lists after the lines (all, or a peer's).
+fn show_transfers(
+    history: &History,
+    options: &HistoryArgs,
+    out: &mut impl io::Write,
+) -> anyhow::Result<()> {
+    use rust_p2p_chat::chat::sanitize::inert;
+    for t in history.transfers()? {
+        if options.peer.as_ref().is_some_and(|peer| *peer != t.peer) {
+            continue;
+        }
+        let hash = blake3::Hash::from_bytes(t.root).to_hex();
+        let direction = if t.outgoing { "out" } else { "in" };
+        if options.json {
+            let object = serde_json::json!({
+                "transfer": t.number,
+                "id": format!("{:016x}", t.id),
+                "direction": direction,
+                "peer": t.peer,
+                "name": t.name,
+                "size": t.size,
+                "hash": hash.as_str(),
+                "state": t.state.as_str(),
+                "path": t.path,
+                "moved": t.moved,
+                "ts": rust_p2p_chat::store::rfc3339(t.ts_ms),
+            });
+            rust_p2p_chat::chat::json::to_writer(&mut *out, &object)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{} file {} {} {} \"{}\" ({} bytes, BLAKE3 {hash}) {}",
+                rust_p2p_chat::store::rfc3339(t.ts_ms),
+                t.number,
+                if t.outgoing { "to" } else { "from" },
+                t.peer,
+                inert(&t.name),
+                t.size,
+                t.state.as_str(),
+            )?;
+        }
+    }
     Ok(())
 }
 

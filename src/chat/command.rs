@@ -240,7 +240,10 @@ mod tests {
 
     #[test]
     fn file_commands_take_a_path_or_a_number() {
-        assert_eq!(parse("/send  bob my file.txt "), Input::SendFile("bob my file.txt"));
+        assert_eq!(
+            parse("/send  bob my file.txt "),
+            Input::SendFile("bob my file.txt")
+        );
         assert_eq!(parse("/send"), Input::Usage("/send [NICK] PATH"));
         assert_eq!(parse("/accept 3"), Input::Accept(3));
         assert_eq!(parse("/accept x"), Input::Usage("/accept N"));

@@ -326,7 +326,10 @@ mod tests {
     #[test]
     fn a_piece_header_names_its_index_and_length() {
         let header = piece_header(5, 100);
-        assert_eq!(u32::from_be_bytes([header[0], header[1], header[2], header[3]]), 109);
+        assert_eq!(
+            u32::from_be_bytes([header[0], header[1], header[2], header[3]]),
+            109
+        );
         let mut body = header[4..].to_vec();
         body.extend_from_slice(&[1; 100]);
         assert_eq!(

@@ -183,6 +183,17 @@ impl Downloads {
         Ok((file, path))
     }
 
+    /// Removes transfer `id`'s part file, if there is one: the transfer
+    /// ended without a file.
+    pub fn remove_part(&self, id: u64) -> Result<(), DiskError> {
+        let name = part_name(id);
+        let dir = self.dir_fd()?;
+        match rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(DiskError::io(&self.dir.join(name), e)),
+        }
+    }
+
     /// Reopens an existing part file for a resumed transfer.
     ///
     /// Refuses unless it is a regular file directly in the folder, owned by
@@ -416,7 +427,7 @@ fn our_uid() -> io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn alt(name: &str, n: u32) -> String {
         match name.rsplit_once('.') {

@@ -24,9 +24,9 @@ mod worker;
 
 pub use history::{
     message_id, parse_rfc3339, rfc3339, Batch, Checkpointer, Filter, History, RoomResume, Run,
-    Status, StoredMessage, Stream, Take, Transfer, TransferUpdate, CHECKPOINT_BYTES, CHECKPOINT_INTERVAL, CHECKPOINT_TICK,
-    HISTORY_FILE, IN_MEMORY_BYTES, MAX_BATCH_LINES, MAX_LINE, MAX_LISTED_TRANSFERS, RESUME_HOLES,
-    SCHEMA_VERSION,
+    Status, StoredMessage, Stream, Take, Transfer, TransferUpdate, CHECKPOINT_BYTES,
+    CHECKPOINT_INTERVAL, CHECKPOINT_TICK, HISTORY_FILE, IN_MEMORY_BYTES, MAX_BATCH_LINES, MAX_LINE,
+    MAX_LISTED_TRANSFERS, RESUME_HOLES, SCHEMA_VERSION,
 };
 pub use known_peers::{
     Check, KnownPeers, KNOWN_PEERS_FILE, MAX_FILE_LEN, MAX_LABELS, MAX_LABEL_LEN, MAX_PEERS,

@@ -50,13 +50,24 @@ impl Peer {
         Peer::spawn_program(program, args, true)
     }
 
+    /// Starts the binary with `args` and these environment variables
+    /// (a debug build's test faults).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Peer {
+        Peer::spawn_full(BIN, args, true, env)
+    }
+
     fn spawn(args: &[&str], read_stdout: bool) -> Peer {
         Peer::spawn_program(BIN, args, read_stdout)
     }
 
     fn spawn_program(program: &str, args: &[&str], read_stdout: bool) -> Peer {
+        Peer::spawn_full(program, args, read_stdout, &[])
+    }
+
+    fn spawn_full(program: &str, args: &[&str], read_stdout: bool, env: &[(&str, &str)]) -> Peer {
         let data_home = (!gives_data_dir(args)).then(|| tempfile::tempdir().expect("temp dir"));
         let mut command = Command::new(program);
+        command.envs(env.iter().copied());
         if let Some(home) = &data_home {
             command.env("XDG_DATA_HOME", home.path());
         }

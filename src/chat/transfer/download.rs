@@ -339,7 +339,14 @@ mod tests {
 
     #[test]
     fn every_size_completes_with_each_piece_sent_once() {
-        for size in [0, 1, PIECE_LEN - 1, PIECE_LEN, PIECE_LEN + 1, 3 * PIECE_LEN + 5] {
+        for size in [
+            0,
+            1,
+            PIECE_LEN - 1,
+            PIECE_LEN,
+            PIECE_LEN + 1,
+            3 * PIECE_LEN + 5,
+        ] {
             let (download, sent) = run(size, None, Vec::new());
             assert!(download.complete(), "size {size}");
             assert_eq!(sent, tree::piece_count(size), "size {size}");

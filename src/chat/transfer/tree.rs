@@ -19,8 +19,8 @@
 //! A zero-byte file has one piece of zero bytes, so that every file has at
 //! least one CV and the protocol needs no special case for empty files.
 
+use blake3::hazmat::{merge_subtrees_non_root, merge_subtrees_root, HasherExt, Mode};
 use blake3::Hasher;
-use blake3::hazmat::{HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root};
 
 /// Bytes per piece: 1024 BLAKE3 chunks. Large enough that the CV list is
 /// small (32 bytes per MiB), small enough that a corrupt piece wastes little.

@@ -188,9 +188,9 @@ mod checkpoint;
 mod read;
 mod rows;
 mod schema;
-mod transfers;
 #[cfg(test)]
 mod tests;
+mod transfers;
 mod write;
 
 /// The id of a line: `CONVERSATION/AUTHOR/SESSION/LINE`, the session in 16

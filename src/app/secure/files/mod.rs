@@ -11,7 +11,7 @@
 
 mod tasks;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,8 +44,11 @@ const PROGRESS_QUEUE: usize = 64;
 /// How long a new stream has to say what it is for.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often a transfer's rate is taken.
-const RATE_EVERY: Duration = Duration::from_millis(500);
+/// A transfer's rate is taken over the last while: at least this long...
+const MIN_RATE_SPAN: Duration = Duration::from_millis(50);
+
+/// ... and at most about twice this.
+const RATE_SPAN: Duration = Duration::from_secs(2);
 
 /// How often accepted files that are not moving are asked for again.
 pub(super) const RESUME_EVERY: Duration = Duration::from_secs(3);
@@ -75,7 +78,10 @@ impl FileOptions {
     pub fn default_dir(fallback: &Path) -> PathBuf {
         directories::UserDirs::new()
             .and_then(|dirs| dirs.download_dir().map(Path::to_path_buf))
-            .map_or_else(|| fallback.join("downloads"), |dir| dir.join("rust-p2p-chat"))
+            .map_or_else(
+                || fallback.join("downloads"),
+                |dir| dir.join("rust-p2p-chat"),
+            )
     }
 }
 
@@ -102,6 +108,9 @@ struct Known {
     decile: u64,
     /// Paused was said since it last moved.
     told_paused: bool,
+    /// Receiving goes on from where an earlier run or link left it: said
+    /// when it moves again.
+    resuming: bool,
 }
 
 impl Known {
@@ -113,6 +122,7 @@ impl Known {
             rate: 0,
             decile: 0,
             told_paused: false,
+            resuming: false,
         }
     }
 }
@@ -145,6 +155,23 @@ pub(super) struct Files {
     progress_tx: mpsc::Sender<Progress>,
     pub(super) progress: mpsc::Receiver<Progress>,
     pub(super) streams: Option<mpsc::Receiver<(FileStream, Control)>>,
+    /// Names to offer files under instead of theirs, in turn: a debug
+    /// build takes them from `RUST_P2P_CHAT_TEST_OFFER_NAMES` (a JSON list),
+    /// to test what a receiver makes of names no file on disk can have.
+    test_names: VecDeque<String>,
+}
+
+#[cfg(debug_assertions)]
+fn test_names() -> VecDeque<String> {
+    std::env::var("RUST_P2P_CHAT_TEST_OFFER_NAMES")
+        .ok()
+        .and_then(|list| serde_json::from_str(&list).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(not(debug_assertions))]
+fn test_names() -> VecDeque<String> {
+    VecDeque::new()
 }
 
 impl Files {
@@ -160,6 +187,7 @@ impl Files {
             progress_tx,
             progress,
             streams: None,
+            test_names: test_names(),
         }
     }
 
@@ -186,7 +214,11 @@ impl Files {
     fn running_each_way(&self, outgoing: bool) -> usize {
         self.running
             .keys()
-            .filter(|n| self.known.get(n).is_some_and(|k| k.transfer.outgoing == outgoing))
+            .filter(|n| {
+                self.known
+                    .get(n)
+                    .is_some_and(|k| k.transfer.outgoing == outgoing)
+            })
             .count()
     }
 }
@@ -255,6 +287,7 @@ impl RoomChat {
                 continue;
             }
             let mut known = Known::new(transfer);
+            known.resuming = !known.transfer.outgoing;
             if let Some(bits) = &known.transfer.have {
                 let pieces = crate::chat::transfer::tree::piece_count(known.transfer.size);
                 if let Some(have) = crate::chat::transfer::Have::from_bytes(pieces, bits.clone()) {
@@ -299,6 +332,11 @@ impl RoomChat {
             Ok(id) => id,
             Err(reason) => return file_event(FileEvent::NotOffered { name, reason }),
         };
+        let offered_name = self
+            .files
+            .test_names
+            .pop_front()
+            .unwrap_or_else(|| name.clone());
         let client = self.client.clone();
         let store = self.secure.store.clone();
         self.files.work.spawn(async move {
@@ -343,7 +381,7 @@ impl RoomChat {
             };
             let offer = Control::Offer {
                 id,
-                name,
+                name: offered_name,
                 size: hashed.size,
                 root: hashed.root,
             };
@@ -360,7 +398,9 @@ impl RoomChat {
     /// `/accept N`.
     pub(super) async fn accept_file(&mut self, number: u64) -> Option<Event> {
         let Some(known) = self.files.known.get(&number) else {
-            return Some(Event::Info(format!("/accept: there is no transfer {number}")));
+            return Some(Event::Info(format!(
+                "/accept: there is no transfer {number}"
+            )));
         };
         if known.transfer.outgoing || known.transfer.state != TransferState::Offered {
             return Some(Event::Info(format!(
@@ -368,7 +408,10 @@ impl RoomChat {
             )));
         }
         let size = known.transfer.size;
-        let free = self.files.downloads().and_then(|d| d.free_bytes().map_err(|e| e.to_string()));
+        let free = self
+            .files
+            .downloads()
+            .and_then(|d| d.free_bytes().map_err(|e| e.to_string()));
         match free {
             Ok(free) if free < size => {
                 return Some(Event::Info(format!(
@@ -485,7 +528,10 @@ impl RoomChat {
                 let _ = tasks::tell(client, peer, Control::Reject { id }).await;
             });
         }
-        Some(Event::Info(format!("Declined \"{}\"", crate::chat::sanitize::inert(&name))))
+        Some(Event::Info(format!(
+            "Declined \"{}\"",
+            crate::chat::sanitize::inert(&name)
+        )))
     }
 
     /// `/cancel N`.
@@ -562,13 +608,15 @@ impl RoomChat {
             state: Some(state),
             ..TransferUpdate::default()
         };
+        let downloads = self.files.downloads.clone();
         if let Some(known) = self.files.known.get_mut(&number) {
             known.transfer.state = state;
             if !known.transfer.outgoing && state != TransferState::Done {
-                if let Some(part) = known.transfer.path.take() {
-                    let _ = std::fs::remove_file(&part);
-                    update.have = Some(Vec::new());
+                if let Some(downloads) = downloads {
+                    let _ = downloads.remove_part(known.transfer.id);
                 }
+                known.transfer.path = None;
+                update.have = Some(Vec::new());
             }
         }
         let _ = self.secure.store.update_transfer(number, update).await;
@@ -590,13 +638,16 @@ impl RoomChat {
                 root,
             } => self.on_offer(events, stream, id, name, size, root).await,
             Control::Get { id, root } => {
-                let found = self
-                    .files
-                    .find(&peer, id, true)
-                    .filter(|n| self.files.known.get(n).is_some_and(|k| k.transfer.root == root));
+                let found = self.files.find(&peer, id, true).filter(|n| {
+                    self.files
+                        .known
+                        .get(n)
+                        .is_some_and(|k| k.transfer.root == root)
+                });
                 let Some(number) = found else {
                     let reason = "no such transfer".to_owned();
-                    self.tasks.spawn(tasks::answer(stream, Control::Refused { reason }));
+                    self.tasks
+                        .spawn(tasks::answer(stream, Control::Refused { reason }));
                     return None;
                 };
                 self.serve_file(number, stream).await
@@ -677,7 +728,10 @@ impl RoomChat {
             .filter(|k| !k.transfer.outgoing && k.transfer.state == TransferState::Offered)
             .count();
         let limit = self.files.options.max_file;
-        let free = self.files.downloads().and_then(|d| d.free_bytes().map_err(|e| e.to_string()));
+        let free = self
+            .files
+            .downloads()
+            .and_then(|d| d.free_bytes().map_err(|e| e.to_string()));
         let refused = if size > limit {
             Some(format!("larger than the {} limit", human_size(limit)))
         } else if pending >= MAX_PENDING_OFFERS {
@@ -690,7 +744,8 @@ impl RoomChat {
             }
         };
         if let Some(reason) = refused {
-            self.tasks.spawn(tasks::answer(stream, refuse(reason.clone())));
+            self.tasks
+                .spawn(tasks::answer(stream, refuse(reason.clone())));
             return file_event(FileEvent::OfferRefused {
                 who,
                 name,
@@ -716,18 +771,15 @@ impl RoomChat {
         let number = match self.secure.store.add_transfer(transfer.clone()).await {
             Ok(number) => number,
             Err(e) => {
-                self.tasks.spawn(tasks::answer(stream, refuse(e.to_string())));
+                self.tasks
+                    .spawn(tasks::answer(stream, refuse(e.to_string())));
                 return None;
             }
         };
         self.tasks.spawn(tasks::answer(stream, Control::Taken));
-        self.files.known.insert(
-            number,
-            Known::new(Transfer {
-                number,
-                ..transfer
-            }),
-        );
+        self.files
+            .known
+            .insert(number, Known::new(Transfer { number, ..transfer }));
         let offered = FileEvent::Offered {
             number,
             who,
@@ -757,12 +809,11 @@ impl RoomChat {
             None
         };
         if let Some(reason) = refused {
-            self.tasks.spawn(tasks::answer(stream, Control::Refused { reason }));
+            self.tasks
+                .spawn(tasks::answer(stream, Control::Refused { reason }));
             return None;
         }
-        let Some(path) = t.path.clone() else {
-            return None;
-        };
+        let path = t.path.clone()?;
         let job = tasks::Serve {
             number,
             path: PathBuf::from(path),
@@ -800,12 +851,27 @@ impl RoomChat {
         match known.sample {
             // The first report of this run: the rate is taken from here.
             None => known.sample = Some((Instant::now(), progress.done)),
-            Some((at, bytes)) if at.elapsed() >= RATE_EVERY => {
-                let moved = progress.done.saturating_sub(bytes);
-                known.rate = (moved as f64 / at.elapsed().as_secs_f64()) as u64;
-                known.sample = Some((Instant::now(), progress.done));
+            Some((at, bytes)) => {
+                let elapsed = at.elapsed();
+                if elapsed >= MIN_RATE_SPAN {
+                    let moved = progress.done.saturating_sub(bytes);
+                    known.rate = (moved as f64 / elapsed.as_secs_f64()) as u64;
+                }
+                if elapsed >= RATE_SPAN {
+                    known.sample = Some((Instant::now(), progress.done));
+                }
             }
-            Some(_) => {}
+        }
+        if known.resuming {
+            known.resuming = false;
+            known.decile =
+                (u128::from(progress.done) * 10 / u128::from(known.transfer.size.max(1))) as u64;
+            return file_event(FileEvent::Receiving {
+                number: progress.number,
+                name: known.transfer.name.clone(),
+                size: known.transfer.size,
+                held: progress.done,
+            });
         }
         let size = known.transfer.size.max(1);
         let decile = (u128::from(progress.done) * 10 / u128::from(size)) as u64;
@@ -826,7 +892,9 @@ impl RoomChat {
     /// A transfer's task ended.
     pub(super) async fn on_file_ended(&mut self, ended: Ended) -> Option<Event> {
         match ended {
-            Ended::NotOffered { name, reason } => file_event(FileEvent::NotOffered { name, reason }),
+            Ended::NotOffered { name, reason } => {
+                file_event(FileEvent::NotOffered { name, reason })
+            }
             Ended::Offered {
                 number,
                 cvs,
@@ -938,6 +1006,7 @@ impl RoomChat {
                         known.done = held;
                         known.sample = None;
                         known.rate = 0;
+                        known.resuming = true;
                         if known.told_paused {
                             return None;
                         }
@@ -991,6 +1060,9 @@ mod tests {
     fn send_takes_a_member_then_a_path_or_a_path_alone() {
         assert_eq!(split_send("bob a.txt"), (Some("bob"), "a.txt"));
         assert_eq!(split_send("a.txt"), (None, "a.txt"));
-        assert_eq!(split_send("  bob   my file.txt "), (Some("bob"), "my file.txt"));
+        assert_eq!(
+            split_send("  bob   my file.txt "),
+            (Some("bob"), "my file.txt")
+        );
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::chat::transfer::download::DownloadError;
 use crate::chat::transfer::tree::{self, Cv, PieceHasher};
 use crate::chat::transfer::{Download, Have, PIECE_LEN};
-use crate::net::files::{Control, FileStream, Frame, MAX_CVS_PER_FRAME, MAX_REASON};
+use crate::net::files::{Control, FileStream, Frame, FrameError, MAX_CVS_PER_FRAME, MAX_REASON};
 use crate::net::Client;
 use crate::store::downloads::{self, Downloads};
 use crate::store::{Store, TransferUpdate};
@@ -30,12 +30,9 @@ pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// counts the link as gone (it resumes later).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often a receiver records the pieces it holds, at most, besides at
-/// the end: what a crash makes it ask for again is the pieces since.
+/// How often a sender records the bytes it sent, at most, besides at the
+/// end.
 const RECORD_EVERY: Duration = Duration::from_millis(250);
-
-/// Pieces a receiver records after at most, besides [`RECORD_EVERY`].
-pub const RECORD_PIECES: u64 = 4;
 
 /// How a task tells the chat how far it is.
 #[derive(Debug)]
@@ -72,7 +69,9 @@ pub(super) fn hash_file(path: &std::path::Path) -> Result<Hashed, String> {
         }
         cvs.push(hasher.finish().map_err(|e| e.to_string())?);
     }
-    let root = *tree::root(size, &cvs).map_err(|e| e.to_string())?.as_bytes();
+    let root = *tree::root(size, &cvs)
+        .map_err(|e| e.to_string())?
+        .as_bytes();
     if downloads::source_stamp(&file).map_err(|e| e.to_string())? != (size, stamp) {
         return Err(format!("{}: changed while it was read", path.display()));
     }
@@ -190,7 +189,13 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
     let (file, cvs) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(reason)) => {
-            answer(stream, Control::Refused { reason: reason.clone() }).await;
+            answer(
+                stream,
+                Control::Refused {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
             return Served::Failed { reason };
         }
         Err(_) => return Served::Interrupted { moved },
@@ -231,7 +236,13 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
                 .await;
                 let Ok(Ok(mut data)) = read else {
                     let reason = "the file could not be read".to_owned();
-                    answer(stream, Control::Refused { reason: reason.clone() }).await;
+                    answer(
+                        stream,
+                        Control::Refused {
+                            reason: reason.clone(),
+                        },
+                    )
+                    .await;
                     return Served::Failed { reason };
                 };
                 if faults.corrupt == Some(index) && !corrupted {
@@ -244,7 +255,7 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
                     break;
                 }
                 moved += data.len() as u64;
-                if faults.oversend && index + 1 == pieces {
+                if faults.oversend && index == 0 {
                     let _ = stream.send_piece(index, &data).await;
                 }
                 let _ = progress.try_send(Progress {
@@ -269,8 +280,8 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
 }
 
 /// Faults a debug build can be told to make, to test that a receiver
-/// catches them: a piece corrupted once on the way, and a piece sent that
-/// was not asked for. Release builds make none.
+/// catches them: a piece corrupted once on the way, and the first piece
+/// sent twice (more than the file holds). Release builds make none.
 #[derive(Debug, Default)]
 struct Faults {
     corrupt: Option<u64>,
@@ -439,8 +450,6 @@ pub(super) async fn fetch(job: Fetch) -> Received {
             Err(_) => return paused(&download),
         }
     }
-    let mut last_record = Instant::now();
-    let mut unrecorded = 0u64;
     while !download.complete() {
         for index in download.next_wants() {
             if stream.send(&Control::Want { index }).await.is_err() {
@@ -449,6 +458,16 @@ pub(super) async fn fetch(job: Fetch) -> Received {
         }
         let frame = match tokio::time::timeout(FRAME_TIMEOUT, stream.recv()).await {
             Ok(Ok(frame)) => frame,
+            Ok(Err(FrameError::TooLong { .. })) => {
+                return Received::Failed {
+                    reason: "the sender sent more than a piece holds: not asked for".into(),
+                }
+            }
+            Ok(Err(FrameError::Malformed)) => {
+                return Received::Failed {
+                    reason: "the sender broke the protocol".into(),
+                }
+            }
             _ => return record_paused(&store, number, &download, moved).await,
         };
         let (index, data) = match frame {
@@ -505,13 +524,10 @@ pub(super) async fn fetch(job: Fetch) -> Received {
             number,
             done: download.verified_bytes(),
         });
-        unrecorded += 1;
-        if unrecorded >= RECORD_PIECES || last_record.elapsed() >= RECORD_EVERY {
-            unrecorded = 0;
-            last_record = Instant::now();
-            if let Err(reason) = record(&store, number, &download, moved).await {
-                return Received::Failed { reason };
-            }
+        // Recorded before more is asked for: a crash then costs only what
+        // was in flight (a window), and the piece being written.
+        if let Err(reason) = record(&store, number, &download, moved).await {
+            return Received::Failed { reason };
         }
     }
     // Whole and verified: on the disk before it takes its name.
