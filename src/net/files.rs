@@ -20,7 +20,7 @@
 use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 use super::{Client, Error};
@@ -189,6 +189,69 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, FrameError> {
 /// The longest frame body of any kind.
 const MAX_BODY: usize = 1 + 8 + MAX_PIECE_DATA;
 
+/// Reads one frame; a control frame over [`MAX_CONTROL`] or a piece over
+/// [`MAX_PIECE_DATA`] is refused before it is read.
+async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, FrameError> {
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_BODY {
+        return Err(FrameError::TooLong { len });
+    }
+    let mut kind = [0u8; 1];
+    reader.read_exact(&mut kind).await?;
+    if kind[0] == KIND_CONTROL && len - 1 > MAX_CONTROL {
+        return Err(FrameError::TooLong { len });
+    }
+    if kind[0] == KIND_PIECE && len >= 9 {
+        let mut index = [0u8; 8];
+        reader.read_exact(&mut index).await?;
+        // Read where the bytes stay, into memory not first zeroed: a piece
+        // is large, and this runs on the chat's thread.
+        let want = len - 9;
+        let mut data = Vec::with_capacity(want);
+        (&mut *reader)
+            .take(want as u64)
+            .read_to_end(&mut data)
+            .await?;
+        if data.len() != want {
+            return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        return Ok(Frame::Piece {
+            index: u64::from_be_bytes(index),
+            data,
+        });
+    }
+    let mut body = vec![0u8; len];
+    body[0] = kind[0];
+    reader.read_exact(&mut body[1..]).await?;
+    decode_body(&body)
+}
+
+async fn write_control<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    control: &Control,
+) -> Result<(), FrameError> {
+    let frame = encode_control(control)?;
+    writer.write_all(&frame).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+async fn write_piece<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    index: u64,
+    data: &[u8],
+) -> Result<(), FrameError> {
+    if data.len() > MAX_PIECE_DATA {
+        return Err(FrameError::TooLong { len: data.len() });
+    }
+    writer.write_all(&piece_header(index, data.len())).await?;
+    writer.write_all(data).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
 /// One file stream: frames in and out.
 pub struct FileStream {
     peer: PeerId,
@@ -203,59 +266,66 @@ impl FileStream {
 
     /// Sends a control frame.
     pub async fn send(&mut self, control: &Control) -> Result<(), FrameError> {
-        let frame = encode_control(control)?;
-        self.stream.write_all(&frame).await?;
-        self.stream.flush().await?;
-        Ok(())
+        write_control(&mut self.stream, control).await
     }
 
     /// Sends a piece of the file.
     pub async fn send_piece(&mut self, index: u64, data: &[u8]) -> Result<(), FrameError> {
-        if data.len() > MAX_PIECE_DATA {
-            return Err(FrameError::TooLong { len: data.len() });
-        }
-        self.stream
-            .write_all(&piece_header(index, data.len()))
-            .await?;
-        self.stream.write_all(data).await?;
-        self.stream.flush().await?;
-        Ok(())
+        write_piece(&mut self.stream, index, data).await
     }
 
-    /// Reads the next frame; a control frame over [`MAX_CONTROL`] or a
-    /// piece over [`MAX_PIECE_DATA`] is refused before it is read.
+    /// Reads the next frame (see [`FileReader::recv`]).
     pub async fn recv(&mut self) -> Result<Frame, FrameError> {
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await?;
-        let len = u32::from_be_bytes(len) as usize;
-        if len == 0 || len > MAX_BODY {
-            return Err(FrameError::TooLong { len });
-        }
-        let mut kind = [0u8; 1];
-        self.stream.read_exact(&mut kind).await?;
-        if kind[0] == KIND_CONTROL && len - 1 > MAX_CONTROL {
-            return Err(FrameError::TooLong { len });
-        }
-        if kind[0] == KIND_PIECE && len >= 9 {
-            // The piece's bytes are read where they stay, without a copy.
-            let mut index = [0u8; 8];
-            self.stream.read_exact(&mut index).await?;
-            let mut data = vec![0u8; len - 9];
-            self.stream.read_exact(&mut data).await?;
-            return Ok(Frame::Piece {
-                index: u64::from_be_bytes(index),
-                data,
-            });
-        }
-        let mut body = vec![0u8; len];
-        body[0] = kind[0];
-        self.stream.read_exact(&mut body[1..]).await?;
-        decode_body(&body)
+        read_frame(&mut self.stream).await
     }
 
     /// Closes our side of the stream.
     pub async fn close(&mut self) -> Result<(), FrameError> {
         self.stream.shutdown().await?;
+        Ok(())
+    }
+
+    /// The stream as a reading half and a writing half, to read frames in
+    /// one task while another writes.
+    pub fn split(self) -> (FileReader, FileWriter) {
+        let (reader, writer) = tokio::io::split(self.stream);
+        (FileReader { reader }, FileWriter { writer })
+    }
+}
+
+/// The reading half of a [`FileStream`].
+pub struct FileReader {
+    reader: ReadHalf<Compat<libp2p::Stream>>,
+}
+
+impl FileReader {
+    /// Reads the next frame; a control frame over [`MAX_CONTROL`] or a
+    /// piece over [`MAX_PIECE_DATA`] is refused before it is read. Not
+    /// cancel-safe: a frame half read is lost.
+    pub async fn recv(&mut self) -> Result<Frame, FrameError> {
+        read_frame(&mut self.reader).await
+    }
+}
+
+/// The writing half of a [`FileStream`].
+pub struct FileWriter {
+    writer: WriteHalf<Compat<libp2p::Stream>>,
+}
+
+impl FileWriter {
+    /// Sends a control frame.
+    pub async fn send(&mut self, control: &Control) -> Result<(), FrameError> {
+        write_control(&mut self.writer, control).await
+    }
+
+    /// Sends a piece of the file.
+    pub async fn send_piece(&mut self, index: u64, data: &[u8]) -> Result<(), FrameError> {
+        write_piece(&mut self.writer, index, data).await
+    }
+
+    /// Closes our side of the stream.
+    pub async fn close(&mut self) -> Result<(), FrameError> {
+        self.writer.shutdown().await?;
         Ok(())
     }
 }

@@ -113,6 +113,8 @@ pub struct Download {
     have: Have,
     /// Asked for and not arrived, in the order asked.
     asked: VecDeque<u64>,
+    /// Arrived and being checked.
+    checking: Vec<u64>,
     /// Corrupt on arrival: asked for again before anything else.
     again: VecDeque<u64>,
     /// No piece below it is missing and unasked, but for `again`.
@@ -135,6 +137,7 @@ impl Download {
             cvs: Vec::new(),
             have,
             asked: VecDeque::new(),
+            checking: Vec::new(),
             again: VecDeque::new(),
             cursor: 0,
             bad: 0,
@@ -187,7 +190,7 @@ impl Download {
         if !self.ready() {
             return wants;
         }
-        while self.asked.len() < WINDOW {
+        while self.asked.len() + self.checking.len() < WINDOW {
             let next = match self.again.pop_front() {
                 Some(index) => index,
                 None => {
@@ -207,23 +210,29 @@ impl Download {
         wants
     }
 
-    /// A piece arrived with `len` bytes: fine to check if it was asked
-    /// for and has its length.
+    /// A piece arrived with `len` bytes: to be checked against the hash
+    /// returned, if it was asked for (and has not arrived already) and has
+    /// its length.
     ///
     /// # Errors
     ///
     /// [`DownloadError::Unasked`]: the sender is to be cut off.
-    pub fn arrived(&self, index: u64, len: usize) -> Result<Cv, DownloadError> {
+    pub fn arrived(&mut self, index: u64, len: usize) -> Result<Cv, DownloadError> {
         let fits = tree::piece_len(self.size, index) == Some(len as u64);
-        match self.expected(index) {
-            Some(cv) if fits && self.asked.contains(&index) => Ok(cv),
+        let asked = self.asked.iter().position(|&i| i == index);
+        match (self.expected(index), asked) {
+            (Some(cv), Some(at)) if fits => {
+                self.asked.remove(at);
+                self.checking.push(index);
+                Ok(cv)
+            }
             _ => Err(DownloadError::Unasked { index }),
         }
     }
 
     /// A piece passed its check (and is written).
     pub fn verified(&mut self, index: u64) {
-        self.asked.retain(|&i| i != index);
+        self.checking.retain(|&i| i != index);
         self.have.set(index, true);
     }
 
@@ -233,7 +242,7 @@ impl Download {
     ///
     /// [`DownloadError::TooManyBad`] after [`MAX_BAD_PIECES`] of them.
     pub fn corrupt(&mut self, index: u64) -> Result<(), DownloadError> {
-        self.asked.retain(|&i| i != index);
+        self.checking.retain(|&i| i != index);
         self.bad += 1;
         if self.bad > MAX_BAD_PIECES {
             return Err(DownloadError::TooManyBad(self.bad));
@@ -252,6 +261,7 @@ impl Download {
     /// Forgets what was asked: the stream it was asked on is gone.
     pub fn interrupted(&mut self) {
         self.asked.clear();
+        self.checking.clear();
         self.again.clear();
         self.cursor = 0;
         self.cvs.clear();
@@ -371,6 +381,9 @@ mod tests {
         let mut result = Ok(());
         for _ in 0..=MAX_BAD_PIECES {
             let wants = download.next_wants();
+            for &index in &wants {
+                download.arrived(index, PIECE_LEN as usize).expect("asked");
+            }
             result = download.corrupt(wants[0]);
             for other in wants.into_iter().skip(1) {
                 download.verified(other);
@@ -417,6 +430,8 @@ mod tests {
         assert!(download.arrived(1, 11).is_err());
         assert!(download.arrived(5, 10).is_err());
         assert!(download.arrived(1, 10).is_ok());
+        // Once arrived, the same piece again was not asked for.
+        assert!(download.arrived(1, 10).is_err());
     }
 
     #[test]
@@ -427,6 +442,11 @@ mod tests {
         download.add_cvs(0, &cvs_of(&data)).expect("hashes fit");
         assert_eq!(download.next_wants().len(), WINDOW);
         assert!(download.next_wants().is_empty());
+        download.arrived(0, PIECE_LEN as usize).expect("asked");
+        assert!(
+            download.next_wants().is_empty(),
+            "a piece being checked is in flight"
+        );
         download.verified(0);
         assert_eq!(download.next_wants(), [WINDOW as u64]);
     }

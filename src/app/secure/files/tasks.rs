@@ -12,19 +12,36 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{FuturesOrdered, StreamExt};
 use libp2p::PeerId;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::chat::transfer::download::DownloadError;
 use crate::chat::transfer::tree::{self, Cv, PieceHasher};
 use crate::chat::transfer::{Download, Have, PIECE_LEN};
-use crate::net::files::{Control, FileStream, Frame, FrameError, MAX_CVS_PER_FRAME, MAX_REASON};
+use crate::net::files::{
+    Control, FileReader, FileStream, Frame, FrameError, MAX_CVS_PER_FRAME, MAX_REASON,
+};
 use crate::net::Client;
 use crate::store::downloads::{self, Downloads};
 use crate::store::{Store, TransferUpdate};
 
 /// How long an offer, a rejection or a cancellation waits for its answer.
 pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every this many pieces, what was written is sent on to the disk (see
+/// `downloads::start_writeback`).
+const WRITEBACK_PIECES: u64 = 32;
+
+/// Pieces checked and written at once while the next ones come in.
+const MAX_CHECKING: usize = 3;
+
+/// Pieces read from the disk at once while the last goes out.
+const MAX_READING: usize = 2;
+
+/// Frames read ahead of the one being dealt with.
+const FRAME_QUEUE: usize = 2;
 
 /// How long a transfer waits for the other side's next frame before it
 /// counts the link as gone (it resumes later).
@@ -219,30 +236,39 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
     let mut last_record = Instant::now();
     let faults = Faults::from_env();
     let mut corrupted = false;
+    let (reader, mut writer) = stream.split();
+    let (_reading, mut frames) = read_frames(reader);
+    // Pieces being read from the disk, in the order asked: the next is
+    // read while the last goes out.
+    let mut reading = FuturesOrdered::new();
     loop {
-        let frame = match tokio::time::timeout(FRAME_TIMEOUT, stream.recv()).await {
-            Ok(Ok(frame)) => frame,
-            _ => break,
-        };
-        match frame {
-            Frame::Control(Control::Want { index }) if index < pieces && wants < most_wants => {
-                wants += 1;
-                let len = tree::piece_len(size, index).unwrap_or(0);
-                let file = Arc::clone(&file);
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut data = vec![0u8; len as usize];
-                    downloads::read_at(&file, index * PIECE_LEN, &mut data).map(|()| data)
-                })
-                .await;
-                let Ok(Ok(mut data)) = read else {
+        tokio::select! {
+            frame = frames.recv(), if reading.len() < MAX_READING => match frame {
+                Some(Ok(Frame::Control(Control::Want { index })))
+                    if index < pieces && wants < most_wants =>
+                {
+                    wants += 1;
+                    let len = tree::piece_len(size, index).unwrap_or(0);
+                    let file = Arc::clone(&file);
+                    reading.push_back(tokio::task::spawn_blocking(move || {
+                        let mut data = vec![0u8; len as usize];
+                        let read = downloads::read_at(&file, index * PIECE_LEN, &mut data);
+                        (index, read.map(|()| data))
+                    }));
+                }
+                Some(Ok(Frame::Control(Control::Done { .. }))) => return Served::Done { moved },
+                Some(Ok(Frame::Control(Control::Cancel { .. }))) => {
+                    return Served::Cancelled { moved }
+                }
+                _ => break,
+            },
+            Some(read) = reading.next() => {
+                let Ok((index, Ok(mut data))) = read else {
                     let reason = "the file could not be read".to_owned();
-                    answer(
-                        stream,
-                        Control::Refused {
-                            reason: reason.clone(),
-                        },
-                    )
-                    .await;
+                    let refused = Control::Refused {
+                        reason: reason.clone(),
+                    };
+                    let _ = tokio::time::timeout(ANSWER_TIMEOUT, writer.send(&refused)).await;
                     return Served::Failed { reason };
                 };
                 if faults.corrupt == Some(index) && !corrupted {
@@ -251,12 +277,12 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
                         *byte ^= 0x55;
                     }
                 }
-                if stream.send_piece(index, &data).await.is_err() {
+                if writer.send_piece(index, &data).await.is_err() {
                     break;
                 }
                 moved += data.len() as u64;
                 if faults.oversend && index == 0 {
-                    let _ = stream.send_piece(index, &data).await;
+                    let _ = writer.send_piece(index, &data).await;
                 }
                 let _ = progress.try_send(Progress {
                     number,
@@ -271,12 +297,31 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
                     let _ = store.update_transfer(number, update).await;
                 }
             }
-            Frame::Control(Control::Done { .. }) => return Served::Done { moved },
-            Frame::Control(Control::Cancel { .. }) => return Served::Cancelled { moved },
-            _ => break,
         }
     }
     Served::Interrupted { moved }
+}
+
+/// Reads a stream's frames in a task of its own (owned by the set
+/// returned, which ends it when dropped), handing them on as they come:
+/// the next frame comes in while the last is being dealt with. After an
+/// error, or [`FRAME_TIMEOUT`] without a frame, nothing more comes.
+fn read_frames(mut reader: FileReader) -> (JoinSet<()>, mpsc::Receiver<Result<Frame, FrameError>>) {
+    let (tx, rx) = mpsc::channel(FRAME_QUEUE);
+    let mut task = JoinSet::new();
+    task.spawn(async move {
+        loop {
+            let frame = match tokio::time::timeout(FRAME_TIMEOUT, reader.recv()).await {
+                Ok(frame) => frame,
+                Err(_) => Err(FrameError::Io(std::io::ErrorKind::TimedOut.into())),
+            };
+            let end = frame.is_err();
+            if tx.send(frame).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    (task, rx)
 }
 
 /// Faults a debug build can be told to make, to test that a receiver
@@ -401,22 +446,24 @@ pub(super) async fn fetch(job: Fetch) -> Received {
     if stream.send(&Control::Get { id, root }).await.is_err() {
         return paused(&download);
     }
+    let (reader, mut writer) = stream.split();
+    let (reading, mut frames) = read_frames(reader);
     // The piece hashes, which must make the offered hash.
     while !download.ready() {
-        match tokio::time::timeout(FRAME_TIMEOUT, stream.recv()).await {
-            Ok(Ok(Frame::Control(Control::Cvs { first, cvs }))) => {
+        match frames.recv().await {
+            Some(Ok(Frame::Control(Control::Cvs { first, cvs }))) => {
                 if let Err(e) = download.add_cvs(first, &cvs) {
                     return Received::Failed {
                         reason: e.to_string(),
                     };
                 }
             }
-            Ok(Ok(Frame::Control(Control::Refused { reason }))) => {
+            Some(Ok(Frame::Control(Control::Refused { reason }))) => {
                 return Received::Failed {
                     reason: format!("the sender says: {}", cut(reason)),
                 }
             }
-            Ok(Ok(Frame::Control(Control::Cancel { .. }))) => return Received::Cancelled,
+            Some(Ok(Frame::Control(Control::Cancel { .. }))) => return Received::Cancelled,
             _ => return paused(&download),
         }
     }
@@ -450,84 +497,91 @@ pub(super) async fn fetch(job: Fetch) -> Received {
             Err(_) => return paused(&download),
         }
     }
-    while !download.complete() {
+    // Pieces being checked and written, in the order they came.
+    let mut checking = FuturesOrdered::new();
+    while !download.complete() || !checking.is_empty() {
         for index in download.next_wants() {
-            if stream.send(&Control::Want { index }).await.is_err() {
+            if writer.send(&Control::Want { index }).await.is_err() {
                 return record_paused(&store, number, &download, moved).await;
             }
         }
-        let frame = match tokio::time::timeout(FRAME_TIMEOUT, stream.recv()).await {
-            Ok(Ok(frame)) => frame,
-            Ok(Err(FrameError::TooLong { .. })) => {
-                return Received::Failed {
-                    reason: "the sender sent more than a piece holds: not asked for".into(),
-                }
-            }
-            Ok(Err(FrameError::Malformed)) => {
-                return Received::Failed {
-                    reason: "the sender broke the protocol".into(),
-                }
-            }
-            _ => return record_paused(&store, number, &download, moved).await,
-        };
-        let (index, data) = match frame {
-            Frame::Piece { index, data } => (index, data),
-            Frame::Control(Control::Cancel { .. }) => return Received::Cancelled,
-            Frame::Control(Control::Refused { reason }) => {
-                return Received::Failed {
-                    reason: format!("the sender says: {}", cut(reason)),
-                }
-            }
-            Frame::Control(_) => {
-                return Received::Failed {
-                    reason: "the sender broke the protocol".into(),
-                }
-            }
-        };
-        moved += data.len() as u64;
-        let expected = match download.arrived(index, data.len()) {
-            Ok(cv) => cv,
-            Err(e) => {
-                let _ = record(&store, number, &download, moved).await;
-                return Received::Failed {
-                    reason: e.to_string(),
+        tokio::select! {
+            frame = frames.recv(), if checking.len() < MAX_CHECKING => {
+                let (index, data) = match frame {
+                    Some(Ok(Frame::Piece { index, data })) => (index, data),
+                    Some(Ok(Frame::Control(Control::Cancel { .. }))) => return Received::Cancelled,
+                    Some(Ok(Frame::Control(Control::Refused { reason }))) => {
+                        return Received::Failed {
+                            reason: format!("the sender says: {}", cut(reason)),
+                        }
+                    }
+                    Some(Ok(Frame::Control(_)) | Err(FrameError::Malformed)) => {
+                        return Received::Failed {
+                            reason: "the sender broke the protocol".into(),
+                        }
+                    }
+                    Some(Err(FrameError::TooLong { .. })) => {
+                        return Received::Failed {
+                            reason: "the sender sent more than a piece holds: not asked for".into(),
+                        }
+                    }
+                    Some(Err(_)) | None => {
+                        return record_paused(&store, number, &download, moved).await
+                    }
                 };
-            }
-        };
-        let file = Arc::clone(&file);
-        let checked = tokio::task::spawn_blocking(move || {
-            if tree::check_piece(size, index, &data, &expected).is_err() {
-                return Ok(false);
-            }
-            downloads::write_at(&file, index * PIECE_LEN, &data).map(|()| true)
-        })
-        .await;
-        match checked {
-            Ok(Ok(true)) => download.verified(index),
-            Ok(Ok(false)) => {
-                if let Err(e @ DownloadError::TooManyBad(_)) = download.corrupt(index) {
-                    let _ = record(&store, number, &download, moved).await;
-                    return Received::Failed {
-                        reason: e.to_string(),
+                moved += data.len() as u64;
+                let expected = match download.arrived(index, data.len()) {
+                    Ok(cv) => cv,
+                    Err(e) => {
+                        let _ = record(&store, number, &download, moved).await;
+                        return Received::Failed {
+                            reason: e.to_string(),
+                        };
+                    }
+                };
+                let file = Arc::clone(&file);
+                checking.push_back(tokio::task::spawn_blocking(move || {
+                    let written = if tree::check_piece(size, index, &data, &expected).is_err() {
+                        Ok(false)
+                    } else {
+                        downloads::write_at(&file, index * PIECE_LEN, &data).map(|()| true)
                     };
+                    if (index + 1) % WRITEBACK_PIECES == 0 {
+                        let from = (index + 1 - WRITEBACK_PIECES) * PIECE_LEN;
+                        downloads::start_writeback(&file, from, WRITEBACK_PIECES * PIECE_LEN);
+                    }
+                    (index, written)
+                }));
+            }
+            Some(checked) = checking.next() => {
+                match checked {
+                    Ok((index, Ok(true))) => download.verified(index),
+                    Ok((index, Ok(false))) => {
+                        if let Err(e @ DownloadError::TooManyBad(_)) = download.corrupt(index) {
+                            let _ = record(&store, number, &download, moved).await;
+                            return Received::Failed {
+                                reason: e.to_string(),
+                            };
+                        }
+                    }
+                    Ok((_, Err(e))) => {
+                        let _ = record(&store, number, &download, moved).await;
+                        return Received::Failed {
+                            reason: e.to_string(),
+                        };
+                    }
+                    Err(_) => return record_paused(&store, number, &download, moved).await,
+                }
+                let _ = progress.try_send(Progress {
+                    number,
+                    done: download.verified_bytes(),
+                });
+                // Recorded before more is asked for: a crash then costs
+                // only what was in flight (a window) and being written.
+                if let Err(reason) = record(&store, number, &download, moved).await {
+                    return Received::Failed { reason };
                 }
             }
-            Ok(Err(e)) => {
-                let _ = record(&store, number, &download, moved).await;
-                return Received::Failed {
-                    reason: e.to_string(),
-                };
-            }
-            Err(_) => return record_paused(&store, number, &download, moved).await,
-        }
-        let _ = progress.try_send(Progress {
-            number,
-            done: download.verified_bytes(),
-        });
-        // Recorded before more is asked for: a crash then costs only what
-        // was in flight (a window), and the piece being written.
-        if let Err(reason) = record(&store, number, &download, moved).await {
-            return Received::Failed { reason };
         }
     }
     // Whole and verified: on the disk before it takes its name.
@@ -544,10 +598,11 @@ pub(super) async fn fetch(job: Fetch) -> Received {
         return Received::Failed { reason };
     }
     let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
-        let _ = stream.send(&Control::Done { id }).await;
-        let _ = stream.close().await;
+        let _ = writer.send(&Control::Done { id }).await;
+        let _ = writer.close().await;
     })
     .await;
+    drop(reading);
     drop(file);
     let finished = tokio::task::spawn_blocking(move || {
         downloads.finish(&part, &name, crate::chat::transfer::name::numbered)
