@@ -99,6 +99,9 @@ pub enum Control {
     },
     /// Understood.
     Taken,
+    /// Not now: the sender is sending as many files as it sends at once;
+    /// ask again later.
+    Busy,
     /// Refused, and why.
     Refused {
         /// Why, for the other side's user (unchecked).
@@ -437,6 +440,7 @@ mod tests {
                 Control::Reject { id },
                 Control::Cancel { id },
                 Control::Taken,
+                Control::Busy,
                 Control::Refused { reason: name.clone() },
             ] {
                 let frame = encode_control(&control).expect("encodes");

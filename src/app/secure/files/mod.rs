@@ -57,8 +57,8 @@ pub(super) const RESUME_EVERY: Duration = Duration::from_secs(3);
 /// refused until some are.
 const MAX_PENDING_OFFERS: usize = 64;
 
-/// Transfers moving at once, at most, each way.
-const MAX_RUNNING: usize = 8;
+/// Transfers moving at once, at most, each way; more wait their turn.
+pub const MAX_RUNNING: usize = 4;
 
 /// Settings of file transfer.
 #[derive(Debug, Clone)]
@@ -799,15 +799,19 @@ impl RoomChat {
     async fn serve_file(&mut self, number: u64, stream: FileStream) -> Option<Event> {
         let known = self.files.known.get(&number)?;
         let t = &known.transfer;
-        let refused = if t.state.ended() {
-            Some(format!("the transfer is {}", t.state.as_str()))
-        } else if self.files.running.contains_key(&number) {
-            Some("the transfer is under way already".to_owned())
-        } else if self.files.running_each_way(true) >= MAX_RUNNING {
-            Some("too many transfers at once; try again later".to_owned())
-        } else {
-            None
-        };
+        let refused = t
+            .state
+            .ended()
+            .then(|| format!("the transfer is {}", t.state.as_str()));
+        // Asked again while we still serve it: the receiver's old stream
+        // is gone (it runs one fetch per file), so this one takes over.
+        if let Some(old) = self.files.running.remove(&number) {
+            old.abort();
+        }
+        if self.files.running_each_way(true) >= MAX_RUNNING {
+            self.tasks.spawn(tasks::answer(stream, Control::Busy));
+            return None;
+        }
         if let Some(reason) = refused {
             self.tasks
                 .spawn(tasks::answer(stream, Control::Refused { reason }));
@@ -1002,6 +1006,8 @@ impl RoomChat {
                             by: by.map(|p| self.display_anywhere(&p)),
                         })
                     }
+                    // Asked again by the next round of resumes.
+                    Received::Busy => None,
                     Received::Paused { held } => {
                         known.done = held;
                         known.sample = None;

@@ -359,6 +359,8 @@ pub(in crate::app::secure) enum Received {
     Cancelled,
     /// The link went: it resumes when the sender is back.
     Paused { held: u64 },
+    /// The sender is busy with other transfers: asked again later.
+    Busy,
     /// Given up.
     Failed { reason: String },
 }
@@ -464,6 +466,7 @@ pub(super) async fn fetch(job: Fetch) -> Received {
                 }
             }
             Some(Ok(Frame::Control(Control::Cancel { .. }))) => return Received::Cancelled,
+            Some(Ok(Frame::Control(Control::Busy))) => return Received::Busy,
             _ => return paused(&download),
         }
     }
