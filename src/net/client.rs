@@ -285,6 +285,11 @@ impl Client {
         ))
     }
 
+    /// Whether a connection to `peer` is open now.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.presence.borrow().contains(peer)
+    }
+
     /// Opens a stream on `protocol` with a connected peer, to be spoken by
     /// hand: for tools and tests that probe a peer the way a modified
     /// program would (the chat's own protocols have methods of their own).

@@ -32,33 +32,75 @@ use rustix::io::Errno;
 /// How many alternative names [`Downloads::finish`] tries before giving up.
 const MAX_ALTERNATIVES: u32 = 999;
 
+/// Why a file could not be received into, or sent from, the disk.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    /// The download folder is not a folder.
     #[error("{}: not a directory; choose another download folder", path.display())]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file to send is not a plain file.
     #[error("{}: not a regular file", path.display())]
-    NotARegularFile { path: PathBuf },
+    NotARegularFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Something already at a part file's name (a planted link, say).
     #[error("{}: a file is in the way (not following a link); move it away and retry", path.display())]
-    InTheWay { path: PathBuf },
+    InTheWay {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Every alternative name is taken.
     #[error("{}: no free name after {MAX_ALTERNATIVES} tries; tidy the download folder", path.display())]
-    NoFreeName { path: PathBuf },
+    NoFreeName {
+        /// The name asked for, in the folder.
+        path: PathBuf,
+    },
+    /// A file being sent changed after it was offered.
     #[error("{}: changed since it was offered; offer it again", path.display())]
-    Changed { path: PathBuf },
+    Changed {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A part file is not the size its transfer says.
     #[error("{}: is {actual} bytes, expected {expected}; the transfer must start over", path.display())]
     WrongSize {
+        /// The path.
         path: PathBuf,
+        /// Its size.
         actual: u64,
+        /// The size expected.
         expected: u64,
     },
+    /// A part file belongs to someone else.
     #[error("{}: owned by another user; not touching it", path.display())]
-    NotOwned { path: PathBuf },
-    #[error("{}: not directly inside the download folder {}", path.display(), dir.display())]
-    OutsideFolder { path: PathBuf, dir: PathBuf },
-    #[error("{name:?}: not a plain file name")]
-    BadName { name: String },
-    #[error("{}: {source}", path.display())]
-    Io {
+    NotOwned {
+        /// The path.
         path: PathBuf,
+    },
+    /// A part file recorded outside the download folder.
+    #[error("{}: not directly inside the download folder {}", path.display(), dir.display())]
+    OutsideFolder {
+        /// The path.
+        path: PathBuf,
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A name that is not one plain path component.
+    #[error("{name:?}: not a plain file name")]
+    BadName {
+        /// The name.
+        name: String,
+    },
+    /// The system refused.
+    #[error("{}: {}", path.display(), crate::chat::describe_io(source))]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },
@@ -375,6 +417,18 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
+}
+
+/// Bytes free for us where a download folder `dir` is or would be made
+/// (on the nearest folder above it that exists): for answering an offer
+/// without making the folder before anything is accepted.
+pub fn free_bytes_for(dir: &Path) -> Result<u64, DiskError> {
+    let existing = dir
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.is_dir())
+        .unwrap_or(Path::new("."));
+    let st = rustix::fs::statvfs(existing).map_err(|e| DiskError::io(existing, e))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.

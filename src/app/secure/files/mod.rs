@@ -486,10 +486,17 @@ impl RoomChat {
         self.files.running.insert(number, handle);
     }
 
-    /// Asks again for accepted files that are not moving (from `peer`
-    /// only, when given: it just connected).
+    /// Asks again for accepted files that are not moving: from `peer`,
+    /// when given (it just connected), else from every sender connected
+    /// now (one that is not is asked when it connects).
     pub(super) fn resume_files(&mut self, peer: Option<&PeerId>) {
-        let peer = peer.map(PeerId::to_string);
+        let client = &self.client;
+        let from = |sender: &str| match peer {
+            Some(peer) => peer.to_string() == sender,
+            None => sender
+                .parse::<PeerId>()
+                .is_ok_and(|sender| client.is_connected(&sender)),
+        };
         let waiting: Vec<u64> = self
             .files
             .known
@@ -497,7 +504,7 @@ impl RoomChat {
             .filter(|k| {
                 !k.transfer.outgoing
                     && k.transfer.state == TransferState::Accepted
-                    && peer.as_ref().is_none_or(|p| *p == k.transfer.peer)
+                    && from(&k.transfer.peer)
             })
             .map(|k| k.transfer.number)
             .filter(|n| !self.files.running.contains_key(n))
@@ -728,10 +735,9 @@ impl RoomChat {
             .filter(|k| !k.transfer.outgoing && k.transfer.state == TransferState::Offered)
             .count();
         let limit = self.files.options.max_file;
-        let free = self
-            .files
-            .downloads()
-            .and_then(|d| d.free_bytes().map_err(|e| e.to_string()));
+        // Nothing is made on the disk for an offer, not even the folder.
+        let free = crate::store::downloads::free_bytes_for(&self.files.options.download_dir)
+            .map_err(|e| e.to_string());
         let refused = if size > limit {
             Some(format!("larger than the {} limit", human_size(limit)))
         } else if pending >= MAX_PENDING_OFFERS {
