@@ -276,10 +276,20 @@ fn ours_once(work: &Path, src: &Path, round: usize) -> Result<Ours, String> {
     typing.store(false, Ordering::Relaxed);
     let _ = typist.join();
     let sent: std::collections::HashMap<usize, Instant> = sent_rx.try_iter().collect();
-    let latency_ms = shown
+    let latency_ms: Vec<f64> = shown
         .iter()
         .filter_map(|(n, at)| sent.get(n).map(|s| (*at - *s).as_secs_f64() * 1000.0))
         .collect();
+    if std::env::var_os("FILES_TRACE").is_some() {
+        for ((n, at), ms) in shown.iter().zip(&latency_ms) {
+            if *ms > 20.0 {
+                eprintln!(
+                    "{:.3} line {n} took {ms:.1} ms",
+                    (*at - start).as_secs_f64()
+                );
+            }
+        }
+    }
     if !line.contains(", verified) -> ") {
         return Err(format!("unexpected: {line}"));
     }

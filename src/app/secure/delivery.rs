@@ -269,6 +269,10 @@ impl RoomChat {
     /// them on the store thread.
     async fn write(&self, batches: Vec<Batch>, inline: bool) -> Write {
         let bytes: usize = batches.iter().flat_map(|b| &b.texts).map(String::len).sum();
+        // While files move, the disk may be slow to take even a short
+        // commit, and the chat's thread must not wait for it: everything
+        // goes to the store thread.
+        let inline = inline && !self.moving_files();
         let batches = if inline && bytes <= INLINE_WRITE {
             match self.secure.store.append_now(batches) {
                 Ok(written) => return Write::Done(written),

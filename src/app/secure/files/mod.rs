@@ -569,6 +569,11 @@ impl RoomChat {
         })
     }
 
+    /// Whether any file is being sent or received now.
+    pub(super) fn moving_files(&self) -> bool {
+        !self.files.running.is_empty()
+    }
+
     /// `/files`.
     pub(super) fn list_files(&self) -> Option<Event> {
         let lines = self

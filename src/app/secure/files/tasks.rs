@@ -35,13 +35,13 @@ pub(super) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITEBACK_PIECES: u64 = 32;
 
 /// Pieces checked and written at once while the next ones come in.
-const MAX_CHECKING: usize = 3;
+const MAX_CHECKING: usize = 2;
 
 /// Pieces read from the disk at once while the last goes out.
 const MAX_READING: usize = 2;
 
 /// Frames read ahead of the one being dealt with.
-const FRAME_QUEUE: usize = 2;
+const FRAME_QUEUE: usize = 1;
 
 /// How long a transfer waits for the other side's next frame before it
 /// counts the link as gone (it resumes later).
