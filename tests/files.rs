@@ -425,3 +425,24 @@ fn offers_can_be_declined_and_transfers_cancelled() {
     pair.ann.expect_prefix("bob cancelled transfer ");
     assert_eq!(std::fs::read_dir(&pair.ann_dl).expect("folder").count(), 0);
 }
+
+#[test]
+fn files_from_a_trusted_peer_are_taken_without_asking_when_told_to() {
+    let mut pair = Pair::start(&["--accept-files-from-trusted"], &[], &[]);
+    // Not trusted yet: asked.
+    let (path, _) = pair.file("first.txt", 10, 1);
+    let (number, _) = offer(&mut pair.bob, &mut pair.ann, &path);
+    pair.ann.send(&format!("/reject {number}"));
+    pair.bob.expect_line("ann declined \"first.txt\"");
+    pair.ann.send("/trust bob");
+    pair.ann.expect_prefix("Marked ");
+    let (path, data) = pair.file("second.txt", 10, 2);
+    let (number, line) = offer(&mut pair.bob, &mut pair.ann, &path);
+    assert!(line.contains(&format!("/accept {number}")), "{line}");
+    let received = pair.ann.expect_matching_contains("Received \"second.txt\"");
+    assert_eq!(
+        std::fs::read(received_path(&received)).expect("landed"),
+        data
+    );
+    pair.bob.expect_line("Sent \"second.txt\" to ann");
+}
