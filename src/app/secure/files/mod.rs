@@ -287,7 +287,8 @@ impl RoomChat {
                 continue;
             }
             let mut known = Known::new(transfer);
-            known.resuming = !known.transfer.outgoing;
+            known.resuming =
+                !known.transfer.outgoing && known.transfer.state == TransferState::Accepted;
             if let Some(bits) = &known.transfer.have {
                 let pieces = crate::chat::transfer::tree::piece_count(known.transfer.size);
                 if let Some(have) = crate::chat::transfer::Have::from_bytes(pieces, bits.clone()) {
@@ -976,7 +977,19 @@ impl RoomChat {
                             by: Some(self.display_anywhere(&peer)),
                         })
                     }
-                    Served::Interrupted { .. } => None,
+                    Served::Interrupted { .. } => {
+                        let known = self.files.known.get_mut(&number)?;
+                        if known.told_paused {
+                            return None;
+                        }
+                        known.told_paused = true;
+                        file_event(FileEvent::Paused {
+                            number,
+                            name,
+                            done: known.done,
+                            size: known.transfer.size,
+                        })
+                    }
                     Served::Failed { reason } => {
                         self.end_transfer(number, TransferState::Failed).await;
                         file_event(FileEvent::Failed {
