@@ -625,7 +625,13 @@ impl RoomChat {
             state: Some(state),
             ..TransferUpdate::default()
         };
-        let downloads = self.files.downloads.clone();
+        // Only an accepted file may have a part file. The folder is opened
+        // here if need be: a transfer of an earlier run may end before
+        // anything of this run touched it.
+        let had_part = self.files.known.get(&number).is_some_and(|k| {
+            !k.transfer.outgoing && k.transfer.state == TransferState::Accepted
+        });
+        let downloads = had_part.then(|| self.files.downloads().ok()).flatten();
         if let Some(known) = self.files.known.get_mut(&number) {
             known.transfer.state = state;
             if !known.transfer.outgoing && state != TransferState::Done {
