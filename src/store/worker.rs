@@ -478,6 +478,15 @@ impl Store {
             .await?
     }
 
+    /// One recorded transfer (see [`History::transfer`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::transfer`], or [`Error::Stopped`].
+    pub async fn transfer(&self, number: u64) -> Result<Option<Transfer>, Error> {
+        self.call(move |history| history.transfer(number)).await?
+    }
+
     /// The transfers recorded (see [`History::transfers`]).
     ///
     /// # Errors

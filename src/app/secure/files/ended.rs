@@ -77,7 +77,9 @@ impl RoomChat {
                 self.files.known.insert(number, Known::new(transfer));
                 match result {
                     Ok(()) => {
-                        self.files.cvs.insert(number, cvs);
+                        if let Ok(mut known) = self.files.cvs.lock() {
+                            known.insert(number, cvs);
+                        }
                         let to = peer
                             .parse::<PeerId>()
                             .map_or(peer, |p| self.display_anywhere(&p));
@@ -184,27 +186,21 @@ impl RoomChat {
                             by: by.map(|p| self.display_anywhere(&p)),
                         })
                     }
-                    // Asked again by the next round of resumes.
-                    Received::Busy => None,
+                    // Asked again by the next round of resumes, from
+                    // where the store says the part file is.
+                    Received::Busy => {
+                        self.refresh_transfer(number).await;
+                        None
+                    }
                     Received::Paused { held } => {
                         known.done = held;
                         known.sample = None;
                         known.rate = 0;
                         known.resuming = true;
-                        if known.told_paused {
+                        let told = std::mem::replace(&mut known.told_paused, true);
+                        self.refresh_transfer(number).await;
+                        if told {
                             return None;
-                        }
-                        known.told_paused = true;
-                        // Where the part file is and what it holds, for
-                        // the next try.
-                        if let Ok(stored) = self.secure.store.transfers().await {
-                            if let Some(t) = stored.into_iter().find(|t| t.number == number) {
-                                if let Some(known) = self.files.known.get_mut(&number) {
-                                    known.transfer.path = t.path;
-                                    known.transfer.have = t.have;
-                                    known.transfer.moved = t.moved;
-                                }
-                            }
                         }
                         file_event(FileEvent::Paused {
                             number,
@@ -213,7 +209,28 @@ impl RoomChat {
                             size,
                         })
                     }
+                    Received::Unplaced { part, reason } => {
+                        // Never removed: all of it is there, verified.
+                        known.transfer.state = TransferState::Failed;
+                        known.transfer.path = None;
+                        let update = TransferUpdate {
+                            state: Some(TransferState::Failed),
+                            ..TransferUpdate::default()
+                        };
+                        let _ = self.secure.store.update_transfer(number, update).await;
+                        file_event(FileEvent::Failed {
+                            number,
+                            name,
+                            reason: format!(
+                                "{reason}; the whole file, verified, is in {}",
+                                part.display()
+                            ),
+                        })
+                    }
                     Received::Failed { reason } => {
+                        // The sender is told, or it would keep the file
+                        // offered for ever.
+                        self.tell_cancelled(number);
                         self.end_transfer(number, TransferState::Failed).await;
                         file_event(FileEvent::Failed {
                             number,
@@ -222,6 +239,19 @@ impl RoomChat {
                         })
                     }
                 }
+            }
+        }
+    }
+
+    /// Takes what the store holds of a transfer being received (its part
+    /// file, the pieces held, the bytes moved): a task records them as it
+    /// goes, and the next try starts from there.
+    async fn refresh_transfer(&mut self, number: u64) {
+        if let Ok(Some(stored)) = self.secure.store.transfer(number).await {
+            if let Some(known) = self.files.known.get_mut(&number) {
+                known.transfer.path = stored.path;
+                known.transfer.have = stored.have;
+                known.transfer.moved = stored.moved;
             }
         }
     }

@@ -214,7 +214,7 @@ impl RoomChat {
             path: PathBuf::from(path),
             size: t.size,
             stamp: t.stamp,
-            cvs: self.files.cvs.get(&number).cloned(),
+            cvs: std::sync::Arc::clone(&self.files.cvs),
             moved: t.moved,
             store: self.secure.store.clone(),
             progress: self.files.progress_tx.clone(),

@@ -17,7 +17,7 @@ mod tasks;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -154,7 +154,7 @@ pub(super) struct Files {
     /// Tasks moving a transfer, by its number.
     running: HashMap<u64, AbortHandle>,
     /// Piece hashes of the files we offered this run.
-    cvs: HashMap<u64, Arc<Vec<Cv>>>,
+    cvs: Arc<Mutex<HashMap<u64, Arc<Vec<Cv>>>>>,
     pub(super) work: JoinSet<Ended>,
     progress_tx: mpsc::Sender<Progress>,
     pub(super) progress: mpsc::Receiver<Progress>,
@@ -186,7 +186,7 @@ impl Files {
             downloads: None,
             known: BTreeMap::new(),
             running: HashMap::new(),
-            cvs: HashMap::new(),
+            cvs: Arc::new(Mutex::new(HashMap::new())),
             work: JoinSet::new(),
             progress_tx,
             progress,
@@ -548,30 +548,36 @@ impl RoomChat {
 
     /// `/cancel N`.
     pub(super) async fn cancel_file(&mut self, number: u64) -> Option<Event> {
-        let (peer, id, name) = match self.files.known.get(&number) {
-            Some(k) if !k.transfer.state.ended() => (
-                k.transfer.peer.clone(),
-                k.transfer.id,
-                k.transfer.name.clone(),
-            ),
+        let name = match self.files.known.get(&number) {
+            Some(k) if !k.transfer.state.ended() => k.transfer.name.clone(),
             _ => {
                 return Some(Event::Info(format!(
                     "/cancel: transfer {number} is not under way"
                 )))
             }
         };
+        self.tell_cancelled(number);
         self.end_transfer(number, TransferState::Cancelled).await;
-        if let Ok(peer) = peer.parse::<PeerId>() {
-            let client = self.client.clone();
-            self.tasks.spawn(async move {
-                let _ = tasks::tell(client, peer, Control::Cancel { id }).await;
-            });
-        }
         file_event(FileEvent::Cancelled {
             number,
             name,
             by: None,
         })
+    }
+
+    /// Tells the other side of a transfer that it is stopped (in a task
+    /// of the chat's: the answer is not waited for).
+    fn tell_cancelled(&mut self, number: u64) {
+        let Some(known) = self.files.known.get(&number) else {
+            return;
+        };
+        let id = known.transfer.id;
+        if let Ok(peer) = known.transfer.peer.parse::<PeerId>() {
+            let client = self.client.clone();
+            self.tasks.spawn(async move {
+                let _ = tasks::tell(client, peer, Control::Cancel { id }).await;
+            });
+        }
     }
 
     /// Whether any file is being sent or received now.
@@ -620,7 +626,9 @@ impl RoomChat {
         if let Some(handle) = self.files.running.remove(&number) {
             handle.abort();
         }
-        self.files.cvs.remove(&number);
+        if let Ok(mut cvs) = self.files.cvs.lock() {
+            cvs.remove(&number);
+        }
         let mut update = TransferUpdate {
             state: Some(state),
             ..TransferUpdate::default()
@@ -628,15 +636,16 @@ impl RoomChat {
         // Only an accepted file may have a part file. The folder is opened
         // here if need be: a transfer of an earlier run may end before
         // anything of this run touched it.
-        let had_part = self.files.known.get(&number).is_some_and(|k| {
-            !k.transfer.outgoing && k.transfer.state == TransferState::Accepted
-        });
+        let had_part =
+            self.files.known.get(&number).is_some_and(|k| {
+                !k.transfer.outgoing && k.transfer.state == TransferState::Accepted
+            });
         let downloads = had_part.then(|| self.files.downloads().ok()).flatten();
         if let Some(known) = self.files.known.get_mut(&number) {
             known.transfer.state = state;
             if !known.transfer.outgoing && state != TransferState::Done {
                 if let Some(downloads) = downloads {
-                    let _ = downloads.remove_part(known.transfer.id);
+                    let _ = downloads.remove_part(number);
                 }
                 known.transfer.path = None;
                 update.have = Some(Vec::new());

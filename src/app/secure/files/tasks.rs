@@ -43,6 +43,10 @@ const MAX_READING: usize = 2;
 /// Frames read ahead of the one being dealt with.
 const FRAME_QUEUE: usize = 1;
 
+/// How long a transfer waits for the first frame after the ask: long
+/// enough to hash or check a file of many GiB on a slow disk.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How long a transfer waits for the other side's next frame before it
 /// counts the link as gone (it resumes later).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -162,7 +166,9 @@ pub(super) struct Serve {
     pub path: PathBuf,
     pub size: u64,
     pub stamp: Option<i64>,
-    pub cvs: Option<Arc<Vec<Cv>>>,
+    /// The piece hashes of the files offered, by transfer: taken from, and
+    /// filled when a file offered before a restart is hashed again.
+    pub cvs: Arc<std::sync::Mutex<std::collections::HashMap<u64, Arc<Vec<Cv>>>>>,
     pub moved: u64,
     pub store: Store,
     pub progress: mpsc::Sender<Progress>,
@@ -195,9 +201,16 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
                     )
                 ));
             }
-            let cvs = match cvs {
-                Some(cvs) => cvs,
-                None => hash_file(&path)?.cvs,
+            let known = cvs.lock().ok().and_then(|c| c.get(&number).cloned());
+            let cvs = match known {
+                Some(known) => known,
+                None => {
+                    let hashed = hash_file(&path)?.cvs;
+                    if let Ok(mut cache) = cvs.lock() {
+                        cache.insert(number, Arc::clone(&hashed));
+                    }
+                    hashed
+                }
             };
             Ok((file, cvs))
         })
@@ -237,7 +250,9 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
     let faults = Faults::from_env();
     let mut corrupted = false;
     let (reader, mut writer) = stream.split();
-    let (_reading, mut frames) = read_frames(reader);
+    // The first ask may take a while: a receiver back after a restart
+    // checks the pieces it held first.
+    let (_reading, mut frames) = read_frames(reader, FIRST_FRAME_TIMEOUT, FRAME_TIMEOUT);
     // Pieces being read from the disk, in the order asked: the next is
     // read while the last goes out.
     let mut reading = FuturesOrdered::new();
@@ -305,13 +320,19 @@ pub(super) async fn serve(job: Serve, mut stream: FileStream) -> Served {
 /// Reads a stream's frames in a task of its own (owned by the set
 /// returned, which ends it when dropped), handing them on as they come:
 /// the next frame comes in while the last is being dealt with. After an
-/// error, or [`FRAME_TIMEOUT`] without a frame, nothing more comes.
-fn read_frames(mut reader: FileReader) -> (JoinSet<()>, mpsc::Receiver<Result<Frame, FrameError>>) {
+/// error, or a wait without a frame (`first` for the first, `then` for the
+/// others), nothing more comes.
+fn read_frames(
+    mut reader: FileReader,
+    first: Duration,
+    then: Duration,
+) -> (JoinSet<()>, mpsc::Receiver<Result<Frame, FrameError>>) {
     let (tx, rx) = mpsc::channel(FRAME_QUEUE);
     let mut task = JoinSet::new();
     task.spawn(async move {
+        let mut wait = first;
         loop {
-            let frame = match tokio::time::timeout(FRAME_TIMEOUT, reader.recv()).await {
+            let frame = match tokio::time::timeout(wait, reader.recv()).await {
                 Ok(frame) => frame,
                 Err(_) => Err(FrameError::Io(std::io::ErrorKind::TimedOut.into())),
             };
@@ -319,6 +340,7 @@ fn read_frames(mut reader: FileReader) -> (JoinSet<()>, mpsc::Receiver<Result<Fr
             if tx.send(frame).await.is_err() || end {
                 return;
             }
+            wait = then;
         }
     });
     (task, rx)
@@ -361,6 +383,9 @@ pub(in crate::app::secure) enum Received {
     Paused { held: u64 },
     /// The sender is busy with other transfers: asked again later.
     Busy,
+    /// Whole and verified, but it could not take its name: it stays in
+    /// its part file.
+    Unplaced { part: PathBuf, reason: String },
     /// Given up.
     Failed { reason: String },
 }
@@ -409,7 +434,9 @@ pub(super) async fn fetch(job: Fetch) -> Received {
         let downloads = downloads.clone();
         tokio::task::spawn_blocking(move || match part {
             Some(path) => downloads.reopen_part(&path, size).map(|f| (f, path)),
-            None => downloads.create_part(id, size),
+            // Named by our number for it, not the sender's id: two
+            // senders may pick one id.
+            None => downloads.create_part(number, size),
         })
         .await
     };
@@ -449,7 +476,10 @@ pub(super) async fn fetch(job: Fetch) -> Received {
         return paused(&download);
     }
     let (reader, mut writer) = stream.split();
-    let (reading, mut frames) = read_frames(reader);
+    // The sender may hash the file again first (it was offered before a
+    // restart), and we check the pieces held before asking for more, so
+    // every wait is the long one; a sender gone is a stream closed.
+    let (reading, mut frames) = read_frames(reader, FIRST_FRAME_TIMEOUT, FIRST_FRAME_TIMEOUT);
     // The piece hashes, which must make the offered hash.
     while !download.ready() {
         match frames.recv().await {
@@ -600,26 +630,43 @@ pub(super) async fn fetch(job: Fetch) -> Received {
     if let Err(reason) = record(&store, number, &download, moved).await {
         return Received::Failed { reason };
     }
+    drop(file);
+    // The file takes its name, and the store says where, before the sender
+    // is told it is done: a crash in between leaves a transfer to finish,
+    // never a sender told of a file that is not there.
+    let part_path = part.clone();
+    let finished = tokio::task::spawn_blocking(move || {
+        downloads.finish(&part, &name, crate::chat::transfer::name::numbered)
+    })
+    .await;
+    let path = match finished {
+        Ok(Ok(path)) => path,
+        Ok(Err(e)) => {
+            return Received::Unplaced {
+                part: part_path,
+                reason: e.to_string(),
+            }
+        }
+        Err(_) => {
+            return Received::Unplaced {
+                part: part_path,
+                reason: "the file could not be moved into place".into(),
+            }
+        }
+    };
+    let update = TransferUpdate {
+        state: Some(crate::chat::transfer::TransferState::Done),
+        path: Some(path.display().to_string()),
+        ..TransferUpdate::default()
+    };
+    let _ = store.update_transfer(number, update).await;
     let _ = tokio::time::timeout(ANSWER_TIMEOUT, async {
         let _ = writer.send(&Control::Done { id }).await;
         let _ = writer.close().await;
     })
     .await;
     drop(reading);
-    drop(file);
-    let finished = tokio::task::spawn_blocking(move || {
-        downloads.finish(&part, &name, crate::chat::transfer::name::numbered)
-    })
-    .await;
-    match finished {
-        Ok(Ok(path)) => Received::Done { path },
-        Ok(Err(e)) => Received::Failed {
-            reason: e.to_string(),
-        },
-        Err(_) => Received::Failed {
-            reason: "the file could not be moved into place".into(),
-        },
-    }
+    Received::Done { path }
 }
 
 /// Records the pieces held and the bytes moved.
