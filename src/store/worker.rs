@@ -457,13 +457,13 @@ impl Store {
             .await?
     }
 
-    /// Records a transfer; returns its number (see
+    /// Records a transfer; returns its number and whether it is new (see
     /// [`History::add_transfer`]).
     ///
     /// # Errors
     ///
     /// As [`History::add_transfer`], or [`Error::Stopped`].
-    pub async fn add_transfer(&self, transfer: Transfer) -> Result<u64, Error> {
+    pub async fn add_transfer(&self, transfer: Transfer) -> Result<(u64, bool), Error> {
         self.call(move |history| history.add_transfer(&transfer))
             .await?
     }
@@ -485,6 +485,16 @@ impl Store {
     /// As [`History::transfer`], or [`Error::Stopped`].
     pub async fn transfer(&self, number: u64) -> Result<Option<Transfer>, Error> {
         self.call(move |history| history.transfer(number)).await?
+    }
+
+    /// The transfers not yet ended (see
+    /// [`History::unfinished_transfers`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::unfinished_transfers`], or [`Error::Stopped`].
+    pub async fn unfinished_transfers(&self) -> Result<Vec<Transfer>, Error> {
+        self.call(|history| history.unfinished_transfers()).await?
     }
 
     /// The transfers recorded (see [`History::transfers`]).

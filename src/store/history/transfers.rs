@@ -88,15 +88,16 @@ fn transfer_row(row: &Row<'_>) -> rusqlite::Result<Transfer> {
 }
 
 impl History {
-    /// Records a transfer and returns its number; one already recorded
-    /// (the same peer, id and direction) keeps its number and state.
+    /// Records a transfer and returns its number, and whether it is new:
+    /// one already recorded (the same peer, id and direction) keeps its
+    /// number and everything else.
     ///
     /// # Errors
     ///
     /// When the database cannot be written.
-    pub fn add_transfer(&mut self, transfer: &Transfer) -> Result<u64, Error> {
+    pub fn add_transfer(&mut self, transfer: &Transfer) -> Result<(u64, bool), Error> {
         self.write(|tx| {
-            tx.execute(
+            let added = tx.execute(
                 "INSERT INTO transfers (id, outgoing, peer, name, size, root, path, stamp,
                      state, have, moved, ts_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
@@ -121,7 +122,7 @@ impl History {
                 params![transfer.peer, transfer.id as i64, transfer.outgoing],
                 |row| row.get::<_, i64>(0),
             )
-            .map(|n| n.max(0) as u64)
+            .map(|n| (n.max(0) as u64, added == 1))
         })
     }
 
@@ -164,6 +165,24 @@ impl History {
                 transfer_row,
             )
             .optional()
+        })
+    }
+
+    /// The transfers not yet ended (offered or accepted), oldest first (the
+    /// newest [`MAX_LISTED_TRANSFERS`]): what a chat picks up on start.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be read.
+    pub fn unfinished_transfers(&self) -> Result<Vec<Transfer>, Error> {
+        self.read(|conn| {
+            let mut query = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM (SELECT * FROM transfers
+                     WHERE state IN ('offered', 'accepted') ORDER BY number DESC LIMIT ?1)
+                 ORDER BY number"
+            ))?;
+            let rows = query.query_map([MAX_LISTED_TRANSFERS as i64], transfer_row)?;
+            rows.collect()
         })
     }
 
@@ -210,9 +229,10 @@ mod tests {
     #[test]
     fn a_transfer_is_recorded_once_and_updated() {
         let mut history = History::in_memory().expect("opens");
-        let first = history.add_transfer(&offered(9, false)).expect("adds");
-        let again = history.add_transfer(&offered(9, false)).expect("adds");
-        let other = history.add_transfer(&offered(9, true)).expect("adds");
+        let (first, new) = history.add_transfer(&offered(9, false)).expect("adds");
+        let (again, new_again) = history.add_transfer(&offered(9, false)).expect("adds");
+        let (other, _) = history.add_transfer(&offered(9, true)).expect("adds");
+        assert!(new && !new_again);
         assert_eq!(first, again);
         assert_ne!(first, other);
         let update = TransferUpdate {
@@ -229,5 +249,12 @@ mod tests {
         assert_eq!(stored.id, 9);
         assert_eq!(stored.root, [7; 32]);
         assert_eq!(history.transfers().expect("reads").len(), 2);
+        assert_eq!(history.unfinished_transfers().expect("reads").len(), 2);
+        let done = TransferUpdate {
+            state: Some(TransferState::Done),
+            ..TransferUpdate::default()
+        };
+        history.update_transfer(other, &done).expect("updates");
+        assert_eq!(history.unfinished_transfers().expect("reads").len(), 1);
     }
 }

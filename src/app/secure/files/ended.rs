@@ -70,11 +70,14 @@ impl RoomChat {
                 cvs,
                 result,
             } => {
-                let stored = self.secure.store.transfers().await.ok()?;
-                let transfer = stored.into_iter().find(|t| t.number == number)?;
+                let transfer = self.secure.store.transfer(number).await.ok()??;
                 let (name, size, peer) =
                     (transfer.name.clone(), transfer.size, transfer.peer.clone());
-                self.files.known.insert(number, Known::new(transfer));
+                // Known already when the receiver asked for it at once.
+                self.files
+                    .known
+                    .entry(number)
+                    .or_insert_with(|| Known::new(transfer));
                 match result {
                     Ok(()) => {
                         if let Ok(mut known) = self.files.cvs.lock() {

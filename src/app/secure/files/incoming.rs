@@ -7,7 +7,9 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use super::super::RoomChat;
-use super::{file_event, tasks, Ended, Known, MAX_PENDING_OFFERS, MAX_RUNNING};
+use super::{
+    file_event, tasks, Ended, Known, MAX_PENDING_OFFERS, MAX_PENDING_OFFERS_PER_PEER, MAX_RUNNING,
+};
 use crate::chat::transfer::{human_size, safe_name, Cv, FileEvent, TransferState};
 use crate::chat::Event;
 use crate::net::files::{Control, FileStream, MAX_OFFERED_NAME};
@@ -36,6 +38,12 @@ impl RoomChat {
                         .get(n)
                         .is_some_and(|k| k.transfer.root == root)
                 });
+                // Offered a moment ago, the offer's answer not yet taken in
+                // here: the store knows it.
+                let found = match found {
+                    Some(number) => Some(number),
+                    None => self.stored_offer(&peer, id, root).await,
+                };
                 let Some(number) = found else {
                     let reason = "no such transfer".to_owned();
                     self.tasks
@@ -82,6 +90,19 @@ impl RoomChat {
         }
     }
 
+    /// An offer of ours to `peer` that the store holds and this chat does
+    /// not know yet, taken in.
+    async fn stored_offer(&mut self, peer: &PeerId, id: u64, root: Cv) -> Option<u64> {
+        let stored = self.secure.store.unfinished_transfers().await.ok()?;
+        let key = peer.to_string();
+        let transfer = stored
+            .into_iter()
+            .find(|t| t.outgoing && t.peer == key && t.id == id && t.root == root)?;
+        let number = transfer.number;
+        self.files.known.insert(number, Known::new(transfer));
+        Some(number)
+    }
+
     /// Whether `peer` shares a room with us (or is the peer we chat with).
     fn shares_a_room(&self, peer: &PeerId) -> bool {
         let key = peer.to_string();
@@ -113,11 +134,16 @@ impl RoomChat {
             let _ = number;
             return None;
         }
-        let pending = self
+        let offered_here =
+            |k: &&Known| !k.transfer.outgoing && k.transfer.state == TransferState::Offered;
+        let pending = self.files.known.values().filter(offered_here).count();
+        let key = peer.to_string();
+        let from_peer = self
             .files
             .known
             .values()
-            .filter(|k| !k.transfer.outgoing && k.transfer.state == TransferState::Offered)
+            .filter(offered_here)
+            .filter(|k| k.transfer.peer == key)
             .count();
         let limit = self.files.options.max_file;
         // Nothing is made on the disk for an offer, not even the folder.
@@ -125,8 +151,11 @@ impl RoomChat {
             .map_err(|e| e.to_string());
         let refused = if size > limit {
             Some(format!("larger than the {} limit", human_size(limit)))
-        } else if pending >= MAX_PENDING_OFFERS {
-            Some(format!("{pending} offers are waiting already"))
+        } else if pending >= MAX_PENDING_OFFERS || from_peer >= MAX_PENDING_OFFERS_PER_PEER {
+            Some(format!(
+                "{} offers are waiting already",
+                pending.max(from_peer)
+            ))
         } else {
             match free {
                 Ok(free) if free < size => Some(format!("only {} free", human_size(free))),
@@ -160,7 +189,13 @@ impl RoomChat {
             ts_ms: crate::app::now_ms(),
         };
         let number = match self.secure.store.add_transfer(transfer.clone()).await {
-            Ok(number) => number,
+            Ok((number, true)) => number,
+            // An id this peer used for a transfer that is over.
+            Ok((_, false)) => {
+                let reason = "that transfer is over; offer the file again".to_owned();
+                self.tasks.spawn(tasks::answer(stream, refuse(reason)));
+                return None;
+            }
             Err(e) => {
                 self.tasks
                     .spawn(tasks::answer(stream, refuse(e.to_string())));

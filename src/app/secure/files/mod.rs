@@ -58,8 +58,15 @@ const RATE_SPAN: Duration = Duration::from_secs(2);
 pub(super) const RESUME_EVERY: Duration = Duration::from_secs(3);
 
 /// Transfers offered to us and not yet answered, at most: more offers are
-/// refused until some are.
+/// refused until some are...
 const MAX_PENDING_OFFERS: usize = 64;
+
+/// ... and from one peer.
+const MAX_PENDING_OFFERS_PER_PEER: usize = 8;
+
+/// Ended transfers `/files` keeps listing, at most (the history keeps
+/// them all).
+const MAX_ENDED_LISTED: usize = 256;
 
 /// Transfers moving at once, at most, each way; more wait their turn.
 pub const MAX_RUNNING: usize = 4;
@@ -283,7 +290,7 @@ impl RoomChat {
 
     /// Loads the transfers a previous run left unfinished.
     pub(super) async fn load_transfers(&mut self) {
-        let Ok(stored) = self.secure.store.transfers().await else {
+        let Ok(stored) = self.secure.store.unfinished_transfers().await else {
             return;
         };
         for transfer in stored {
@@ -376,7 +383,7 @@ impl RoomChat {
                 ts_ms: crate::app::now_ms(),
             };
             let number = match store.add_transfer(transfer).await {
-                Ok(number) => number,
+                Ok((number, _)) => number,
                 Err(e) => {
                     return Ended::NotOffered {
                         name,
@@ -652,6 +659,24 @@ impl RoomChat {
             }
         }
         let _ = self.secure.store.update_transfer(number, update).await;
+        self.forget_ended();
+    }
+
+    /// Forgets the oldest ended transfers past [`MAX_ENDED_LISTED`]: a
+    /// peer offering and cancelling again and again must not grow the
+    /// chat.
+    fn forget_ended(&mut self) {
+        let ended: Vec<u64> = self
+            .files
+            .known
+            .values()
+            .filter(|k| k.transfer.state.ended())
+            .map(|k| k.transfer.number)
+            .collect();
+        let excess = ended.len().saturating_sub(MAX_ENDED_LISTED);
+        for number in ended.into_iter().take(excess) {
+            self.files.known.remove(&number);
+        }
     }
 }
 
