@@ -75,6 +75,12 @@ pub struct Args {
     #[arg(long)]
     pub plain: bool,
 
+    /// Speak JSON on stdin and stdout, one object per line, for programs
+    /// (see docs/api.md): no prompts, no colour, no line editor. Needs
+    /// --listen or --connect.
+    #[arg(long)]
+    pub json: bool,
+
     /// Chat only with this peer (peer ID or fingerprint); any other is
     /// refused.
     #[arg(long, value_name = "PEER_ID_OR_FINGERPRINT", conflicts_with = "plain")]

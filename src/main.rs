@@ -15,7 +15,7 @@ use rust_p2p_chat::cli::{
 };
 use rust_p2p_chat::identity::{self, Identity};
 use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Relays, RoomKeys, Store};
-use rust_p2p_chat::ui::{pipe, terminal, Style};
+use rust_p2p_chat::ui::{json, pipe, terminal, Style};
 
 fn main() -> ExitCode {
     rust_p2p_chat::app::one_heap();
@@ -65,6 +65,10 @@ fn main() -> ExitCode {
     };
     let role = match args.role() {
         Some(role) => role,
+        None if args.json => {
+            eprintln!("error: --json asks nothing: give --listen PORT or --connect ADDRESS");
+            return ExitCode::from(2);
+        }
         None => {
             let echo_newline = !io::stdin().is_terminal();
             match prompt_role(&mut io::stdin().lock(), &mut io::stdout(), echo_newline) {
@@ -92,7 +96,7 @@ fn main() -> ExitCode {
         max_line: args.max_line,
         protocol,
     };
-    match run(options) {
+    match run(options, args.json) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -438,12 +442,12 @@ fn fail(error: anyhow::Error) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn run(options: Options) -> anyhow::Result<()> {
+fn run(options: Options, json: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
-    let interactive = io::stdin().is_terminal() && io::stdout().is_terminal();
+    let interactive = !json && io::stdin().is_terminal() && io::stdout().is_terminal();
     let (shutdown, shutdown_rx) = Shutdown::new();
     let (commands_tx, commands_rx) = mpsc::channel(app::COMMAND_QUEUE);
     let (events_tx, events_rx) = mpsc::channel(app::EVENT_QUEUE);
@@ -459,11 +463,22 @@ fn run(options: Options) -> anyhow::Result<()> {
                     .context("terminal failed")?
                     .map_err(anyhow::Error::from)
             } else {
-                let style = Style::detect(io::stdout().is_terminal());
-                let input = pipe::spawn_input(options.max_line, commands_tx, events_tx.downgrade())
-                    .context("could not start the input thread")?;
-                let output = pipe::spawn_output(events_rx, style, shutdown)
-                    .context("could not start the output thread")?;
+                let (input, output) = if json {
+                    let input =
+                        json::spawn_input(options.max_line, commands_tx, events_tx.downgrade())
+                            .context("could not start the input thread")?;
+                    let output = json::spawn_output(events_rx, shutdown)
+                        .context("could not start the output thread")?;
+                    (input, output)
+                } else {
+                    let style = Style::detect(io::stdout().is_terminal());
+                    let input =
+                        pipe::spawn_input(options.max_line, commands_tx, events_tx.downgrade())
+                            .context("could not start the input thread")?;
+                    let output = pipe::spawn_output(events_rx, style, shutdown)
+                        .context("could not start the output thread")?;
+                    (input, output)
+                };
                 let result = app::run(options, commands_rx, events_tx, shutdown_rx).await;
                 // The app dropped its event sender: the output thread drains
                 // what is left and ends.

@@ -151,6 +151,9 @@ pub enum Event {
         room: Option<String>,
         /// The lines.
         texts: Vec<String>,
+        /// Who wrote them and where they sit in the author's stream: what
+        /// a program reading the chat (`--json`) needs besides.
+        origin: Option<Origin>,
     },
     /// Lines kept from before, shown on start and by `/history`, marked
     /// so they are not taken for live ones.
@@ -176,6 +179,8 @@ pub enum Event {
         who: String,
         /// The room.
         room: String,
+        /// Their peer ID.
+        peer_id: String,
     },
     /// Someone left a room.
     Left {
@@ -183,6 +188,8 @@ pub enum Event {
         who: String,
         /// The room.
         room: String,
+        /// Their peer ID.
+        peer_id: String,
     },
     /// A member changed nick.
     Renamed {
@@ -199,6 +206,25 @@ pub enum Event {
     Notice(Notice),
     /// Something about a file transfer.
     File(crate::chat::transfer::FileEvent),
+}
+
+/// Who wrote a run of lines, where, and their numbers in the author's
+/// stream (a line's id is `room:ROOM/AUTHOR/SESSION/NUMBER`, as the
+/// history names it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// The room.
+    pub room: String,
+    /// The author's peer ID.
+    pub peer_id: String,
+    /// The author's fingerprint.
+    pub fingerprint: String,
+    /// The author's session.
+    pub session: u64,
+    /// Each line's number, in order.
+    pub numbers: Vec<u64>,
+    /// When they were written, by the author's clock (ms since 1970).
+    pub ts_ms: u64,
 }
 
 /// How the chat is doing: delivery and reconnection.
@@ -406,6 +432,8 @@ pub struct NearbyLine {
 /// A notice: a dropped line, a refused peer, a connection error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
+    /// A command from a program (`--json`) that cannot be carried out.
+    BadCommand(String),
     /// The peer sent a line over the limit; it was dropped.
     IncomingTooLong {
         /// The limit in bytes.
@@ -577,7 +605,9 @@ impl Event {
             Event::Trusted { peer_id } => write!(out, "Marked {peer_id} as verified"),
             Event::Help(text) | Event::Info(text) => write!(out, "{text}"),
             Event::Status(status) => write!(out, "{status}"),
-            Event::Lines { from, room, texts } => {
+            Event::Lines {
+                from, room, texts, ..
+            } => {
                 for (i, text) in texts.iter().enumerate() {
                     if i > 0 {
                         out.push('\n');
@@ -651,8 +681,8 @@ impl Event {
                 push_inert(out, text);
                 Ok(())
             }
-            Event::Joined { who, room } => write!(out, "{} joined #{room}", Inert(who)),
-            Event::Left { who, room } => write!(out, "{} left #{room}", Inert(who)),
+            Event::Joined { who, room, .. } => write!(out, "{} joined #{room}", Inert(who)),
+            Event::Left { who, room, .. } => write!(out, "{} left #{room}", Inert(who)),
             Event::Renamed { old, new } => {
                 write!(out, "{} is now known as {}", Inert(old), Inert(new))
             }
@@ -673,6 +703,7 @@ impl fmt::Display for Event {
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Notice::BadCommand(reason) => write!(f, "Not done: {}", Inert(reason)),
             Notice::IncomingTooLong { limit } => write!(
                 f,
                 "Dropped a message from peer: longer than the {limit}-byte line limit"

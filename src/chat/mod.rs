@@ -7,6 +7,7 @@
 use std::io;
 
 pub mod address;
+pub mod api;
 pub mod command;
 pub mod delivery;
 pub mod event;

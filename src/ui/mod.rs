@@ -7,6 +7,7 @@
 //! - [`terminal`]: an interactive line editor; incoming messages are printed
 //!   above the line being typed, never through it.
 
+pub mod json;
 pub mod pipe;
 pub mod qr;
 pub mod terminal;

@@ -12,7 +12,7 @@ use crate::chat::delivery::{
     line_cost, time_runs, Action, FetchAsk, Fetched, Input, Lines, Now, Report, Resume, Said,
     StoredStream, StreamId,
 };
-use crate::chat::event::Status;
+use crate::chat::event::{Origin, Status};
 use crate::chat::room::Roster;
 use crate::chat::{Event, HistoryLine, Notice};
 use crate::store::{self, Batch, PendingWrite, Written};
@@ -489,13 +489,16 @@ impl RoomChat {
     async fn show_lines(&self, events: &mpsc::Sender<Event>, lines: Lines, earlier: bool) -> bool {
         let Lines {
             stream,
-            mut texts,
+            first,
+            texts,
             nick,
             ts_ms,
-            ..
         } = lines;
         let before = texts.len();
-        texts.retain(|t| t.len() <= self.max_line);
+        let (numbers, texts): (Vec<u64>, Vec<String>) = (first..)
+            .zip(texts)
+            .filter(|(_, t)| t.len() <= self.max_line)
+            .unzip();
         if texts.len() < before {
             let limit = self.max_line;
             let notice = Event::Notice(Notice::IncomingTooLong { limit });
@@ -527,8 +530,24 @@ impl RoomChat {
                 .collect();
             Event::History { lines }
         } else {
+            let origin = Origin {
+                room: stream.room.clone(),
+                fingerprint: stream
+                    .author
+                    .parse()
+                    .map_or_else(|_| String::new(), |peer| fingerprint_of(&peer)),
+                peer_id: stream.author,
+                session: stream.session,
+                numbers,
+                ts_ms,
+            };
             let room = (self.current.as_deref() != Some(&stream.room)).then_some(stream.room);
-            Event::Lines { from, room, texts }
+            Event::Lines {
+                from,
+                room,
+                texts,
+                origin: Some(origin),
+            }
         };
         events.send(event).await.is_ok()
     }

@@ -375,11 +375,23 @@ impl RoomChat {
             }
             NetEvent::Disconnected { peer } => {
                 let key = peer.to_string();
+                let in_a_room = self.rooms.values().any(|r| r.contains(&key));
                 let rooms: Vec<String> = self.rooms.keys().cloned().collect();
                 for room in rooms {
                     if !self.member_left(events, &room, &key).await {
                         return false;
                     }
+                }
+                // The peer we connected to, gone before its first line
+                // made it a member: said all the same, as the classic
+                // chat says it.
+                let introduced = self.introduced.contains(&peer);
+                if !in_a_room
+                    && introduced
+                    && self.first_peer == Some(peer)
+                    && events.send(Event::PeerDisconnected).await.is_err()
+                {
+                    return false;
                 }
                 self.introduced.remove(&peer);
                 self.dialled_in.remove(&peer);
@@ -498,6 +510,7 @@ impl RoomChat {
             let event = Event::Joined {
                 who: roster.display(&key),
                 room,
+                peer_id: key,
             };
             if events.send(event).await.is_err() {
                 return false;
@@ -586,6 +599,7 @@ impl RoomChat {
                 let event = Event::Joined {
                     who: roster.display(&key),
                     room: room.to_owned(),
+                    peer_id: key.clone(),
                 };
                 if events.send(event).await.is_err() {
                     return false;
@@ -597,6 +611,7 @@ impl RoomChat {
             let event = Event::Joined {
                 who: roster.display(&key),
                 room: room.to_owned(),
+                peer_id: key.clone(),
             };
             if events.send(event).await.is_err() {
                 return false;
@@ -667,6 +682,7 @@ impl RoomChat {
             Event::Left {
                 who,
                 room: room.to_owned(),
+                peer_id: peer.to_owned(),
             }
         };
         events.send(event).await.is_ok()

@@ -1,0 +1,717 @@
+//! The chat as a program sees it: commands in and events out as JSON
+//! objects, one per line, tagged by `"type"` (`--json`; documented in
+//! `docs/api.md`).
+//!
+//! Both are plain data built from the chat's own [`Command`] lines and
+//! [`Event`]s, so any front end speaking them drives the same chat a
+//! person does: a command becomes the line a person would type, an event
+//! the data behind the line a person would read. Peer text travels as a
+//! JSON string, never rendered: a program gets exactly what was said, and
+//! nothing in it can act on a terminal.
+//!
+//! [`Command`]: crate::chat::Command
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{Event, Notice, Status};
+use super::transfer::FileEvent;
+
+/// The version of this API, said in [`ApiEvent::Hello`]. Additions (new
+/// event types, new optional fields) keep it; changes to what exists
+/// raise it.
+pub const API_VERSION: u32 = 1;
+
+/// A command a program sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ApiCommand {
+    /// Say `text` (each of its lines) in `room`, or the current room.
+    /// Naming a room makes it the current one.
+    Send {
+        /// The room (joined already).
+        #[serde(default)]
+        room: Option<String>,
+        /// What to say.
+        text: String,
+    },
+    /// Join a room, or make a joined one the current one.
+    Join {
+        /// The room.
+        room: String,
+        /// The public room of that name.
+        #[serde(default)]
+        public: bool,
+    },
+    /// Leave a room (the current one by default).
+    Leave {
+        /// The room.
+        #[serde(default)]
+        room: Option<String>,
+    },
+    /// Choose a nick.
+    Nick {
+        /// The nick.
+        name: String,
+    },
+    /// A direct message to one member.
+    Msg {
+        /// The member, by nick.
+        to: String,
+        /// What to say.
+        text: String,
+    },
+    /// An invite into the current private room.
+    Invite {
+        /// How long it is valid, in seconds.
+        #[serde(default)]
+        valid_secs: Option<u64>,
+    },
+    /// Mark a member as verified.
+    Trust {
+        /// The member (the only other one by default).
+        #[serde(default)]
+        who: Option<String>,
+    },
+    /// Offer a file.
+    SendFile {
+        /// To whom (the only other member by default).
+        #[serde(default)]
+        to: Option<String>,
+        /// The file.
+        path: String,
+    },
+    /// Take a file offered.
+    Accept {
+        /// The transfer's number.
+        transfer: u64,
+    },
+    /// Decline a file offered.
+    Reject {
+        /// The transfer's number.
+        transfer: u64,
+    },
+    /// Stop a transfer.
+    Cancel {
+        /// The transfer's number.
+        transfer: u64,
+    },
+    /// The last lines kept of the current room.
+    History {
+        /// How many (50 by default).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// The connected peers.
+    Peers,
+    /// The rooms joined.
+    Rooms,
+    /// End the chat once what was said is delivered.
+    Quit,
+}
+
+/// Why a command cannot be carried out as sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Not a command object of this API.
+    #[error("not a command: {0}")]
+    Malformed(String),
+    /// A name with spaces or line breaks (rooms, nicks, members).
+    #[error("{field} may not hold spaces or line breaks")]
+    BadName {
+        /// Which field.
+        field: &'static str,
+    },
+}
+
+fn name<'a>(field: &'static str, value: &'a str) -> Result<&'a str, ApiError> {
+    if value.is_empty() || value.chars().any(char::is_whitespace) {
+        return Err(ApiError::BadName { field });
+    }
+    Ok(value)
+}
+
+/// A line of text as typed: one that starts with `/` is escaped, so it is
+/// said, not taken for a command.
+fn said(text: &str) -> String {
+    if text.starts_with('/') {
+        format!("/{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+impl ApiCommand {
+    /// Parses one line of input.
+    ///
+    /// ```
+    /// use rust_p2p_chat::chat::api::ApiCommand;
+    ///
+    /// let command = ApiCommand::parse(r#"{"type":"send","text":"hi"}"#).unwrap();
+    /// assert_eq!(command.typed_lines().unwrap(), ["hi"]);
+    /// assert!(ApiCommand::parse(r#"{"type":"shout"}"#).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::Malformed`] with serde's reason.
+    pub fn parse(line: &str) -> Result<ApiCommand, ApiError> {
+        serde_json::from_str(line).map_err(|e| ApiError::Malformed(e.to_string()))
+    }
+
+    /// The lines a person would type for it.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::BadName`] for a name that would not survive being typed.
+    pub fn typed_lines(&self) -> Result<Vec<String>, ApiError> {
+        let one = |line: String| Ok(vec![line]);
+        match self {
+            ApiCommand::Send { room, text } => {
+                let mut lines = Vec::new();
+                if let Some(room) = room {
+                    lines.push(format!("/join {}", name("room", room)?));
+                }
+                lines.extend(text.split('\n').map(|l| said(l.trim_end_matches('\r'))));
+                Ok(lines)
+            }
+            ApiCommand::Join { room, public } => one(format!(
+                "/join {}{}",
+                name("room", room)?,
+                if *public { " --public" } else { "" }
+            )),
+            ApiCommand::Leave { room } => match room {
+                Some(room) => one(format!("/leave {}", name("room", room)?)),
+                None => one("/leave".into()),
+            },
+            ApiCommand::Nick { name: nick } => one(format!("/nick {}", name("name", nick)?)),
+            ApiCommand::Msg { to, text } => {
+                let to = name("to", to)?;
+                Ok(text
+                    .split('\n')
+                    .map(|l| format!("/msg {to} {}", l.trim_end_matches('\r')))
+                    .collect())
+            }
+            ApiCommand::Invite { valid_secs } => match valid_secs {
+                Some(secs) => one(format!("/invite --valid {secs}s")),
+                None => one("/invite".into()),
+            },
+            ApiCommand::Trust { who } => match who {
+                Some(who) => one(format!("/trust {}", name("who", who)?)),
+                None => one("/trust".into()),
+            },
+            ApiCommand::SendFile { to, path } => {
+                if path.contains('\n') {
+                    return Err(ApiError::BadName { field: "path" });
+                }
+                match to {
+                    Some(to) => one(format!("/send {} {path}", name("to", to)?)),
+                    None => one(format!("/send {path}")),
+                }
+            }
+            ApiCommand::Accept { transfer } => one(format!("/accept {transfer}")),
+            ApiCommand::Reject { transfer } => one(format!("/reject {transfer}")),
+            ApiCommand::Cancel { transfer } => one(format!("/cancel {transfer}")),
+            ApiCommand::History { limit } => match limit {
+                Some(limit) => one(format!("/history {limit}")),
+                None => one("/history".into()),
+            },
+            ApiCommand::Peers => one("/peers".into()),
+            ApiCommand::Rooms => one("/rooms".into()),
+            ApiCommand::Quit => one("/quit".into()),
+        }
+    }
+}
+
+/// How much a notice matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// How things stand; an answer to a command.
+    Info,
+    /// Something went wrong or was refused.
+    Warning,
+}
+
+/// One connected peer of [`ApiEvent::Peers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiPeer {
+    /// How it is shown.
+    pub nick: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Its address, when known.
+    pub addr: Option<String>,
+    /// The round trip, in milliseconds, when measured.
+    pub rtt_ms: Option<u64>,
+    /// `direct`, `relayed via ID` or `direct (hole-punched)`.
+    pub path: String,
+}
+
+/// An event a program reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ApiEvent {
+    /// Who we are; the first event of a secure chat.
+    Hello {
+        /// [`API_VERSION`].
+        api: u32,
+        /// The program's version.
+        version: String,
+        /// Our peer ID.
+        peer_id: String,
+        /// Our fingerprint.
+        fingerprint: String,
+    },
+    /// A line someone said (or, with `history`, said before).
+    Line {
+        /// The room (none in the plain protocol).
+        room: Option<String>,
+        /// Its id: `room:ROOM/AUTHOR/SESSION/NUMBER`, as the history
+        /// names it (none in the plain protocol).
+        id: Option<String>,
+        /// The author's peer ID (none in the plain protocol).
+        author: Option<String>,
+        /// How the author is shown.
+        nick: String,
+        /// The author's fingerprint.
+        fingerprint: Option<String>,
+        /// When it was written, by its author's clock (ms since 1970).
+        ts_ms: Option<u64>,
+        /// The text, exactly as said.
+        text: String,
+        /// Shown from the history rather than just said.
+        #[serde(default)]
+        history: bool,
+    },
+    /// A direct message to us.
+    Direct {
+        /// How its author is shown.
+        nick: String,
+        /// The text.
+        text: String,
+    },
+    /// Someone joined a room.
+    MemberJoined {
+        /// The room.
+        room: String,
+        /// Their peer ID.
+        peer_id: String,
+        /// How they are shown.
+        nick: String,
+    },
+    /// Someone left a room.
+    MemberLeft {
+        /// The room.
+        room: String,
+        /// Their peer ID.
+        peer_id: String,
+        /// How they were shown.
+        nick: String,
+    },
+    /// Everything we said in a room is stored by a member.
+    Delivered {
+        /// The room.
+        room: String,
+    },
+    /// The connected peers (`peers`).
+    Peers {
+        /// Them.
+        peers: Vec<ApiPeer>,
+    },
+    /// An invite (`invite`).
+    Invite {
+        /// The ticket.
+        ticket: String,
+    },
+    /// Something about a file transfer, with the line a person reads.
+    Transfer {
+        /// What happened: `offered`, `offer_refused`, `offer_sent`,
+        /// `not_offered`, `receiving`, `progress`, `received`, `sent`,
+        /// `declined`, `cancelled`, `paused`, `failed`, `list`.
+        event: String,
+        /// The transfer's number, where there is one.
+        number: Option<u64>,
+        /// The file's name, where there is one.
+        name: Option<String>,
+        /// Its size, where known.
+        size: Option<u64>,
+        /// Bytes so far, where known.
+        done: Option<u64>,
+        /// Where a received file is.
+        path: Option<String>,
+        /// The line a person reads.
+        text: String,
+    },
+    /// How things stand, an answer, or a warning, as a person reads it.
+    Notice {
+        /// How much it matters.
+        level: Level,
+        /// The text.
+        text: String,
+    },
+    /// A command could not be carried out as sent.
+    Error {
+        /// Why.
+        text: String,
+    },
+}
+
+fn notice(level: Level, event: &Event) -> ApiEvent {
+    ApiEvent::Notice {
+        level,
+        text: event.to_string(),
+    }
+}
+
+fn transfer(event: &FileEvent) -> ApiEvent {
+    let (kind, number, name, size, done, path) = match event {
+        FileEvent::Offered {
+            number, name, size, ..
+        } => (
+            "offered",
+            Some(*number),
+            Some(name),
+            Some(*size),
+            None,
+            None,
+        ),
+        FileEvent::OfferRefused { name, size, .. } => {
+            ("offer_refused", None, Some(name), Some(*size), None, None)
+        }
+        FileEvent::OfferSent {
+            number, name, size, ..
+        } => (
+            "offer_sent",
+            Some(*number),
+            Some(name),
+            Some(*size),
+            None,
+            None,
+        ),
+        FileEvent::NotOffered { name, .. } => ("not_offered", None, Some(name), None, None, None),
+        FileEvent::Receiving {
+            number,
+            name,
+            size,
+            held,
+        } => (
+            "receiving",
+            Some(*number),
+            Some(name),
+            Some(*size),
+            Some(*held),
+            None,
+        ),
+        FileEvent::Progress {
+            number,
+            name,
+            done,
+            size,
+            ..
+        } => (
+            "progress",
+            Some(*number),
+            Some(name),
+            Some(*size),
+            Some(*done),
+            None,
+        ),
+        FileEvent::Received { name, size, path } => (
+            "received",
+            None,
+            Some(name),
+            Some(*size),
+            Some(*size),
+            Some(path.clone()),
+        ),
+        FileEvent::Sent { name, .. } => ("sent", None, Some(name), None, None, None),
+        FileEvent::Declined { name, .. } => ("declined", None, Some(name), None, None, None),
+        FileEvent::Cancelled { number, name, .. } => {
+            ("cancelled", Some(*number), Some(name), None, None, None)
+        }
+        FileEvent::Paused {
+            number,
+            name,
+            done,
+            size,
+        } => (
+            "paused",
+            Some(*number),
+            Some(name),
+            Some(*size),
+            Some(*done),
+            None,
+        ),
+        FileEvent::Failed { number, name, .. } => {
+            ("failed", Some(*number), Some(name), None, None, None)
+        }
+        FileEvent::List(_) => ("list", None, None, None, None, None),
+    };
+    ApiEvent::Transfer {
+        event: kind.into(),
+        number,
+        name: name.cloned(),
+        size,
+        done,
+        path,
+        text: event.to_string(),
+    }
+}
+
+/// The API's events for one of the chat's: most are one, a run of lines is
+/// one per line, and a few (the prompt's own lines) are none.
+///
+/// ```
+/// use rust_p2p_chat::chat::api::{events_of, ApiEvent};
+/// use rust_p2p_chat::chat::Event;
+///
+/// let events = events_of(&Event::Message { text: "hi \x1b[31m".into() });
+/// let ApiEvent::Line { text, .. } = &events[0] else { panic!() };
+/// assert_eq!(text, "hi \x1b[31m");
+/// ```
+pub fn events_of(event: &Event) -> Vec<ApiEvent> {
+    let plain_line = |text: &String| ApiEvent::Line {
+        room: None,
+        id: None,
+        author: None,
+        nick: "Peer".into(),
+        fingerprint: None,
+        ts_ms: None,
+        text: text.clone(),
+        history: false,
+    };
+    match event {
+        Event::OwnIdentity {
+            peer_id,
+            fingerprint,
+        } => vec![ApiEvent::Hello {
+            api: API_VERSION,
+            version: env!("CARGO_PKG_VERSION").into(),
+            peer_id: peer_id.clone(),
+            fingerprint: fingerprint.clone(),
+        }],
+        Event::Message { text } => vec![plain_line(text)],
+        Event::Messages { texts } => texts.iter().map(plain_line).collect(),
+        Event::Lines {
+            from,
+            room,
+            texts,
+            origin,
+        } => texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let number = origin.as_ref().and_then(|o| o.numbers.get(i));
+                ApiEvent::Line {
+                    room: origin.as_ref().map(|o| o.room.clone()).or(room.clone()),
+                    id: origin.as_ref().zip(number).map(|(o, n)| {
+                        format!("room:{}/{}/{:016x}/{n}", o.room, o.peer_id, o.session)
+                    }),
+                    author: origin.as_ref().map(|o| o.peer_id.clone()),
+                    nick: from.clone(),
+                    fingerprint: origin.as_ref().map(|o| o.fingerprint.clone()),
+                    ts_ms: origin.as_ref().map(|o| o.ts_ms),
+                    text: text.clone(),
+                    history: false,
+                }
+            })
+            .collect(),
+        Event::History { lines } => lines
+            .iter()
+            .map(|line| ApiEvent::Line {
+                room: None,
+                id: None,
+                author: None,
+                nick: line.from.clone(),
+                fingerprint: None,
+                ts_ms: None,
+                text: line.text.clone(),
+                history: true,
+            })
+            .collect(),
+        Event::Direct { from, text } => vec![ApiEvent::Direct {
+            nick: from.clone(),
+            text: text.clone(),
+        }],
+        Event::Joined { who, room, peer_id } => vec![ApiEvent::MemberJoined {
+            room: room.clone(),
+            peer_id: peer_id.clone(),
+            nick: who.clone(),
+        }],
+        Event::Left { who, room, peer_id } => vec![ApiEvent::MemberLeft {
+            room: room.clone(),
+            peer_id: peer_id.clone(),
+            nick: who.clone(),
+        }],
+        Event::Status(Status::Delivered { room }) => {
+            vec![ApiEvent::Delivered { room: room.clone() }]
+        }
+        Event::Status(Status::Peers(peers)) => vec![ApiEvent::Peers {
+            peers: peers
+                .iter()
+                .map(|p| ApiPeer {
+                    nick: p.who.clone(),
+                    fingerprint: p.fingerprint.clone(),
+                    addr: p.addr.clone(),
+                    rtt_ms: p.rtt.map(|d| d.as_millis() as u64),
+                    path: p.path.clone(),
+                })
+                .collect(),
+        }],
+        Event::Invite { ticket } => vec![ApiEvent::Invite {
+            ticket: ticket.clone(),
+        }],
+        Event::File(file) => vec![transfer(file)],
+        Event::Notice(Notice::BadCommand(reason)) => vec![ApiEvent::Error {
+            text: reason.clone(),
+        }],
+        // The line editor's own: nothing for a program.
+        Event::Ready => Vec::new(),
+        Event::Notice(_) | Event::KeyChanged { .. } => vec![notice(Level::Warning, event)],
+        _ => vec![notice(Level::Info, event)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::event::{Origin, PeerLine};
+    use crate::chat::transfer::{TransferLine, TransferState};
+
+    /// One of every kind of event the chat shows.
+    fn every_event() -> Vec<Event> {
+        vec![
+            Event::OwnIdentity {
+                peer_id: "12D3KooWme".into(),
+                fingerprint: "AAAA BBBB".into(),
+            },
+            Event::Message {
+                text: "<img src=x onerror=alert(1)>".into(),
+            },
+            Event::Messages {
+                texts: vec!["a".into(), "\u{1b}[2J".into()],
+            },
+            Event::Lines {
+                from: "bob".into(),
+                room: None,
+                texts: vec!["one".into(), "two".into()],
+                origin: Some(Origin {
+                    room: "lobby".into(),
+                    peer_id: "12D3KooWbob".into(),
+                    fingerprint: "CCCC".into(),
+                    session: 7,
+                    numbers: vec![4, 5],
+                    ts_ms: 1_700_000_000_000,
+                }),
+            },
+            Event::Direct {
+                from: "bob".into(),
+                text: "psst".into(),
+            },
+            Event::Joined {
+                who: "bob".into(),
+                room: "lobby".into(),
+                peer_id: "12D3KooWbob".into(),
+            },
+            Event::Left {
+                who: "bob".into(),
+                room: "lobby".into(),
+                peer_id: "12D3KooWbob".into(),
+            },
+            Event::Status(Status::Delivered {
+                room: "lobby".into(),
+            }),
+            Event::Status(Status::Peers(vec![PeerLine {
+                who: "bob".into(),
+                fingerprint: "CCCC".into(),
+                addr: Some("127.0.0.1:9".into()),
+                rtt: Some(std::time::Duration::from_millis(3)),
+                path: "direct".into(),
+            }])),
+            Event::Invite {
+                ticket: "CHATXYZ".into(),
+            },
+            Event::File(FileEvent::Offered {
+                number: 1,
+                who: "bob".into(),
+                name: "a.txt".into(),
+                size: 3,
+            }),
+            Event::File(FileEvent::List(vec![TransferLine {
+                number: 1,
+                outgoing: false,
+                who: "bob".into(),
+                name: "a.txt".into(),
+                size: 3,
+                done: 3,
+                state: TransferState::Done,
+                rate: None,
+            }])),
+            Event::Notice(Notice::Malformed),
+            Event::Notice(Notice::BadCommand("not a command".into())),
+            Event::Waiting,
+            Event::Encrypted,
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_through_json() {
+        for event in every_event() {
+            for api in events_of(&event) {
+                let json = serde_json::to_string(&api).expect("serialises");
+                let back: ApiEvent = serde_json::from_str(&json).expect("parses");
+                assert_eq!(back, api, "{json}");
+                assert!(json.starts_with("{\"type\":\""), "{json}");
+            }
+        }
+    }
+
+    #[test]
+    fn lines_carry_their_ids_and_peer_text_as_data() {
+        let events = every_event();
+        let lines = events_of(&events[3]);
+        assert_eq!(lines.len(), 2);
+        let ApiEvent::Line { id, author, .. } = &lines[1] else {
+            panic!("a line")
+        };
+        assert_eq!(
+            id.as_deref(),
+            Some("room:lobby/12D3KooWbob/0000000000000007/5")
+        );
+        assert_eq!(author.as_deref(), Some("12D3KooWbob"));
+        let ApiEvent::Line { text, .. } = &events_of(&events[1])[0] else {
+            panic!("a line")
+        };
+        assert_eq!(text, "<img src=x onerror=alert(1)>");
+    }
+
+    #[test]
+    fn commands_become_the_lines_a_person_types() {
+        let typed = |json: &str| ApiCommand::parse(json).and_then(|c| c.typed_lines());
+        assert_eq!(
+            typed(r#"{"type":"send","room":"dev","text":"/etc\nhi"}"#),
+            Ok(vec!["/join dev".into(), "//etc".into(), "hi".into()])
+        );
+        assert_eq!(
+            typed(r#"{"type":"join","room":"x","public":true}"#),
+            Ok(vec!["/join x --public".into()])
+        );
+        assert_eq!(
+            typed(r#"{"type":"send_file","to":"bob","path":"/tmp/a b"}"#),
+            Ok(vec!["/send bob /tmp/a b".into()])
+        );
+        assert_eq!(
+            typed(r#"{"type":"accept","transfer":3}"#),
+            Ok(vec!["/accept 3".into()])
+        );
+        assert!(matches!(
+            typed(r#"{"type":"nick","name":"two words"}"#),
+            Err(ApiError::BadName { .. })
+        ));
+        assert!(matches!(
+            typed(r#"{"type":"send","text":"x","extra":1}"#),
+            Err(ApiError::Malformed(_))
+        ));
+        assert!(matches!(typed("not json"), Err(ApiError::Malformed(_))));
+    }
+}
