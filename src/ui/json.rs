@@ -14,11 +14,8 @@ use tokio::sync::mpsc;
 
 use crate::app::Shutdown;
 use crate::chat::api::{events_of, ApiCommand};
-use crate::chat::line::{Frame, LineSplitter};
+use crate::chat::line::Frame;
 use crate::chat::{Command, Event, Notice};
-
-/// Bytes asked of stdin in one read.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// A batch of output is written once it reaches this size.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -53,55 +50,28 @@ fn refuse(events: &mpsc::WeakSender<Event>, reason: String) -> bool {
 }
 
 fn read_input(
-    mut input: impl Read,
+    input: impl Read,
     max_line: usize,
     commands: &mpsc::Sender<Command>,
     events: &mpsc::WeakSender<Event>,
 ) {
-    let mut lines = LineSplitter::new(longest_command(max_line));
-    let mut chunk = vec![0; READ_CHUNK];
-    loop {
-        if commands.is_closed() {
-            return;
-        }
-        let end = match input.read(&mut chunk) {
-            Ok(0) => true,
-            Ok(n) => {
-                lines.push(&chunk[..n]);
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => true,
-        };
-        loop {
-            let frame = if end {
-                lines.finish()
-            } else {
-                lines.next_frame()
-            };
-            let carried = match frame {
-                None => break,
-                Some(Frame::Line(text)) if text.trim().is_empty() => true,
-                Some(Frame::Line(text)) => {
-                    match ApiCommand::parse(&text).and_then(|c| c.typed_lines()) {
-                        Ok(typed) => typed
-                            .into_iter()
-                            .all(|line| commands.blocking_send(Command::Send(line)).is_ok()),
-                        Err(e) => refuse(events, e.to_string()),
-                    }
-                }
-                Some(Frame::TooLong { limit }) => {
-                    refuse(events, format!("a command longer than {limit} bytes"))
-                }
-            };
-            if !carried {
-                return;
-            }
-        }
-        if end {
-            return;
-        }
-    }
+    let each = |frame: Frame| match frame {
+        Frame::Line(text) if text.trim().is_empty() => true,
+        Frame::Line(text) => match ApiCommand::parse(&text).and_then(|c| c.typed_lines()) {
+            Ok(typed) => typed
+                .into_iter()
+                .all(|line| commands.blocking_send(Command::Send(line)).is_ok()),
+            Err(e) => refuse(events, e.to_string()),
+        },
+        Frame::TooLong { limit } => refuse(events, format!("a command longer than {limit} bytes")),
+    };
+    super::each_frame(
+        input,
+        longest_command(max_line),
+        || commands.is_closed(),
+        each,
+        || true,
+    );
 }
 
 /// Writes events as JSON lines on a thread until the app drops its

@@ -12,7 +12,62 @@ pub mod pipe;
 pub mod qr;
 pub mod terminal;
 
+use std::io::{self, Read};
+
+use crate::chat::line::{Frame, LineSplitter};
 use crate::chat::Event;
+
+/// Bytes asked of stdin in one read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads `input` a chunk at a time, handing each line (or a line over
+/// `max_line`, once) to `each` and calling `after_read` once the lines of a
+/// read are handed on; ends at end of input, a read error, when `stopped`
+/// says so, or when either callback returns false. What the pipe and JSON
+/// front ends share.
+fn each_frame(
+    mut input: impl Read,
+    max_line: usize,
+    stopped: impl Fn() -> bool,
+    mut each: impl FnMut(Frame) -> bool,
+    mut after_read: impl FnMut() -> bool,
+) {
+    let mut lines = LineSplitter::new(max_line);
+    let mut chunk = vec![0; READ_CHUNK];
+    loop {
+        if stopped() {
+            return;
+        }
+        let end = match input.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(n) => {
+                lines.push(&chunk[..n]);
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // A broken stdin is an end of input like any other.
+            Err(_) => true,
+        };
+        loop {
+            let frame = if end {
+                lines.finish()
+            } else {
+                lines.next_frame()
+            };
+            match frame {
+                None => break,
+                Some(frame) => {
+                    if !each(frame) {
+                        return;
+                    }
+                }
+            }
+        }
+        if !after_read() || end {
+            return;
+        }
+    }
+}
 
 /// How events are dressed for the screen.
 #[derive(Debug, Clone, Copy)]

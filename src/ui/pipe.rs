@@ -14,13 +14,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::Style;
+use super::{Style, READ_CHUNK};
 use crate::app::Shutdown;
-use crate::chat::line::{Frame, LineSplitter, Lines};
+use crate::chat::line::{Frame, Lines};
 use crate::chat::{Command, Event, Notice};
-
-/// Bytes asked of stdin in one read.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// A batch of output is written once it reaches this size, even if more
 /// events are queued.
@@ -57,68 +54,39 @@ pub fn spawn_input(
 }
 
 fn read_input(
-    mut input: impl Read,
+    input: impl Read,
     max_line: usize,
     commands: &mpsc::Sender<Command>,
     events: &mpsc::WeakSender<Event>,
 ) {
-    let mut lines = LineSplitter::new(max_line);
-    let mut chunk = vec![0; READ_CHUNK];
-    loop {
-        if commands.is_closed() {
-            return;
-        }
-        let end = match input.read(&mut chunk) {
-            Ok(0) => true,
-            Ok(n) => {
-                lines.push(&chunk[..n]);
-                false
+    // The lines of one read go to the app as one command (or a few, past
+    // READ_CHUNK), sent before any notice that follows them.
+    let batch = std::cell::RefCell::new(Lines::default());
+    let each = |frame: Frame| {
+        let mut batch = batch.borrow_mut();
+        match frame {
+            // A long line goes as it is, not copied into a batch.
+            Frame::Line(text) if text.len() >= READ_CHUNK => {
+                send_lines(commands, &mut batch)
+                    && commands.blocking_send(Command::Send(text)).is_ok()
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // A broken stdin is an end of input like any other.
-            Err(_) => true,
-        };
-        // The lines of this read go to the app as one command (or a few,
-        // past READ_CHUNK), sent before any notice that follows them.
-        let mut batch = Lines::default();
-        loop {
-            let frame = if end {
-                lines.finish()
-            } else {
-                lines.next_frame()
-            };
-            let delivered = match frame {
-                None => break,
-                // A long line goes as it is, not copied into a batch.
-                Some(Frame::Line(text)) if text.len() >= READ_CHUNK => {
-                    send_lines(commands, &mut batch)
-                        && commands.blocking_send(Command::Send(text)).is_ok()
-                }
-                Some(Frame::Line(text)) => {
-                    batch.push(&text);
-                    batch.bytes() < READ_CHUNK || send_lines(commands, &mut batch)
-                }
-                Some(Frame::TooLong { limit }) => {
-                    send_lines(commands, &mut batch)
-                        && match events.upgrade() {
-                            Some(events) => events
-                                .blocking_send(Event::Notice(Notice::OutgoingTooLong { limit }))
-                                .is_ok(),
-                            None => false,
-                        }
-                }
-            };
-            if !delivered {
-                return;
+            Frame::Line(text) => {
+                batch.push(&text);
+                batch.bytes() < READ_CHUNK || send_lines(commands, &mut batch)
+            }
+            Frame::TooLong { limit } => {
+                send_lines(commands, &mut batch)
+                    && match events.upgrade() {
+                        Some(events) => events
+                            .blocking_send(Event::Notice(Notice::OutgoingTooLong { limit }))
+                            .is_ok(),
+                        None => false,
+                    }
             }
         }
-        if !send_lines(commands, &mut batch) {
-            return;
-        }
-        if end {
-            return;
-        }
-    }
+    };
+    let after_read = || send_lines(commands, &mut batch.borrow_mut());
+    super::each_frame(input, max_line, || commands.is_closed(), each, after_read);
 }
 
 /// Sends the lines gathered, if any; false once the app is gone.
