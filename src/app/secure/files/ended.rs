@@ -213,7 +213,8 @@ impl RoomChat {
                         })
                     }
                     Received::Unplaced { part, reason } => {
-                        // Never removed: all of it is there, verified.
+                        // Never removed: all of it is there, verified. The
+                        // sender is told the transfer is over.
                         known.transfer.state = TransferState::Failed;
                         known.transfer.path = None;
                         let update = TransferUpdate {
@@ -221,6 +222,7 @@ impl RoomChat {
                             ..TransferUpdate::default()
                         };
                         let _ = self.secure.store.update_transfer(number, update).await;
+                        self.tell_cancelled(number);
                         file_event(FileEvent::Failed {
                             number,
                             name,
