@@ -652,7 +652,7 @@ impl RoomChat {
             known.transfer.state = state;
             if !known.transfer.outgoing && state != TransferState::Done {
                 if let Some(downloads) = downloads {
-                    let _ = downloads.remove_part(number);
+                    let _ = downloads.remove_part(tasks::part_key(known.transfer.id, number));
                 }
                 known.transfer.path = None;
                 update.have = Some(Vec::new());

@@ -434,9 +434,7 @@ pub(super) async fn fetch(job: Fetch) -> Received {
         let downloads = downloads.clone();
         tokio::task::spawn_blocking(move || match part {
             Some(path) => downloads.reopen_part(&path, size).map(|f| (f, path)),
-            // Named by our number for it, not the sender's id: two
-            // senders may pick one id.
-            None => downloads.create_part(number, size),
+            None => downloads.create_part(part_key(id, number), size),
         })
         .await
     };
@@ -669,6 +667,21 @@ pub(super) async fn fetch(job: Fetch) -> Received {
     Received::Done { path }
 }
 
+/// What a transfer's part file is named by: the sender's id and our
+/// number for it, hashed. Not the id alone (two senders may pick one id,
+/// and one could then end the other's part file), nor our number alone
+/// (chats of other data directories may share the download folder, each
+/// numbering from 1).
+pub(super) fn part_key(id: u64, number: u64) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"rust-p2p-chat part file");
+    hasher.update(&id.to_le_bytes());
+    hasher.update(&number.to_le_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(key)
+}
+
 /// Records the pieces held and the bytes moved.
 async fn record(store: &Store, number: u64, download: &Download, moved: u64) -> Result<(), String> {
     let update = TransferUpdate {
@@ -686,5 +699,17 @@ async fn record_paused(store: &Store, number: u64, download: &Download, moved: u
     let _ = record(store, number, download, moved).await;
     Received::Paused {
         held: download.verified_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part_key;
+
+    #[test]
+    fn part_files_of_one_id_or_one_number_differ() {
+        assert_eq!(part_key(7, 1), part_key(7, 1));
+        assert_ne!(part_key(7, 1), part_key(7, 2));
+        assert_ne!(part_key(7, 1), part_key(8, 1));
     }
 }
