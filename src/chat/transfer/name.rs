@@ -105,8 +105,9 @@ fn split_ext(name: &str) -> (&str, &str) {
     }
 }
 
-/// Longest prefix of `s` of at most `max` bytes that is still valid UTF-8.
-fn floor_to_char_boundary(s: &str, max: usize) -> &str {
+/// Longest prefix of `s` of at most `max` bytes that is still valid UTF-8:
+/// how a peer's text is cut to a bound.
+pub fn floor_to_char_boundary(s: &str, max: usize) -> &str {
     let mut end = max.min(s.len());
     // Terminates: 0 is always a boundary.
     while !s.is_char_boundary(end) {

@@ -10,6 +10,7 @@ use super::super::RoomChat;
 use super::{
     file_event, tasks, Ended, Known, MAX_PENDING_OFFERS, MAX_PENDING_OFFERS_PER_PEER, MAX_RUNNING,
 };
+use crate::chat::transfer::name::floor_to_char_boundary;
 use crate::chat::transfer::{human_size, safe_name, Cv, FileEvent, TransferState};
 use crate::chat::Event;
 use crate::net::files::{Control, FileStream, MAX_OFFERED_NAME};
@@ -120,7 +121,7 @@ impl RoomChat {
     ) -> Option<Event> {
         let peer = stream.peer();
         let who = self.display_anywhere(&peer);
-        let cut = &offered[..floor_char_boundary(&offered, MAX_OFFERED_NAME)];
+        let cut = floor_to_char_boundary(&offered, MAX_OFFERED_NAME);
         let name = safe_name(cut);
         let refuse = |reason: String| Control::Refused { reason };
         if !self.shares_a_room(&peer) {
@@ -272,13 +273,4 @@ impl RoomChat {
         }
         None
     }
-}
-
-/// The largest char boundary of `text` at or below `at`.
-fn floor_char_boundary(text: &str, at: usize) -> usize {
-    let mut end = at.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::chat::transfer::download::DownloadError;
+use crate::chat::transfer::name::floor_to_char_boundary;
 use crate::chat::transfer::tree::{self, Cv, PieceHasher};
 use crate::chat::transfer::{Download, Have, PIECE_LEN};
 use crate::net::files::{
@@ -127,14 +128,10 @@ pub(super) async fn tell(mut client: Client, peer: PeerId, what: Control) -> Res
 }
 
 /// A peer's reason, bounded.
-fn cut(mut reason: String) -> String {
-    if reason.len() > MAX_REASON {
-        let mut end = MAX_REASON;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
+fn cut(reason: String) -> String {
+    let kept = floor_to_char_boundary(&reason, MAX_REASON).len();
+    let mut reason = reason;
+    reason.truncate(kept);
     reason
 }
 
