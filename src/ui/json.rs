@@ -41,12 +41,7 @@ pub fn spawn_input(
 }
 
 fn refuse(events: &mpsc::WeakSender<Event>, reason: String) -> bool {
-    match events.upgrade() {
-        Some(events) => events
-            .blocking_send(Event::Notice(Notice::BadCommand(reason)))
-            .is_ok(),
-        None => false,
-    }
+    super::notice_from_input(events, Notice::BadCommand(reason))
 }
 
 fn read_input(

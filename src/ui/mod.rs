@@ -15,10 +15,20 @@ pub mod terminal;
 use std::io::{self, Read};
 
 use crate::chat::line::{Frame, LineSplitter};
-use crate::chat::Event;
+use tokio::sync::mpsc;
+
+use crate::chat::{Event, Notice};
 
 /// Bytes asked of stdin in one read.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Tells the user of a notice about their own input, from an input
+/// thread; false once the app is gone.
+fn notice_from_input(events: &mpsc::WeakSender<Event>, notice: Notice) -> bool {
+    events
+        .upgrade()
+        .is_some_and(|events| events.blocking_send(Event::Notice(notice)).is_ok())
+}
 
 /// Reads `input` a chunk at a time, handing each line (or a line over
 /// `max_line`, once) to `each` and calling `after_read` once the lines of a

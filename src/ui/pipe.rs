@@ -76,12 +76,7 @@ fn read_input(
             }
             Frame::TooLong { limit } => {
                 send_lines(commands, &mut batch)
-                    && match events.upgrade() {
-                        Some(events) => events
-                            .blocking_send(Event::Notice(Notice::OutgoingTooLong { limit }))
-                            .is_ok(),
-                        None => false,
-                    }
+                    && super::notice_from_input(events, Notice::OutgoingTooLong { limit })
             }
         }
     };
