@@ -166,13 +166,10 @@ impl RoomChat {
                 let size = known.transfer.size;
                 match received {
                     Received::Done { path } => {
+                        // The task recorded the path and the state before
+                        // telling the sender.
                         known.transfer.path = Some(path.display().to_string());
                         known.done = size;
-                        let update = TransferUpdate {
-                            path: Some(path.display().to_string()),
-                            ..TransferUpdate::default()
-                        };
-                        let _ = self.secure.store.update_transfer(number, update).await;
                         self.end_transfer(number, TransferState::Done).await;
                         file_event(FileEvent::Received {
                             name,
