@@ -78,8 +78,19 @@ pub struct Args {
     /// Speak JSON on stdin and stdout, one object per line, for programs
     /// (see docs/api.md): no prompts, no colour, no line editor. Needs
     /// --listen or --connect.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "web")]
     pub json: bool,
+
+    /// Chat in the browser: serve the chat's page on 127.0.0.1:PORT (0 or
+    /// nothing: a free port) and print its link. Without --listen or
+    /// --connect, listens on a free port.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "0",
+          conflicts_with = "plain")]
+    pub web: Option<u16>,
+
+    /// With --web, open the page in the default browser.
+    #[arg(long, requires = "web")]
+    pub open: bool,
 
     /// Chat only with this peer (peer ID or fingerprint); any other is
     /// refused.

@@ -2,7 +2,7 @@
 //! pick a front end, run the app, and map the outcome to an exit code
 //! (0 normal, 1 runtime error, 2 usage error).
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -15,7 +15,7 @@ use rust_p2p_chat::cli::{
 };
 use rust_p2p_chat::identity::{self, Identity};
 use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Relays, RoomKeys, Store};
-use rust_p2p_chat::ui::{json, pipe, terminal, Style};
+use rust_p2p_chat::ui::{json, pipe, terminal, web, Style};
 
 fn main() -> ExitCode {
     rust_p2p_chat::app::one_heap();
@@ -65,6 +65,7 @@ fn main() -> ExitCode {
     };
     let role = match args.role() {
         Some(role) => role,
+        None if args.web.is_some() => rust_p2p_chat::app::Role::Listen { port: 0 },
         None if args.json => {
             eprintln!("error: --json asks nothing: give --listen PORT or --connect ADDRESS");
             return ExitCode::from(2);
@@ -81,13 +82,13 @@ fn main() -> ExitCode {
             }
         }
     };
-    let (protocol, _lock) = match data {
+    let (protocol, _lock, dir) = match data {
         None => match plain_history(&args) {
-            Ok(history) => (Protocol::Plain(history), None),
+            Ok(history) => (Protocol::Plain(history), None, None),
             Err(e) => return fail(e),
         },
         Some((dir, lock)) => match secure_protocol(&args, &dir) {
-            Ok(protocol) => (protocol, Some(lock)),
+            Ok(protocol) => (protocol, Some(lock), Some(dir)),
             Err(e) => return fail(e),
         },
     };
@@ -96,7 +97,26 @@ fn main() -> ExitCode {
         max_line: args.max_line,
         protocol,
     };
-    match run(options, args.json) {
+    let front = if args.json {
+        Front::Json
+    } else if let Some(port) = args.web {
+        let Some(dir) = &dir else {
+            return fail(anyhow::anyhow!("--web needs the secure mode"));
+        };
+        match web::Token::load_or_create(dir) {
+            Ok(token) => Front::Web {
+                port,
+                token,
+                open: args.open,
+            },
+            Err(e) => {
+                return fail(anyhow::Error::from(e).context("could not keep the page's token"))
+            }
+        }
+    } else {
+        Front::Text
+    };
+    match run(options, front) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }
@@ -153,6 +173,9 @@ fn secure_protocol(args: &Args, dir: &std::path::Path) -> anyhow::Result<Protoco
         secure.expect = args.expect.clone();
         secure.nick = args.name.clone();
         secure.mdns = !args.no_mdns;
+        // Front ends for programs and the browser show our own lines with
+        // their delivery state.
+        secure.echo_own = args.json || args.web.is_some();
         secure.also_listen = args.also_listen();
         secure.sync_window = std::time::Duration::from_secs(u64::from(args.sync_window) * 3600);
         secure.files = rust_p2p_chat::app::FileOptions {
@@ -442,7 +465,44 @@ fn fail(error: anyhow::Error) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn run(options: Options, json: bool) -> anyhow::Result<()> {
+/// Which front end runs the chat.
+enum Front {
+    /// A terminal with a line editor, or pipes.
+    Text,
+    /// JSON lines on stdin and stdout.
+    Json,
+    /// A page in the browser.
+    Web {
+        port: u16,
+        token: web::Token,
+        open: bool,
+    },
+}
+
+/// Opens `link` in the default browser, without waiting for it.
+fn open_in_browser(link: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    match std::process::Command::new(opener)
+        .arg(link)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        // Reaped on a thread of its own: the opener may outlive a moment.
+        Ok(mut child) => drop(std::thread::spawn(move || child.wait())),
+        Err(e) => {
+            eprintln!("warning: could not open a browser ({opener}: {e}); open the link above")
+        }
+    }
+}
+
+fn run(options: Options, front: Front) -> anyhow::Result<()> {
+    let json = matches!(front, Front::Json);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -455,7 +515,23 @@ fn run(options: Options, json: bool) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         let signals = spawn_signal_handler(shutdown.clone())?;
         let result = async {
-            if interactive {
+            if let Front::Web { port, token, open } = front {
+                let listener = web::bind(port)
+                    .await
+                    .with_context(|| format!("could not serve the page on 127.0.0.1:{port}"))?;
+                let link = web::url(listener.local_addr()?.port(), &token);
+                println!("Web UI: {link}");
+                io::stdout().flush()?;
+                if open {
+                    open_in_browser(&link);
+                }
+                let max_line = options.max_line;
+                let app = app::run(options, commands_rx, events_tx, shutdown_rx);
+                web::run(app, listener, token, max_line, commands_tx, events_rx)
+                    .await
+                    .context("the web server failed")?
+                    .map_err(anyhow::Error::from)
+            } else if interactive {
                 let app = app::run(options, commands_rx, events_tx, shutdown_rx);
                 let style = Style::detect(true);
                 terminal::run(app, commands_tx, events_rx, shutdown, style)

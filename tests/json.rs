@@ -31,7 +31,7 @@ fn a_program_chats_in_json_and_peer_text_stays_data() {
         "--no-mdns",
     ]);
     let hello = next_event(&mut bot, "hello");
-    assert_eq!(hello["api"], 1);
+    assert_eq!(hello["api"], 2);
     assert!(hello["peer_id"]
         .as_str()
         .is_some_and(|id| id.starts_with("12D3KooW")));
@@ -62,6 +62,40 @@ fn a_program_chats_in_json_and_peer_text_stays_data() {
     bot.send(r#"{"type":"send","text":"/quit now\nsecond"}"#);
     ann.expect_line("bot: /quit now");
     ann.expect_line("bot: second");
+    // Our own lines come back as they go out, with their state, and are
+    // marked delivered once a member holds them.
+    let own = next_event(&mut bot, "line");
+    assert_eq!(own["text"], "/quit now");
+    assert_eq!(own["status"], "sent");
+    let bot_id = hello["peer_id"].as_str().expect("our id");
+    assert_eq!(own["author"], bot_id);
+    assert_eq!(next_event(&mut bot, "line")["text"], "second");
+    assert_eq!(next_event(&mut bot, "delivered")["room"], "lobby");
+
+    // The history pages back from any line it holds.
+    bot.send(r#"{"type":"history","limit":2}"#);
+    let page = next_event(&mut bot, "history");
+    assert_eq!(page["room"], "lobby");
+    assert_eq!(page["more"], true);
+    let texts = |page: &serde_json::Value| -> Vec<String> {
+        page["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| l["text"].as_str().expect("text").to_owned())
+            .collect()
+    };
+    assert_eq!(texts(&page), ["/quit now", "second"]);
+    assert_eq!(page["lines"][1]["status"], "delivered");
+    let first = page["lines"][0]["id"].as_str().expect("an id").to_owned();
+    bot.send(&format!(
+        r#"{{"type":"history","room":"lobby","before":"{first}","limit":50}}"#
+    ));
+    let older = next_event(&mut bot, "history");
+    assert_eq!(older["before"], first.as_str());
+    assert_eq!(older["more"], false);
+    assert_eq!(texts(&older), [hostile]);
+    assert_eq!(older["lines"][0]["author"], ann_id.as_str());
 
     // A command that is not one is answered with an error, and the chat
     // goes on.

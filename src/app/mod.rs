@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::chat::event::YOU;
 use crate::chat::room::Roster;
-use crate::chat::{Command, DialTarget, Event, HistoryLine, Notice, Received};
+use crate::chat::{Command, DialTarget, Event, HistoryLine, KeptLine, Notice, Received};
 use crate::identity::Identity;
 use crate::store::{KnownPeers, RoomKeys, Store, StoredMessage};
 use crate::{classic, identity, net, store};
@@ -200,6 +200,7 @@ impl Protocol {
             sync_window: DEFAULT_SYNC_WINDOW,
             relays: Vec::new(),
             files: FileOptions::default(),
+            echo_own: false,
         }))
     }
 }
@@ -622,11 +623,23 @@ pub(super) fn history_line(message: StoredMessage, me: &str, room: Option<&Roste
         })
     };
     let status = message.outgoing.then(|| message.status.as_str().to_owned());
+    let fingerprint = message
+        .author
+        .parse()
+        .ok()
+        .and_then(|peer| identity::peer_fingerprint(&peer));
     HistoryLine {
         when,
         from,
         text: message.text,
         status,
+        kept: Some(KeptLine {
+            id: message.id,
+            room: message.room,
+            author: message.author,
+            fingerprint,
+            ts_ms: message.ts_ms,
+        }),
     }
 }
 

@@ -132,7 +132,7 @@ async fn run_chats(
                             .into_iter()
                             .map(|m| super::history_line(m, "local", None))
                             .collect();
-                        if !chat.show(Event::History { lines }).await {
+                        if !chat.show(Event::History { lines, page: None }).await {
                             return Ok(());
                         }
                     }

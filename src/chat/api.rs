@@ -13,13 +13,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{Event, Notice, Status};
+use super::event::{Command, Event, HistoryLine, Notice, Origin, Status, YOU};
 use super::transfer::FileEvent;
 
 /// The version of this API, said in [`ApiEvent::Hello`]. Additions (new
 /// event types, new optional fields) keep it; changes to what exists
 /// raise it.
-pub const API_VERSION: u32 = 1;
+pub const API_VERSION: u32 = 2;
 
 /// A command a program sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,11 +95,25 @@ pub enum ApiCommand {
         /// The transfer's number.
         transfer: u64,
     },
-    /// The last lines kept of the current room.
+    /// Lines kept of a room: the latest, or those just before a line.
     History {
-        /// How many (50 by default).
+        /// The room (the current one by default).
+        #[serde(default)]
+        room: Option<String>,
+        /// The id of the line to page back from.
+        #[serde(default)]
+        before: Option<String>,
+        /// How many (50 by default, 1,000 at most).
         #[serde(default)]
         limit: Option<usize>,
+    },
+    /// Who is in the current room.
+    Members,
+    /// A line exactly as a person types it: a slash command, or text said
+    /// in the current room.
+    Command {
+        /// The line.
+        line: String,
     },
     /// The connected peers.
     Peers,
@@ -146,8 +160,10 @@ impl ApiCommand {
     /// ```
     /// use rust_p2p_chat::chat::api::ApiCommand;
     ///
+    /// use rust_p2p_chat::chat::Command;
+    ///
     /// let command = ApiCommand::parse(r#"{"type":"send","text":"hi"}"#).unwrap();
-    /// assert_eq!(command.typed_lines().unwrap(), ["hi"]);
+    /// assert_eq!(command.commands().unwrap(), [Command::Send("hi".into())]);
     /// assert!(ApiCommand::parse(r#"{"type":"shout"}"#).is_err());
     /// ```
     ///
@@ -158,12 +174,32 @@ impl ApiCommand {
         serde_json::from_str(line).map_err(|e| ApiError::Malformed(e.to_string()))
     }
 
-    /// The lines a person would type for it.
+    /// What the chat is asked: mostly the lines a person would type for
+    /// it.
     ///
     /// # Errors
     ///
     /// [`ApiError::BadName`] for a name that would not survive being typed.
-    pub fn typed_lines(&self) -> Result<Vec<String>, ApiError> {
+    pub fn commands(&self) -> Result<Vec<Command>, ApiError> {
+        if let ApiCommand::History {
+            room,
+            before,
+            limit,
+        } = self
+        {
+            if let Some(room) = room {
+                name("room", room)?;
+            }
+            return Ok(vec![Command::History {
+                room: room.clone(),
+                before: before.clone(),
+                limit: limit.unwrap_or(HISTORY_DEFAULT),
+            }]);
+        }
+        Ok(self.typed_lines()?.into_iter().map(Command::Send).collect())
+    }
+
+    fn typed_lines(&self) -> Result<Vec<String>, ApiError> {
         let one = |line: String| Ok(vec![line]);
         match self {
             ApiCommand::Send { room, text } => {
@@ -211,16 +247,23 @@ impl ApiCommand {
             ApiCommand::Accept { transfer } => one(format!("/accept {transfer}")),
             ApiCommand::Reject { transfer } => one(format!("/reject {transfer}")),
             ApiCommand::Cancel { transfer } => one(format!("/cancel {transfer}")),
-            ApiCommand::History { limit } => match limit {
-                Some(limit) => one(format!("/history {limit}")),
-                None => one("/history".into()),
-            },
+            ApiCommand::History { .. } => Ok(Vec::new()),
+            ApiCommand::Members => one("/members".into()),
+            ApiCommand::Command { line } => {
+                if line.contains('\n') {
+                    return Err(ApiError::BadName { field: "line" });
+                }
+                one(line.clone())
+            }
             ApiCommand::Peers => one("/peers".into()),
             ApiCommand::Rooms => one("/rooms".into()),
             ApiCommand::Quit => one("/quit".into()),
         }
     }
 }
+
+/// Lines a `history` command asks for unless told.
+const HISTORY_DEFAULT: usize = 50;
 
 /// How much a notice matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +290,58 @@ pub struct ApiPeer {
     pub path: String,
 }
 
+/// A line someone said, in [`ApiEvent::Line`] and [`ApiEvent::History`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiLine {
+    /// The room (none in the plain protocol).
+    pub room: Option<String>,
+    /// Its id: `room:ROOM/AUTHOR/SESSION/NUMBER`, as the history names it
+    /// (none in the plain protocol).
+    pub id: Option<String>,
+    /// The author's peer ID (none in the plain protocol).
+    pub author: Option<String>,
+    /// How the author is shown.
+    pub nick: String,
+    /// The author's fingerprint.
+    pub fingerprint: Option<String>,
+    /// When it was written, by its author's clock (ms since 1970).
+    pub ts_ms: Option<u64>,
+    /// The text, exactly as said.
+    pub text: String,
+    /// Shown from the history rather than just said.
+    #[serde(default)]
+    pub history: bool,
+    /// Ours: `queued`, `sent` or `delivered`; `null` for others' lines.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// A member of a room, in [`ApiEvent::Members`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiMember {
+    /// How it is shown.
+    pub nick: String,
+    /// Its peer ID.
+    pub peer_id: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Marked as verified.
+    pub verified: bool,
+    /// Us.
+    pub me: bool,
+}
+
+/// A room joined, in [`ApiEvent::Rooms`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiRoom {
+    /// Its name.
+    pub name: String,
+    /// Other members there.
+    pub members: usize,
+    /// The current room.
+    pub current: bool,
+}
+
 /// An event a program reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -262,26 +357,18 @@ pub enum ApiEvent {
         /// Our fingerprint.
         fingerprint: String,
     },
-    /// A line someone said (or, with `history`, said before).
-    Line {
-        /// The room (none in the plain protocol).
+    /// A line someone said, or we said (with its `status`).
+    Line(ApiLine),
+    /// Lines kept from before (`history`, and on start): oldest first.
+    History {
+        /// The room, when a program asked for a page of one.
         room: Option<String>,
-        /// Its id: `room:ROOM/AUTHOR/SESSION/NUMBER`, as the history
-        /// names it (none in the plain protocol).
-        id: Option<String>,
-        /// The author's peer ID (none in the plain protocol).
-        author: Option<String>,
-        /// How the author is shown.
-        nick: String,
-        /// The author's fingerprint.
-        fingerprint: Option<String>,
-        /// When it was written, by its author's clock (ms since 1970).
-        ts_ms: Option<u64>,
-        /// The text, exactly as said.
-        text: String,
-        /// Shown from the history rather than just said.
-        #[serde(default)]
-        history: bool,
+        /// The page is of the lines just before this one.
+        before: Option<String>,
+        /// Whether older lines may be kept.
+        more: bool,
+        /// The lines.
+        lines: Vec<ApiLine>,
     },
     /// A direct message to us.
     Direct {
@@ -308,10 +395,35 @@ pub enum ApiEvent {
         /// How they were shown.
         nick: String,
     },
-    /// Everything we said in a room is stored by a member.
+    /// Our lines in a room are stored by a member: all of them, or (with
+    /// `session` and `through`) those of that session numbered below
+    /// `through`, as their ids number them.
     Delivered {
         /// The room.
         room: String,
+        /// Our session, as line ids write it (16 hex digits).
+        #[serde(default)]
+        session: Option<String>,
+        /// The first line not known held.
+        #[serde(default)]
+        through: Option<u64>,
+    },
+    /// Who is in the current room (`members`).
+    Members {
+        /// The room.
+        room: String,
+        /// Us first.
+        members: Vec<ApiMember>,
+    },
+    /// The rooms joined (`rooms`).
+    Rooms {
+        /// Them.
+        rooms: Vec<ApiRoom>,
+    },
+    /// The safety number of the chat with the other member (`/verify`).
+    SafetyNumber {
+        /// 60 digits in groups of five.
+        number: String,
     },
     /// The connected peers (`peers`).
     Peers {
@@ -466,19 +578,22 @@ fn transfer(event: &FileEvent) -> ApiEvent {
 /// use rust_p2p_chat::chat::Event;
 ///
 /// let events = events_of(&Event::Message { text: "hi \x1b[31m".into() });
-/// let ApiEvent::Line { text, .. } = &events[0] else { panic!() };
-/// assert_eq!(text, "hi \x1b[31m");
+/// let ApiEvent::Line(line) = &events[0] else { panic!() };
+/// assert_eq!(line.text, "hi \x1b[31m");
 /// ```
 pub fn events_of(event: &Event) -> Vec<ApiEvent> {
-    let plain_line = |text: &String| ApiEvent::Line {
-        room: None,
-        id: None,
-        author: None,
-        nick: "Peer".into(),
-        fingerprint: None,
-        ts_ms: None,
-        text: text.clone(),
-        history: false,
+    let plain_line = |text: &String| {
+        ApiEvent::Line(ApiLine {
+            room: None,
+            id: None,
+            author: None,
+            nick: "Peer".into(),
+            fingerprint: None,
+            ts_ms: None,
+            text: text.clone(),
+            history: false,
+            status: None,
+        })
     };
     match event {
         Event::OwnIdentity {
@@ -497,38 +612,34 @@ pub fn events_of(event: &Event) -> Vec<ApiEvent> {
             room,
             texts,
             origin,
-        } => texts
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let number = origin.as_ref().and_then(|o| o.numbers.get(i));
-                ApiEvent::Line {
-                    room: origin.as_ref().map(|o| o.room.clone()).or(room.clone()),
-                    id: origin.as_ref().zip(number).map(|(o, n)| {
-                        format!("room:{}/{}/{:016x}/{n}", o.room, o.peer_id, o.session)
-                    }),
-                    author: origin.as_ref().map(|o| o.peer_id.clone()),
-                    nick: from.clone(),
-                    fingerprint: origin.as_ref().map(|o| o.fingerprint.clone()),
-                    ts_ms: origin.as_ref().map(|o| o.ts_ms),
-                    text: text.clone(),
-                    history: false,
-                }
+        } => live_lines(from, room.as_ref(), texts, origin.as_ref())
+            .into_iter()
+            .map(ApiEvent::Line)
+            .collect(),
+        Event::Own {
+            origin,
+            texts,
+            queued,
+        } => live_lines(YOU, None, texts, Some(origin))
+            .into_iter()
+            .map(|line| {
+                ApiEvent::Line(ApiLine {
+                    status: Some(if *queued { "queued" } else { "sent" }.into()),
+                    ..line
+                })
             })
             .collect(),
-        Event::History { lines } => lines
-            .iter()
-            .map(|line| ApiEvent::Line {
-                room: None,
-                id: None,
-                author: None,
-                nick: line.from.clone(),
-                fingerprint: None,
-                ts_ms: None,
-                text: line.text.clone(),
-                history: true,
-            })
-            .collect(),
+        Event::History { lines, page } => vec![ApiEvent::History {
+            room: page.as_ref().map(|p| p.room.clone()).or_else(|| {
+                lines
+                    .first()
+                    .and_then(|l| l.kept.as_ref())
+                    .and_then(|k| k.room.clone())
+            }),
+            before: page.as_ref().and_then(|p| p.before.clone()),
+            more: page.as_ref().is_none_or(|p| p.more),
+            lines: lines.iter().map(history_line).collect(),
+        }],
         Event::Direct { from, text } => vec![ApiEvent::Direct {
             nick: from.clone(),
             text: text.clone(),
@@ -543,9 +654,20 @@ pub fn events_of(event: &Event) -> Vec<ApiEvent> {
             peer_id: peer_id.clone(),
             nick: who.clone(),
         }],
-        Event::Status(Status::Delivered { room }) => {
-            vec![ApiEvent::Delivered { room: room.clone() }]
-        }
+        Event::Status(Status::Delivered { room }) => vec![ApiEvent::Delivered {
+            room: room.clone(),
+            session: None,
+            through: None,
+        }],
+        Event::DeliveredThrough {
+            room,
+            session,
+            through,
+        } => vec![ApiEvent::Delivered {
+            room: room.clone(),
+            session: Some(format!("{session:016x}")),
+            through: Some(*through),
+        }],
         Event::Status(Status::Peers(peers)) => vec![ApiEvent::Peers {
             peers: peers
                 .iter()
@@ -558,6 +680,32 @@ pub fn events_of(event: &Event) -> Vec<ApiEvent> {
                 })
                 .collect(),
         }],
+        Event::Status(Status::Members { room, members, .. }) => vec![ApiEvent::Members {
+            room: room.clone(),
+            members: members
+                .iter()
+                .map(|m| ApiMember {
+                    nick: m.who.clone(),
+                    peer_id: m.peer_id.clone(),
+                    fingerprint: m.fingerprint.clone(),
+                    verified: m.verified,
+                    me: m.me,
+                })
+                .collect(),
+        }],
+        Event::Status(Status::Rooms(rooms)) => vec![ApiEvent::Rooms {
+            rooms: rooms
+                .iter()
+                .map(|r| ApiRoom {
+                    name: r.name.clone(),
+                    members: r.members,
+                    current: r.current,
+                })
+                .collect(),
+        }],
+        Event::SafetyNumber { number } => vec![ApiEvent::SafetyNumber {
+            number: number.clone(),
+        }],
         Event::Invite { ticket } => vec![ApiEvent::Invite {
             ticket: ticket.clone(),
         }],
@@ -569,6 +717,51 @@ pub fn events_of(event: &Event) -> Vec<ApiEvent> {
         Event::Ready => Vec::new(),
         Event::Notice(_) | Event::KeyChanged { .. } => vec![notice(Level::Warning, event)],
         _ => vec![notice(Level::Info, event)],
+    }
+}
+
+/// Lines just said as the API gives them.
+fn live_lines(
+    from: &str,
+    room: Option<&String>,
+    texts: &[String],
+    origin: Option<&Origin>,
+) -> Vec<ApiLine> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let number = origin.and_then(|o| o.numbers.get(i));
+            ApiLine {
+                room: origin.map(|o| o.room.clone()).or(room.cloned()),
+                id: origin
+                    .zip(number)
+                    .map(|(o, n)| format!("room:{}/{}/{:016x}/{n}", o.room, o.peer_id, o.session)),
+                author: origin.map(|o| o.peer_id.clone()),
+                nick: from.to_owned(),
+                fingerprint: origin.map(|o| o.fingerprint.clone()),
+                ts_ms: origin.map(|o| o.ts_ms),
+                text: text.clone(),
+                history: false,
+                status: None,
+            }
+        })
+        .collect()
+}
+
+/// A line of history as the API gives it.
+fn history_line(line: &HistoryLine) -> ApiLine {
+    let kept = line.kept.as_ref();
+    ApiLine {
+        room: kept.and_then(|k| k.room.clone()),
+        id: kept.map(|k| k.id.clone()),
+        author: kept.map(|k| k.author.clone()),
+        nick: line.from.clone(),
+        fingerprint: kept.and_then(|k| k.fingerprint.clone()),
+        ts_ms: kept.map(|k| k.ts_ms),
+        text: line.text.clone(),
+        history: true,
+        status: line.status.clone(),
     }
 }
 
@@ -647,6 +840,45 @@ mod tests {
                 state: TransferState::Done,
                 rate: None,
             }])),
+            Event::History {
+                lines: vec![HistoryLine {
+                    when: "2026-12-07 08:00".into(),
+                    from: "bob".into(),
+                    text: "earlier".into(),
+                    status: None,
+                    kept: Some(crate::chat::event::KeptLine {
+                        id: "room:lobby/12D3KooWbob/0000000000000007/1".into(),
+                        room: Some("lobby".into()),
+                        author: "12D3KooWbob".into(),
+                        fingerprint: Some("CCCC".into()),
+                        ts_ms: 1_700_000_000_000,
+                    }),
+                }],
+                page: Some(crate::chat::event::HistoryPage {
+                    room: "lobby".into(),
+                    before: Some("room:lobby/12D3KooWbob/0000000000000007/2".into()),
+                    more: false,
+                }),
+            },
+            Event::Status(Status::Members {
+                room: "lobby".into(),
+                epoch: Some(1),
+                members: vec![crate::chat::event::MemberLine {
+                    who: "bob".into(),
+                    peer_id: "12D3KooWbob".into(),
+                    fingerprint: "CCCC".into(),
+                    verified: true,
+                    me: false,
+                }],
+            }),
+            Event::Status(Status::Rooms(vec![crate::chat::event::RoomLine {
+                name: "lobby".into(),
+                members: 1,
+                current: true,
+            }])),
+            Event::SafetyNumber {
+                number: "12345 67890".into(),
+            },
             Event::Notice(Notice::Malformed),
             Event::Notice(Notice::BadCommand("not a command".into())),
             Event::Waiting,
@@ -671,7 +903,7 @@ mod tests {
         let events = every_event();
         let lines = events_of(&events[3]);
         assert_eq!(lines.len(), 2);
-        let ApiEvent::Line { id, author, .. } = &lines[1] else {
+        let ApiEvent::Line(ApiLine { id, author, .. }) = &lines[1] else {
             panic!("a line")
         };
         assert_eq!(
@@ -679,7 +911,7 @@ mod tests {
             Some("room:lobby/12D3KooWbob/0000000000000007/5")
         );
         assert_eq!(author.as_deref(), Some("12D3KooWbob"));
-        let ApiEvent::Line { text, .. } = &events_of(&events[1])[0] else {
+        let ApiEvent::Line(ApiLine { text, .. }) = &events_of(&events[1])[0] else {
             panic!("a line")
         };
         assert_eq!(text, "<img src=x onerror=alert(1)>");
@@ -687,7 +919,19 @@ mod tests {
 
     #[test]
     fn commands_become_the_lines_a_person_types() {
-        let typed = |json: &str| ApiCommand::parse(json).and_then(|c| c.typed_lines());
+        let typed = |json: &str| {
+            ApiCommand::parse(json).and_then(|c| {
+                c.commands().map(|commands| {
+                    commands
+                        .into_iter()
+                        .map(|c| match c {
+                            Command::Send(line) => line,
+                            other => panic!("{other:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+        };
         assert_eq!(
             typed(r#"{"type":"send","room":"dev","text":"/etc\nhi"}"#),
             Ok(vec!["/join dev".into(), "//etc".into(), "hi".into()])
@@ -713,5 +957,72 @@ mod tests {
             Err(ApiError::Malformed(_))
         ));
         assert!(matches!(typed("not json"), Err(ApiError::Malformed(_))));
+        assert_eq!(
+            typed(r#"{"type":"command","line":"/verify"}"#),
+            Ok(vec!["/verify".into()])
+        );
+        assert!(typed(r#"{"type":"command","line":"/a\n/b"}"#).is_err());
+        assert_eq!(typed(r#"{"type":"members"}"#), Ok(vec!["/members".into()]));
+    }
+
+    #[test]
+    fn a_history_page_is_a_query_not_a_typed_line() {
+        let asked = ApiCommand::parse(r#"{"type":"history","room":"dev","before":"room:dev/x/0000000000000001/4","limit":10}"#)
+            .and_then(|c| c.commands());
+        assert_eq!(
+            asked,
+            Ok(vec![Command::History {
+                room: Some("dev".into()),
+                before: Some("room:dev/x/0000000000000001/4".into()),
+                limit: 10,
+            }])
+        );
+        let latest = ApiCommand::parse(r#"{"type":"history"}"#).and_then(|c| c.commands());
+        assert_eq!(
+            latest,
+            Ok(vec![Command::History {
+                room: None,
+                before: None,
+                limit: HISTORY_DEFAULT,
+            }])
+        );
+    }
+
+    #[test]
+    fn our_own_lines_carry_their_state_and_delivery_names_them() {
+        let own = Event::Own {
+            origin: Origin {
+                room: "lobby".into(),
+                peer_id: "12D3KooWme".into(),
+                fingerprint: "AAAA".into(),
+                session: 255,
+                numbers: vec![0, 1],
+                ts_ms: 5,
+            },
+            texts: vec!["a".into(), "b".into()],
+            queued: true,
+        };
+        let lines = events_of(&own);
+        let ApiEvent::Line(line) = &lines[1] else {
+            panic!("a line")
+        };
+        assert_eq!(line.status.as_deref(), Some("queued"));
+        assert_eq!(
+            line.id.as_deref(),
+            Some("room:lobby/12D3KooWme/00000000000000ff/1")
+        );
+        let delivered = events_of(&Event::DeliveredThrough {
+            room: "lobby".into(),
+            session: 255,
+            through: 2,
+        });
+        assert_eq!(
+            delivered,
+            [ApiEvent::Delivered {
+                room: "lobby".into(),
+                session: Some("00000000000000ff".into()),
+                through: Some(2),
+            }]
+        );
     }
 }

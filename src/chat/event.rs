@@ -19,6 +19,16 @@ pub enum Command {
     /// Send lines to the peer, in order: what a read of a pipe held, in
     /// one value rather than a command per line.
     SendLines(Lines),
+    /// A page of a room's history, for a program (`--json`, `--web`):
+    /// answered by an [`Event::History`] with its [`HistoryPage`].
+    History {
+        /// The room (the current one by default).
+        room: Option<String>,
+        /// The lines just before this line's id; the latest when `None`.
+        before: Option<String>,
+        /// How many lines at most.
+        limit: usize,
+    },
 }
 
 impl Command {
@@ -27,6 +37,7 @@ impl Command {
         let (one, many) = match self {
             Command::Send(line) => (Some(line.as_str()), None),
             Command::SendLines(lines) => (None, Some(lines.iter())),
+            Command::History { .. } => (None, None),
         };
         one.into_iter().chain(many.into_iter().flatten())
     }
@@ -155,11 +166,35 @@ pub enum Event {
         /// a program reading the chat (`--json`) needs besides.
         origin: Option<Origin>,
     },
+    /// Our lines of a room numbered below `through` in `session` are held
+    /// by a member: for front ends that show our lines' state (see
+    /// [`Event::Own`]).
+    DeliveredThrough {
+        /// The room.
+        room: String,
+        /// Our session.
+        session: u64,
+        /// The first line not known held.
+        through: u64,
+    },
     /// Lines kept from before, shown on start and by `/history`, marked
     /// so they are not taken for live ones.
     History {
         /// What is shown, oldest first.
         lines: Vec<HistoryLine>,
+        /// Which page of which room, when a program asked for one.
+        page: Option<HistoryPage>,
+    },
+    /// Lines we said in a room, as they go out: for front ends that show
+    /// our own lines with their delivery state (`--json`, `--web`); a
+    /// terminal shows them as they are typed instead.
+    Own {
+        /// The room, our peer ID, session and the lines' numbers.
+        origin: Origin,
+        /// The lines.
+        texts: Vec<String>,
+        /// Nobody else is in the room: they wait in the outbox.
+        queued: bool,
     },
     /// The peers found on the LAN (`/nearby`).
     Nearby {
@@ -287,6 +322,15 @@ pub enum Status {
     Rooms(Vec<RoomLine>),
     /// `/peers`: the connected peers.
     Peers(Vec<PeerLine>),
+    /// `/members`: who holds the current room's key.
+    Members {
+        /// The room.
+        room: String,
+        /// Its key's epoch, in a room with keys.
+        epoch: Option<u64>,
+        /// Us first, then the others.
+        members: Vec<MemberLine>,
+    },
     /// `/msg` reached its peer.
     SentDirect {
         /// How the peer is shown.
@@ -305,6 +349,21 @@ pub struct RoomLine {
     pub members: usize,
     /// Whether it is the current room.
     pub current: bool,
+}
+
+/// A member as `/members` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberLine {
+    /// How it is shown.
+    pub who: String,
+    /// Its peer ID.
+    pub peer_id: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// Whether the user marked it as verified.
+    pub verified: bool,
+    /// Whether it is us.
+    pub me: bool,
 }
 
 /// A connected peer as `/peers` lists it.
@@ -390,6 +449,25 @@ impl fmt::Display for Status {
                 }
                 Ok(())
             }
+            Status::Members {
+                room,
+                epoch,
+                members,
+            } => {
+                write!(f, "Members of #{} holding its current key", Inert(room))?;
+                if let Some(epoch) = epoch {
+                    write!(f, " (epoch {epoch})")?;
+                }
+                write!(f, ":")?;
+                for member in members {
+                    let who = if member.me { "you" } else { &member.who };
+                    write!(f, "\n  {}  {}", Inert(who), member.fingerprint)?;
+                    if member.verified {
+                        write!(f, ", verified")?;
+                    }
+                }
+                Ok(())
+            }
             Status::SentDirect { who, not_kept } => match not_kept {
                 None => write!(f, "Sent to {} only", Inert(who)),
                 Some(cause) => write!(f, "Sent to {} only (not kept: {})", Inert(who), Inert(cause)),
@@ -402,6 +480,18 @@ impl fmt::Display for Status {
 /// `rust-p2p-chat history` alike.
 pub const YOU: &str = "You";
 
+/// Which page of a room's history an [`Event::History`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// The room.
+    pub room: String,
+    /// The lines are those just before this line's id; the latest when
+    /// `None`.
+    pub before: Option<String>,
+    /// Whether older lines may be kept.
+    pub more: bool,
+}
+
 /// One line of [`Event::History`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryLine {
@@ -413,6 +503,24 @@ pub struct HistoryLine {
     pub text: String,
     /// For our own lines: `queued`, `sent` or `delivered`.
     pub status: Option<String>,
+    /// Its id, where it was kept (see [`Origin`]), with the room, author
+    /// and time a program needs besides.
+    pub kept: Option<KeptLine>,
+}
+
+/// What the store knows of a line of history, besides what is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptLine {
+    /// Its id: `room:ROOM/AUTHOR/SESSION/NUMBER`.
+    pub id: String,
+    /// The room, for room lines.
+    pub room: Option<String>,
+    /// The author's peer ID.
+    pub author: String,
+    /// The author's fingerprint, when the ID is a peer's.
+    pub fingerprint: Option<String>,
+    /// When it was written, by its author's clock (ms since 1970).
+    pub ts_ms: u64,
 }
 
 /// One peer of [`Event::Nearby`].
@@ -623,7 +731,21 @@ impl Event {
                 }
                 Ok(())
             }
-            Event::History { lines } => {
+            Event::DeliveredThrough { room, .. } => {
+                write!(out, "All your messages in #{} are delivered", Inert(room))
+            }
+            Event::Own { texts, .. } => {
+                for (i, text) in texts.iter().enumerate() {
+                    if i > 0 {
+                        out.push('\n');
+                    }
+                    out.push_str(YOU);
+                    out.push_str(": ");
+                    push_inert(out, text);
+                }
+                Ok(())
+            }
+            Event::History { lines, .. } => {
                 if lines.is_empty() {
                     out.push_str("(no history kept here yet)");
                     return;

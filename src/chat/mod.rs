@@ -22,7 +22,9 @@ pub mod ticket;
 pub mod transfer;
 
 pub use address::{DialTarget, PeerAddress};
-pub use event::{Command, Event, HistoryLine, NearbyLine, Notice, Received};
+pub use event::{
+    Command, Event, HistoryLine, HistoryPage, KeptLine, MemberLine, NearbyLine, Notice, Received,
+};
 
 /// What the standard library puts before a resolver's message.
 const RESOLVER_PREAMBLE: &str = "failed to lookup address information: ";

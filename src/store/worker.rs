@@ -369,6 +369,17 @@ impl Store {
             .await?
     }
 
+    /// The `limit` lines just before the line `id` (see
+    /// [`History::before`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`History::before`], or [`Error::Stopped`].
+    pub async fn before(&self, id: &str, limit: usize) -> Result<Vec<StoredMessage>, Error> {
+        let id = id.to_owned();
+        self.call(move |history| history.before(&id, limit)).await?
+    }
+
     /// The lines held of `author`'s `session` in `conversation` from `from`
     /// up to but not including `to`, as much as `take` allows: what a member catching
     /// up is served (see [`History::range`]).

@@ -52,10 +52,10 @@ fn read_input(
 ) {
     let each = |frame: Frame| match frame {
         Frame::Line(text) if text.trim().is_empty() => true,
-        Frame::Line(text) => match ApiCommand::parse(&text).and_then(|c| c.typed_lines()) {
-            Ok(typed) => typed
+        Frame::Line(text) => match ApiCommand::parse(&text).and_then(|c| c.commands()) {
+            Ok(asked) => asked
                 .into_iter()
-                .all(|line| commands.blocking_send(Command::Send(line)).is_ok()),
+                .all(|command| commands.blocking_send(command).is_ok()),
             Err(e) => refuse(events, e.to_string()),
         },
         Frame::TooLong { limit } => refuse(events, format!("a command longer than {limit} bytes")),

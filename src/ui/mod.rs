@@ -11,6 +11,7 @@ pub mod json;
 pub mod pipe;
 pub mod qr;
 pub mod terminal;
+pub mod web;
 
 use std::io::{self, Read};
 

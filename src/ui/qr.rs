@@ -25,6 +25,24 @@ pub fn render(text: &str) -> Option<String> {
     )
 }
 
+/// The modules of the QR code of `text`, one string per row of `1`
+/// (dark) and `0` (light), without the quiet zone: for a page to draw.
+pub fn modules(text: &str) -> Option<Vec<String>> {
+    let code = QrCode::with_error_correction_level(text.to_ascii_uppercase(), EcLevel::L).ok()?;
+    let width = code.width();
+    let colors = code.to_colors();
+    Some(
+        colors
+            .chunks(width.max(1))
+            .map(|row| {
+                row.iter()
+                    .map(|c| if *c == qrcode::Color::Dark { '1' } else { '0' })
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

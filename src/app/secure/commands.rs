@@ -9,7 +9,7 @@ use super::direct::DIRECT_TIMEOUT;
 use super::{fingerprint_of, name_label, own_identity, short, RoomChat};
 use crate::chat::command::{self, Input as Typed};
 use crate::chat::delivery::Input;
-use crate::chat::event::{PeerLine, RoomLine, Status};
+use crate::chat::event::{MemberLine, PeerLine, RoomLine, Status, YOU};
 use crate::chat::room::{check_nick, check_room_key, is_public, public_room, room_name, Roster};
 use crate::chat::safety::safety_number;
 use crate::chat::ticket::{inviter_digest, Ticket, MAX_RELAYED};
@@ -272,31 +272,30 @@ impl RoomChat {
             return Event::Info("you are in no room".into());
         };
         let me = self.client.local_peer_id();
-        let mut lines = vec![format!(
-            "Members of #{} holding its current key{}:",
-            room_name(room),
-            self.rings
-                .get(room)
-                .map(|r| format!(" (epoch {})", r.epoch()))
-                .unwrap_or_default()
-        )];
-        lines.push(format!("  you  {}", fingerprint_of(&me)));
+        let mut members = vec![MemberLine {
+            who: YOU.into(),
+            peer_id: me.to_string(),
+            fingerprint: fingerprint_of(&me),
+            verified: false,
+            me: true,
+        }];
         for (member, _) in roster.iter() {
             let Ok(peer) = member.parse::<PeerId>() else {
                 continue;
             };
-            let verified = if self.secure.known.is_trusted(&peer) {
-                ", verified"
-            } else {
-                ""
-            };
-            lines.push(format!(
-                "  {}  {}{verified}",
-                roster.display(member),
-                fingerprint_of(&peer)
-            ));
+            members.push(MemberLine {
+                who: roster.display(member),
+                peer_id: member.to_owned(),
+                fingerprint: fingerprint_of(&peer),
+                verified: self.secure.known.is_trusted(&peer),
+                me: false,
+            });
         }
-        Event::Info(lines.join("\n"))
+        Event::Status(Status::Members {
+            room: room_name(room).to_string(),
+            epoch: self.rings.get(room).map(|r| r.epoch()),
+            members,
+        })
     }
 
     /// The member of `room` called `who`.
@@ -330,7 +329,9 @@ impl RoomChat {
         limit: usize,
     ) -> bool {
         match self.history_event(room, limit).await {
-            Event::History { lines } if lines.is_empty() && limit == super::HISTORY_ON_START => {
+            Event::History { lines, .. }
+                if lines.is_empty() && limit == super::HISTORY_ON_START =>
+            {
                 true
             }
             event => events.send(event).await.is_ok(),

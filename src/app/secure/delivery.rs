@@ -14,7 +14,7 @@ use crate::chat::delivery::{
 };
 use crate::chat::event::{Origin, Status};
 use crate::chat::room::Roster;
-use crate::chat::{Event, HistoryLine, Notice};
+use crate::chat::{Command, Event, HistoryLine, HistoryPage, KeptLine, Notice};
 use crate::store::{self, Batch, PendingWrite, Written};
 
 /// Bytes of lines written on the chat's own thread at most (see
@@ -141,6 +141,9 @@ impl RoomChat {
             }
             Action::Record(lines) => {
                 self.trimmer.handled(line_cost(&lines.texts));
+                if self.secure.echo_own && !self.echo(events, &lines).await {
+                    return false;
+                }
                 self.record(lines).await;
                 true
             }
@@ -149,6 +152,16 @@ impl RoomChat {
                 true
             }
             Action::MarkDelivered { room, through } => {
+                if self.secure.echo_own {
+                    let event = Event::DeliveredThrough {
+                        room: room.clone(),
+                        session: self.session,
+                        through,
+                    };
+                    if events.send(event).await.is_err() {
+                        return false;
+                    }
+                }
                 let (conversation, me) = (conversation(&room), self.me());
                 let (store, session) = (self.secure.store.clone(), self.session);
                 // Not waited for: the chat goes on meanwhile. Queued after
@@ -171,6 +184,32 @@ impl RoomChat {
 
     fn me(&self) -> String {
         self.client.local_peer_id().to_string()
+    }
+
+    /// Tells the front end of our lines as they go out. False once the
+    /// display is gone.
+    async fn echo(&self, events: &mpsc::Sender<Event>, lines: &Lines) -> bool {
+        let queued = self
+            .rooms
+            .get(&lines.stream.room)
+            .is_none_or(Roster::is_empty);
+        let origin = Origin {
+            room: lines.stream.room.clone(),
+            peer_id: lines.stream.author.clone(),
+            fingerprint: fingerprint_of(&self.client.local_peer_id()),
+            session: lines.stream.session,
+            numbers: (lines.first..).take(lines.texts.len()).collect(),
+            ts_ms: lines.ts_ms,
+        };
+        let texts = lines.texts.clone();
+        events
+            .send(Event::Own {
+                origin,
+                texts,
+                queued,
+            })
+            .await
+            .is_ok()
     }
 
     /// Publishes what the core says; our lines are kept in memory for
@@ -519,16 +558,33 @@ impl RoomChat {
         };
         let event = if earlier {
             let when = history_when(ts_ms);
-            let lines = texts
+            let (conversation, fingerprint) = (
+                conversation(&stream.room),
+                stream.author.parse().ok().map(|peer| fingerprint_of(&peer)),
+            );
+            let lines = numbers
                 .into_iter()
-                .map(|text| HistoryLine {
+                .zip(texts)
+                .map(|(number, text)| HistoryLine {
                     when: when.clone(),
                     from: from.clone(),
                     text,
                     status: None,
+                    kept: Some(KeptLine {
+                        id: store::message_id(
+                            &conversation,
+                            &stream.author,
+                            stream.session,
+                            number,
+                        ),
+                        room: Some(stream.room.clone()),
+                        author: stream.author.clone(),
+                        fingerprint: fingerprint.clone(),
+                        ts_ms,
+                    }),
                 })
                 .collect();
-            Event::History { lines }
+            Event::History { lines, page: None }
         } else {
             let origin = Origin {
                 room: stream.room.clone(),
@@ -593,11 +649,61 @@ impl RoomChat {
                     .into_iter()
                     .map(|m| history_line(m, &me, roster))
                     .collect(),
+                page: None,
             },
             Err(e) => Event::Info(format!("history: {e}")),
         }
     }
 }
+
+impl RoomChat {
+    /// Answers a program's query (see [`Command::History`]).
+    pub(super) async fn on_query(&mut self, query: Command) -> Event {
+        let Command::History {
+            room,
+            before,
+            limit,
+        } = query
+        else {
+            return Event::Info("not a query".into());
+        };
+        let Some(room) = room.or_else(|| self.current.clone()) else {
+            return Event::Info("you are in no room".into());
+        };
+        let limit = limit.clamp(1, HISTORY_PAGE_MAX);
+        let conversation = conversation(&room);
+        let kept = match &before {
+            // Only lines of this room are paged through.
+            Some(id)
+                if id
+                    .strip_prefix(conversation.as_str())
+                    .is_some_and(|r| r.starts_with('/')) =>
+            {
+                self.secure.store.before(id, limit).await
+            }
+            Some(_) => Ok(Vec::new()),
+            None => self.secure.store.recent(&conversation, limit).await,
+        };
+        let me = self.me();
+        let roster = self.rooms.get(&room);
+        match kept {
+            Ok(messages) => {
+                let more = messages.len() == limit;
+                Event::History {
+                    lines: messages
+                        .into_iter()
+                        .map(|m| history_line(m, &me, roster))
+                        .collect(),
+                    page: Some(HistoryPage { room, before, more }),
+                }
+            }
+            Err(e) => Event::Info(format!("history: {e}")),
+        }
+    }
+}
+
+/// Lines one page of history holds at most.
+const HISTORY_PAGE_MAX: usize = 1_000;
 
 /// What the core is told of a write of our lines.
 fn recorded(written: Written) -> Vec<Input> {

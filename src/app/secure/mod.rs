@@ -75,6 +75,11 @@ pub struct Secure {
     pub relays: Vec<libp2p::Multiaddr>,
     /// Sending and receiving files.
     pub files: FileOptions,
+    /// Whether our own lines come back as [`Event::Own`] as they go out,
+    /// for a front end that shows them with their delivery state.
+    ///
+    /// [`Event::Own`]: crate::chat::Event::Own
+    pub echo_own: bool,
 }
 
 /// The chat in rooms: carries out what [`Delivery`] decides, and keeps

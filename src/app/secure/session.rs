@@ -373,16 +373,29 @@ impl RoomChat {
                         && !backlogged
                         && !held => match command {
                     Some(command) => {
-                        typed_bytes += take_typed(command, &mut typed);
-                        while typed.len() < BATCH_LINES && typed_bytes < batch_bytes {
+                        // A query is answered in its place among the lines
+                        // typed: what was typed before it goes first.
+                        let mut query = take_typed(command, &mut typed, &mut typed_bytes);
+                        while query.is_none() && typed.len() < BATCH_LINES && typed_bytes < batch_bytes {
                             match commands.try_recv() {
-                                Ok(command) => typed_bytes += take_typed(command, &mut typed),
+                                Ok(command) => query = take_typed(command, &mut typed, &mut typed_bytes),
                                 Err(_) => break,
                             }
                         }
                         let now = Instant::now();
                         let due = last_flush + self.coalesce_window();
-                        if typed.len() >= BATCH_LINES || typed_bytes >= batch_bytes || now >= due {
+                        if let Some(query) = query {
+                            flush_at = None;
+                            last_flush = now;
+                            typed_bytes = 0;
+                            if !typed.is_empty() && !self.on_input(events, std::mem::take(&mut typed)).await {
+                                return;
+                            }
+                            let answer = self.on_query(query).await;
+                            if events.send(answer).await.is_err() {
+                                return;
+                            }
+                        } else if typed.len() >= BATCH_LINES || typed_bytes >= batch_bytes || now >= due {
                             flush_at = None;
                             last_flush = now;
                             typed_bytes = 0;
@@ -746,21 +759,23 @@ fn spawn_reconnect(
     })
 }
 
-/// Adds what a command asks to send to `typed`; the bytes added.
-fn take_typed(command: Command, typed: &mut Vec<String>) -> usize {
+/// Adds what a command asks to send to `typed`, and its bytes to
+/// `bytes`; a command that asks for something else is handed back.
+fn take_typed(command: Command, typed: &mut Vec<String>, bytes: &mut usize) -> Option<Command> {
     match command {
         Command::Send(line) => {
-            let bytes = line.len();
+            *bytes += line.len();
             typed.push(line);
-            bytes
+            None
         }
-        Command::SendLines(lines) => lines
-            .iter()
-            .map(|line| {
+        Command::SendLines(lines) => {
+            for line in lines.iter() {
+                *bytes += line.len();
                 typed.push(line.to_owned());
-                line.len()
-            })
-            .sum(),
+            }
+            None
+        }
+        query @ Command::History { .. } => Some(query),
     }
 }
 

@@ -209,6 +209,16 @@ pub fn message_id(conversation: &str, author: &str, session: u64, line: u64) -> 
     format!("{conversation}/{author}/{session:016x}/{line}")
 }
 
+/// A [`message_id`] read back: conversation, author, session and line.
+pub(crate) fn parse_message_id(id: &str) -> Option<(&str, &str, u64, u64)> {
+    let mut parts = id.rsplitn(4, '/');
+    let line = parts.next()?.parse().ok()?;
+    let session = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let author = parts.next()?;
+    let conversation = parts.next()?;
+    Some((conversation, author, session, line))
+}
+
 /// How times are written: RFC 3339 in UTC, always with three digits of
 /// milliseconds (`2026-11-25T19:04:05.120Z`). The time crate's own
 /// [`Rfc3339`] writes as many digits as the time needs (`05.12Z`, or none

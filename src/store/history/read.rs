@@ -126,6 +126,63 @@ impl History {
         )
     }
 
+    /// The `limit` lines of a conversation just before the line `id` (a
+    /// [`message_id`](super::message_id) of it), oldest first, as
+    /// [`History::recent`] gives them: a page further back in a
+    /// conversation someone scrolls through. Empty when `id` is not held.
+    ///
+    /// # Errors
+    ///
+    /// As [`History::recent`].
+    pub fn before(&self, id: &str, limit: usize) -> Result<Vec<StoredMessage>, Error> {
+        let Some((conversation, author, session, line)) = super::parse_message_id(id) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(seq_no) = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT seq_no FROM batches \
+                 WHERE conversation = ?1 AND author = ?2 AND session = ?3 AND first_line <= ?4 \
+                 ORDER BY first_line DESC LIMIT 1",
+            )?
+            .query_row(
+                params![conversation, author, session_to_sql(session), to_sql(line)],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+        })?
+        else {
+            return Ok(Vec::new());
+        };
+        // Of the row holding the line, the lines before it (all of it when
+        // the line is past its end).
+        let mut own = Vec::new();
+        self.read(|conn| {
+            let row = conn
+                .prepare_cached(concat!(batch_rows!(), "WHERE b.seq_no = ?1"))?
+                .query_row(params![seq_no], BatchRow::read)?;
+            let keep = line.saturating_sub(row.first_line).min(row.count);
+            row.expand(0, &mut own)?;
+            own.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+            Ok(())
+        })?;
+        if own.len() >= limit {
+            return Ok(own.split_off(own.len() - limit));
+        }
+        let mut older = self.last_lines(
+            concat!(
+                batch_rows!(),
+                "WHERE b.conversation = ?1 AND b.seq_no < ?2 ORDER BY b.seq_no DESC"
+            ),
+            params![conversation, seq_no],
+            limit - own.len(),
+        )?;
+        older.append(&mut own);
+        Ok(older)
+    }
+
     /// The last `limit` lines matching `filter`, oldest first, as
     /// [`History::recent`] gives them.
     ///

@@ -46,6 +46,46 @@ fn recent_is_the_last_lines_in_arrival_order_oldest_first() {
 }
 
 #[test]
+fn before_pages_back_from_any_line_even_inside_a_batch() {
+    let mut history = History::in_memory().unwrap();
+    history
+        .insert(&[numbered(BOB, 1, 9..12), numbered(BOB, 1, 0..3)])
+        .unwrap();
+    history.insert(&[numbered(ME, 2, 0..2)]).unwrap();
+    let all = history.recent(ROOM, 100).unwrap();
+    // Every page of every size, from every line, is the lines just before it.
+    for (at, line) in all.iter().enumerate() {
+        for limit in 0..10 {
+            let page = history.before(&line.id, limit).unwrap();
+            assert_eq!(
+                page,
+                all[at.saturating_sub(limit)..at],
+                "{} {limit}",
+                line.id
+            );
+        }
+    }
+    // Paging back from the newest line reaches the oldest, once each.
+    let mut seen = vec![all[7].clone()];
+    while let Some(oldest) = seen.first() {
+        let page = history.before(&oldest.id, 3).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        seen.splice(0..0, page);
+    }
+    assert_eq!(seen, all);
+    for unknown in [
+        "",
+        "nonsense",
+        "room:rust/x/zz/1",
+        &message_id(ROOM, "12D3KooWeve", 1, 5),
+    ] {
+        assert!(history.before(unknown, 5).unwrap().is_empty(), "{unknown}");
+    }
+}
+
+#[test]
 fn query_filters_by_room_and_by_peer() {
     let mut history = History::in_memory().unwrap();
     let mut other_room = batch(BOB, 1, 0, &["bob elsewhere"]);

@@ -1,0 +1,173 @@
+//! What the app says, kept for the pages that read it: a broadcast bounded
+//! in bytes rather than in events.
+//!
+//! Every page reads the same frames in the same order at its own pace. A
+//! page that falls further behind than [`Feed`]'s byte limit (a tab in
+//! the background while thousands of lines arrive) is told so rather than
+//! holding memory for it; it then reloads what it shows from the history.
+//! The app itself never waits for a page.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::watch;
+
+/// Frames handed to a page at once, at most.
+const READ_BATCH: usize = 64;
+
+/// The frames kept, by number: the first kept is `first`.
+struct Ring {
+    frames: VecDeque<Utf8Bytes>,
+    first: u64,
+    bytes: usize,
+}
+
+/// A broadcast of JSON frames, keeping at most a number of bytes of them.
+pub struct Feed {
+    ring: Mutex<Ring>,
+    limit: usize,
+    /// The number of the next frame: pages wait on its changes.
+    next: watch::Sender<u64>,
+}
+
+/// A page fell so far behind that frames it had not read were dropped.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Behind;
+
+/// Where one page reads the feed.
+pub struct Cursor {
+    next: u64,
+    changed: watch::Receiver<u64>,
+}
+
+impl Feed {
+    /// An empty feed keeping at most `limit` bytes of frames (and always
+    /// the last frame, however long).
+    pub fn new(limit: usize) -> Feed {
+        Feed {
+            ring: Mutex::new(Ring {
+                frames: VecDeque::new(),
+                first: 0,
+                bytes: 0,
+            }),
+            limit,
+            next: watch::Sender::new(0),
+        }
+    }
+
+    /// Adds a frame for every page, dropping the oldest beyond the limit.
+    pub fn push(&self, frame: Utf8Bytes) {
+        let Ok(mut ring) = self.ring.lock() else {
+            return;
+        };
+        ring.bytes += frame.len();
+        ring.frames.push_back(frame);
+        while ring.bytes > self.limit && ring.frames.len() > 1 {
+            if let Some(old) = ring.frames.pop_front() {
+                ring.bytes -= old.len();
+                ring.first += 1;
+            }
+        }
+        let next = ring.first + ring.frames.len() as u64;
+        drop(ring);
+        self.next.send_replace(next);
+    }
+
+    /// A cursor reading from `back` frames before the newest (those still
+    /// kept) on.
+    pub fn cursor(&self, back: usize) -> Cursor {
+        let (first, next) = self.ring.lock().map_or((0, 0), |ring| {
+            (ring.first, ring.first + ring.frames.len() as u64)
+        });
+        Cursor {
+            next: next.saturating_sub(back as u64).max(first),
+            changed: self.next.subscribe(),
+        }
+    }
+
+    fn read(&self, from: u64) -> Result<Vec<Utf8Bytes>, Behind> {
+        let Ok(ring) = self.ring.lock() else {
+            return Ok(Vec::new());
+        };
+        let Some(skip) = from.checked_sub(ring.first) else {
+            return Err(Behind);
+        };
+        Ok(ring
+            .frames
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(READ_BATCH)
+            .cloned()
+            .collect())
+    }
+
+    /// Bytes of frames kept.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.ring.lock().map_or(0, |ring| ring.bytes)
+    }
+}
+
+impl Cursor {
+    /// The next frames for this page, waiting for some; [`Behind`] when
+    /// some it had not read were dropped. Cancel-safe: nothing is taken
+    /// until it returns.
+    pub async fn next(&mut self, feed: &Feed) -> Result<Vec<Utf8Bytes>, Behind> {
+        loop {
+            let frames = feed.read(self.next)?;
+            if !frames.is_empty() {
+                self.next += frames.len() as u64;
+                return Ok(frames);
+            }
+            if self.changed.changed().await.is_err() {
+                // The feed is gone with the chat: nothing more will come.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Utf8Bytes {
+        Utf8Bytes::from(format!("{n:04}"))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn pages_read_every_frame_in_order_and_a_late_page_is_told_it_is_behind() {
+        let feed = Feed::new(40);
+        let mut early = feed.cursor(0);
+        let mut read = Vec::new();
+        for n in 0..8 {
+            feed.push(frame(n));
+            read.extend(early.next(&feed).await.expect("kept"));
+        }
+        assert_eq!(read, (0..8).map(frame).collect::<Vec<_>>());
+        // Ten bytes of frames at most: the oldest go.
+        let mut late = feed.cursor(0);
+        let mut slow = feed.cursor(100);
+        for n in 8..20 {
+            feed.push(frame(n));
+        }
+        assert!(feed.bytes() <= 40);
+        assert_eq!(slow.next(&feed).await, Err(Behind));
+        assert_eq!(late.next(&feed).await, Err(Behind));
+        // A page starting now reads what is kept, oldest first.
+        let mut fresh = feed.cursor(3);
+        assert_eq!(
+            fresh.next(&feed).await.expect("kept"),
+            vec![frame(17), frame(18), frame(19)]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_frame_longer_than_the_limit_is_still_sent() {
+        let feed = Feed::new(2);
+        let mut cursor = feed.cursor(0);
+        feed.push(frame(1));
+        assert_eq!(cursor.next(&feed).await.expect("kept"), vec![frame(1)]);
+    }
+}

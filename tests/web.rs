@@ -1,0 +1,316 @@
+//! The browser front end (`--web`), driven in headless Chromium through
+//! WebDriver: what a person does in the page reaches a terminal peer and
+//! back, what a peer sends stays text, and the server answers no one but
+//! its own page. Skipped, saying so, where Chromium or chromedriver is not
+//! installed (`.ci/run` installs both as root).
+
+#[path = "common/browser.rs"]
+mod browser;
+mod common;
+
+use std::time::Duration;
+
+use browser::{http_get, Browser};
+use common::{data_dir, utf8, Peer, TIMEOUT};
+
+/// A `--web` peer with its data in `dir` that dials 127.0.0.1:`port`,
+/// serving on `web_port` (0: any); it and the page's link.
+fn web_peer(dir: &std::path::Path, port: u16, web_port: u16) -> (Peer, String) {
+    let target = format!("127.0.0.1:{port}");
+    let web_port = web_port.to_string();
+    let mut peer = Peer::start(&[
+        "--web",
+        &web_port,
+        "--connect",
+        &target,
+        "--data-dir",
+        utf8(dir),
+        "--no-mdns",
+    ]);
+    let link = peer.expect_prefix("Web UI: ");
+    let link = link.trim_start_matches("Web UI: ").to_owned();
+    (peer, link)
+}
+
+/// The port of a page's link.
+fn port_of_link(link: &str) -> u16 {
+    link.trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {link}"))
+}
+
+/// The numbered lines (`line 00042`) the page shows, in order.
+async fn numbered(page: &Browser) -> Vec<String> {
+    let said = page.said().await;
+    said.into_iter()
+        .filter(|t| t.starts_with("line "))
+        .collect()
+}
+
+/// `line 00000` to the line before `count`.
+fn numbers(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("line {i:05}")).collect()
+}
+
+const CONNECTED: &str = "return document.querySelector('#conn')?.dataset.state === 'connected'";
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_page_chats_with_a_terminal_peer_and_answers_only_its_own_page() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut ann, port, _) = Peer::secure_listen(a.path(), &[]);
+    let (_web, link) = web_peer(b.path(), port, 0);
+    ann.expect_secure_chat();
+    let web_port = port_of_link(&link);
+    let token = link.rsplit('#').next().expect("a token").to_owned();
+    assert_eq!(token.len(), 32, "128 bits in hex: {link}");
+
+    // The server, asked as a browser never would.
+    let own = format!("Origin: http://127.0.0.1:{web_port}");
+    let upgrade = [
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        upgrade
+            .iter()
+            .chain(extra)
+            .map(|h| (*h).to_owned())
+            .collect()
+    };
+    let get = |path: &str, headers: Vec<String>| {
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        http_get(web_port, path, &headers).0
+    };
+    assert_eq!(get("/ws", with(&[&own])), 401, "no token");
+    assert_eq!(
+        get("/ws?token=00000000000000000000000000000000", with(&[&own])),
+        401
+    );
+    let ws = format!("/ws?token={token}");
+    assert_eq!(get(&ws, with(&["Origin: http://evil.example"])), 403);
+    assert_eq!(get(&ws, with(&[])), 403, "no Origin");
+    let rebound = format!("Host: evil.example:{web_port}");
+    assert_eq!(get(&ws, with(&[&own, &rebound])), 403, "DNS rebinding");
+    assert_eq!(get("/", vec![rebound.clone()]), 403);
+    assert_eq!(get(&ws, with(&[&own])), 101, "the page's own upgrade");
+    let (status, head) = http_get(web_port, "/", &[]);
+    assert_eq!(status, 200);
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self';"),
+        "{head}"
+    );
+    assert!(!head.contains("unsafe-inline"), "{head}");
+
+    let Some(page) = Browser::start(1280, 800).await else {
+        return;
+    };
+    // Without its token the page shows how to get in, and nothing else.
+    let bare = link.split('#').next().expect("the link");
+    page.client.goto(bare).await.expect("page loads");
+    page.wait_until(
+        "return document.querySelector('#conn')?.dataset.state === 'no-token'",
+        TIMEOUT,
+        "the page to ask for its token",
+    )
+    .await;
+    assert!(page.said().await.is_empty());
+
+    page.client.goto(&link).await.expect("page loads");
+    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket").await;
+
+    // A line typed in the page reaches the terminal peer.
+    page.type_line("hello from the page").await;
+    ann.expect_line("Peer: hello from the page");
+    // ... and is shown as ours, delivered once the peer holds it.
+    page.wait_until(
+        "return [...document.querySelectorAll('#log .line.own')].some(l => l.querySelector('.text')?.textContent === 'hello from the page' && l.querySelector('.status')?.dataset.status === 'delivered')",
+        TIMEOUT,
+        "our line, delivered",
+    )
+    .await;
+
+    // What the peer sends shows as the characters it sent, and runs
+    // nothing.
+    let hostile = [
+        "<img src=x onerror=\"window.__pwned=1\">",
+        "<script>window.__pwned=2</script>",
+        "<a href=\"javascript:window.__pwned=3\">click</a> & &amp;",
+        "\u{202e}reversed \u{1b}[31mred",
+    ];
+    for text in hostile {
+        ann.send(text);
+    }
+    page.wait_until(
+        "return document.querySelectorAll('#log .line:not(.system):not(.own)').length >= 4",
+        TIMEOUT,
+        "the peer's lines",
+    )
+    .await;
+    let said = page.said().await;
+    assert_eq!(said[said.len() - 4..said.len() - 1], hostile[..3]);
+    // Controls and bidi overrides are shown by name, as in a terminal.
+    assert_eq!(said[said.len() - 1], "\\u{202e}reversed ^[[31mred");
+    assert_eq!(page.js("return window.__pwned === undefined").await, true);
+    assert_eq!(
+        page.js("return document.querySelectorAll('#log img, #log script, #log a').length")
+            .await,
+        0
+    );
+
+    // A slash command typed in the page works as it does in a terminal.
+    page.type_line("/nick wendy").await;
+    ann.expect_line("Peer is now known as wendy");
+    page.type_line("second line").await;
+    ann.expect_line("wendy: second line");
+
+    page.screenshot("web-1280x800.png").await;
+    page.client
+        .set_window_size(360, 740)
+        .await
+        .expect("resized");
+    page.wait_until(
+        "return window.innerWidth <= 400 && document.documentElement.scrollWidth <= window.innerWidth",
+        TIMEOUT,
+        "the page to fit 360 px without scrolling sideways",
+    )
+    .await;
+    page.screenshot("web-360x740.png").await;
+    page.quit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_burst_of_lines_all_shows_in_order_and_ten_thousand_scroll_back() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut ann, port, _) = Peer::secure_listen(a.path(), &[]);
+    let (_web, link) = web_peer(b.path(), port, 0);
+    ann.expect_secure_chat();
+    let Some(page) = Browser::start(1280, 800).await else {
+        return;
+    };
+    page.client.goto(&link).await.expect("page loads");
+    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket").await;
+    // The page asks for what it shows once connected: let that settle
+    // before the burst.
+    page.wait_until(
+        "return document.querySelectorAll('#rooms .room').length > 0",
+        TIMEOUT,
+        "the room list",
+    )
+    .await;
+
+    let burst: String = (0..1_000).map(|i| format!("line {i:05}\n")).collect();
+    ann.send_bytes(burst.as_bytes());
+    page.wait_until(
+        "return [...document.querySelectorAll('#log .line:not(.system) .text')].filter(e => e.textContent.startsWith('line ')).length >= 1000",
+        Duration::from_secs(60),
+        "a thousand lines",
+    )
+    .await;
+    assert_eq!(numbered(&page).await, numbers(1_000));
+    // Still responsive: a frame is drawn at once, and a line typed goes out.
+    let frame_ms = page
+        .client
+        .execute_async(
+            "const done = arguments[0]; const t = performance.now(); requestAnimationFrame(() => done(performance.now() - t));",
+            Vec::new(),
+        )
+        .await
+        .expect("a frame");
+    assert!(
+        frame_ms.as_f64().is_some_and(|ms| ms < 1_000.0),
+        "{frame_ms}"
+    );
+    page.type_line("still here").await;
+    ann.expect_line("Peer: still here");
+
+    // Nine thousand more make a history of ten thousand, which the page,
+    // opened afresh, loads back page by page as it is scrolled up.
+    let more: String = (1_000..10_000).map(|i| format!("line {i:05}\n")).collect();
+    ann.send_bytes(more.as_bytes());
+    page.wait_until(
+        "return [...document.querySelectorAll('#log .line:not(.system) .text')].some(e => e.textContent === 'line 09999')",
+        Duration::from_secs(60),
+        "the last line",
+    )
+    .await;
+    page.client.goto(&link).await.expect("page loads again");
+    page.wait_until(
+        "return [...document.querySelectorAll('#log .line:not(.system) .text')].some(e => e.textContent === 'line 09999')",
+        TIMEOUT,
+        "the latest lines from the history",
+    )
+    .await;
+    let scrolled = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let top = page
+                .js("const log = document.querySelector('#log .room-log:not([hidden])') || document.querySelector('#log'); for (const el of [log, document.querySelector('#log')]) { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); } return [...document.querySelectorAll('#log .line:not(.system) .text')].some(e => e.textContent === 'line 00000')")
+                .await;
+            if top == serde_json::Value::Bool(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        scrolled.is_ok(),
+        "the history did not scroll back to its start"
+    );
+    let said = numbered(&page).await;
+    assert_eq!(said.len(), 10_000);
+    assert!(
+        said == numbers(10_000),
+        "the history came back out of order"
+    );
+    page.quit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_page_reconnects_when_the_chat_restarts() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut ann, port, _) = Peer::secure_listen(a.path(), &[]);
+    let (mut web, link) = web_peer(b.path(), port, 0);
+    ann.expect_secure_chat();
+    let Some(page) = Browser::start(1280, 800).await else {
+        return;
+    };
+    page.client.goto(&link).await.expect("page loads");
+    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket").await;
+    ann.send("before the restart");
+    page.wait_until(
+        "return [...document.querySelectorAll('#log .text')].some(e => e.textContent === 'before the restart')",
+        TIMEOUT,
+        "the first line",
+    )
+    .await;
+
+    web.kill_9();
+    ann.expect_line("Peer disconnected");
+    page.wait_until(
+        "return document.querySelector('#conn')?.dataset.state === 'reconnecting'",
+        TIMEOUT,
+        "the page to notice",
+    )
+    .await;
+    // The same port and data: the same link works again.
+    let (_web, again) = web_peer(b.path(), port, port_of_link(&link));
+    assert_eq!(again, link);
+    ann.expect_secure_chat();
+    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket again")
+        .await;
+    ann.send("after the restart");
+    page.wait_until(
+        "return [...document.querySelectorAll('#log .text')].some(e => e.textContent === 'after the restart')",
+        TIMEOUT,
+        "a line after the restart",
+    )
+    .await;
+    page.type_line("back again").await;
+    ann.expect_line("Peer: back again");
+    page.quit().await;
+}
