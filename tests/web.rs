@@ -12,13 +12,24 @@ use std::time::Duration;
 
 use browser::{http_get, Browser};
 use common::{data_dir, utf8, Peer, TIMEOUT};
+use fantoccini::Locator;
 
 /// A `--web` peer with its data in `dir` that dials 127.0.0.1:`port`,
 /// serving on `web_port` (0: any); it and the page's link.
 fn web_peer(dir: &std::path::Path, port: u16, web_port: u16) -> (Peer, String) {
+    web_peer_with(dir, port, web_port, &[])
+}
+
+/// [`web_peer`] with `extra` flags.
+fn web_peer_with(
+    dir: &std::path::Path,
+    port: u16,
+    web_port: u16,
+    extra: &[&str],
+) -> (Peer, String) {
     let target = format!("127.0.0.1:{port}");
     let web_port = web_port.to_string();
-    let mut peer = Peer::start(&[
+    let mut args = vec![
         "--web",
         &web_port,
         "--connect",
@@ -26,7 +37,9 @@ fn web_peer(dir: &std::path::Path, port: u16, web_port: u16) -> (Peer, String) {
         "--data-dir",
         utf8(dir),
         "--no-mdns",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut peer = Peer::start(&args);
     let link = peer.expect_prefix("Web UI: ");
     let link = link.trim_start_matches("Web UI: ").to_owned();
     (peer, link)
@@ -312,5 +325,132 @@ async fn the_page_reconnects_when_the_chat_restarts() {
     .await;
     page.type_line("back again").await;
     ann.expect_line("Peer: back again");
+    page.quit().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn verify_invite_and_files_work_from_the_page() {
+    let (a, b, downloads) = (data_dir(), data_dir(), data_dir());
+    let (mut ann, port, _) = Peer::secure_listen(a.path(), &["--name", "ann"]);
+    let (_web, link) = web_peer_with(
+        b.path(),
+        port,
+        0,
+        &["--download-dir", utf8(downloads.path())],
+    );
+    ann.expect_secure_chat();
+    let Some(page) = Browser::start(1280, 800).await else {
+        return;
+    };
+    page.client.goto(&link).await.expect("page loads");
+    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket").await;
+    page.wait_until(
+        "return [...document.querySelectorAll('#members .member')].some(m => m.textContent.includes('ann'))",
+        TIMEOUT,
+        "ann among the members",
+    )
+    .await;
+
+    // The safety number, large, the same as the terminal's; marking the
+    // member verified shows in the member list.
+    page.client
+        .find(Locator::Css("#verify-button"))
+        .await
+        .expect("the verify button")
+        .click()
+        .await
+        .expect("clicked");
+    page.wait_until(
+        "return document.querySelector('#verify').open && /^(\\d{5} ){11}\\d{5}$/.test(document.querySelector('#safety-number').textContent.replace(/\\s+/g, ' ').trim())",
+        TIMEOUT,
+        "the safety number",
+    )
+    .await;
+    page.screenshot("web-verify.png").await;
+    let shown = page
+        .js("return document.querySelector('#safety-number').textContent.replace(/\\s+/g, ' ').trim()")
+        .await;
+    ann.send("/verify");
+    let theirs = ann.expect_prefix("Safety number: ");
+    assert_eq!(
+        theirs.trim_start_matches("Safety number: "),
+        shown.as_str().expect("text")
+    );
+    page.client
+        .find(Locator::Css("#mark-verified"))
+        .await
+        .expect("the mark button")
+        .click()
+        .await
+        .expect("clicked");
+    page.wait_until(
+        "return [...document.querySelectorAll('#members .member')].some(m => m.textContent.includes('ann') && m.querySelector('.verified'))",
+        TIMEOUT,
+        "ann marked verified",
+    )
+    .await;
+
+    // An invite: its ticket as text and as a QR code.
+    page.client
+        .find(Locator::Css("#invite-button"))
+        .await
+        .expect("the invite button")
+        .click()
+        .await
+        .expect("clicked");
+    page.wait_until(
+        "return document.querySelector('#invite').open && document.querySelector('#ticket').value.length > 20 && document.querySelectorAll('#qr svg rect').length > 50",
+        TIMEOUT,
+        "the invite",
+    )
+    .await;
+    page.screenshot("web-invite.png").await;
+    page.js("document.querySelector('#invite').close(); return true")
+        .await;
+
+    // A file offered by the terminal peer, accepted in the page.
+    let offered = a.path().join("notes.txt");
+    std::fs::write(&offered, b"from ann\n").expect("written");
+    ann.send(&format!("/send {}", utf8(&offered)));
+    page.wait_until(
+        "return !!document.querySelector('#transfers .transfer button.accept')",
+        TIMEOUT,
+        "the offer",
+    )
+    .await;
+    page.client
+        .find(Locator::Css("#transfers .transfer button.accept"))
+        .await
+        .expect("the accept button")
+        .click()
+        .await
+        .expect("clicked");
+    ann.expect_prefix("Sent \"notes.txt\"");
+    let received = downloads.path().join("notes.txt");
+    let landed = std::time::Instant::now();
+    while !received.exists() && landed.elapsed() < TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read(&received).expect("received"), b"from ann\n");
+
+    // A file sent from the page, by its path.
+    let sent = b.path().join("report.txt");
+    std::fs::write(&sent, b"from the page\n").expect("written");
+    let path = page
+        .client
+        .find(Locator::Css("#file-path"))
+        .await
+        .expect("the path box");
+    path.send_keys(utf8(&sent)).await.expect("typed");
+    page.client
+        .find(Locator::Css("#send-file-form button[type=submit]"))
+        .await
+        .expect("the send button")
+        .click()
+        .await
+        .expect("clicked");
+    let offer = ann.expect_prefix("Peer offers \"report.txt\"");
+    assert!(offer.contains("/accept"), "{offer}");
+    page.screenshot("web-files.png").await;
     page.quit().await;
 }

@@ -108,7 +108,7 @@ pub enum ApiCommand {
         limit: Option<usize>,
     },
     /// Who is in the current room.
-    Members,
+    Members {},
     /// A line exactly as a person types it: a slash command, or text said
     /// in the current room.
     Command {
@@ -116,11 +116,11 @@ pub enum ApiCommand {
         line: String,
     },
     /// The connected peers.
-    Peers,
+    Peers {},
     /// The rooms joined.
-    Rooms,
+    Rooms {},
     /// End the chat once what was said is delivered.
-    Quit,
+    Quit {},
 }
 
 /// Why a command cannot be carried out as sent.
@@ -248,16 +248,16 @@ impl ApiCommand {
             ApiCommand::Reject { transfer } => one(format!("/reject {transfer}")),
             ApiCommand::Cancel { transfer } => one(format!("/cancel {transfer}")),
             ApiCommand::History { .. } => Ok(Vec::new()),
-            ApiCommand::Members => one("/members".into()),
+            ApiCommand::Members {} => one("/members".into()),
             ApiCommand::Command { line } => {
                 if line.contains('\n') {
                     return Err(ApiError::BadName { field: "line" });
                 }
                 one(line.clone())
             }
-            ApiCommand::Peers => one("/peers".into()),
-            ApiCommand::Rooms => one("/rooms".into()),
-            ApiCommand::Quit => one("/quit".into()),
+            ApiCommand::Peers {} => one("/peers".into()),
+            ApiCommand::Rooms {} => one("/rooms".into()),
+            ApiCommand::Quit {} => one("/quit".into()),
         }
     }
 }
@@ -424,6 +424,11 @@ pub enum ApiEvent {
     SafetyNumber {
         /// 60 digits in groups of five.
         number: String,
+    },
+    /// A member was marked as verified (`trust`).
+    Trusted {
+        /// Its peer ID.
+        peer_id: String,
     },
     /// The connected peers (`peers`).
     Peers {
@@ -703,6 +708,9 @@ pub fn events_of(event: &Event) -> Vec<ApiEvent> {
                 })
                 .collect(),
         }],
+        Event::Trusted { peer_id } => vec![ApiEvent::Trusted {
+            peer_id: peer_id.clone(),
+        }],
         Event::SafetyNumber { number } => vec![ApiEvent::SafetyNumber {
             number: number.clone(),
         }],
@@ -879,6 +887,9 @@ mod tests {
             Event::SafetyNumber {
                 number: "12345 67890".into(),
             },
+            Event::Trusted {
+                peer_id: "12D3KooWbob".into(),
+            },
             Event::Notice(Notice::Malformed),
             Event::Notice(Notice::BadCommand("not a command".into())),
             Event::Waiting,
@@ -963,6 +974,7 @@ mod tests {
         );
         assert!(typed(r#"{"type":"command","line":"/a\n/b"}"#).is_err());
         assert_eq!(typed(r#"{"type":"members"}"#), Ok(vec!["/members".into()]));
+        assert!(typed(r#"{"type":"members","room":"x"}"#).is_err());
     }
 
     #[test]

@@ -289,6 +289,12 @@ const HANDLERS = {
   members: onMembers,
   rooms: onRooms,
   safety_number: onSafetyNumber,
+  // The member list says who is verified: asked again once someone is.
+  trusted: (e) => {
+    const member = selectedRoom()?.members?.find((m) => m.peer_id === e.peer_id);
+    addSystem(`Marked ${member ? member.nick : e.peer_id} as verified`);
+    if (state.selected) send({ type: 'members' });
+  },
   invite: onInvite,
   transfer: onTransfer,
   peers: onPeers,
@@ -431,7 +437,7 @@ function selectRoom(name, { join = false } = {}) {
       send({ type: 'command', line: `/join ${name}` });
       state.serverCurrent = name;
     }
-    send({ type: 'members', room: name });
+    send({ type: 'members' });
   }
   maybeLoadOlder(room);
 }
@@ -472,7 +478,7 @@ function onRooms(event) {
   if (moved) selectRoom(current);
   else {
     renderRoomHeader();
-    if (state.selected) send({ type: 'members', room: state.selected });
+    if (state.selected) send({ type: 'members' });
   }
   for (const entry of list) {
     const room = state.rooms.get(roomKey(entry.name));
@@ -622,7 +628,7 @@ function onMemberChange(event, verb) {
   const room = ensureRoom(roomKey(event.room));
   const who = event.nick ?? (event.peer_id ? String(event.peer_id).slice(0, 12) : 'someone');
   addSystem(`${who} ${verb}`, 'notice', room);
-  if (state.selected) send({ type: 'members', room: state.selected });
+  if (state.selected) send({ type: 'members' });
   send({ type: 'peers' });
 }
 
