@@ -103,11 +103,11 @@ fn main() -> ExitCode {
         let Some(dir) = &dir else {
             return fail(anyhow::anyhow!("--web needs the secure mode"));
         };
-        match web::Token::load_or_create(dir) {
+        match web::Token::for_port(dir, port) {
             Ok(token) => Front::Web {
                 port,
                 token,
-                open: args.open,
+                open: args.open.then(|| dir.clone()),
             },
             Err(e) => {
                 return fail(anyhow::Error::from(e).context("could not keep the page's token"))
@@ -475,19 +475,30 @@ enum Front {
     Web {
         port: u16,
         token: web::Token,
-        open: bool,
+        /// With `--open`: the data directory, where the page's opener is
+        /// written.
+        open: Option<std::path::PathBuf>,
     },
 }
 
-/// Opens `link` in the default browser, without waiting for it.
-fn open_in_browser(link: &str) {
+/// Opens the page in the default browser, without waiting for it: through
+/// a file in `dir` that leads on to `link`, so the token is on no command
+/// line.
+fn open_in_browser(dir: &std::path::Path, link: &str) {
+    let page = match web::opener(dir, link) {
+        Ok(page) => page,
+        Err(e) => {
+            eprintln!("warning: could not open a browser ({e}); open the link above");
+            return;
+        }
+    };
     let opener = if cfg!(target_os = "macos") {
         "open"
     } else {
         "xdg-open"
     };
     match std::process::Command::new(opener)
-        .arg(link)
+        .arg(&page)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -522,8 +533,8 @@ fn run(options: Options, front: Front) -> anyhow::Result<()> {
                 let link = web::url(listener.local_addr()?.port(), &token);
                 println!("Web UI: {link}");
                 io::stdout().flush()?;
-                if open {
-                    open_in_browser(&link);
+                if let Some(dir) = open {
+                    open_in_browser(&dir, &link);
                 }
                 let max_line = options.max_line;
                 let app = app::run(options, commands_rx, events_tx, shutdown_rx);

@@ -287,7 +287,12 @@ async fn a_burst_of_lines_all_shows_in_order_and_ten_thousand_scroll_back() {
 async fn the_page_reconnects_when_the_chat_restarts() {
     let (a, b) = (data_dir(), data_dir());
     let (mut ann, port, _) = Peer::secure_listen(a.path(), &[]);
-    let (mut web, link) = web_peer(b.path(), port, 0);
+    // A fixed port keeps its token: the same link works after a restart.
+    let fixed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let (mut web, link) = web_peer(b.path(), port, fixed);
     ann.expect_secure_chat();
     let Some(page) = Browser::start(1280, 800).await else {
         return;
@@ -311,7 +316,7 @@ async fn the_page_reconnects_when_the_chat_restarts() {
     )
     .await;
     // The same port and data: the same link works again.
-    let (_web, again) = web_peer(b.path(), port, port_of_link(&link));
+    let (_web, again) = web_peer(b.path(), port, fixed);
     assert_eq!(again, link);
     ann.expect_secure_chat();
     page.wait_until(CONNECTED, TIMEOUT, "the WebSocket again")

@@ -26,7 +26,7 @@ pub const API_VERSION: u32 = 2;
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ApiCommand {
     /// Say `text` (each of its lines) in `room`, or the current room.
-    /// Naming a room makes it the current one.
+    /// Naming a room does not change which is current.
     Send {
         /// The room (joined already).
         #[serde(default)]
@@ -196,20 +196,29 @@ impl ApiCommand {
                 limit: limit.unwrap_or(HISTORY_DEFAULT),
             }]);
         }
+        if let ApiCommand::Send {
+            room: Some(room),
+            text,
+        } = self
+        {
+            return Ok(vec![Command::Say {
+                room: name("room", room)?.to_owned(),
+                lines: text
+                    .split('\n')
+                    .map(|l| l.trim_end_matches('\r').to_owned())
+                    .collect(),
+            }]);
+        }
         Ok(self.typed_lines()?.into_iter().map(Command::Send).collect())
     }
 
     fn typed_lines(&self) -> Result<Vec<String>, ApiError> {
         let one = |line: String| Ok(vec![line]);
         match self {
-            ApiCommand::Send { room, text } => {
-                let mut lines = Vec::new();
-                if let Some(room) = room {
-                    lines.push(format!("/join {}", name("room", room)?));
-                }
-                lines.extend(text.split('\n').map(|l| said(l.trim_end_matches('\r'))));
-                Ok(lines)
-            }
+            ApiCommand::Send { text, .. } => Ok(text
+                .split('\n')
+                .map(|l| said(l.trim_end_matches('\r')))
+                .collect()),
             ApiCommand::Join { room, public } => one(format!(
                 "/join {}{}",
                 name("room", room)?,
@@ -420,10 +429,12 @@ pub enum ApiEvent {
         /// Them.
         rooms: Vec<ApiRoom>,
     },
-    /// The safety number of the chat with the other member (`/verify`).
+    /// The safety number of the chat with a member (`/verify`).
     SafetyNumber {
         /// 60 digits in groups of five.
         number: String,
+        /// The member's peer ID (what `trust` takes to mark it verified).
+        peer_id: String,
     },
     /// A member was marked as verified (`trust`).
     Trusted {
@@ -533,16 +544,25 @@ fn transfer(event: &FileEvent) -> ApiEvent {
             Some(*done),
             None,
         ),
-        FileEvent::Received { name, size, path } => (
+        FileEvent::Received {
+            number,
+            name,
+            size,
+            path,
+        } => (
             "received",
-            None,
+            Some(*number),
             Some(name),
             Some(*size),
             Some(*size),
             Some(path.clone()),
         ),
-        FileEvent::Sent { name, .. } => ("sent", None, Some(name), None, None, None),
-        FileEvent::Declined { name, .. } => ("declined", None, Some(name), None, None, None),
+        FileEvent::Sent { number, name, .. } => {
+            ("sent", Some(*number), Some(name), None, None, None)
+        }
+        FileEvent::Declined { number, name, .. } => {
+            ("declined", Some(*number), Some(name), None, None, None)
+        }
         FileEvent::Cancelled { number, name, .. } => {
             ("cancelled", Some(*number), Some(name), None, None, None)
         }
@@ -711,8 +731,9 @@ pub fn events_of(event: &Event) -> Vec<ApiEvent> {
         Event::Trusted { peer_id } => vec![ApiEvent::Trusted {
             peer_id: peer_id.clone(),
         }],
-        Event::SafetyNumber { number } => vec![ApiEvent::SafetyNumber {
+        Event::SafetyNumber { number, peer_id } => vec![ApiEvent::SafetyNumber {
             number: number.clone(),
+            peer_id: peer_id.clone(),
         }],
         Event::Invite { ticket } => vec![ApiEvent::Invite {
             ticket: ticket.clone(),
@@ -886,6 +907,7 @@ mod tests {
             }])),
             Event::SafetyNumber {
                 number: "12345 67890".into(),
+                peer_id: "12D3KooWbob".into(),
             },
             Event::Trusted {
                 peer_id: "12D3KooWbob".into(),
@@ -944,8 +966,16 @@ mod tests {
             })
         };
         assert_eq!(
-            typed(r#"{"type":"send","room":"dev","text":"/etc\nhi"}"#),
-            Ok(vec!["/join dev".into(), "//etc".into(), "hi".into()])
+            typed(r#"{"type":"send","text":"/etc\nhi"}"#),
+            Ok(vec!["//etc".into(), "hi".into()])
+        );
+        assert_eq!(
+            ApiCommand::parse(r#"{"type":"send","room":"dev","text":"/etc\nhi"}"#)
+                .and_then(|c| c.commands()),
+            Ok(vec![Command::Say {
+                room: "dev".into(),
+                lines: vec!["/etc".into(), "hi".into()],
+            }])
         );
         assert_eq!(
             typed(r#"{"type":"join","room":"x","public":true}"#),

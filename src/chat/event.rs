@@ -19,6 +19,14 @@ pub enum Command {
     /// Send lines to the peer, in order: what a read of a pipe held, in
     /// one value rather than a command per line.
     SendLines(Lines),
+    /// Lines said in a joined room, which need not be the current one,
+    /// as they are: none is taken for a command (`--json`, `--web`).
+    Say {
+        /// The room.
+        room: String,
+        /// The lines.
+        lines: Vec<String>,
+    },
     /// A page of a room's history, for a program (`--json`, `--web`):
     /// answered by an [`Event::History`] with its [`HistoryPage`].
     History {
@@ -37,7 +45,7 @@ impl Command {
         let (one, many) = match self {
             Command::Send(line) => (Some(line.as_str()), None),
             Command::SendLines(lines) => (None, Some(lines.iter())),
-            Command::History { .. } => (None, None),
+            Command::History { .. } | Command::Say { .. } => (None, None),
         };
         one.into_iter().chain(many.into_iter().flatten())
     }
@@ -146,6 +154,8 @@ pub enum Event {
     SafetyNumber {
         /// 60 digits in groups of five.
         number: String,
+        /// The peer it is shared with.
+        peer_id: String,
     },
     /// The peer was marked as verified (`/trust`).
     Trusted {
@@ -454,7 +464,11 @@ impl fmt::Display for Status {
                 epoch,
                 members,
             } => {
-                write!(f, "Members of #{} holding its current key", Inert(room))?;
+                write!(
+                    f,
+                    "Members of #{} holding its current key",
+                    Inert(super::room::room_name(room))
+                )?;
                 if let Some(epoch) = epoch {
                     write!(f, " (epoch {epoch})")?;
                 }
@@ -706,7 +720,7 @@ impl Event {
                  WARNING: someone may be impersonating your peer. Compare safety numbers (/verify) before trusting it (/trust).",
                 Inert(label)
             ),
-            Event::SafetyNumber { number } => write!(
+            Event::SafetyNumber { number, .. } => write!(
                 out,
                 "Safety number: {number}\n(your peer sees the same number only if no one is in between; compare it out of band, then /trust)"
             ),

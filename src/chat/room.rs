@@ -268,6 +268,7 @@ impl Roster {
             .filter(|peer| {
                 let member = &self.members[*peer];
                 self.display(peer) == name
+                    || peer.as_str() == name
                     || member.nick.as_deref() == Some(name)
                     || format!("Peer-{}", short_fingerprint(&member.fingerprint)) == name
             })

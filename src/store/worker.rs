@@ -375,7 +375,11 @@ impl Store {
     /// # Errors
     ///
     /// As [`History::before`], or [`Error::Stopped`].
-    pub async fn before(&self, id: &str, limit: usize) -> Result<Vec<StoredMessage>, Error> {
+    pub async fn before(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<StoredMessage>>, Error> {
         let id = id.to_owned();
         self.call(move |history| history.before(&id, limit)).await?
     }

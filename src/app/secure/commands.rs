@@ -198,6 +198,7 @@ impl RoomChat {
                 match identity::peer_key_bytes(&peer) {
                     Some(theirs) => Some(Event::SafetyNumber {
                         number: safety_number(&self.secure.identity.public_key_bytes(), &theirs),
+                        peer_id: peer.to_string(),
                     }),
                     None => info("this peer's key type has no safety number".into()),
                 }
@@ -292,7 +293,7 @@ impl RoomChat {
             });
         }
         Event::Status(Status::Members {
-            room: room_name(room).to_string(),
+            room: room.clone(),
             epoch: self.rings.get(room).map(|r| r.epoch()),
             members,
         })

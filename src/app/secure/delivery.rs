@@ -657,16 +657,31 @@ impl RoomChat {
 }
 
 impl RoomChat {
-    /// Answers a program's query (see [`Command::History`]).
-    pub(super) async fn on_query(&mut self, query: Command) -> Event {
-        let Command::History {
-            room,
-            before,
-            limit,
-        } = query
-        else {
-            return Event::Info("not a query".into());
-        };
+    /// Carries out what a program asks besides typed lines (see
+    /// [`Command::Say`] and [`Command::History`]). False once the display
+    /// is gone.
+    pub(super) async fn on_asked(&mut self, events: &mpsc::Sender<Event>, asked: Command) -> bool {
+        match asked {
+            Command::Say { room, lines } => self.say_in(events, room, lines).await,
+            Command::History {
+                room,
+                before,
+                limit,
+            } => {
+                let answer = self.history_page(room, before, limit).await;
+                events.send(answer).await.is_ok()
+            }
+            Command::Send(_) | Command::SendLines(_) => true,
+        }
+    }
+
+    /// A page of a room's history (see [`Command::History`]).
+    async fn history_page(
+        &mut self,
+        room: Option<String>,
+        before: Option<String>,
+        limit: usize,
+    ) -> Event {
         let Some(room) = room.or_else(|| self.current.clone()) else {
             return Event::Info("you are in no room".into());
         };
@@ -681,14 +696,22 @@ impl RoomChat {
             {
                 self.secure.store.before(id, limit).await
             }
-            Some(_) => Ok(Vec::new()),
-            None => self.secure.store.recent(&conversation, limit).await,
+            Some(_) => Ok(None),
+            None => self
+                .secure
+                .store
+                .recent(&conversation, limit)
+                .await
+                .map(Some),
         };
         let me = self.me();
         let roster = self.rooms.get(&room);
         match kept {
             Ok(messages) => {
-                let more = messages.len() == limit;
+                // A line not (yet) held gives nothing, but is not taken
+                // for the start of the history.
+                let more = messages.as_ref().is_none_or(|m| m.len() == limit);
+                let messages = messages.unwrap_or_default();
                 Event::History {
                     lines: messages
                         .into_iter()

@@ -391,8 +391,7 @@ impl RoomChat {
                             if !typed.is_empty() && !self.on_input(events, std::mem::take(&mut typed)).await {
                                 return;
                             }
-                            let answer = self.on_query(query).await;
-                            if events.send(answer).await.is_err() {
+                            if !self.on_asked(events, query).await {
                                 return;
                             }
                         } else if typed.len() >= BATCH_LINES || typed_bytes >= batch_bytes || now >= due {
@@ -557,6 +556,34 @@ impl RoomChat {
             run.push(text);
         }
         self.type_in_batches(events, run).await
+    }
+
+    /// Says `lines` in `room`, which stays as current as it was: the
+    /// lines are text whatever they start with. False once the display is
+    /// gone.
+    pub(super) async fn say_in(
+        &mut self,
+        events: &mpsc::Sender<Event>,
+        room: String,
+        lines: Vec<String>,
+    ) -> bool {
+        if !self.rooms.contains_key(&room) {
+            let notice = Notice::NotSent(format!("you are not in #{room}; /join it first"));
+            return events.send(Event::Notice(notice)).await.is_ok();
+        }
+        let limit = self.max_line.min(net::MAX_ROOM_LINE);
+        let (fit, long): (Vec<String>, Vec<String>) =
+            lines.into_iter().partition(|l| l.len() <= limit);
+        if !long.is_empty() {
+            let notice = Event::Notice(Notice::OutgoingTooLong { limit });
+            if events.send(notice).await.is_err() {
+                return false;
+            }
+        }
+        let current = self.current.replace(room);
+        let shown = self.type_in_batches(events, fit).await;
+        self.current = current;
+        shown
     }
 
     /// Hands typed lines to the core for the current room, in batches of
@@ -775,7 +802,7 @@ fn take_typed(command: Command, typed: &mut Vec<String>, bytes: &mut usize) -> O
             }
             None
         }
-        query @ Command::History { .. } => Some(query),
+        query @ (Command::History { .. } | Command::Say { .. }) => Some(query),
     }
 }
 

@@ -157,6 +157,8 @@ pub enum FileEvent {
     },
     /// A file arrived whole and verified.
     Received {
+        /// The transfer's number.
+        number: u64,
         /// The name.
         name: String,
         /// Its size.
@@ -166,6 +168,8 @@ pub enum FileEvent {
     },
     /// A file we sent arrived, verified by the receiver.
     Sent {
+        /// The transfer's number.
+        number: u64,
         /// The name.
         name: String,
         /// To whom.
@@ -173,6 +177,8 @@ pub enum FileEvent {
     },
     /// The peer declined our offer.
     Declined {
+        /// The transfer's number.
+        number: u64,
         /// Who.
         who: String,
         /// The name.
@@ -311,17 +317,19 @@ impl fmt::Display for FileEvent {
                     human_size(*rate),
                 )
             }
-            FileEvent::Received { name, size, path } => write!(
+            FileEvent::Received {
+                name, size, path, ..
+            } => write!(
                 f,
                 "Received \"{}\" ({}, verified) -> {}",
                 Inert(name),
                 human_size(*size),
                 Inert(path)
             ),
-            FileEvent::Sent { name, to } => {
+            FileEvent::Sent { name, to, .. } => {
                 write!(f, "Sent \"{}\" to {}", Inert(name), Inert(to))
             }
-            FileEvent::Declined { who, name } => {
+            FileEvent::Declined { who, name, .. } => {
                 write!(f, "{} declined \"{}\"", Inert(who), Inert(name))
             }
             FileEvent::Cancelled { number, name, by } => match by {

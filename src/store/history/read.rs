@@ -129,18 +129,16 @@ impl History {
     /// The `limit` lines of a conversation just before the line `id` (a
     /// [`message_id`](super::message_id) of it), oldest first, as
     /// [`History::recent`] gives them: a page further back in a
-    /// conversation someone scrolls through. Empty when `id` is not held.
+    /// conversation someone scrolls through. `None` when no line `id` is
+    /// held (not yet written, or not an id).
     ///
     /// # Errors
     ///
     /// As [`History::recent`].
-    pub fn before(&self, id: &str, limit: usize) -> Result<Vec<StoredMessage>, Error> {
+    pub fn before(&self, id: &str, limit: usize) -> Result<Option<Vec<StoredMessage>>, Error> {
         let Some((conversation, author, session, line)) = super::parse_message_id(id) else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let Some(seq_no) = self.read(|conn| {
             conn.prepare_cached(
                 "SELECT seq_no FROM batches \
@@ -154,22 +152,26 @@ impl History {
             .optional()
         })?
         else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        // Of the row holding the line, the lines before it (all of it when
-        // the line is past its end).
+        // Of the row holding the line, the lines before it.
         let mut own = Vec::new();
-        self.read(|conn| {
+        let held = self.read(|conn| {
             let row = conn
                 .prepare_cached(concat!(batch_rows!(), "WHERE b.seq_no = ?1"))?
                 .query_row(params![seq_no], BatchRow::read)?;
-            let keep = line.saturating_sub(row.first_line).min(row.count);
+            if line >= row.first_line.saturating_add(row.count) {
+                return Ok(false);
+            }
             row.expand(0, &mut own)?;
-            own.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-            Ok(())
+            own.truncate(usize::try_from(line - row.first_line).unwrap_or(usize::MAX));
+            Ok(true)
         })?;
+        if !held {
+            return Ok(None);
+        }
         if own.len() >= limit {
-            return Ok(own.split_off(own.len() - limit));
+            return Ok(Some(own.split_off(own.len() - limit)));
         }
         let mut older = self.last_lines(
             concat!(
@@ -180,7 +182,7 @@ impl History {
             limit - own.len(),
         )?;
         older.append(&mut own);
-        Ok(older)
+        Ok(Some(older))
     }
 
     /// The last `limit` lines matching `filter`, oldest first, as

@@ -56,9 +56,14 @@ impl Feed {
         }
     }
 
-    /// Adds a frame for every page, dropping the oldest beyond the limit.
-    pub fn push(&self, frame: Utf8Bytes) {
+    /// Adds a frame for every page, dropping the oldest beyond the limit:
+    /// the one `make` makes, given its number (none when it makes none).
+    pub fn push(&self, make: impl FnOnce(u64) -> Option<Utf8Bytes>) {
         let Ok(mut ring) = self.ring.lock() else {
+            return;
+        };
+        let number = ring.first + ring.frames.len() as u64;
+        let Some(frame) = make(number) else {
             return;
         };
         ring.bytes += frame.len();
@@ -75,15 +80,31 @@ impl Feed {
     }
 
     /// A cursor reading from `back` frames before the newest (those still
-    /// kept) on.
-    pub fn cursor(&self, back: usize) -> Cursor {
-        let (first, next) = self.ring.lock().map_or((0, 0), |ring| {
-            (ring.first, ring.first + ring.frames.len() as u64)
-        });
-        Cursor {
+    /// kept) on, and the number of the next frame to come.
+    pub fn cursor(&self, back: usize) -> (Cursor, u64) {
+        let (first, next) = self.span();
+        let cursor = Cursor {
             next: next.saturating_sub(back as u64).max(first),
             changed: self.next.subscribe(),
-        }
+        };
+        (cursor, next)
+    }
+
+    /// A cursor reading from frame `from` on, if it is still kept (or is
+    /// the next to come).
+    pub fn cursor_at(&self, from: u64) -> Option<Cursor> {
+        let (first, next) = self.span();
+        (first..=next).contains(&from).then(|| Cursor {
+            next: from,
+            changed: self.next.subscribe(),
+        })
+    }
+
+    /// The number of the first frame kept and of the next to come.
+    fn span(&self) -> (u64, u64) {
+        self.ring.lock().map_or((0, 0), |ring| {
+            (ring.first, ring.first + ring.frames.len() as u64)
+        })
     }
 
     fn read(&self, from: u64) -> Result<Vec<Utf8Bytes>, Behind> {
@@ -136,38 +157,56 @@ mod tests {
         Utf8Bytes::from(format!("{n:04}"))
     }
 
+    fn push(feed: &Feed, n: usize) {
+        feed.push(|number| {
+            assert_eq!(number, n as u64);
+            Some(frame(n))
+        });
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn pages_read_every_frame_in_order_and_a_late_page_is_told_it_is_behind() {
         let feed = Feed::new(40);
-        let mut early = feed.cursor(0);
+        let (mut early, _) = feed.cursor(0);
         let mut read = Vec::new();
         for n in 0..8 {
-            feed.push(frame(n));
+            push(&feed, n);
             read.extend(early.next(&feed).await.expect("kept"));
         }
         assert_eq!(read, (0..8).map(frame).collect::<Vec<_>>());
         // Ten bytes of frames at most: the oldest go.
-        let mut late = feed.cursor(0);
-        let mut slow = feed.cursor(100);
+        let (mut late, next) = feed.cursor(0);
+        assert_eq!(next, 8);
+        let (mut slow, _) = feed.cursor(100);
         for n in 8..20 {
-            feed.push(frame(n));
+            push(&feed, n);
         }
         assert!(feed.bytes() <= 40);
         assert_eq!(slow.next(&feed).await, Err(Behind));
         assert_eq!(late.next(&feed).await, Err(Behind));
         // A page starting now reads what is kept, oldest first.
-        let mut fresh = feed.cursor(3);
+        let (mut fresh, _) = feed.cursor(3);
         assert_eq!(
             fresh.next(&feed).await.expect("kept"),
             vec![frame(17), frame(18), frame(19)]
         );
+        // A page back after a while reads on from where it was, while that
+        // is kept.
+        let mut back = feed.cursor_at(18).expect("kept");
+        assert_eq!(
+            back.next(&feed).await.expect("kept"),
+            vec![frame(18), frame(19)]
+        );
+        assert!(feed.cursor_at(20).is_some());
+        assert!(feed.cursor_at(3).is_none());
+        assert!(feed.cursor_at(21).is_none());
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_frame_longer_than_the_limit_is_still_sent() {
         let feed = Feed::new(2);
-        let mut cursor = feed.cursor(0);
-        feed.push(frame(1));
+        let (mut cursor, _) = feed.cursor(0);
+        feed.push(|_| Some(frame(1)));
         assert_eq!(cursor.next(&feed).await.expect("kept"), vec![frame(1)]);
     }
 }

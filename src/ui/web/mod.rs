@@ -6,9 +6,12 @@
 //! page the user's browser opens, so it trusts nothing a browser sends
 //! without proof:
 //! - a random token of 128 bits, in the link printed at start (after `#`,
-//!   so it never travels in a request line, a log or a `Referer`), is
-//!   required for the WebSocket, which carries everything there is to
-//!   read or do; without it the answer is 401 and nothing else;
+//!   so loading the page never sends it, and the page takes it out of the
+//!   address bar), is required for the WebSocket, which carries
+//!   everything there is to read or do; without it the answer is 401 and
+//!   nothing else. A new token is made for every run, except with a
+//!   fixed port (`--web PORT`), where it is kept so that a bookmark or a
+//!   page left open works again after a restart;
 //! - the `Host` header must name this server (`127.0.0.1:PORT` or
 //!   `localhost:PORT`), which defeats DNS rebinding;
 //! - the WebSocket's `Origin` must be this page's own, so another site
@@ -17,9 +20,11 @@
 //!   other origin, and the page inserts peer text as text only.
 //!
 //! The page's files are embedded in the binary. What the app says goes
-//! into a feed bounded in bytes, which every page reads at its
-//! own pace; the app never waits for a page, and a page that falls far
-//! behind is told to reload what it shows from the history.
+//! into a feed bounded in bytes, which every page reads at its own pace;
+//! the app never waits for a page. Every frame of the feed is numbered
+//! (`seq`), so a page that reconnects reads on from where it was; one that
+//! fell too far behind, or finds a restarted chat, is told so (`gap`) and
+//! reloads what it shows from the history.
 
 mod feed;
 
@@ -55,6 +60,11 @@ pub const FEED_BYTES: usize = 8 << 20;
 /// said while no page was open: how it started, files offered).
 const REPLAY: usize = 200;
 
+/// The longest frame a page is sent: a longer event (a `/history` of
+/// thousands of long lines) is refused with an error instead, so neither
+/// the feed nor the page holds it.
+pub const MAX_FRAME: usize = FEED_BYTES / 4;
+
 /// The name of the token's file in the data directory.
 const TOKEN_FILE: &str = "web-token";
 
@@ -73,6 +83,25 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 pub struct Token(String);
 
 impl Token {
+    /// The token for a run serving on `port`: a new one for any port (0),
+    /// the one kept in `dir` for a fixed port (see [`Token::load_or_create`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Token::load_or_create`].
+    pub fn for_port(dir: &Path, port: u16) -> io::Result<Token> {
+        if port == 0 {
+            return Token::random();
+        }
+        Token::load_or_create(dir)
+    }
+
+    fn random() -> io::Result<Token> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(io::Error::other)?;
+        Ok(Token(data_encoding::HEXLOWER.encode(&bytes)))
+    }
+
     /// The token kept in `dir`, made on first use (128 random bits, in a
     /// file only the user can read). It is kept so a page left open, or a
     /// bookmark, still works after the chat restarts on the same port.
@@ -89,11 +118,9 @@ impl Token {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(io::Error::other)?;
-        let token = data_encoding::HEXLOWER.encode(&bytes);
-        crate::private_file::write_private_file(&path, token.as_bytes(), Replace::Atomically)?;
-        Ok(Token(token))
+        let token = Token::random()?;
+        crate::private_file::write_private_file(&path, token.0.as_bytes(), Replace::Atomically)?;
+        Ok(token)
     }
 
     /// The token as the link carries it.
@@ -127,10 +154,31 @@ pub fn url(port: u16, token: &Token) -> String {
     format!("http://127.0.0.1:{port}/#{}", token.as_str())
 }
 
+/// A file in `dir`, readable by the user alone, that sends a browser on to
+/// `link`: what a browser is told to open, so the token is never on a
+/// command line another user could read.
+///
+/// # Errors
+///
+/// When the file cannot be written.
+pub fn opener(dir: &Path, link: &str) -> io::Result<std::path::PathBuf> {
+    let path = dir.join("web-open.html");
+    let page = format!(
+        "<!doctype html><meta charset=\"utf-8\"><meta name=\"referrer\" content=\"no-referrer\">\
+         <meta http-equiv=\"refresh\" content=\"0; url={link}\"><title>rust-p2p-chat</title>\
+         <p><a href=\"{link}\">Open the chat</a></p>\n"
+    );
+    crate::private_file::write_private_file(&path, page.as_bytes(), Replace::Atomically)?;
+    Ok(path)
+}
+
 /// What every request handler shares.
 struct Hub {
     token: Token,
     port: u16,
+    /// This run's name for the feed's numbers: a page that reconnects
+    /// with numbers of another run reads from the start.
+    epoch: String,
     feed: Feed,
     /// Our identity: the first thing every page is told.
     hello: Mutex<Option<Utf8Bytes>>,
@@ -151,9 +199,11 @@ pub async fn run<F: Future>(
     events: mpsc::Receiver<Event>,
 ) -> io::Result<F::Output> {
     let port = listener.local_addr()?.port();
+    let epoch = Token::random()?.0[..16].to_owned();
     let hub = Arc::new(Hub {
         token,
         port,
+        epoch,
         feed: Feed::new(FEED_BYTES),
         hello: Mutex::new(None),
         commands,
@@ -185,30 +235,42 @@ pub async fn run<F: Future>(
 async fn pump(mut events: mpsc::Receiver<Event>, hub: Arc<Hub>) {
     while let Some(event) = events.recv().await {
         for api in events_of(&event) {
-            let Some(frame) = frame_of(&api) else {
-                continue;
-            };
             if matches!(api, ApiEvent::Hello { .. }) {
                 if let Ok(mut hello) = hub.hello.lock() {
-                    *hello = Some(frame.clone());
+                    *hello = frame_of(&api, None);
                 }
             }
-            hub.feed.push(frame);
+            hub.feed.push(|seq| frame_of(&api, Some(seq)));
         }
     }
 }
 
-/// An event as the page reads it: the API's JSON, and for an invite the
-/// modules of its QR code besides, which the page draws.
-fn frame_of(api: &ApiEvent) -> Option<Utf8Bytes> {
+/// An event as the page reads it: the API's JSON with, for an event of
+/// the feed, its number (`seq`), and for an invite the modules of its QR
+/// code, which the page draws. One longer than [`MAX_FRAME`] becomes an
+/// error saying so.
+fn frame_of(api: &ApiEvent, seq: Option<u64>) -> Option<Utf8Bytes> {
     let mut value = serde_json::to_value(api).ok()?;
-    if let (ApiEvent::Invite { ticket }, Some(object)) = (api, value.as_object_mut()) {
+    let object = value.as_object_mut()?;
+    if let ApiEvent::Invite { ticket } = api {
         if let Some(rows) = super::qr::modules(ticket) {
             object.insert("qr".into(), rows.into());
         }
     }
+    if let Some(seq) = seq {
+        object.insert("seq".into(), seq.into());
+    }
     let mut out = Vec::new();
     crate::chat::json::to_writer(&mut out, &value).ok()?;
+    if out.len() > MAX_FRAME {
+        let refusal = serde_json::json!({
+            "type": "error",
+            "text": format!("an event of {} bytes is too long to show here (ask for less history)", out.len()),
+            "seq": seq,
+        });
+        out.clear();
+        crate::chat::json::to_writer(&mut out, &refusal).ok()?;
+    }
     String::from_utf8(out).ok().map(Utf8Bytes::from)
 }
 
@@ -255,9 +317,11 @@ async fn guard(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Res
 impl Hub {
     fn own_host(&self, host: &str) -> bool {
         let port = self.port.to_string();
-        ["127.0.0.1", "localhost"]
-            .iter()
-            .any(|name| host.strip_prefix(name).and_then(|r| r.strip_prefix(':')) == Some(&port))
+        ["127.0.0.1", "localhost"].iter().any(|name| {
+            // A browser leaves the default port out.
+            (host == *name && self.port == 80)
+                || host.strip_prefix(name).and_then(|r| r.strip_prefix(':')) == Some(&port)
+        })
     }
 
     fn own_origin(&self, origin: &str) -> bool {
@@ -278,9 +342,12 @@ impl Hub {
                 }
                 None
             }
-            Err(e) => frame_of(&ApiEvent::Error {
-                text: e.to_string(),
-            }),
+            Err(e) => frame_of(
+                &ApiEvent::Error {
+                    text: e.to_string(),
+                },
+                None,
+            ),
         }
     }
 }
@@ -305,15 +372,24 @@ async fn not_found() -> Response {
     StatusCode::NOT_FOUND.into_response()
 }
 
-/// The token as a query gives it: `token=HEX` (hex needs no decoding).
-fn token_in(query: Option<&str>) -> Option<&str> {
+/// A field of a query (`token=HEX`, `since=EPOCH:SEQ`): neither needs
+/// decoding.
+fn query_field<'a>(query: Option<&'a str>, field: &str) -> Option<&'a str> {
     query?
         .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
+        .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+}
+
+/// Where a page that reconnects left off: the run's epoch and the number
+/// of the next frame it wants.
+fn since_in(query: Option<&str>) -> Option<(String, u64)> {
+    let (epoch, seq) = query_field(query, "since")?.split_once(':')?;
+    Some((epoch.to_owned(), seq.parse().ok()?))
 }
 
 async fn socket(State(hub): State<Arc<Hub>>, headers: HeaderMap, request: Request) -> Response {
-    if !token_in(request.uri().query()).is_some_and(|t| hub.token.matches(t)) {
+    let query = request.uri().query();
+    if !query_field(query, "token").is_some_and(|t| hub.token.matches(t)) {
         return (StatusCode::UNAUTHORIZED, "a valid token is required\n").into_response();
     }
     let origin_ok = headers
@@ -327,6 +403,7 @@ async fn socket(State(hub): State<Arc<Hub>>, headers: HeaderMap, request: Reques
         )
             .into_response();
     }
+    let since = since_in(query);
     let Ok(permit) = hub.pages.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many pages open\n").into_response();
     };
@@ -342,15 +419,44 @@ async fn socket(State(hub): State<Arc<Hub>>, headers: HeaderMap, request: Reques
     upgrade
         .max_message_size(longest)
         .max_frame_size(longest)
-        .on_upgrade(move |ws| page(ws, hub, permit))
+        .on_upgrade(move |ws| page(ws, hub, since, permit))
 }
 
 /// One open page: its commands in, the feed out, until either side ends.
-async fn page(mut ws: WebSocket, hub: Arc<Hub>, _permit: OwnedSemaphorePermit) {
-    let mut cursor: Cursor = hub.feed.cursor(REPLAY);
+///
+/// It is first told who we are (`hello`), then where the feed stands:
+/// `{"type":"feed","epoch":E,"live":N,"gap":G}`. Frames numbered below
+/// `live` that follow were said before the page connected; `gap` says it
+/// may have missed some (a new page, a restarted chat, or one that fell
+/// too far behind) and should reload what it shows from the history.
+async fn page(
+    mut ws: WebSocket,
+    hub: Arc<Hub>,
+    since: Option<(String, u64)>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let resumed = since
+        .filter(|(epoch, _)| *epoch == hub.epoch)
+        .and_then(|(_, seq)| hub.feed.cursor_at(seq).map(|cursor| (cursor, seq)));
+    let (mut cursor, live, gap): (Cursor, u64, bool) = match resumed {
+        Some((cursor, seq)) => (cursor, seq, false),
+        None => {
+            let (cursor, next) = hub.feed.cursor(REPLAY);
+            (cursor, next, true)
+        }
+    };
     let hello = hub.hello.lock().ok().and_then(|h| h.clone());
-    if let Some(hello) = hello {
-        if ws.send(Message::Text(hello)).await.is_err() {
+    let marker = serde_json::json!({
+        "type": "feed",
+        "epoch": hub.epoch,
+        "live": live,
+        "gap": gap,
+    });
+    for frame in hello
+        .into_iter()
+        .chain(Some(Utf8Bytes::from(marker.to_string())))
+    {
+        if ws.send(Message::Text(frame)).await.is_err() {
             return;
         }
     }
@@ -365,9 +471,12 @@ async fn page(mut ws: WebSocket, hub: Arc<Hub>, _permit: OwnedSemaphorePermit) {
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    let refusal = frame_of(&ApiEvent::Error {
-                        text: "commands are JSON text".into(),
-                    });
+                    let refusal = frame_of(
+                        &ApiEvent::Error {
+                            text: "commands are JSON text".into(),
+                        },
+                        None,
+                    );
                     if let Some(refusal) = refusal {
                         if ws.send(Message::Text(refusal)).await.is_err() {
                             return;
@@ -410,6 +519,7 @@ mod tests {
         let hub = Hub {
             token: Token("0123456789abcdef0123456789abcdef".into()),
             port: 8123,
+            epoch: "e".into(),
             feed: Feed::new(1),
             hello: Mutex::new(None),
             commands,
@@ -436,17 +546,27 @@ mod tests {
         assert!(hub.token.matches("0123456789abcdef0123456789abcdef"));
         assert!(!hub.token.matches("0123456789abcdef0123456789abcdee"));
         assert!(!hub.token.matches(""));
-        assert_eq!(token_in(Some("a=1&token=xyz")), Some("xyz"));
-        assert_eq!(token_in(None), None);
+        assert_eq!(query_field(Some("a=1&token=xyz"), "token"), Some("xyz"));
+        assert_eq!(query_field(Some("tokens=xyz"), "token"), None);
+        assert_eq!(query_field(None, "token"), None);
+        assert_eq!(
+            since_in(Some("token=x&since=ab:42")),
+            Some(("ab".into(), 42))
+        );
+        assert_eq!(since_in(Some("since=ab")), None);
     }
 
     #[test]
     fn a_token_is_made_once_and_kept_private() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let first = Token::load_or_create(dir.path()).expect("made");
+        let first = Token::for_port(dir.path(), 8123).expect("made");
         assert!(is_token(first.as_str()));
-        let again = Token::load_or_create(dir.path()).expect("read");
+        let again = Token::for_port(dir.path(), 8123).expect("read");
         assert_eq!(first.as_str(), again.as_str());
+        // Any port: a token of this run only.
+        let fresh = Token::for_port(dir.path(), 0).expect("made");
+        assert!(is_token(fresh.as_str()));
+        assert_ne!(fresh.as_str(), first.as_str());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -460,9 +580,12 @@ mod tests {
 
     #[test]
     fn an_invite_carries_its_qr_modules() {
-        let frame = frame_of(&ApiEvent::Invite {
-            ticket: "CHATABC".into(),
-        })
+        let frame = frame_of(
+            &ApiEvent::Invite {
+                ticket: "CHATABC".into(),
+            },
+            Some(7),
+        )
         .expect("a frame");
         let value: serde_json::Value = serde_json::from_str(frame.as_str()).expect("json");
         let rows = value["qr"].as_array().expect("rows");
@@ -470,5 +593,22 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.as_str().is_some_and(|r| r.len() == rows.len())));
+        assert_eq!(value["seq"], 7);
+    }
+
+    #[test]
+    fn an_event_too_long_for_a_page_becomes_an_error() {
+        let frame = frame_of(
+            &ApiEvent::Notice {
+                level: crate::chat::api::Level::Info,
+                text: "x".repeat(MAX_FRAME),
+            },
+            Some(3),
+        )
+        .expect("a frame");
+        assert!(frame.len() < 1024);
+        let value: serde_json::Value = serde_json::from_str(frame.as_str()).expect("json");
+        assert_eq!(value["type"], "error");
+        assert_eq!(value["seq"], 3);
     }
 }

@@ -124,6 +124,7 @@ impl RoomChat {
                     Served::Done { .. } => {
                         self.end_transfer(number, TransferState::Done).await;
                         file_event(FileEvent::Sent {
+                            number,
                             name,
                             to: self.display_anywhere(&peer),
                         })
@@ -172,6 +173,7 @@ impl RoomChat {
                         known.done = size;
                         self.end_transfer(number, TransferState::Done).await;
                         file_event(FileEvent::Received {
+                            number,
                             name,
                             size,
                             path: path.display().to_string(),

@@ -64,6 +64,7 @@ impl RoomChat {
                 let name = known.transfer.name.clone();
                 self.end_transfer(number, TransferState::Rejected).await;
                 file_event(FileEvent::Declined {
+                    number,
                     who: self.display_anywhere(&peer),
                     name,
                 })

@@ -56,7 +56,7 @@ fn before_pages_back_from_any_line_even_inside_a_batch() {
     // Every page of every size, from every line, is the lines just before it.
     for (at, line) in all.iter().enumerate() {
         for limit in 0..10 {
-            let page = history.before(&line.id, limit).unwrap();
+            let page = history.before(&line.id, limit).unwrap().unwrap();
             assert_eq!(
                 page,
                 all[at.saturating_sub(limit)..at],
@@ -68,20 +68,23 @@ fn before_pages_back_from_any_line_even_inside_a_batch() {
     // Paging back from the newest line reaches the oldest, once each.
     let mut seen = vec![all[7].clone()];
     while let Some(oldest) = seen.first() {
-        let page = history.before(&oldest.id, 3).unwrap();
+        let page = history.before(&oldest.id, 3).unwrap().unwrap();
         if page.is_empty() {
             break;
         }
         seen.splice(0..0, page);
     }
     assert_eq!(seen, all);
+    // A line not held (or not an id) is not taken for the start.
     for unknown in [
         "",
         "nonsense",
         "room:rust/x/zz/1",
         &message_id(ROOM, "12D3KooWeve", 1, 5),
+        &message_id(ROOM, BOB, 1, 12),
+        &message_id(ROOM, BOB, 1, 5),
     ] {
-        assert!(history.before(unknown, 5).unwrap().is_empty(), "{unknown}");
+        assert_eq!(history.before(unknown, 5).unwrap(), None, "{unknown}");
     }
 }
 
