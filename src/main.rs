@@ -532,6 +532,7 @@ fn run(options: Options, front: Front) -> anyhow::Result<()> {
                     .with_context(|| format!("could not serve the page on 127.0.0.1:{port}"))?;
                 let link = web::url(listener.local_addr()?.port(), &token);
                 println!("Web UI: {link}");
+                println!("Open it in a browser on this machine; Ctrl+C ends the chat.");
                 io::stdout().flush()?;
                 if let Some(dir) = open {
                     open_in_browser(&dir, &link);

@@ -182,10 +182,7 @@ async fn the_page_chats_with_a_terminal_peer_and_answers_only_its_own_page() {
     ann.expect_line("wendy: second line");
 
     page.screenshot("web-1280x800.png").await;
-    page.client
-        .set_window_size(360, 740)
-        .await
-        .expect("resized");
+    page.set_viewport(360, 740).await;
     page.wait_until(
         "return window.innerWidth <= 400 && document.documentElement.scrollWidth <= window.innerWidth",
         TIMEOUT,

@@ -99,11 +99,39 @@ impl Browser {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        Some(Browser {
+        let browser = Browser {
             client,
             driver,
             _profile: profile,
-        })
+        };
+        browser.set_viewport(width, height).await;
+        Some(browser)
+    }
+
+    /// Makes the page's viewport `width`×`height` (the window is larger by
+    /// whatever the browser draws around the page).
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        for _ in 0..3 {
+            let inner = self
+                .js("return [window.innerWidth, window.innerHeight]")
+                .await;
+            let (w, h) = (
+                inner[0].as_u64().unwrap_or(0) as u32,
+                inner[1].as_u64().unwrap_or(0) as u32,
+            );
+            if (w, h) == (width, height) {
+                return;
+            }
+            let (outer_w, outer_h) = self.client.get_window_size().await.expect("a window");
+            let (outer_w, outer_h) = (outer_w as u32, outer_h as u32);
+            self.client
+                .set_window_size(
+                    outer_w + width - w.min(outer_w + width),
+                    outer_h + height - h.min(outer_h + height),
+                )
+                .await
+                .expect("resized");
+        }
     }
 
     /// Runs `script` (a function body) in the page; its return value.

@@ -4,11 +4,28 @@
 // values, never as markup.
 
 const MAX_LINES = 5000;
+// A reader scrolled up keeps the lines above them, but no more than this:
+// a peer that floods a room cannot make the page grow without end.
+const MAX_LINES_HARD = 2 * MAX_LINES;
+// A line of a megabyte would cost the page far more than it is worth
+// reading; what is shown of it is cut here, and the rest is not kept.
+const MAX_TEXT_CHARS = 16384;
+const MAX_NICK_CHARS = 64;
+const MAX_FILE_NAME_CHARS = 255;
+// Each marked character is an element of its own: a line made of nothing
+// else would cost one per character.
+const MAX_CTL_SPANS = 256;
 const HISTORY_LIMIT = 100;
 const NEAR_EDGE_PX = 40;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_MAX_MS = 5000;
 const MAX_FILE_NOTICES = 50;
+const MAX_TRANSFERS = 50;
+// A background tab may draw no frames for minutes; its lines still go in.
+const FLUSH_FALLBACK_MS = 1000;
+// How long before asking again for the lines before the same line.
+const RETRY_OLDER_MS = 2000;
+const TOKEN_KEY = 'rust-p2p-chat-token';
 const APP_NAME = 'rust-p2p-chat';
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const STATUS_RANK = { queued: 0, sent: 1, delivered: 2 };
@@ -58,6 +75,12 @@ const state = {
   attempt: 0,
   retryTimer: 0,
   peerId: null,
+  // Where this page stands in the server's numbered feed: the run it
+  // belongs to, the last number handled, and the first number said after
+  // the page first connected (anything below it is a replay).
+  epoch: null,
+  lastSeq: null,
+  live: null,
   rooms: new Map(),
   // Where notices go before any room is chosen; it hands them over to the
   // first room selected.
@@ -70,9 +93,17 @@ const state = {
   roomsAnswered: false,
   dirty: new Set(),
   flushQueued: false,
+  flushFrame: 0,
+  flushTimer: 0,
   transfers: new Map(),
+  // The member the open safety number is shared with.
+  verifyPeer: null,
   nextId: 0,
 };
+
+// When each line was written, for putting lines fetched later in their
+// place.
+const LINE_TS = new WeakMap();
 
 // ---------------------------------------------------------------- helpers
 
@@ -85,11 +116,17 @@ function el(tag, className, text) {
 
 // Characters that would act rather than show: C0 and C1 controls, and
 // the invisible ones that reorder or hide text (bidi embeddings,
-// overrides and isolates, marks, zero-width spaces, separators). They are
-// shown as a visible mark, as the terminal shows them, so a peer cannot
-// make its line read backwards or hide part of it. The joiners and
-// variation selectors that emoji are built with stay as they are.
-const ACTIVE = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]/g;
+// overrides and isolates, marks, zero-width spaces, separators, and the
+// tag characters that can spell out hidden text). They are shown as a
+// visible mark, as the terminal shows them, so a peer cannot make its
+// line read backwards or hide part of it. The joiners and variation
+// selectors that emoji are built with stay as they are. One match is a
+// whole run of them, so a run costs one element however long it is.
+const ACTIVE =
+  /[\u{0}-\u{8}\u{a}-\u{1f}\u{7f}-\u{9f}\u{ad}\u{61c}\u{180e}\u{200b}\u{200e}\u{200f}\u{2028}-\u{202e}\u{2060}-\u{2064}\u{2066}-\u{206f}\u{feff}\u{fff9}-\u{fffb}\u{e0001}\u{e0020}-\u{e007f}]+/gu;
+// The same less the line break, which the chat's own notices are made of.
+const ACTIVE_BUT_NEWLINE =
+  /[\u{0}-\u{8}\u{b}-\u{1f}\u{7f}-\u{9f}\u{ad}\u{61c}\u{180e}\u{200b}\u{200e}\u{200f}\u{2028}-\u{202e}\u{2060}-\u{2064}\u{2066}-\u{206f}\u{feff}\u{fff9}-\u{fffb}\u{e0001}\u{e0020}-\u{e007f}]+/gu;
 
 function shownAs(c) {
   const code = c.codePointAt(0);
@@ -98,19 +135,76 @@ function shownAs(c) {
   return `\\u{${code.toString(16)}}`;
 }
 
-// A span of peer text, made inert: plain text nodes, and each active
-// character as a marked span of the text that names it.
-function inertSpan(className, text) {
+function namesOf(run) {
+  let names = '';
+  for (const c of run) names += shownAs(c);
+  return names;
+}
+
+// At most `max` characters of `text` (whole code points), and how many
+// more there were.
+function cut(text, max) {
+  const value = String(text ?? '');
+  // Fewer UTF-16 units than `max` is fewer characters too: the common case
+  // costs no walk.
+  if (value.length <= max) return { shown: value, more: 0 };
+  let end = 0;
+  let count = 0;
+  while (end < value.length && count < max) {
+    end += value.codePointAt(end) > 0xffff ? 2 : 1;
+    count += 1;
+  }
+  let more = 0;
+  for (let i = end; i < value.length; i += 1) {
+    const unit = value.charCodeAt(i);
+    // The second half of a pair is the same character as the first.
+    if (unit < 0xdc00 || unit > 0xdfff) more += 1;
+  }
+  return { shown: value.slice(0, end), more };
+}
+
+// A span of peer text, made inert: plain text nodes, and each run of
+// active characters as a marked span of the text that names them. Past
+// MAX_CTL_SPANS runs the names go in as plain text: still visible, still
+// inert, without an element each.
+function inertSpan(className, text, { newlines = false } = {}) {
   const span = el('span', className);
   const value = String(text ?? '');
+  const active = newlines ? ACTIVE_BUT_NEWLINE : ACTIVE;
   let last = 0;
-  for (const match of value.matchAll(ACTIVE)) {
+  let marks = 0;
+  for (const match of value.matchAll(active)) {
     if (match.index > last) span.append(document.createTextNode(value.slice(last, match.index)));
-    const mark = el('span', 'ctl', shownAs(match[0]));
-    span.append(mark);
+    const names = namesOf(match[0]);
+    if (marks < MAX_CTL_SPANS) span.append(el('span', 'ctl', names));
+    else span.append(document.createTextNode(names));
+    marks += 1;
     last = match.index + match[0].length;
   }
   if (last < value.length) span.append(document.createTextNode(value.slice(last)));
+  return span;
+}
+
+// Peer text cut to `max` characters, made inert, and followed by a note of
+// what was left out; the nodes to append.
+function cutText(className, text, max, options) {
+  const { shown, more } = cut(text, max);
+  const nodes = [inertSpan(className, shown, options)];
+  if (more > 0) {
+    nodes.push(el('span', 'cut-note', `… ${more.toLocaleString('en')} more character${more === 1 ? '' : 's'}`));
+  }
+  return nodes;
+}
+
+function inertNick(nick) {
+  return inertSpan('nick', cut(nick ?? '?', MAX_NICK_CHARS).shown);
+}
+
+// Coloured by `colourKey` (the author's peer ID where known), so a nick
+// taken by someone else does not take their colour too.
+function nickSpan(nick, colourKey) {
+  const span = inertNick(nick);
+  span.classList.add(nickColour(colourKey ?? nick ?? ''));
   return span;
 }
 
@@ -193,15 +287,52 @@ function setConn(stateName, text) {
   ui.conn.textContent = text;
 }
 
-function readToken() {
+function tokenInHash() {
   return location.hash.startsWith('#') ? location.hash.slice(1) : '';
+}
+
+function storeToken(token) {
+  try {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  } catch {
+    // Storage refused (a private window's quota): a reload will need the
+    // link again, nothing worse.
+  }
+}
+
+function storedToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+// The token in the link is taken out of the address bar at once, so it
+// does not stay in the browser's history, a bookmark or a screenshot; the
+// tab keeps it for a reload.
+function takeTokenFromHash() {
+  const token = tokenInHash();
+  if (!token) return '';
+  storeToken(token);
+  history.replaceState(null, '', location.pathname);
+  return token;
+}
+
+// Where to read on from: the frame after the last one handled, or, when
+// none came since the page connected, the first said after that.
+function socketUrl() {
+  let url = `ws://${location.host}/ws?token=${encodeURIComponent(state.token)}`;
+  const next = state.lastSeq != null ? state.lastSeq + 1 : state.live;
+  if (state.epoch != null && next != null) url += `&since=${encodeURIComponent(state.epoch)}:${next}`;
+  return url;
 }
 
 function connect() {
   clearTimeout(state.retryTimer);
   let ws;
   try {
-    ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+    ws = new WebSocket(socketUrl());
   } catch {
     scheduleReconnect();
     return;
@@ -223,10 +354,14 @@ function connect() {
 
 function scheduleReconnect() {
   setConn('reconnecting', 'Reconnecting…');
-  // Answers asked for on the old socket will never come.
+  // A request of the old socket may or may not have reached the chat: it
+  // is asked again rather than waited for. An answer that comes all the
+  // same matches nothing and is merged or dropped.
   for (const room of state.rooms.values()) {
-    room.loading = false;
+    room.pending = undefined;
     room.lastBefore = undefined;
+    clearTimeout(room.retryOlder);
+    room.retryOlder = 0;
     if (!room.loaded) room.requested = false;
   }
   const delay = Math.min(BACKOFF_FIRST_MS * 2 ** Math.min(state.attempt, 10), BACKOFF_MAX_MS);
@@ -257,7 +392,7 @@ function startWithToken(token) {
 
 // A newly pasted link only changes the hash, so the page does not reload.
 function onHashChange() {
-  const token = readToken();
+  const token = takeTokenFromHash();
   if (!token || token === state.token) return;
   const old = state.ws;
   state.ws = null;
@@ -275,25 +410,72 @@ function onFrame(data) {
     return;
   }
   if (!event || typeof event !== 'object') return;
+  // Frames of the shared feed are numbered; the others (hello, the feed
+  // marker, errors in answer to this page's commands) are for this page
+  // alone.
+  const seq = Number.isSafeInteger(event.seq) && event.seq >= 0 ? event.seq : null;
+  if (seq != null) {
+    // A page that fell behind is replayed from further back than it had
+    // read: what it handled already would show twice.
+    if (state.lastSeq != null && seq <= state.lastSeq) return;
+    state.lastSeq = seq;
+  }
+  const replay = seq != null && state.live != null && seq < state.live;
   const handler = HANDLERS[event.type];
-  if (handler) handler(event);
+  if (handler) handler(event, replay);
+}
+
+// Right after hello: where the feed stands for this connection. A resumed
+// connection simply reads on; `gap` says frames may have been missed (a
+// new page, a restarted chat, a page that fell behind), so every room
+// shown reloads its latest lines from the history and merges them.
+function onFeed(event) {
+  const epoch = String(event.epoch ?? '');
+  const live = Number.isSafeInteger(event.live) && event.live >= 0 ? event.live : 0;
+  if (epoch !== state.epoch) {
+    // Another run numbers its frames afresh.
+    state.epoch = epoch;
+    state.lastSeq = null;
+    state.live = live;
+  } else {
+    // What was said before this page first connected stays a replay
+    // however often it reconnects.
+    state.live = Math.max(state.live ?? 0, live);
+  }
+  if (event.gap) reloadShownRooms();
+}
+
+function reloadShownRooms() {
+  for (const room of state.rooms.values()) {
+    if (room.name && room.loaded) askHistory(room, null);
+  }
+}
+
+// Asks for a page of a room's history: the latest (`before` null) or the
+// lines just before a line. The answer goes to every open page; the one
+// in flight is what tells this page's answer from the others'.
+function askHistory(room, before) {
+  if (!send({ type: 'history', room: room.name, before, limit: HISTORY_LIMIT })) return false;
+  room.pending = before;
+  return true;
 }
 
 const HANDLERS = {
   hello: onHello,
+  feed: onFeed,
   line: onLine,
   history: onHistory,
   delivered: onDelivered,
-  member_joined: (e) => onMemberChange(e, 'joined'),
-  member_left: (e) => onMemberChange(e, 'left'),
+  member_joined: (e, replay) => onMemberChange(e, 'joined', replay),
+  member_left: (e, replay) => onMemberChange(e, 'left', replay),
   members: onMembers,
   rooms: onRooms,
   safety_number: onSafetyNumber,
   // The member list says who is verified: asked again once someone is.
-  trusted: (e) => {
+  trusted: (e, replay) => {
     const member = selectedRoom()?.members?.find((m) => m.peer_id === e.peer_id);
-    addSystem(`Marked ${member ? member.nick : e.peer_id} as verified`);
-    if (state.selected) send({ type: 'members' });
+    addSystem(`Marked ${member ? cut(member.nick, MAX_NICK_CHARS).shown : e.peer_id} as verified`);
+    if (state.selected && !replay) send({ type: 'members' });
   },
   invite: onInvite,
   transfer: onTransfer,
@@ -322,10 +504,22 @@ function makeRoom(name) {
     lineCount: 0,
     unread: 0,
     more: true,
+    // The latest page of its history was asked for, and came.
     requested: false,
     loaded: false,
-    loading: false,
+    // The `before` of the history request in flight (null: the latest
+    // page); undefined when none is.
+    pending: undefined,
+    // The last page asked for going back, when, and the timer that asks
+    // again after an answer that said "not now".
     lastBefore: undefined,
+    askedAt: 0,
+    retryOlder: 0,
+    // Lines fell out of the queue before they were shown: what the log
+    // shows no longer runs on into them.
+    overflowed: false,
+    // No longer listed by the chat, still shown for its lines.
+    left: false,
     stuck: true,
     savedTop: 0,
     startMarker: null,
@@ -370,8 +564,11 @@ function addRoomButton(room) {
       ui.message.focus();
     }
   });
+  const leftMark = el('span', 'left-mark', ' (left)');
+  leftMark.hidden = true;
+  button.append(leftMark);
   li.append(button, badge, description);
-  Object.assign(room, { li, button, badge, description });
+  Object.assign(room, { li, button, badge, description, leftMark });
 
   // Sorted, the plain peer first, so a room is found where the eye expects.
   const after = [...ui.rooms.children].find(
@@ -446,47 +643,99 @@ function adoptGeneral(room) {
   const general = state.general;
   if (!general) return;
   state.general = null;
+  state.dirty.delete(general);
+  drainQueue(general);
   const moved = document.createDocumentFragment();
   moved.append(...general.log.childNodes);
   room.log.append(moved);
   room.lineCount += general.lineCount;
-  room.queue.push(...general.queue);
-  if (room.queue.length) markDirty(room);
-  state.dirty.delete(general);
   general.log.remove();
+  // The room's own waiting lines are newer than the notices just moved.
+  if (room.queue.length) markDirty(room);
 }
 
 function renderRoomHeader() {
   const room = selectedRoom();
   ui.roomTitle.textContent = room ? roomLabel(room.name) : 'Not in a room yet';
   const count = room?.memberCount;
-  ui.roomMeta.textContent = count != null ? `${count} member${count === 1 ? '' : 's'}` : '';
+  if (room?.left) ui.roomMeta.textContent = 'You left this room';
+  else ui.roomMeta.textContent = count != null ? `${count} member${count === 1 ? '' : 's'}` : '';
   ui.message.placeholder = room ? `Message ${roomLabel(room.name)}` : 'Write a message';
 }
 
-function onRooms(event) {
-  const list = Array.isArray(event.rooms) ? event.rooms : [];
+// Room names are the chat's keys (`+lan` for the public room lan): the
+// rooms, members and line events all name a room that way, so each names
+// the same entry.
+function onRooms(event, replay) {
+  // A list from before this page connected is stale, and acting on it
+  // (choosing, dropping rooms) would be wrong; the page asked for a fresh
+  // one when it connected.
+  if (replay) return;
+  const list = (Array.isArray(event.rooms) ? event.rooms : []).filter(
+    (entry) => entry != null && typeof entry.name === 'string',
+  );
+  const listed = new Set();
   let current = null;
   for (const entry of list) {
     const room = ensureRoom(roomKey(entry.name));
+    listed.add(room.name);
+    setLeft(room, false);
     if (Number.isFinite(entry.members)) room.memberCount = entry.members;
     if (entry.current) current = room.name;
   }
+  dropUnlisted(listed);
   state.roomsAnswered = true;
   const moved = current != null && (state.selected == null || current !== state.serverCurrent);
-  if (current != null) state.serverCurrent = current;
+  state.serverCurrent = current;
   if (moved) selectRoom(current);
   else {
     renderRoomHeader();
     if (state.selected) send({ type: 'members' });
   }
-  for (const entry of list) {
-    const room = state.rooms.get(roomKey(entry.name));
+  for (const name of listed) {
+    const room = state.rooms.get(name);
     if (room.requested) continue;
     room.requested = true;
-    room.loading = true;
-    send({ type: 'history', room: room.name, before: null, limit: HISTORY_LIMIT });
+    askHistory(room, null);
   }
+}
+
+// Rooms the chat no longer lists were left (here, in the terminal or in
+// another page). The plain peer's never is listed; the room being read
+// stays, marked, while it has lines to read.
+function dropUnlisted(listed) {
+  for (const room of [...state.rooms.values()]) {
+    if (room.name === '' || listed.has(room.name)) continue;
+    if (room.name === state.selected && room.lineCount > 0) setLeft(room, true);
+    else removeRoom(room);
+  }
+}
+
+function setLeft(room, left) {
+  if (room.left === left) return;
+  room.left = left;
+  room.button.classList.toggle('left', left);
+  room.leftMark.hidden = !left;
+  if (room.name === state.selected) renderRoomHeader();
+}
+
+function removeRoom(room) {
+  state.rooms.delete(room.name);
+  state.dirty.delete(room);
+  clearTimeout(room.retryOlder);
+  room.li.remove();
+  room.log.remove();
+  if (state.serverCurrent === room.name) state.serverCurrent = null;
+  if (state.selected !== room.name) {
+    updateTitle();
+    return;
+  }
+  // Nothing chosen: notices go to the general log until a room is.
+  state.selected = null;
+  generalLog().log.hidden = false;
+  renderRoomHeader();
+  renderMembers();
+  updateTitle();
 }
 
 function onJoinSubmit(event) {
@@ -544,16 +793,15 @@ function buildLine(line, room, history) {
   if (own) node.classList.add('own');
   if (history) node.classList.add('history');
   if (line.id != null) node.dataset.id = String(line.id);
-  const nick = inertSpan('nick', line.nick ?? '?');
-  nick.classList.add(nickColour(line.author ?? line.nick ?? ''));
-  node.append(timeSpan(line.ts_ms), nick);
+  if (Number.isFinite(line.ts_ms)) LINE_TS.set(node, line.ts_ms);
+  node.append(timeSpan(line.ts_ms), nickSpan(line.nick, line.author));
   if (line.fingerprint != null) {
     const fp = el('span', 'fp', shortFp(line.fingerprint));
     fp.title = String(line.fingerprint);
     node.append(fp);
   }
-  node.append(inertSpan('text', line.text ?? ''));
-  if (own && line.status != null && line.status in STATUS_RANK) {
+  node.append(...cutText('text', line.text, MAX_TEXT_CHARS));
+  if (own && isStatus(line.status)) {
     node.append(statusSpan(line.status));
     if (line.status !== 'delivered') room.undelivered.add(node);
   }
@@ -561,9 +809,13 @@ function buildLine(line, room, history) {
   return node;
 }
 
+function isStatus(status) {
+  return typeof status === 'string' && Object.hasOwn(STATUS_RANK, status);
+}
+
 // Statuses only move forward: a late "sent" must not undo "delivered".
 function setStatus(node, room, status) {
-  if (!(status in STATUS_RANK)) return;
+  if (!isStatus(status)) return;
   const span = node.querySelector(':scope > .status');
   if (span && STATUS_RANK[span.dataset.status] >= STATUS_RANK[status]) return;
   const fresh = statusSpan(status);
@@ -573,31 +825,44 @@ function setStatus(node, room, status) {
   else room.undelivered.add(node);
 }
 
-function onLine(line) {
+// The node already showing a line, if any.
+function shownLine(room, line) {
+  return line.id != null ? room.ids.get(String(line.id)) ?? null : null;
+}
+
+function onLine(line, replay) {
   const room = ensureRoom(roomKey(line.room));
-  const id = line.id != null ? String(line.id) : null;
-  const existing = id != null ? room.ids.get(id) : null;
+  const existing = shownLine(room, line);
   if (existing) {
     if (line.status != null) setStatus(existing, room, line.status);
     return;
   }
   const history = Boolean(line.history);
   queueLine(room, buildLine(line, room, history));
-  if (!history && !isOwn(line) && room.name !== state.selected) room.unread += 1;
+  // Unread is what came while no one looked: not replays of what was
+  // said before the page opened, and the room on screen counts too while
+  // the page is hidden.
+  const unseen = room.name !== state.selected || document.hidden;
+  if (!history && !replay && !isOwn(line) && unseen) room.unread += 1;
 }
 
 function onDirect(event) {
   const room = noticeRoom();
   const node = el('div', 'line direct');
-  const nick = el('span', 'nick', event.nick ?? '?');
-  nick.classList.add(nickColour(event.nick ?? ''));
-  node.append(timeSpan(null), nick, el('span', 'direct-mark', '(direct)'), inertSpan('text', event.text ?? ''));
+  node.append(
+    timeSpan(null),
+    nickSpan(event.nick),
+    el('span', 'direct-mark', '(direct)'),
+    ...cutText('text', event.text, MAX_TEXT_CHARS),
+  );
   queueLine(room, node);
 }
 
+// The chat's own words, which may quote a peer's (a nick, a file name):
+// inert like peer text, but keeping their line breaks.
 function systemLine(text, kind) {
   const node = el('div', `line system ${kind}`);
-  node.append(el('span', 'text', text ?? ''));
+  node.append(...cutText('text', text ?? '', MAX_TEXT_CHARS, { newlines: true }));
   return node;
 }
 
@@ -624,10 +889,18 @@ function onDelivered(event) {
   }
 }
 
-function onMemberChange(event, verb) {
+// Replays only tell what happened: the lists they would ask for again are
+// asked for once when the page connects.
+function onMemberChange(event, verb, replay) {
   const room = ensureRoom(roomKey(event.room));
-  const who = event.nick ?? (event.peer_id ? String(event.peer_id).slice(0, 12) : 'someone');
+  const who =
+    event.nick != null
+      ? cut(event.nick, MAX_NICK_CHARS).shown
+      : event.peer_id
+        ? String(event.peer_id).slice(0, 12)
+        : 'someone';
   addSystem(`${who} ${verb}`, 'notice', room);
+  if (replay) return;
   if (state.selected) send({ type: 'members' });
   send({ type: 'peers' });
 }
@@ -638,13 +911,60 @@ function markDirty(room) {
   state.dirty.add(room);
   if (state.flushQueued) return;
   state.flushQueued = true;
-  requestAnimationFrame(flush);
+  state.flushFrame = requestAnimationFrame(flush);
+  // A hidden tab may draw no frame for a long while: its lines go in all
+  // the same, and its queue does not sit full.
+  state.flushTimer = setTimeout(flush, FLUSH_FALLBACK_MS);
 }
 
+// No more than MAX_LINES wait for a frame: beyond that the oldest waiting
+// go at once, so a flood costs no more than a full log. What they were is
+// still in the history, for scroll-back to load.
 function queueLine(room, node) {
   room.queue.push(node);
   room.lineCount += 1;
+  if (room.queue.length > MAX_LINES) dropQueued(room, room.queue.length - MAX_LINES);
   markDirty(room);
+}
+
+function dropQueued(room, count) {
+  for (const node of room.queue.splice(0, count)) forget(room, node);
+  room.lineCount -= count;
+  room.overflowed = true;
+  if (room.name) room.more = true;
+}
+
+// A line no longer shown: nothing keeps it.
+function forget(room, node) {
+  room.undelivered.delete(node);
+  const id = node.dataset.id;
+  if (id != null && room.ids.get(id) === node) room.ids.delete(id);
+}
+
+// Moves the waiting lines into the log. After some fell out of the queue,
+// what the log showed no longer runs on into them: it is cleared, rather
+// than show a hole no one would notice.
+function drainQueue(room) {
+  if (room.overflowed) {
+    room.overflowed = false;
+    clearShown(room);
+  }
+  if (room.queue.length === 0) return;
+  const fragment = document.createDocumentFragment();
+  for (const node of room.queue) fragment.append(node);
+  room.queue = [];
+  room.log.append(fragment);
+}
+
+function clearShown(room) {
+  for (const node of [...room.log.children]) {
+    if (node.classList.contains('line')) {
+      forget(room, node);
+      room.lineCount -= 1;
+    }
+    node.remove();
+  }
+  room.startMarker = null;
 }
 
 function nearBottom(log) {
@@ -653,22 +973,22 @@ function nearBottom(log) {
 
 // Many lines in one burst cost one layout per frame, not one per line.
 function flush() {
+  if (!state.flushQueued) return;
   state.flushQueued = false;
+  cancelAnimationFrame(state.flushFrame);
+  clearTimeout(state.flushTimer);
   for (const room of state.dirty) {
     const visible = !room.log.hidden;
     const stick = visible ? nearBottom(room.log) : room.stuck;
-    if (room.queue.length) {
-      const fragment = document.createDocumentFragment();
-      for (const node of room.queue) fragment.append(node);
-      room.queue = [];
-      room.log.append(fragment);
-    }
-    // Trimming while someone reads old lines would pull them away; it waits
-    // until they are back at the newest.
+    drainQueue(room);
+    // Trimming while someone reads old lines would pull them away; it
+    // waits until they are back at the newest, up to a hard ceiling.
     if (stick || !visible) {
-      trimOldest(room);
+      trimOldest(room, MAX_LINES);
       room.stuck = true;
       if (visible) room.log.scrollTop = room.log.scrollHeight;
+    } else if (room.lineCount > MAX_LINES_HARD) {
+      keepPlace(room, () => trimOldest(room, MAX_LINES_HARD));
     }
     renderUnread(room);
   }
@@ -676,8 +996,10 @@ function flush() {
   updateTitle();
 }
 
-function trimOldest(room) {
-  let excess = room.lineCount - MAX_LINES;
+// Leaves at most `keep` lines, dropping the oldest; scroll-back can load
+// them again.
+function trimOldest(room, keep) {
+  let excess = room.lineCount - keep;
   if (excess <= 0) return;
   if (room.startMarker) {
     room.startMarker.remove();
@@ -690,11 +1012,52 @@ function trimOldest(room) {
     if (!node.classList.contains('line')) continue;
     excess -= 1;
     room.lineCount -= 1;
-    room.undelivered.delete(node);
-    const id = node.dataset.id;
-    if (id != null && room.ids.get(id) === node) room.ids.delete(id);
+    forget(room, node);
   }
   if (room.name) room.more = true;
+}
+
+// The first node of a log at least partly in view (nodes are in order, so
+// a binary search finds it without touching them all).
+function topNode(log) {
+  const nodes = log.children;
+  const top = log.scrollTop;
+  let low = 0;
+  let high = nodes.length - 1;
+  let found = null;
+  while (low <= high) {
+    const mid = (low + high) >> 1;
+    const node = nodes[mid];
+    if (node.offsetTop + node.offsetHeight > top) {
+      found = node;
+      high = mid - 1;
+    } else {
+      low = mid + 1;
+    }
+  }
+  return found;
+}
+
+// Runs `change` (lines added or removed anywhere in the log) without
+// moving what the reader sees: the node at the top of the view stays
+// where it was, and a reader at the newest stays there.
+function keepPlace(room, change) {
+  const log = room.log;
+  if (log.hidden) {
+    change();
+    return;
+  }
+  if (nearBottom(log)) {
+    change();
+    log.scrollTop = log.scrollHeight;
+    return;
+  }
+  const anchor = topNode(log);
+  const offset = anchor ? anchor.offsetTop - log.scrollTop : 0;
+  change();
+  if (anchor?.parentNode === log) log.scrollTop = anchor.offsetTop - offset;
+  // The lines being read were dropped: the oldest left is nearest them.
+  else if (anchor) log.scrollTop = 0;
 }
 
 function rememberScroll(room) {
@@ -711,7 +1074,7 @@ function onLogScroll(room) {
   if (room.log.hidden) return;
   room.stuck = nearBottom(room.log);
   if (room.stuck && room.lineCount > MAX_LINES) {
-    trimOldest(room);
+    trimOldest(room, MAX_LINES);
     room.log.scrollTop = room.log.scrollHeight;
   }
   if (room.log.scrollTop <= NEAR_EDGE_PX) maybeLoadOlder(room);
@@ -727,44 +1090,168 @@ function oldestId(room) {
 }
 
 function maybeLoadOlder(room) {
-  if (!room.name || room.log.hidden || !room.loaded || !room.more || room.loading) return;
+  if (!room.name || room.log.hidden || !room.loaded || !room.more || room.pending !== undefined) return;
   if (room.log.scrollTop > NEAR_EDGE_PX) return;
   const before = oldestId(room);
-  // Asking twice from the same line would get the same answer again.
-  if (before == null || before === room.lastBefore) return;
-  if (!send({ type: 'history', room: room.name, before, limit: HISTORY_LIMIT })) return;
+  if (before == null) return;
+  // The same question again at once would get the same answer.
+  if (before === room.lastBefore && performance.now() - room.askedAt < RETRY_OLDER_MS) return;
+  if (!askHistory(room, before)) return;
   room.lastBefore = before;
-  room.loading = true;
+  room.askedAt = performance.now();
 }
 
+// "Nothing yet, but there is more" (the chat is still fetching older
+// lines from a member): asked again in a moment.
+function retryOlderLater(room) {
+  if (room.retryOlder) return;
+  room.retryOlder = setTimeout(() => {
+    room.retryOlder = 0;
+    room.askedAt = 0;
+    maybeLoadOlder(room);
+  }, RETRY_OLDER_MS);
+}
+
+// History answers go to every open page: one is this page's own only when
+// it matches the request in flight for its room. The latest page of
+// someone else's (another page's first load, a typed /history) is merged
+// in where its lines belong; someone else's scroll-back is not this
+// page's business.
 function onHistory(event) {
-  const room = ensureRoom(roomKey(event.room));
-  room.loading = false;
+  if (event.room == null) return;
+  const key = roomKey(event.room);
+  const before = event.before == null ? null : String(event.before);
+  const lines = (Array.isArray(event.lines) ? event.lines : []).filter(
+    (line) => line != null && typeof line === 'object',
+  );
+  const more = Boolean(event.more);
+  const room = state.rooms.get(key);
+  if (room && room.pending !== undefined && room.pending === before) {
+    room.pending = undefined;
+    if (before == null) takeLatest(room, lines, more);
+    else takeOlder(room, lines, more);
+    return;
+  }
+  if (before != null || lines.length === 0) return;
+  mergeByTime(room ?? ensureRoom(key), lines);
+}
+
+// Lines of a page not shown yet (a line shown already may have a newer
+// status).
+function unseen(room, lines) {
+  return lines.filter((line) => {
+    const node = shownLine(room, line);
+    if (node && line.status != null) setStatus(node, room, line.status);
+    return !node;
+  });
+}
+
+// The latest lines of a room: the first load fills an empty log; a reload
+// (after a gap) merges into what is shown.
+function takeLatest(room, lines, more) {
   room.loaded = true;
   room.requested = true;
+  keepPlace(room, () => {
+    drainQueue(room);
+    if (room.ids.size === 0) {
+      room.more = more;
+      insertOlder(room, lines);
+    } else {
+      mergeLatest(room, lines, more);
+    }
+    if (!room.more) showHistoryStart(room);
+  });
+  maybeLoadOlder(room);
+}
+
+// A page the reader scrolled back for. The hard ceiling is not applied to
+// it: each page is one the reader asked for, a hundred lines at a time.
+function takeOlder(room, lines, more) {
+  if (lines.length === 0 && more) {
+    retryOlderLater(room);
+    return;
+  }
+  room.more = more;
+  let added = 0;
+  keepPlace(room, () => {
+    drainQueue(room);
+    added = insertOlder(room, lines);
+    if (!room.more) showHistoryStart(room);
+  });
+  if (added) maybeLoadOlder(room);
+}
+
+// Older lines go above everything shown, in order.
+function insertOlder(room, lines) {
   const fragment = document.createDocumentFragment();
   let added = 0;
-  for (const line of Array.isArray(event.lines) ? event.lines : []) {
-    if (line.id != null && room.ids.has(String(line.id))) continue;
+  for (const line of unseen(room, lines)) {
+    // An id twice in one page shows once.
+    if (shownLine(room, line)) continue;
     fragment.append(buildLine(line, room, true));
     added += 1;
   }
-  room.more = Boolean(event.more);
-  const log = room.log;
-  const visible = !log.hidden;
-  const height = log.scrollHeight;
-  const top = log.scrollTop;
-  const stick = visible && nearBottom(log);
-  if (added) {
-    log.insertBefore(fragment, room.startMarker ? room.startMarker.nextSibling : log.firstChild);
-    room.lineCount += added;
+  room.log.insertBefore(fragment, room.startMarker ? room.startMarker.nextSibling : room.log.firstChild);
+  room.lineCount += added;
+  return added;
+}
+
+// A line of the latest page not shown goes before the next line of the
+// page that is (so a page overlapping what is shown keeps its order), or
+// at the bottom. A full page that shares no line with a log of lines
+// leaves a hole between the two, which is said.
+function mergeLatest(room, lines, more) {
+  const anchors = new Array(lines.length).fill(null);
+  let next = null;
+  let overlap = false;
+  for (let i = lines.length - 1; i >= 0; i -= 1) {
+    const node = shownLine(room, lines[i]);
+    if (node) {
+      if (lines[i].status != null) setStatus(node, room, lines[i].status);
+      next = node.parentNode === room.log ? node : null;
+      overlap = true;
+    } else {
+      anchors[i] = next;
+    }
   }
-  if (!room.more) showHistoryStart(room);
-  if (!visible) return;
-  // Older lines go above: the line that was at the top stays where it was.
-  if (stick) log.scrollTop = log.scrollHeight;
-  else log.scrollTop = top + (log.scrollHeight - height);
-  if (added) maybeLoadOlder(room);
+  if (!overlap && more && lines.length > 0) {
+    room.log.append(el('div', 'history-gap', 'Some lines may be missing here'));
+  }
+  for (let i = 0; i < lines.length; i += 1) {
+    if (shownLine(room, lines[i])) continue;
+    const node = buildLine(lines[i], room, true);
+    if (anchors[i]) anchors[i].before(node);
+    else room.log.append(node);
+    room.lineCount += 1;
+  }
+  // The whole history fits in the page: nothing is older.
+  if (!more) room.more = false;
+}
+
+// Lines fetched by someone else go where their time puts them: before the
+// first shown line written later, else at the bottom.
+function mergeByTime(room, lines) {
+  const fresh = unseen(room, lines);
+  if (fresh.length === 0) return;
+  keepPlace(room, () => {
+    drainQueue(room);
+    for (const line of fresh) {
+      if (shownLine(room, line)) continue;
+      const node = buildLine(line, room, true);
+      const later = Number.isFinite(line.ts_ms) ? firstLineAfter(room, line.ts_ms) : null;
+      if (later) later.before(node);
+      else room.log.append(node);
+      room.lineCount += 1;
+    }
+  });
+}
+
+function firstLineAfter(room, tsMs) {
+  for (const node of room.log.children) {
+    const ts = LINE_TS.get(node);
+    if (ts != null && ts > tsMs) return node;
+  }
+  return null;
 }
 
 function showHistoryStart(room) {
@@ -806,12 +1293,10 @@ function sendText(text) {
     if (lines.some((line) => /^\/(join|leave|part)\b/.test(line))) send({ type: 'rooms' });
     return true;
   }
-  // Naming the room makes it the chat's current one, which the chat
-  // announces: named only when it is not current already.
-  if (room === state.serverCurrent) return sendOrWarn({ type: 'send', text });
-  const sent = sendOrWarn({ type: 'send', room, text });
-  if (sent) state.serverCurrent = room;
-  return sent;
+  // Always named: the room on screen may not be the chat's current one
+  // (another page or the terminal moved it), and naming it leaves the
+  // current room as it is.
+  return sendOrWarn({ type: 'send', room, text });
 }
 
 function submitMessage() {
@@ -886,9 +1371,7 @@ function renderMembers() {
   for (const member of members) {
     const li = el('li', 'member');
     if (member.peer_id != null) li.dataset.peer = String(member.peer_id);
-    const nick = el('span', 'nick', member.nick ?? '?');
-    nick.classList.add(nickColour(member.peer_id ?? member.nick ?? ''));
-    li.append(nick);
+    li.append(nickSpan(member.nick, member.peer_id));
     if (member.me) li.append(el('span', 'me', '(you)'));
     if (member.fingerprint != null) {
       const fp = el('span', 'fp', shortFp(member.fingerprint));
@@ -911,7 +1394,7 @@ function onPeers(event) {
   for (const peer of peers) {
     const li = el('li', 'peer');
     const top = el('div', 'peer-top');
-    top.append(el('span', 'nick', peer.nick ?? '?'));
+    top.append(inertNick(peer.nick));
     if (peer.fingerprint != null) top.append(el('span', 'fp', shortFp(peer.fingerprint)));
     const details = [peer.addr, peer.rtt_ms != null ? `${peer.rtt_ms} ms` : null, peer.path]
       .filter((part) => part != null && part !== '')
@@ -927,7 +1410,14 @@ function openDialog(dialog) {
   if (!dialog.open) dialog.showModal();
 }
 
-function onSafetyNumber(event) {
+// A dialog is for what was just asked: one replayed from before the page
+// opened is not opened again.
+function onSafetyNumber(event, replay) {
+  if (replay) return;
+  // "Mark verified" marks the member this number is shared with, named by
+  // peer ID: a bare /trust would mark whoever the chat's current room
+  // holds by the time the button is clicked.
+  state.verifyPeer = event.peer_id != null ? String(event.peer_id) : null;
   const number = String(event.number ?? '');
   const groups = number.split(/\s+/).filter(Boolean);
   ui.safetyNumber.replaceChildren();
@@ -984,7 +1474,8 @@ function rect(x, y, width, height, fill) {
   return node;
 }
 
-function onInvite(event) {
+function onInvite(event, replay) {
+  if (replay) return;
   ui.ticket.value = String(event.ticket ?? '');
   ui.copyStatus.textContent = '';
   drawQr(event.qr);
@@ -1024,37 +1515,36 @@ const TRANSFER_BUTTONS = {
   cancel: ['Cancel', 'cancel'],
 };
 
+// Every event of a transfer carries its number: the entry is found by it,
+// never by the file's name, which the peer chooses.
 function onTransfer(event) {
   const text = typeof event.text === 'string' ? event.text : '';
-  if (event.number != null) {
-    updateTransfer(event);
-  } else if (event.event === 'received' && event.name != null) {
-    addFileNotice(`Received ${event.name} → ${event.path ?? ''}`);
-    finishByName(event.name, 'received');
-  } else {
-    if (text) addFileNotice(text);
-    // These endings name the file, not the number.
-    if (event.name != null && (event.event === 'sent' || event.event === 'declined')) {
-      finishByName(event.name, event.event);
-    }
+  const number = Number.isSafeInteger(event.number) ? event.number : null;
+  if (number != null) updateTransfer(event, number);
+  if (event.event === 'received' && event.name != null && event.path != null) {
+    addFileNotice(`Received ${event.name} → ${event.path}`);
+  } else if (number == null && text) {
+    addFileNotice(text);
   }
-  if (text) logTransferText(event, text);
+  if (text) logTransferText(event, number, text);
 }
 
 function addFileNotice(text) {
-  ui.fileNotices.prepend(el('li', 'transfer-notice', text));
+  const li = el('li', 'transfer-notice');
+  li.append(...cutText('notice-text', text, MAX_TEXT_CHARS, { newlines: true }));
+  ui.fileNotices.prepend(li);
   while (ui.fileNotices.children.length > MAX_FILE_NOTICES) ui.fileNotices.lastElementChild.remove();
 }
 
 // Progress comes by tenths; one line per transfer, updated, keeps the log
 // for conversation.
-function logTransferText(event, text) {
+function logTransferText(event, number, text) {
   const room = noticeRoom();
-  const entry = event.number != null ? state.transfers.get(event.number) : null;
+  const entry = number != null ? state.transfers.get(number) : null;
   const kind = ['failed', 'offer_refused', 'not_offered'].includes(event.event) ? 'warning' : 'notice';
   const node = entry?.progressLine;
   if (event.event === 'progress' && node && (node.parentNode === room.log || room.queue.includes(node))) {
-    node.firstElementChild.textContent = text;
+    node.replaceChildren(...cutText('text', text, MAX_TEXT_CHARS, { newlines: true }));
     return;
   }
   const added = addSystem(text, kind, room);
@@ -1062,7 +1552,7 @@ function logTransferText(event, text) {
 }
 
 function makeTransfer(number) {
-  const entry = { number, title: null, total: null, incoming: null, final: false, progressLine: null };
+  const entry = { number, total: null, incoming: null, final: false, progressLine: null };
   entry.li = el('li', 'transfer');
   entry.li.dataset.number = String(number);
   entry.name = el('span', 'name');
@@ -1081,7 +1571,22 @@ function makeTransfer(number) {
   entry.li.append(head, entry.status, entry.bar, entry.actions);
   ui.transfers.prepend(entry.li);
   state.transfers.set(number, entry);
+  pruneTransfers();
   return entry;
+}
+
+// At most MAX_TRANSFERS entries: the oldest that are over go first, then,
+// if a peer floods the page with offers, the oldest of all.
+function pruneTransfers() {
+  const excess = state.transfers.size - MAX_TRANSFERS;
+  if (excess <= 0) return;
+  // A Map keeps the order entries were made in: oldest first.
+  const entries = [...state.transfers.values()];
+  const doomed = [...entries.filter((t) => t.final), ...entries.filter((t) => !t.final)].slice(0, excess);
+  for (const entry of doomed) {
+    entry.li.remove();
+    state.transfers.delete(entry.number);
+  }
 }
 
 function transferButton(entry, type) {
@@ -1106,7 +1611,7 @@ function setProgress(entry, done, size) {
 }
 
 function showTransferState(entry, word, done) {
-  const view = TRANSFER_VIEWS[word] ?? { text: word };
+  const view = Object.hasOwn(TRANSFER_VIEWS, word) ? TRANSFER_VIEWS[word] : { text: word };
   if (view.incoming != null) entry.incoming = view.incoming;
   entry.li.dataset.state = word;
   entry.status.textContent =
@@ -1124,25 +1629,16 @@ function showTransferState(entry, word, done) {
   }
 }
 
-function updateTransfer(event) {
-  const entry = state.transfers.get(event.number) ?? makeTransfer(event.number);
+function updateTransfer(event, number) {
+  const entry = state.transfers.get(number) ?? makeTransfer(number);
   if (event.name != null) {
-    entry.title = String(event.name);
-    entry.name.textContent = entry.title;
+    entry.name.replaceChildren(inertSpan('file-name', cut(event.name, MAX_FILE_NAME_CHARS).shown));
   }
   if (event.size != null) {
     entry.total = Number(event.size);
     entry.size.textContent = humanSize(event.size);
   }
   showTransferState(entry, String(event.event ?? ''), event.done);
-}
-
-// Endings without a number name the file: the newest open entry with that
-// name is the one that ended.
-function finishByName(name, word) {
-  const entries = [...state.transfers.values()].reverse();
-  const entry = entries.find((t) => t.title === name && !t.final) ?? entries.find((t) => t.title === name);
-  if (entry) showTransferState(entry, word, null);
 }
 
 function onSendFile(event) {
@@ -1199,7 +1695,8 @@ function wire() {
   $('verify-button').addEventListener('click', () => sendOrWarn({ type: 'command', line: '/verify' }));
   $('invite-button').addEventListener('click', () => sendOrWarn({ type: 'invite' }));
   ui.markVerified.addEventListener('click', () => {
-    if (sendOrWarn({ type: 'command', line: '/trust' })) ui.verify.close();
+    const command = state.verifyPeer != null ? { type: 'trust', who: state.verifyPeer } : { type: 'trust' };
+    if (sendOrWarn(command)) ui.verify.close();
   });
   ui.copyTicket.addEventListener('click', copyTicket);
   for (const button of document.querySelectorAll('.dialog-close')) {
@@ -1214,7 +1711,19 @@ function wire() {
   });
   window.matchMedia('(max-width: 700px)').addEventListener('change', () => closePanels());
   window.addEventListener('hashchange', onHashChange);
+  document.addEventListener('visibilitychange', onVisibilityChange);
   watchLogSize();
+}
+
+// Lines that came while the page was hidden were unread even in the room
+// on screen; seen now.
+function onVisibilityChange() {
+  if (document.hidden) return;
+  const room = selectedRoom();
+  if (!room || room.unread === 0) return;
+  room.unread = 0;
+  renderUnread(room);
+  updateTitle();
 }
 
 function main() {
@@ -1222,7 +1731,8 @@ function main() {
   generalLog().log.hidden = false;
   renderMembers();
   onPeers({ peers: [] });
-  startWithToken(readToken());
+  // The link's token, or, after a reload, the one this tab kept.
+  startWithToken(takeTokenFromHash() || storedToken());
 }
 
 main();
