@@ -108,6 +108,8 @@ fn main() -> ExitCode {
                 port,
                 token,
                 open: args.open.then(|| dir.clone()),
+                uploads: dir.join("uploads"),
+                max_upload: args.max_file,
             },
             Err(e) => {
                 return fail(anyhow::Error::from(e).context("could not keep the page's token"))
@@ -478,6 +480,10 @@ enum Front {
         /// With `--open`: the data directory, where the page's opener is
         /// written.
         open: Option<std::path::PathBuf>,
+        /// Where files picked in the page are written.
+        uploads: std::path::PathBuf,
+        /// The largest of them.
+        max_upload: u64,
     },
 }
 
@@ -526,7 +532,14 @@ fn run(options: Options, front: Front) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         let signals = spawn_signal_handler(shutdown.clone())?;
         let result = async {
-            if let Front::Web { port, token, open } = front {
+            if let Front::Web {
+                port,
+                token,
+                open,
+                uploads,
+                max_upload,
+            } = front
+            {
                 let listener = web::bind(port)
                     .await
                     .with_context(|| format!("could not serve the page on 127.0.0.1:{port}"))?;
@@ -537,9 +550,13 @@ fn run(options: Options, front: Front) -> anyhow::Result<()> {
                 if let Some(dir) = open {
                     open_in_browser(&dir, &link);
                 }
-                let max_line = options.max_line;
+                let page = web::Options {
+                    max_line: options.max_line,
+                    uploads,
+                    max_upload,
+                };
                 let app = app::run(options, commands_rx, events_tx, shutdown_rx);
-                web::run(app, listener, token, max_line, commands_tx, events_rx)
+                web::run(app, listener, token, page, commands_tx, events_rx)
                     .await
                     .context("the web server failed")?
                     .map_err(anyhow::Error::from)

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use browser::{http_get, Browser};
+use browser::{http_get, http_request, Browser};
 use common::{data_dir, utf8, Peer, TIMEOUT};
 use fantoccini::Locator;
 
@@ -332,8 +332,16 @@ async fn the_page_reconnects_when_the_chat_restarts() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn verify_invite_and_files_work_from_the_page() {
-    let (a, b, downloads) = (data_dir(), data_dir(), data_dir());
-    let (mut ann, port, _) = Peer::secure_listen(a.path(), &["--name", "ann"]);
+    let (a, b, downloads, ann_downloads) = (data_dir(), data_dir(), data_dir(), data_dir());
+    let (mut ann, port, _) = Peer::secure_listen(
+        a.path(),
+        &[
+            "--name",
+            "ann",
+            "--download-dir",
+            utf8(ann_downloads.path()),
+        ],
+    );
     let (_web, link) = web_peer_with(
         b.path(),
         port,
@@ -355,13 +363,7 @@ async fn verify_invite_and_files_work_from_the_page() {
 
     // The safety number, large, the same as the terminal's; marking the
     // member verified shows in the member list.
-    page.client
-        .find(Locator::Css("#verify-button"))
-        .await
-        .expect("the verify button")
-        .click()
-        .await
-        .expect("clicked");
+    page.click("#verify-button").await;
     page.wait_until(
         "return document.querySelector('#verify').open && /^(\\d{5} ){11}\\d{5}$/.test(document.querySelector('#safety-number').textContent.replace(/\\s+/g, ' ').trim())",
         TIMEOUT,
@@ -378,13 +380,7 @@ async fn verify_invite_and_files_work_from_the_page() {
         theirs.trim_start_matches("Safety number: "),
         shown.as_str().expect("text")
     );
-    page.client
-        .find(Locator::Css("#mark-verified"))
-        .await
-        .expect("the mark button")
-        .click()
-        .await
-        .expect("clicked");
+    page.click("#mark-verified").await;
     page.wait_until(
         "return [...document.querySelectorAll('#members .member')].some(m => m.textContent.includes('ann') && m.querySelector('.verified'))",
         TIMEOUT,
@@ -393,13 +389,7 @@ async fn verify_invite_and_files_work_from_the_page() {
     .await;
 
     // An invite: its ticket as text and as a QR code.
-    page.client
-        .find(Locator::Css("#invite-button"))
-        .await
-        .expect("the invite button")
-        .click()
-        .await
-        .expect("clicked");
+    page.click("#invite-button").await;
     page.wait_until(
         "return document.querySelector('#invite').open && document.querySelector('#ticket').value.length > 20 && document.querySelectorAll('#qr svg rect').length > 50",
         TIMEOUT,
@@ -420,13 +410,7 @@ async fn verify_invite_and_files_work_from_the_page() {
         "the offer",
     )
     .await;
-    page.client
-        .find(Locator::Css("#transfers .transfer button.accept"))
-        .await
-        .expect("the accept button")
-        .click()
-        .await
-        .expect("clicked");
+    page.click("#transfers .transfer button.accept").await;
     ann.expect_prefix("Sent \"notes.txt\"");
     let received = downloads.path().join("notes.txt");
     let landed = std::time::Instant::now();
@@ -444,15 +428,56 @@ async fn verify_invite_and_files_work_from_the_page() {
         .await
         .expect("the path box");
     path.send_keys(utf8(&sent)).await.expect("typed");
-    page.client
-        .find(Locator::Css("#send-file-form button[type=submit]"))
-        .await
-        .expect("the send button")
-        .click()
-        .await
-        .expect("clicked");
+    page.click("#send-file-form button[type=submit]").await;
     let offer = ann.expect_prefix("Peer offers \"report.txt\"");
     assert!(offer.contains("/accept"), "{offer}");
+
+    // A file picked in the page: its bytes go to the chat, which offers
+    // it under its own name, and it arrives whole.
+    let picked = b.path().join("picked photo.jpg");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&picked, &bytes).expect("written");
+    page.client
+        .find(Locator::Css("#file-pick"))
+        .await
+        .expect("the file picker")
+        .send_keys(utf8(&picked))
+        .await
+        .expect("picked");
+    page.click("#send-file-form button[type=submit]").await;
+    let offer = ann.expect_prefix("Peer offers \"picked photo.jpg\"");
+    let number = offer
+        .rsplit("/reject ")
+        .next()
+        .expect("a number")
+        .trim()
+        .to_owned();
+    ann.send(&format!("/accept {number}"));
+    let received = ann.expect_prefix("Received \"picked photo.jpg\"");
+    let landed = received
+        .rsplit("-> ")
+        .next()
+        .expect("a path")
+        .trim()
+        .to_owned();
+    assert!(landed.starts_with(utf8(ann_downloads.path())), "{landed}");
+    assert_eq!(std::fs::read(&landed).expect("received"), bytes);
+    // Without the token, or from another origin, nothing is taken.
+    let web_port = port_of_link(&link);
+    let token = link.rsplit('#').next().expect("a token");
+    let own = format!("Origin: http://127.0.0.1:{web_port}");
+    let auth = format!("Authorization: Bearer {token}");
+    for (headers, status) in [
+        (vec![own.as_str()], 401),
+        (vec![auth.as_str()], 403),
+        (vec!["Origin: http://evil.example", auth.as_str()], 403),
+    ] {
+        assert_eq!(
+            http_request(web_port, "POST", "/upload?name=x.txt", &headers).0,
+            status,
+            "{headers:?}"
+        );
+    }
     page.screenshot("web-files.png").await;
     page.quit().await;
 }

@@ -167,6 +167,17 @@ impl Browser {
         serde_json::from_value(texts).expect("a list of texts")
     }
 
+    /// Clicks the element `css` selects.
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("{css} not clicked: {e}"));
+    }
+
     /// Types `text` into the message box and presses Enter.
     pub async fn type_line(&self, text: &str) {
         let input = self
@@ -209,9 +220,18 @@ impl Drop for Browser {
 /// A GET of `path` from 127.0.0.1:`port` with these extra header lines;
 /// the status code and the response's head.
 pub fn http_get(port: u16, path: &str, headers: &[&str]) -> (u16, String) {
+    http_request(port, "GET", path, headers)
+}
+
+/// A request without a body (`Content-Length: 0` for a POST); the status
+/// code and the response's head.
+pub fn http_request(port: u16, method: &str, path: &str, headers: &[&str]) -> (u16, String) {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
     stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    let mut request = format!("GET {path} HTTP/1.1\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    if method == "POST" {
+        request.push_str("Content-Length: 0\r\n");
+    }
     if !headers
         .iter()
         .any(|h| h.to_ascii_lowercase().starts_with("connection:"))

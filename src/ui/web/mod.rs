@@ -27,6 +27,7 @@
 //! reloads what it shows from the history.
 
 mod feed;
+pub mod upload;
 
 use std::future::Future;
 use std::io;
@@ -77,6 +78,18 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
+
+/// How the front end is set up.
+pub struct Options {
+    /// The longest line (`--max-line`): commands are read up to what one
+    /// holds.
+    pub max_line: usize,
+    /// Where files picked in the page are written before they are offered
+    /// (see [`upload`]).
+    pub uploads: std::path::PathBuf,
+    /// The largest of them (`--max-file`).
+    pub max_upload: u64,
+}
 
 /// The secret a page proves it was opened from the printed link with.
 #[derive(Clone)]
@@ -185,6 +198,9 @@ struct Hub {
     commands: mpsc::Sender<Command>,
     pages: Arc<Semaphore>,
     longest_command: usize,
+    uploads: std::path::PathBuf,
+    max_upload: u64,
+    uploading: Semaphore,
 }
 
 /// Runs `app` with the browser front end serving on `listener`: events
@@ -194,10 +210,15 @@ pub async fn run<F: Future>(
     app: F,
     listener: TcpListener,
     token: Token,
-    max_line: usize,
+    options: Options,
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
 ) -> io::Result<F::Output> {
+    let Options {
+        max_line,
+        uploads,
+        max_upload,
+    } = options;
     let port = listener.local_addr()?.port();
     let epoch = Token::random()?.0[..16].to_owned();
     let hub = Arc::new(Hub {
@@ -209,12 +230,20 @@ pub async fn run<F: Future>(
         commands,
         pages: Arc::new(Semaphore::new(MAX_PAGES)),
         longest_command: max_line.saturating_mul(6).saturating_add(4096),
+        uploads,
+        max_upload,
+        uploading: Semaphore::new(upload::AT_ONCE),
     });
+    let old = hub.uploads.clone();
+    drop(tokio::task::spawn_blocking(move || {
+        upload::forget_old(&old)
+    }));
     let router = Router::new()
         .route("/", get(index))
         .route("/app.js", get(script))
         .route("/style.css", get(style))
         .route("/ws", get(socket))
+        .route("/upload", axum::routing::post(receive_upload))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(hub.clone(), guard))
         .with_state(hub.clone());
@@ -288,7 +317,9 @@ async fn guard(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Res
             "this server answers only as 127.0.0.1 or localhost\n",
         )
             .into_response()
-    } else if request.method() != Method::GET {
+    } else if request.method() != Method::GET
+        && !(request.method() == Method::POST && request.uri().path() == "/upload")
+    {
         StatusCode::METHOD_NOT_ALLOWED.into_response()
     } else {
         next.run(request).await
@@ -322,6 +353,27 @@ impl Hub {
             (host == *name && self.port == 80)
                 || host.strip_prefix(name).and_then(|r| r.strip_prefix(':')) == Some(&port)
         })
+    }
+
+    /// Lets in a request with the token (401 otherwise) from this server's
+    /// own page (403 otherwise).
+    #[allow(clippy::result_large_err)]
+    fn admit(&self, token: Option<&str>, headers: &HeaderMap) -> Result<(), Response> {
+        if !token.is_some_and(|t| self.token.matches(t)) {
+            return Err((StatusCode::UNAUTHORIZED, "a valid token is required\n").into_response());
+        }
+        let origin_ok = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|origin| self.own_origin(origin));
+        if !origin_ok {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "this is for this server's page only\n",
+            )
+                .into_response());
+        }
+        Ok(())
     }
 
     fn own_origin(&self, origin: &str) -> bool {
@@ -389,19 +441,8 @@ fn since_in(query: Option<&str>) -> Option<(String, u64)> {
 
 async fn socket(State(hub): State<Arc<Hub>>, headers: HeaderMap, request: Request) -> Response {
     let query = request.uri().query();
-    if !query_field(query, "token").is_some_and(|t| hub.token.matches(t)) {
-        return (StatusCode::UNAUTHORIZED, "a valid token is required\n").into_response();
-    }
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .is_some_and(|origin| hub.own_origin(origin));
-    if !origin_ok {
-        return (
-            StatusCode::FORBIDDEN,
-            "the WebSocket is for this server's page only\n",
-        )
-            .into_response();
+    if let Err(refusal) = hub.admit(query_field(query, "token"), &headers) {
+        return refusal;
     }
     let since = since_in(query);
     let Ok(permit) = hub.pages.clone().try_acquire_owned() else {
@@ -420,6 +461,65 @@ async fn socket(State(hub): State<Arc<Hub>>, headers: HeaderMap, request: Reques
         .max_message_size(longest)
         .max_frame_size(longest)
         .on_upgrade(move |ws| page(ws, hub, since, permit))
+}
+
+/// `POST /upload?name=NAME[&to=NICK]`: a file picked in the page, its
+/// bytes the body; written (see [`upload`]) and then offered with `/send`.
+/// Answered with the path offered, or why not.
+async fn receive_upload(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    axum::extract::Query(asked): axum::extract::Query<UploadQuery>,
+    body: axum::body::Body,
+) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    if let Err(refusal) = hub.admit(token, &headers) {
+        return refusal;
+    }
+    let Ok(_slot) = hub.uploading.try_acquire() else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "another upload is under way\n",
+        )
+            .into_response();
+    };
+    let path = match upload::receive(&hub.uploads, &asked.name, body, hub.max_upload).await {
+        Ok(path) => path,
+        Err(e) => return (e.status(), format!("{e}\n")).into_response(),
+    };
+    let offer = ApiCommand::SendFile {
+        to: asked.to.filter(|to| !to.is_empty()),
+        path: path.display().to_string(),
+    };
+    match offer.commands() {
+        Ok(commands) => {
+            for command in commands {
+                if hub.commands.send(command).await.is_err() {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+            }
+            (StatusCode::OK, path.display().to_string()).into_response()
+        }
+        Err(e) => {
+            if let Some(dir) = path.parent() {
+                let _ = tokio::fs::remove_dir_all(dir).await;
+            }
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+/// What `POST /upload` is asked.
+#[derive(serde::Deserialize)]
+struct UploadQuery {
+    /// The file's name, as the browser gives it.
+    name: String,
+    /// To whom, by nick (the only other member when none).
+    #[serde(default)]
+    to: Option<String>,
 }
 
 /// One open page: its commands in, the feed out, until either side ends.
@@ -525,6 +625,9 @@ mod tests {
             commands,
             pages: Arc::new(Semaphore::new(1)),
             longest_command: 1,
+            uploads: std::path::PathBuf::new(),
+            max_upload: 0,
+            uploading: Semaphore::new(1),
         };
         for good in ["127.0.0.1:8123", "localhost:8123"] {
             assert!(hub.own_host(good), "{good}");

@@ -51,6 +51,10 @@ const ui = {
   peers: $('peers'),
   sendFileForm: $('send-file-form'),
   filePath: $('file-path'),
+  filePick: $('file-pick'),
+  uploadStatus: $('upload-status'),
+  uploadText: $('upload-text'),
+  uploadProgress: $('upload-progress'),
   fileTo: $('file-to'),
   transfers: $('transfers'),
   fileNotices: $('file-notices'),
@@ -71,6 +75,8 @@ const ui = {
 
 const state = {
   token: '',
+  // A picked file being handed to the chat (one at a time).
+  uploading: false,
   ws: null,
   attempt: 0,
   retryTimer: 0,
@@ -1643,12 +1649,60 @@ function updateTransfer(event, number) {
 
 function onSendFile(event) {
   event.preventDefault();
-  const path = ui.filePath.value.trim();
-  if (!path) return;
   const to = ui.fileTo.value.trim();
+  const picked = ui.filePick.files?.[0];
+  if (picked) {
+    upload(picked, to);
+    return;
+  }
+  const path = ui.filePath.value.trim();
+  if (!path) {
+    addFileNotice('Choose a file, or give the path of one on this machine');
+    return;
+  }
   const command = { type: 'send_file', path };
   if (to) command.to = to;
   if (sendOrWarn(command)) ui.filePath.value = '';
+}
+
+// A browser cannot name a file on disk, so a picked file's bytes go to the
+// chat (which writes them to its data directory and offers the file from
+// there). XMLHttpRequest rather than fetch: it reports the upload's
+// progress. The token goes in a header, never in the URL.
+function upload(file, to) {
+  if (state.uploading) {
+    addFileNotice('Another file is being handed to the chat; wait for it to finish');
+    return;
+  }
+  state.uploading = true;
+  const params = new URLSearchParams({ name: file.name });
+  if (to) params.set('to', to);
+  const xhr = new XMLHttpRequest();
+  xhr.open('POST', `/upload?${params}`);
+  xhr.setRequestHeader('Authorization', `Bearer ${state.token}`);
+  xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+  ui.uploadText.textContent = `Handing "${cut(file.name, MAX_FILE_NAME_CHARS).shown}" to the chat…`;
+  ui.uploadProgress.value = 0;
+  ui.uploadStatus.hidden = false;
+  xhr.upload.addEventListener('progress', (e) => {
+    if (e.lengthComputable && e.total > 0) ui.uploadProgress.value = Math.floor((e.loaded / e.total) * 100);
+  });
+  const done = (text) => {
+    state.uploading = false;
+    ui.uploadStatus.hidden = true;
+    if (text) addFileNotice(text);
+  };
+  xhr.addEventListener('load', () => {
+    if (xhr.status === 200) {
+      ui.filePick.value = '';
+      done('');
+    } else {
+      done(`Not sent: ${(xhr.responseText || `error ${xhr.status}`).trim()}`);
+    }
+  });
+  xhr.addEventListener('error', () => done('Not sent: the chat could not be reached'));
+  xhr.addEventListener('abort', () => done('Not sent: the upload was stopped'));
+  xhr.send(file);
 }
 
 // ------------------------------------------------- narrow-screen panels
