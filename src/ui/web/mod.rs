@@ -234,10 +234,6 @@ pub async fn run<F: Future>(
         max_upload,
         uploading: Semaphore::new(upload::AT_ONCE),
     });
-    let old = hub.uploads.clone();
-    drop(tokio::task::spawn_blocking(move || {
-        upload::forget_old(&old)
-    }));
     let router = Router::new()
         .route("/", get(index))
         .route("/app.js", get(script))
@@ -248,6 +244,8 @@ pub async fn run<F: Future>(
         .layer(middleware::from_fn_with_state(hub.clone(), guard))
         .with_state(hub.clone());
     let mut tasks = JoinSet::new();
+    let old = hub.uploads.clone();
+    tasks.spawn_blocking(move || upload::forget_old(&old));
     tasks.spawn(pump(events, hub.clone()));
     tasks.spawn(async move {
         // A server that stops accepting (it does not on its own) leaves
@@ -255,7 +253,9 @@ pub async fn run<F: Future>(
         let _ = axum::serve(listener, router).await;
     });
     let out = app.await;
-    // Dropping the tasks closes the server and every page's connection.
+    // The server stops accepting here; the pages' connections (tasks of
+    // the server's own) end with the runtime, which the binary shuts down
+    // right after, and each page shows it lost the chat.
     tasks.shutdown().await;
     Ok(out)
 }
