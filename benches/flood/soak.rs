@@ -35,6 +35,12 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// How long the last lines may take to arrive once the run is over.
 const FINAL_WAIT: Duration = Duration::from_secs(60);
 
+/// The samples of a cycle that count as quiet: those in the last this
+/// many seconds before a burst begins, when the last burst has drained
+/// and its heap has been handed back. Their trend is what the chat keeps
+/// for good, without the bursts' peaks, which the other bars bound.
+const QUIET_BEFORE_BURST: f64 = 30.0;
+
 /// Descriptors open for a moment (a store file, a connection coming up)
 /// that a flat count may show between samples.
 const FD_WOBBLE: usize = 2;
@@ -126,6 +132,20 @@ fn slope_mb_per_hour(samples: &Samples, from: f64) -> f64 {
         0.0
     } else {
         covariance / variance * 3600.0
+    }
+}
+
+/// Writes every sample as `who,seconds,rss_kib,fds` lines to `path`, for
+/// a closer look than the summary gives.
+fn write_samples(path: &str, speakers: &[Speaker], samples: &[Samples]) {
+    let mut out = String::from("who,seconds,rss_kib,fds\n");
+    for (speaker, series) in speakers.iter().zip(samples) {
+        for (t, kib, fds) in series {
+            out.push_str(&format!("{},{t:.1},{kib},{fds}\n", speaker.name));
+        }
+    }
+    if let Err(e) = std::fs::write(path, out) {
+        eprintln!("SOAK_SAMPLES {path}: {e}");
     }
 }
 
@@ -325,9 +345,23 @@ pub(super) fn soak() -> Result<(), String> {
     } else {
         secs as f64 / 3.0
     };
+    if let Ok(path) = std::env::var("SOAK_SAMPLES") {
+        write_samples(&path, &speakers, &samples);
+    }
+    let cycle = burst_every as f64;
+    let quiet = |series: &Samples| -> Samples {
+        series
+            .iter()
+            .filter(|(t, _, _)| {
+                let into = t % cycle;
+                *t >= cycle && into >= cycle - QUIET_BEFORE_BURST
+            })
+            .copied()
+            .collect()
+    };
     println!(
-        "{bursts} bursts; slope from {from:.0} s on\n{:<5} {:>10} {:>10} {:>12} {:>9} {:>9} {:>9} {:>12}",
-        "who", "RSS@from", "RSS end", "slope MB/h", "peak MB", "fds min", "fds max", "lost/disord"
+        "{bursts} bursts; slope from {from:.0} s on, of every sample and of the quiet ones ({QUIET_BEFORE_BURST:.0} s before each burst)\n{:<5} {:>10} {:>10} {:>12} {:>12} {:>9} {:>9} {:>9} {:>12}",
+        "who", "RSS@from", "RSS end", "slope MB/h", "quiet MB/h", "peak MB", "fds min", "fds max", "lost/disord"
     );
     let mut missed = Vec::new();
     for (i, series) in samples.iter().enumerate() {
@@ -344,13 +378,15 @@ pub(super) fn soak() -> Result<(), String> {
             fds.iter().max().copied().unwrap_or(0),
         );
         let slope = slope_mb_per_hour(series, from);
+        let quiet_slope = slope_mb_per_hour(&quiet(series), from);
         let lost = missing(i);
         let disorder = shown[i].lock().map_or(u64::MAX, |s| s.disorder);
         println!(
-            "{name:<5} {:>10.1} {:>10.1} {:>12.2} {:>9.1} {:>9} {:>9} {:>12}",
+            "{name:<5} {:>10.1} {:>10.1} {:>12.2} {:>12.2} {:>9.1} {:>9} {:>9} {:>12}",
             mb(at_from),
             mb(end),
             slope,
+            quiet_slope,
             mb(peak),
             fd_min,
             fd_max,
