@@ -67,6 +67,15 @@ fn numbers(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("line {i:05}")).collect()
 }
 
+/// A browser with the page at `link` open and connected; `None` where
+/// there is no browser (said by [`Browser::start`]).
+async fn open_page(link: &str) -> Option<Browser> {
+    let page = Browser::start(1280, 800).await?;
+    page.client.goto(link).await.expect("page loads");
+    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket").await;
+    Some(page)
+}
+
 const CONNECTED: &str = "return document.querySelector('#conn')?.dataset.state === 'connected'";
 
 #[tokio::test(flavor = "current_thread")]
@@ -199,11 +208,9 @@ async fn a_burst_of_lines_all_shows_in_order_and_ten_thousand_scroll_back() {
     let (mut ann, port, _) = Peer::secure_listen(a.path(), &[]);
     let (_web, link) = web_peer(b.path(), port, 0);
     ann.expect_secure_chat();
-    let Some(page) = Browser::start(1280, 800).await else {
+    let Some(page) = open_page(&link).await else {
         return;
     };
-    page.client.goto(&link).await.expect("page loads");
-    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket").await;
     // The page asks for what it shows once connected: let that settle
     // before the burst.
     page.wait_until(
@@ -291,11 +298,9 @@ async fn the_page_reconnects_when_the_chat_restarts() {
         .port();
     let (mut web, link) = web_peer(b.path(), port, fixed);
     ann.expect_secure_chat();
-    let Some(page) = Browser::start(1280, 800).await else {
+    let Some(page) = open_page(&link).await else {
         return;
     };
-    page.client.goto(&link).await.expect("page loads");
-    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket").await;
     ann.send("before the restart");
     page.wait_until(
         "return [...document.querySelectorAll('#log .text')].some(e => e.textContent === 'before the restart')",
@@ -349,11 +354,9 @@ async fn verify_invite_and_files_work_from_the_page() {
         &["--download-dir", utf8(downloads.path())],
     );
     ann.expect_secure_chat();
-    let Some(page) = Browser::start(1280, 800).await else {
+    let Some(page) = open_page(&link).await else {
         return;
     };
-    page.client.goto(&link).await.expect("page loads");
-    page.wait_until(CONNECTED, TIMEOUT, "the WebSocket").await;
     page.wait_until(
         "return [...document.querySelectorAll('#members .member')].some(m => m.textContent.includes('ann'))",
         TIMEOUT,
