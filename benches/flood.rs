@@ -3,11 +3,12 @@
 //! the other way wait meanwhile.
 //!
 //! Run with `cargo bench --bench flood`. Knobs (environment):
-//! - `FLOOD_ONLY` (default `pair,stop,room`): the sections to run;
+//! - `FLOOD_ONLY` (default `pair,stop,room,paste`): the sections to run;
 //! - `FLOOD_SECS` (default 15): how long the flooding sender is fed;
 //! - `FLOOD_LINE` (default 1024): bytes per flood line, newline included;
 //! - `STOP_SECS` (default 40): how long the receiver is stopped;
 //! - `STOP_LINES` (default 200000): lines fed to the sender of `stop`;
+//! - `PASTE_MB` (default 100): the size of the line `paste` feeds, in MiB;
 //! - `SOAK_SECS`, `SOAK_BURST_EVERY`, `SOAK_BURST_SECS`: see `soak`, a
 //!   section run only when named (`FLOOD_ONLY=soak`).
 //!
@@ -36,6 +37,12 @@
 //! every other member must show each `m1: h I`, timed from just before
 //! the write. Bars: m1's lines at p99 <= 250 ms at every member, none
 //! missing; every member's peak RSS <= 64 MB.
+//!
+//! `paste`: B's stdin gets one line of `PASTE_MB` MiB (a new letter every
+//! MiB) as fast as it takes it, then `after the paste`. A must show the
+//! line in pieces of 1 MiB (the longest sent as one), each all its letter,
+//! in order, with every byte, then `after the paste`, within 300 s. Bar:
+//! each peer's peak RSS <= 64 MB (the line is never held whole).
 //!
 //! A missed bar is reported and the run goes on; a section that could not
 //! be carried out fails the run (exit 1) after the others. MB is MiB.
@@ -76,7 +83,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 fn main() {
-    let only = std::env::var("FLOOD_ONLY").unwrap_or_else(|_| "pair,stop,room".into());
+    let only = std::env::var("FLOOD_ONLY").unwrap_or_else(|_| "pair,stop,room,paste".into());
     println!("{}", support::machine());
     println!("load average: {}", support::load_average());
     let mut failed = false;
@@ -85,8 +92,11 @@ fn main() {
             "pair" => pair(),
             "stop" => stop(),
             "room" => room(),
+            "paste" => paste(),
             "soak" => soak::soak(),
-            other => Err(format!("no section {other:?} (pair, stop, room, soak)")),
+            other => Err(format!(
+                "no section {other:?} (pair, stop, room, paste, soak)"
+            )),
         };
         if let Err(e) = result {
             println!("\n{section}: could not be measured: {e}");
@@ -417,6 +427,92 @@ fn pair() -> Result<(), String> {
             missed.push(format!(
                 "{name} within {BAR_AFTER_MB} MB of idle 10 s after"
             ));
+        }
+    }
+    report(&missed);
+    Ok(())
+}
+
+/// The longest line sent as one at the default `--max-line`.
+const PIECE: usize = 1024 * 1024;
+
+/// How long A may take to show the whole paste.
+const PASTE_WAIT: Duration = Duration::from_secs(300);
+
+fn paste() -> Result<(), String> {
+    let size = env_usize("PASTE_MB", 100).max(1) * PIECE;
+    println!("\n== paste: B is fed one line of {} MiB", size / PIECE);
+    let pair = Pair::start()?;
+    let (a, b, mut b_in, mut a_out) = (pair.a, pair.b, pair.b_in, pair.a_out);
+    let (idle_a, idle_b, _temp) = (pair.idle_a, pair.idle_b, pair._temp);
+    let letter = |at: usize| b'a' + (at / PIECE % 26) as u8;
+    let sampler = Sampler::start(a.pid(), b.pid());
+    let start = Instant::now();
+    let feeder = thread::spawn(move || -> std::io::Result<ChildStdin> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        for at in (0..size).step_by(chunk.len()) {
+            chunk.fill(letter(at));
+            b_in.write_all(&chunk)?;
+        }
+        b_in.write_all(b"\nafter the paste\n")?;
+        Ok(b_in)
+    });
+    // A's lines, read here: the pieces in order, each all its letter.
+    let (mut shown, mut pieces, mut wrong) = (0usize, 0usize, 0usize);
+    let mut line = Vec::new();
+    loop {
+        if start.elapsed() > PASTE_WAIT {
+            return Err(format!(
+                "{shown} of {size} bytes shown after {PASTE_WAIT:?}"
+            ));
+        }
+        line.clear();
+        match a_out.read_until(b'\n', &mut line) {
+            Ok(0) => return Err(format!("A ended after {shown} of {size} bytes")),
+            Ok(_) => {}
+            Err(e) => return Err(format!("reading A: {e}")),
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text == b"Peer: after the paste" {
+            break;
+        }
+        let Some(piece) = text.strip_prefix(b"Peer: ") else {
+            continue;
+        };
+        let expected = letter(shown);
+        if piece.len() != PIECE.min(size.saturating_sub(shown))
+            || piece.iter().any(|&c| c != expected)
+        {
+            wrong += 1;
+        }
+        shown += piece.len();
+        pieces += 1;
+    }
+    let took = start.elapsed();
+    let (peak_a, peak_b) = sampler.finish();
+    let _b_in = feeder
+        .join()
+        .map_err(|_| "the thread writing to B failed")?
+        .map_err(|e| format!("writing to B: {e}"))?;
+    println!(
+        "{} MiB in {pieces} pieces, all shown by A in {:.1} s ({:.1} MiB/s); bytes shown {}, pieces wrong or out of order: {wrong}",
+        size / PIECE,
+        took.as_secs_f64(),
+        size as f64 / PIECE as f64 / took.as_secs_f64(),
+        grouped(shown as f64)
+    );
+    println!("{:<12} {:>8} {:>8}", "RSS (MB)", "idle", "peak");
+    let mut missed = Vec::new();
+    if shown != size || wrong > 0 {
+        missed.push("every byte shown once, in order".to_owned());
+    }
+    for (name, idle, peak) in [
+        ("A (reader)", idle_a, peak_a),
+        ("B (sender)", idle_b, peak_b),
+    ] {
+        println!("{name:<12} {:>8.1} {:>8.1}", mb(idle), mb(peak));
+        if mb(peak) > BAR_PEAK_MB {
+            missed.push(format!("{name}'s peak <= {BAR_PEAK_MB} MB"));
         }
     }
     report(&missed);

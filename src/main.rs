@@ -577,9 +577,12 @@ fn run(options: Options, front: Front) -> anyhow::Result<()> {
                     (input, output)
                 } else {
                     let style = Style::detect(io::stdout().is_terminal());
-                    let input =
-                        pipe::spawn_input(options.max_line, commands_tx, events_tx.downgrade())
-                            .context("could not start the input thread")?;
+                    let how = pipe::Input {
+                        max_line: options.longest_sent(),
+                        commands: !options.protocol.is_plain(),
+                    };
+                    let input = pipe::spawn_input(how, commands_tx, events_tx.downgrade())
+                        .context("could not start the input thread")?;
                     let output = pipe::spawn_output(events_rx, style, shutdown)
                         .context("could not start the output thread")?;
                     (input, output)

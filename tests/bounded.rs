@@ -1,8 +1,8 @@
 //! Memory under abuse, black box: a peer held to 64 MB by a memory cgroup
-//! outlives a flood as receiver and as sender.
-//!
-//! Root only (a cgroup is made for the peer); skipped with a message
-//! otherwise, or when the kernel has no memory cgroup.
+//! outlives a flood as receiver and as sender (root only: a cgroup is made
+//! for the peer; skipped with a message otherwise, or when the kernel has
+//! no memory cgroup), and a paste of 100 MiB on one line goes out whole
+//! without being held whole.
 
 mod common;
 
@@ -221,4 +221,79 @@ fn a_peer_held_to_64_mb_outlives_a_flood_as_receiver_and_as_sender() {
     // One after the other: two floods at once would share two cores.
     flood_with_one_peer_caged(true);
     flood_with_one_peer_caged(false);
+}
+
+/// Bytes of the one-line paste.
+const PASTE: usize = 100 * 1024 * 1024;
+
+/// The longest line sent as one at the default `--max-line` (1 MiB): the
+/// paste goes out in pieces of this size.
+const PIECE: usize = 1024 * 1024;
+
+/// Each peer's RSS at most, as in a flood (issue 16's bar).
+const PEAK_BOUND_KIB: u64 = 64 * 1024;
+
+/// The letter the paste holds at byte `at`: a new one every piece, so
+/// that each piece shown tells which it is.
+fn paste_letter(at: usize) -> u8 {
+    b'a' + (at / PIECE % 26) as u8
+}
+
+#[test]
+fn a_paste_of_100_mib_on_one_line_goes_out_whole_and_is_never_held_whole() {
+    let (a, b) = (data_dir(), data_dir());
+    let (mut receiver, mut sender, _, _) = secure_pair(a.path(), b.path(), Introductions::Reached);
+    let mut stdin = sender.take_stdin();
+    let started = Instant::now();
+    let feeder = thread::spawn(move || {
+        let mut chunk = vec![0u8; 64 * 1024];
+        for at in (0..PASTE).step_by(chunk.len()) {
+            chunk.fill(paste_letter(at));
+            stdin.write_all(&chunk).expect("the sender takes the paste");
+        }
+        stdin
+            .write_all(b"\nafter the paste\n")
+            .expect("the sender takes the line after");
+        stdin
+    });
+    // The pieces, in order, each a line of its own.
+    let mut shown = 0;
+    while shown < PASTE {
+        let left = (started + Duration::from_secs(180)).saturating_duration_since(Instant::now());
+        let Some(line) = receiver.line_within(left) else {
+            panic!(
+                "{shown} of {PASTE} bytes shown after {:?}",
+                started.elapsed()
+            );
+        };
+        receiver.seen.clear();
+        let Some(piece) = line.strip_prefix("Peer: ") else {
+            continue;
+        };
+        let letter = paste_letter(shown);
+        assert_eq!(piece.len(), PIECE.min(PASTE - shown), "piece at {shown}");
+        assert!(
+            piece.bytes().all(|b| b == letter),
+            "the piece at byte {shown} is not all {:?}",
+            letter as char
+        );
+        shown += piece.len();
+    }
+    receiver.expect_line("Peer: after the paste");
+    let took = started.elapsed();
+    let (sender_peak, receiver_peak) = (sender.peak_rss_kib(), receiver.peak_rss_kib());
+    eprintln!(
+        "100 MiB on one line in {took:?}: peak RSS sender {:.1} MB, receiver {:.1} MB",
+        sender_peak as f64 / 1024.0,
+        receiver_peak as f64 / 1024.0
+    );
+    sender.expect_stderr("it goes out in pieces of at most 1048576 bytes");
+    for (who, peak) in [("sender", sender_peak), ("receiver", receiver_peak)] {
+        assert!(
+            peak <= PEAK_BOUND_KIB,
+            "the {who} peaked at {peak} KiB on a 100 MiB line"
+        );
+    }
+    // The sender's input stays open until here: its end would end the chat.
+    drop(feeder.join().expect("feeder"));
 }

@@ -185,12 +185,16 @@ fn oversized_line_is_dropped_with_a_notice_and_the_chat_goes_on() {
 }
 
 #[test]
-fn our_own_oversized_line_is_not_sent() {
+fn our_own_oversized_line_goes_out_in_pieces() {
     let (mut listener, mut raw) = listener_with_raw_peer(&["--max-line", "10"]);
     listener.send("this line is far too long");
     listener.send("short");
-    listener.expect_stderr("Not sent: your line is longer than the 10-byte line limit");
-    assert_eq!(raw.read_line().as_deref(), Some("short"));
+    listener.expect_stderr(
+        "Your line is longer than the 10-byte line limit: it goes out in pieces of at most 10 bytes",
+    );
+    for piece in ["this line ", "is far too", " long", "short"] {
+        assert_eq!(raw.read_line().as_deref(), Some(piece));
+    }
 }
 
 #[test]

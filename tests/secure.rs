@@ -564,17 +564,21 @@ fn a_sender_fed_from_a_file_ends_only_once_a_slow_link_delivered_every_line() {
 }
 
 #[test]
-fn a_line_over_what_others_accept_is_refused_at_once_and_later_lines_flow() {
+fn a_line_over_what_others_accept_goes_in_pieces_and_later_lines_flow() {
     let (da, db) = (data_dir(), data_dir());
     let (mut receiver, port, _) = Peer::secure_listen(da.path(), &[]);
     let mut sender = Peer::secure_connect(port, db.path(), &["--max-line", "4194304"]);
     sender.expect_secure_chat();
     receiver.expect_secure_chat();
-    // A room line above what every member's engine takes: the author is
-    // told at once, and the next lines are not held up behind it.
-    sender.send(&"x".repeat(2 * 1024 * 1024));
-    sender.expect_stderr("longer than the 1048576-byte line limit");
+    // A line above what every member's engine takes in a room: the author
+    // is told, and it arrives in pieces of a room line each, in order.
+    let half = 1024 * 1024;
+    sender.send(&("x".repeat(half) + &"z".repeat(half) + "end"));
+    sender.expect_stderr("longer than the 1048576-byte line limit: it goes out in pieces");
     sender.send("after the big one");
+    for piece in ["x".repeat(half), "z".repeat(half), "end".into()] {
+        receiver.expect_line(&format!("Peer: {piece}"));
+    }
     receiver.expect_line("Peer: after the big one");
 
     // A member with a smaller limit receives what others send in order,
@@ -589,6 +593,31 @@ fn a_line_over_what_others_accept_is_refused_at_once_and_later_lines_flow() {
     big.send("next");
     small.expect_stderr("longer than the 1000-byte line limit");
     small.expect_line("Peer: next");
+}
+
+#[test]
+fn lines_of_the_largest_size_one_after_another_arrive_at_once() {
+    // Each room message of a line this long came within a few KiB of
+    // gossipsub's limit, and its reader counted the start of the next one
+    // against it: the member stopped reading, and was dropped after 30 s.
+    let (da, db) = (data_dir(), data_dir());
+    let (mut receiver, mut sender, _, _) =
+        secure_pair(da.path(), db.path(), Introductions::Reached);
+    let longest = 1024 * 1024;
+    let letters = ["a", "b", "c", "d"];
+    let mut input = Vec::new();
+    for letter in letters {
+        input.extend_from_slice(letter.repeat(longest).as_bytes());
+        input.push(b'\n');
+    }
+    sender.send_bytes(&input);
+    for letter in letters {
+        receiver.expect_line_within(
+            &format!("Peer: {}", letter.repeat(longest)),
+            Duration::from_secs(10),
+        );
+        receiver.seen.clear();
+    }
 }
 
 #[test]

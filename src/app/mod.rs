@@ -37,6 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use crate::chat::event::YOU;
+use crate::chat::line;
 use crate::chat::room::Roster;
 use crate::chat::{Command, DialTarget, Event, HistoryLine, KeptLine, Notice, Received};
 use crate::identity::Identity;
@@ -48,8 +49,10 @@ pub use tasks::Tasks;
 
 /// Capacity of the channel of commands from a front end. A command is a
 /// typed line, or the lines of one read of a pipe (under 64 KiB, or one
-/// line up to `--max-line`), so what waits is bounded in bytes too.
-pub const COMMAND_QUEUE: usize = 16;
+/// line up to `--max-line`, or a piece of a longer one), so what waits is
+/// bounded in bytes too. Few: a paste of long lines waits here, and a
+/// few reads of a pipe are enough to keep the chat busy.
+pub const COMMAND_QUEUE: usize = 4;
 
 /// Capacity of the channel of events to a front end. Small, because one
 /// event may carry a batch of lines (see [`BATCH_BYTES`]).
@@ -224,6 +227,19 @@ pub struct Options {
     pub max_line: usize,
     /// The protocol.
     pub protocol: Protocol,
+}
+
+impl Options {
+    /// The longest line sent as one: `max_line`, and in the secure mode
+    /// at most a room line ([`net::MAX_ROOM_LINE`]). A longer one goes out
+    /// in pieces of this many bytes at most.
+    pub fn longest_sent(&self) -> usize {
+        if self.protocol.is_plain() {
+            self.max_line
+        } else {
+            self.max_line.min(net::MAX_ROOM_LINE)
+        }
+    }
 }
 
 /// Asks the app to stop; cloned into whatever may need to (signal handler,
@@ -500,7 +516,7 @@ async fn send(
     }
 }
 
-/// Queues one line to send; a line over the limit is told and skipped.
+/// Queues one line to send; a line over the limit goes in pieces.
 /// An error when the connection failed or stalled.
 async fn queue(
     outgoing: &mut impl Outbound,
@@ -510,9 +526,17 @@ async fn queue(
     match unstalled(outgoing.queue(line), events).await {
         Ok(()) => Ok(()),
         Err(SendError::TooLong { limit }) => {
+            // A whole line over the limit (typed at the terminal): nothing
+            // typed is dropped, it goes in pieces.
             let _ = events
-                .send(Event::Notice(Notice::OutgoingTooLong { limit }))
+                .send(Event::Notice(Notice::OutgoingInPieces { limit }))
                 .await;
+            for piece in line::pieces(line, limit) {
+                match unstalled(outgoing.queue(piece), events).await {
+                    Ok(()) | Err(SendError::TooLong { .. }) => {}
+                    Err(SendError::Failed(e)) => return Err(e),
+                }
+            }
             Ok(())
         }
         Err(SendError::Failed(e)) => Err(e),

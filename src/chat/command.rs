@@ -75,6 +75,22 @@ pub enum Input<'a> {
     Unknown(&'a str),
 }
 
+impl Input<'_> {
+    /// Whether the line asks for anything but text to send.
+    ///
+    /// ```
+    /// use rust_p2p_chat::chat::command::parse;
+    ///
+    /// assert!(parse("/nick bob").is_command());
+    /// assert!(parse("/frobnicate").is_command());
+    /// assert!(!parse("//nick").is_command());
+    /// assert!(!parse("hello").is_command());
+    /// ```
+    pub fn is_command(&self) -> bool {
+        !matches!(self, Input::Text(_))
+    }
+}
+
 /// The commands, one per line, as `/help` shows them.
 pub const HELP: &str = "Commands:
   /nick NAME        choose your nick

@@ -561,8 +561,14 @@ pub enum Notice {
         /// The limit in bytes.
         limit: usize,
     },
-    /// A line the user typed is over the limit; it was not sent.
+    /// A command the user typed is over the limit; it was not run.
     OutgoingTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A line the user typed is over the limit: it goes out in pieces of
+    /// at most the limit, each a line of its own.
+    OutgoingInPieces {
         /// The limit in bytes.
         limit: usize,
     },
@@ -846,7 +852,11 @@ impl fmt::Display for Notice {
             ),
             Notice::OutgoingTooLong { limit } => write!(
                 f,
-                "Not sent: your line is longer than the {limit}-byte line limit"
+                "Not run: your command is longer than the {limit}-byte line limit"
+            ),
+            Notice::OutgoingInPieces { limit } => write!(
+                f,
+                "Your line is longer than the {limit}-byte line limit: it goes out in pieces of at most {limit} bytes"
             ),
             Notice::TurnedAway { from } => {
                 write!(f, "Turned away {from}: already in a chat")

@@ -11,6 +11,12 @@
 //! most `max_line` (+1 for a trailing `\r`) bytes: past that the line is
 //! reported as [`Frame::TooLong`] once, the splitter switches to discarding,
 //! and it drops everything up to the next newline without buffering it.
+//!
+//! Our own input is split [`in_pieces`](LineSplitter::in_pieces) instead:
+//! a line over the limit comes out as [`Frame::Piece`]s of at most
+//! `max_line` bytes, cut between characters, and its last part as a
+//! [`Frame::Line`], so a paste of any size is sent whole while no more than
+//! one piece of it is ever held.
 
 use std::borrow::Cow;
 
@@ -28,6 +34,16 @@ pub enum Frame {
     TooLong {
         /// The limit that was crossed, in bytes.
         limit: usize,
+    },
+    /// A part of a line longer than the limit (only from a splitter made
+    /// [`in_pieces`](LineSplitter::in_pieces)): at most the limit in bytes,
+    /// cut between characters. More follows: further pieces, then the
+    /// line's last part as a [`Frame::Line`].
+    Piece {
+        /// The part's text.
+        text: String,
+        /// Whether it is the line's first part.
+        first: bool,
     },
 }
 
@@ -54,6 +70,10 @@ pub struct LineSplitter {
     scanned: usize,
     max_line: usize,
     discarding: bool,
+    /// Lines over the limit come out in pieces rather than dropped.
+    pieces: bool,
+    /// A piece of the current line has come out.
+    in_long_line: bool,
 }
 
 impl LineSplitter {
@@ -65,6 +85,30 @@ impl LineSplitter {
             scanned: 0,
             max_line,
             discarding: false,
+            pieces: false,
+            in_long_line: false,
+        }
+    }
+
+    /// A splitter that hands a line over `max_line` bytes on in pieces of
+    /// at most that many (see [`Frame::Piece`]), holding no more of it.
+    ///
+    /// ```
+    /// use rust_p2p_chat::chat::line::{Frame, LineSplitter};
+    ///
+    /// let mut lines = LineSplitter::in_pieces(4);
+    /// lines.push("abcéfgh\nok\n".as_bytes());
+    /// let piece = |text: &str, first| Some(Frame::Piece { text: text.into(), first });
+    /// // `é` takes two bytes: it is not cut in half.
+    /// assert_eq!(lines.next_frame(), piece("abc", true));
+    /// assert_eq!(lines.next_frame(), piece("éfg", false));
+    /// assert_eq!(lines.next_frame(), Some(Frame::Line("h".into())));
+    /// assert_eq!(lines.next_frame(), Some(Frame::Line("ok".into())));
+    /// ```
+    pub fn in_pieces(max_line: usize) -> Self {
+        Self {
+            pieces: true,
+            ..Self::new(max_line)
         }
     }
 
@@ -95,12 +139,17 @@ impl LineSplitter {
                 Some(offset) => {
                     let end = from + offset;
                     let line_start = self.start;
+                    if self.pieces && content_len(&self.buf[line_start..end]) > self.max_line {
+                        // The newline is found again by the next call.
+                        return Some(self.take_piece());
+                    }
                     self.start = end + 1;
                     self.scanned = 0;
                     if self.discarding {
                         self.discarding = false;
                         continue;
                     }
+                    self.in_long_line = false;
                     let frame = to_frame(&self.buf[line_start..end], self.max_line);
                     self.compact_if_empty();
                     return Some(frame);
@@ -110,6 +159,11 @@ impl LineSplitter {
                     if self.discarding {
                         self.clear();
                         return None;
+                    }
+                    // One byte more than the limit may be a `\r` before
+                    // the newline still to come.
+                    if self.pieces && self.pending() > self.max_line + 1 {
+                        return Some(self.take_piece());
                     }
                     if self.pending() > self.max_line + 1 {
                         self.clear();
@@ -135,9 +189,25 @@ impl LineSplitter {
             self.clear();
             return None;
         }
+        if self.pieces && content_len(&self.buf[self.start..]) > self.max_line {
+            return Some(self.take_piece());
+        }
+        self.in_long_line = false;
         let frame = to_frame(&self.buf[self.start..], self.max_line);
         self.clear();
         Some(frame)
+    }
+
+    /// Takes the next piece of a line known to be longer than the limit.
+    fn take_piece(&mut self) -> Frame {
+        let rest = &self.buf[self.start..];
+        let cut = char_boundary(rest, self.max_line);
+        let text = decode(&rest[..cut]);
+        self.start += cut;
+        // What was known to hold no newline, counted from the new start.
+        self.scanned = self.scanned.saturating_sub(cut);
+        let first = !std::mem::replace(&mut self.in_long_line, true);
+        Frame::Piece { text, first }
     }
 
     fn clear(&mut self) {
@@ -159,6 +229,59 @@ impl LineSplitter {
 
 /// Capacity kept after a long line has been consumed.
 const SHRINK_TO: usize = 64 * 1024;
+
+/// A line's length without a trailing `\r`.
+fn content_len(line: &[u8]) -> usize {
+    match line {
+        [.., b'\r'] => line.len() - 1,
+        _ => line.len(),
+    }
+}
+
+/// Where to cut `bytes` to keep at most `max` of them without cutting a
+/// UTF-8 character in two: `max` itself where a character starts there
+/// (or the text is not UTF-8 there), else up to 3 bytes before it. At
+/// least one byte, so that a cut always makes progress.
+fn char_boundary(bytes: &[u8], max: usize) -> usize {
+    let max = max.clamp(1, bytes.len().max(1));
+    if max >= bytes.len() {
+        return bytes.len();
+    }
+    let is_continuation = |b: u8| b & 0b1100_0000 == 0b1000_0000;
+    (max.saturating_sub(3).max(1)..=max)
+        .rev()
+        .find(|&cut| !is_continuation(bytes[cut]))
+        .unwrap_or(max)
+}
+
+/// `text` in pieces of at most `max` bytes, cut between characters: how
+/// a line over the limit that is already whole (typed, or from the JSON
+/// API or the page) goes out.
+///
+/// ```
+/// use rust_p2p_chat::chat::line::pieces;
+///
+/// assert_eq!(pieces("abcéfgh", 4).collect::<Vec<_>>(), ["abc", "éfg", "h"]);
+/// assert_eq!(pieces("", 4).collect::<Vec<_>>(), [""]);
+/// ```
+pub fn pieces(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let now = rest?;
+        if now.len() <= max {
+            rest = None;
+            return Some(now);
+        }
+        let mut cut = char_boundary(now.as_bytes(), max);
+        // A character wider than `max` goes whole rather than in halves.
+        while !now.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let (piece, more) = now.split_at(cut);
+        rest = Some(more);
+        Some(piece)
+    })
+}
 
 /// A line's bytes (newline removed) as a frame: a trailing `\r` is
 /// dropped, the length checked, the text decoded.
@@ -343,6 +466,149 @@ mod tests {
         assert_eq!(s.next_frame(), line("a"));
         assert_eq!(s.finish(), line("partial"));
         assert_eq!(s.finish(), None);
+    }
+
+    /// What a splitter in pieces hands on for `input` pushed in chunks of
+    /// `chunk` bytes: each line put back together from its parts, and
+    /// the most it held at once.
+    fn rejoined(input: &[u8], max: usize, chunk: usize) -> (Vec<String>, usize) {
+        let mut s = LineSplitter::in_pieces(max);
+        let mut lines = Vec::new();
+        let mut current: Option<String> = None;
+        let mut held = 0;
+        let mut take = |frame: Frame| match frame {
+            Frame::Piece { text, first } => {
+                assert!(text.len() <= max.max(1), "a piece of {}", text.len());
+                assert_eq!(first, current.is_none(), "first flag");
+                current.get_or_insert_with(String::new).push_str(&text);
+            }
+            Frame::Line(text) => {
+                let mut line = current.take().unwrap_or_default();
+                line.push_str(&text);
+                lines.push(line);
+            }
+            Frame::TooLong { .. } => panic!("a splitter in pieces refused a line"),
+        };
+        for part in input.chunks(chunk.max(1)) {
+            s.push(part);
+            held = held.max(s.pending());
+            std::iter::from_fn(|| s.next_frame()).for_each(&mut take);
+        }
+        std::iter::from_fn(|| s.finish()).for_each(&mut take);
+        (lines, held)
+    }
+
+    #[test]
+    fn long_lines_in_pieces_come_whole_whatever_the_segmentation() {
+        let input = "short\nä long line, ünïcødé all along\r\n\nexactly8\r\nend";
+        for max in [4, 5, 8, 9] {
+            for chunk in 1..input.len() {
+                let (lines, held) = rejoined(input.as_bytes(), max, chunk);
+                let expected = [
+                    "short",
+                    "ä long line, ünïcødé all along",
+                    "",
+                    "exactly8",
+                    "end",
+                ];
+                assert_eq!(lines, expected, "max {max}, chunk {chunk}");
+                assert!(held <= max + 1 + chunk, "held {held} at max {max}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_at_the_limit_with_a_carriage_return_is_one_line_in_pieces_mode() {
+        let mut s = LineSplitter::in_pieces(8);
+        s.push(b"12345678\r");
+        assert_eq!(s.next_frame(), None);
+        s.push(b"\n");
+        assert_eq!(s.next_frame(), line("12345678"));
+    }
+
+    #[test]
+    fn an_endless_line_in_pieces_holds_one_piece() {
+        let mut s = LineSplitter::in_pieces(1000);
+        let chunk = [b'x'; 300];
+        let mut out = 0;
+        for _ in 0..10_000 {
+            s.push(&chunk);
+            for frame in all_frames(&mut s) {
+                let Frame::Piece { text, first } = frame else {
+                    panic!("{frame:?}");
+                };
+                assert_eq!(first, out == 0);
+                out += text.len();
+            }
+            assert!(s.pending() <= 1001 + chunk.len());
+            assert!(s.buf.capacity() <= 8 * SHRINK_TO);
+        }
+        s.push(b"\nafter\n");
+        let Some(Frame::Line(last)) = s.next_frame() else {
+            panic!("the line's last part");
+        };
+        assert_eq!(out + last.len(), 3_000_000);
+        assert_eq!(s.next_frame(), line("after"));
+    }
+
+    #[test]
+    fn pieces_of_a_whole_text_rejoin_and_keep_characters() {
+        for max in 1..12 {
+            let text = "añ🦀b\u{202e}c";
+            let parts: Vec<&str> = pieces(text, max).collect();
+            assert_eq!(parts.concat(), text, "max {max}");
+            for part in &parts {
+                // Only a character wider than `max` makes a longer piece.
+                assert!(
+                    part.len() <= max || part.chars().count() == 1,
+                    "{part:?} at {max}"
+                );
+            }
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever is typed or piped, and however it is read, lines
+            /// in pieces rejoin to the lines given, and no more than a
+            /// piece and a read is held.
+            #[test]
+            fn lines_in_pieces_rejoin(
+                lines in proptest::collection::vec("[^\n\r]{0,40}", 1..8),
+                max in 1usize..16,
+                chunk in 1usize..32,
+            ) {
+                let input = lines.join("\n") + "\n";
+                let (out, held) = rejoined(input.as_bytes(), max.max(4), chunk);
+                prop_assert_eq!(out, lines);
+                prop_assert!(held <= max.max(4) + 1 + chunk);
+            }
+
+            /// Arbitrary bytes never panic, and every piece keeps to the
+            /// limit.
+            #[test]
+            fn arbitrary_bytes_in_pieces_keep_to_the_limit(
+                bytes in proptest::collection::vec(any::<u8>(), 0..512),
+                max in 1usize..64,
+                chunk in 1usize..64,
+            ) {
+                let mut s = LineSplitter::in_pieces(max);
+                for part in bytes.chunks(chunk) {
+                    s.push(part);
+                    while let Some(frame) = s.next_frame() {
+                        if let Frame::Piece { text, .. } = frame {
+                            // Lossy decoding makes an invalid byte 3.
+                            prop_assert!(text.chars().count() <= max);
+                        }
+                    }
+                    prop_assert!(s.pending() <= max + 1 + chunk);
+                }
+                while s.finish().is_some() {}
+            }
+        }
     }
 
     #[test]

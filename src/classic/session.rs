@@ -212,7 +212,8 @@ impl Incoming {
             self.lines.next_frame()
         };
         frame.map(|frame| match frame {
-            Frame::Line(text) => Received::Message(text),
+            // A peer's lines are read whole or dropped, never in pieces.
+            Frame::Line(text) | Frame::Piece { text, .. } => Received::Message(text),
             Frame::TooLong { limit } => Received::TooLong { limit },
         })
     }

@@ -64,6 +64,14 @@ const EVENT_QUEUE: usize = 4;
 /// the batch (header, nick, signature, protobuf).
 const ROOM_OVERHEAD: usize = 4 * 1024;
 
+/// What gossipsub's reader may hold beyond the message it is reading: it
+/// checks its limit against every byte it has read, and one read (8 KiB)
+/// may already hold the start of the next message. A message within that
+/// of the limit, followed by another, was refused there, and the reader
+/// stopped reading the member until it was dropped; so the limit it is
+/// given has this much room on top of what a room message may be.
+const READ_AHEAD: usize = 8 * 1024;
+
 /// The longest line a room message carries, whatever `--max-line` says.
 /// Every member's engine accepts room messages of this size (plus a
 /// batch's overhead), so a member with a larger limit cannot send what
@@ -218,7 +226,7 @@ pub fn start(
     let idle = config.idle_timeout;
     // A batch holds up to `batch_bytes` of lines, or one longer line; the
     // same for every member, whatever its own line limit.
-    let max_transmit = MAX_ROOM_LINE.max(config.batch_bytes) + ROOM_OVERHEAD;
+    let max_transmit = MAX_ROOM_LINE.max(config.batch_bytes) + ROOM_OVERHEAD + READ_AHEAD;
     let use_mdns = config.mdns;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()

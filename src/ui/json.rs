@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::app::Shutdown;
 use crate::chat::api::{events_of, ApiCommand};
-use crate::chat::line::Frame;
+use crate::chat::line::{Frame, LineSplitter};
 use crate::chat::{Command, Event, Notice};
 
 /// A batch of output is written once it reaches this size.
@@ -59,10 +59,12 @@ fn read_input(
             Err(e) => refuse(events, e.to_string()),
         },
         Frame::TooLong { limit } => refuse(events, format!("a command longer than {limit} bytes")),
+        // A command is read whole or refused, never in pieces.
+        Frame::Piece { .. } => true,
     };
     super::each_frame(
         input,
-        longest_command(max_line),
+        LineSplitter::new(longest_command(max_line)),
         || commands.is_closed(),
         each,
         || true,

@@ -31,19 +31,18 @@ fn notice_from_input(events: &mpsc::WeakSender<Event>, notice: Notice) -> bool {
         .is_some_and(|events| events.blocking_send(Event::Notice(notice)).is_ok())
 }
 
-/// Reads `input` a chunk at a time, handing each line (or a line over
-/// `max_line`, once) to `each` and calling `after_read` once the lines of a
+/// Reads `input` a chunk at a time, handing each frame `lines` makes of
+/// it to `each` and calling `after_read` once the lines of a
 /// read are handed on; ends at end of input, a read error, when `stopped`
 /// says so, or when either callback returns false. What the pipe and JSON
 /// front ends share.
 fn each_frame(
     mut input: impl Read,
-    max_line: usize,
+    mut lines: LineSplitter,
     stopped: impl Fn() -> bool,
     mut each: impl FnMut(Frame) -> bool,
     mut after_read: impl FnMut() -> bool,
 ) {
-    let mut lines = LineSplitter::new(max_line);
     let mut chunk = vec![0; READ_CHUNK];
     loop {
         if stopped() {

@@ -16,7 +16,8 @@ use tokio::sync::mpsc;
 
 use super::{Style, READ_CHUNK};
 use crate::app::Shutdown;
-use crate::chat::line::{Frame, Lines};
+use crate::chat::command;
+use crate::chat::line::{Frame, LineSplitter, Lines};
 use crate::chat::{Command, Event, Notice};
 
 /// A batch of output is written once it reaches this size, even if more
@@ -44,27 +45,84 @@ const SPIN_WINDOW: Duration = Duration::from_micros(100);
 /// nothing but stdin and input nobody would take, and a caller that cannot
 /// wait for a user to type leaves it to end with the process.
 pub fn spawn_input(
-    max_line: usize,
+    input: Input,
     commands: mpsc::Sender<Command>,
     events: mpsc::WeakSender<Event>,
 ) -> io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("stdin".into())
-        .spawn(move || read_input(io::stdin().lock(), max_line, &commands, &events))
+        .spawn(move || read_input(io::stdin().lock(), input, &commands, &events))
+}
+
+/// How the input is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Input {
+    /// The longest line sent as one; a longer one goes in pieces of this
+    /// many bytes at most.
+    pub max_line: usize,
+    /// Whether the app takes a line that starts with `/` for a command
+    /// (the secure mode; the plain one sends every line as it is). A
+    /// command is not cut in pieces but refused, and a piece of text that
+    /// starts with `/` goes as `//…`, which the app takes for text.
+    pub commands: bool,
+}
+
+/// What becomes of the line being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Long {
+    /// It fits.
+    No,
+    /// It goes out in pieces.
+    Text,
+    /// It is a command over the limit: dropped, as it is read.
+    Command,
 }
 
 fn read_input(
     input: impl Read,
-    max_line: usize,
+    how: Input,
     commands: &mpsc::Sender<Command>,
     events: &mpsc::WeakSender<Event>,
 ) {
     // The lines of one read go to the app as one command (or a few, past
     // READ_CHUNK), sent before any notice that follows them.
     let batch = std::cell::RefCell::new(Lines::default());
+    let mut long = Long::No;
+    let limit = how.max_line;
+    let as_text = |piece: String| match piece.starts_with('/') {
+        true if how.commands => format!("/{piece}"),
+        _ => piece,
+    };
     let each = |frame: Frame| {
         let mut batch = batch.borrow_mut();
         match frame {
+            Frame::Piece { text, first } => {
+                if first {
+                    let command = how.commands && command::parse(&text).is_command();
+                    long = if command { Long::Command } else { Long::Text };
+                    let notice = match long {
+                        Long::Command => Notice::OutgoingTooLong { limit },
+                        _ => Notice::OutgoingInPieces { limit },
+                    };
+                    if !(send_lines(commands, &mut batch)
+                        && super::notice_from_input(events, notice))
+                    {
+                        return false;
+                    }
+                    if long == Long::Text {
+                        // The first piece is taken as the line would be.
+                        return commands.blocking_send(Command::Send(text)).is_ok();
+                    }
+                }
+                // Every piece is a line's worth: it goes as it is.
+                long == Long::Command
+                    || commands.blocking_send(Command::Send(as_text(text))).is_ok()
+            }
+            // The last part of a long line.
+            Frame::Line(text) if long != Long::No => {
+                let was = std::mem::replace(&mut long, Long::No);
+                was == Long::Command || commands.blocking_send(Command::Send(as_text(text))).is_ok()
+            }
             // A long line goes as it is, not copied into a batch.
             Frame::Line(text) if text.len() >= READ_CHUNK => {
                 send_lines(commands, &mut batch)
@@ -74,14 +132,18 @@ fn read_input(
                 batch.push(&text);
                 batch.bytes() < READ_CHUNK || send_lines(commands, &mut batch)
             }
-            Frame::TooLong { limit } => {
-                send_lines(commands, &mut batch)
-                    && super::notice_from_input(events, Notice::OutgoingTooLong { limit })
-            }
+            // Not from a splitter in pieces.
+            Frame::TooLong { .. } => true,
         }
     };
     let after_read = || send_lines(commands, &mut batch.borrow_mut());
-    super::each_frame(input, max_line, || commands.is_closed(), each, after_read);
+    super::each_frame(
+        input,
+        LineSplitter::in_pieces(limit),
+        || commands.is_closed(),
+        each,
+        after_read,
+    );
 }
 
 /// Sends the lines gathered, if any; false once the app is gone.
@@ -166,23 +228,91 @@ fn next_event(events: &mut mpsc::Receiver<Event>) -> Option<Event> {
 mod tests {
     use super::*;
 
+    /// Input read for the secure mode, with lines of `max_line` at most.
+    fn secure(max_line: usize) -> Input {
+        Input {
+            max_line,
+            commands: true,
+        }
+    }
+
     #[test]
-    fn input_lines_become_commands_and_long_lines_a_notice() {
+    fn input_lines_become_commands_and_long_lines_go_in_pieces() {
         let (tx, mut rx) = mpsc::channel(16);
         let (etx, mut erx) = mpsc::channel(16);
-        let input: &[u8] = b"hello\r\n0123456789abc\nlast";
-        read_input(input, 8, &tx, &etx.downgrade());
+        let input: &[u8] = b"hello\r\n0123456789abcdef/x\nlast";
+        read_input(input, secure(8), &tx, &etx.downgrade());
         drop(tx);
         let mut sent = Vec::new();
-        while let Some(Command::SendLines(lines)) = rx.blocking_recv() {
-            sent.push(lines.iter().map(str::to_owned).collect::<Vec<_>>());
+        while let Some(command) = rx.blocking_recv() {
+            sent.extend(command.texts().map(str::to_owned));
         }
-        // The line before the long one goes out before its notice.
-        assert_eq!(sent, [vec!["hello"], vec!["last"]]);
+        // The long line in pieces of 8 bytes at most; its piece that
+        // starts with `/` is escaped, so that it is text.
+        assert_eq!(sent, ["hello", "01234567", "89abcdef", "//x", "last"]);
         assert_eq!(
             erx.try_recv().ok(),
-            Some(Event::Notice(Notice::OutgoingTooLong { limit: 8 }))
+            Some(Event::Notice(Notice::OutgoingInPieces { limit: 8 }))
         );
+        assert!(erx.try_recv().is_err(), "one notice for the long line");
+    }
+
+    #[test]
+    fn in_the_plain_mode_pieces_go_as_they_are() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (etx, _erx) = mpsc::channel(16);
+        let how = Input {
+            max_line: 4,
+            commands: false,
+        };
+        read_input(&b"ab/cdef\n"[..], how, &tx, &etx.downgrade());
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(command) = rx.blocking_recv() {
+            sent.extend(command.texts().map(str::to_owned));
+        }
+        assert_eq!(sent, ["ab/c", "def"]);
+    }
+
+    #[test]
+    fn a_command_over_the_limit_is_not_run_nor_sent() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (etx, mut erx) = mpsc::channel(16);
+        let input = format!("/msg bob {}\nafter\n", "x".repeat(40));
+        read_input(input.as_bytes(), secure(16), &tx, &etx.downgrade());
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(command) = rx.blocking_recv() {
+            sent.extend(command.texts().map(str::to_owned));
+        }
+        assert_eq!(sent, ["after"]);
+        assert_eq!(
+            erx.try_recv().ok(),
+            Some(Event::Notice(Notice::OutgoingTooLong { limit: 16 }))
+        );
+    }
+
+    /// A paste of one line far longer than the limit is sent whole, a
+    /// piece at a time, each taken before the next is read (the splitter
+    /// holds at most a piece and a read: see `chat::line`).
+    #[test]
+    fn a_huge_line_goes_whole_a_piece_at_a_time() {
+        const LIMIT: usize = 64 * 1024;
+        const SIZE: usize = 32 * 1024 * 1024;
+        let (tx, mut rx) = mpsc::channel(1);
+        let (etx, _erx) = mpsc::channel(16);
+        let input = Read::chain(io::repeat(b'y').take(SIZE as u64), &b"\n"[..]);
+        let reader = thread::spawn(move || read_input(input, secure(LIMIT), &tx, &etx.downgrade()));
+        let mut got = 0;
+        while let Some(command) = rx.blocking_recv() {
+            for text in command.texts() {
+                assert!(text.len() <= LIMIT);
+                assert!(text.bytes().all(|b| b == b'y'));
+                got += text.len();
+            }
+        }
+        reader.join().expect("reader");
+        assert_eq!(got, SIZE);
     }
 
     #[test]
@@ -192,7 +322,7 @@ mod tests {
         let input = "0123456789\n".repeat(3 * READ_CHUNK / 10);
         read_input(
             io::Cursor::new(input.into_bytes()),
-            1024,
+            secure(1024),
             &tx,
             &etx.downgrade(),
         );
@@ -215,7 +345,7 @@ mod tests {
     #[test]
     fn input_stops_being_read_once_the_app_is_gone() {
         /// Input that never ends and never completes a line; the splitter
-        /// discards what is over its limit, so memory stays bounded.
+        /// hands it on in pieces, so memory stays bounded.
         struct Endless;
         impl Read for Endless {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -223,18 +353,19 @@ mod tests {
                 Ok(buf.len())
             }
         }
-        let (tx, rx) = mpsc::channel::<Command>(1);
+        let (tx, mut rx) = mpsc::channel::<Command>(1);
         let (etx, mut erx) = mpsc::channel(1);
         let (done, ended) = std::sync::mpsc::sync_channel(1);
         let reader = thread::spawn(move || {
-            read_input(Endless, 1024, &tx, &etx.downgrade());
+            read_input(Endless, secure(1024), &tx, &etx.downgrade());
             let _ = done.send(());
         });
-        // Reading has begun: the endless line was found too long.
+        // Reading has begun: the endless line goes in pieces.
         assert_eq!(
             erx.blocking_recv(),
-            Some(Event::Notice(Notice::OutgoingTooLong { limit: 1024 }))
+            Some(Event::Notice(Notice::OutgoingInPieces { limit: 1024 }))
         );
+        assert!(rx.blocking_recv().is_some(), "a first piece");
         drop(rx);
         assert_eq!(
             ended.recv_timeout(Duration::from_secs(10)),
@@ -300,7 +431,7 @@ mod tests {
         let input = format!("a\n{long}\nb\n");
         read_input(
             io::Cursor::new(input.into_bytes()),
-            READ_CHUNK * 4,
+            secure(READ_CHUNK * 4),
             &tx,
             &etx.downgrade(),
         );

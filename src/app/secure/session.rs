@@ -13,6 +13,7 @@ use crate::app::{stopped, Chat, Error, Role, LINGER};
 use crate::chat::command::{self, Input as Typed};
 use crate::chat::delivery::{Input, SEND_WINDOW};
 use crate::chat::event::Status;
+use crate::chat::line;
 use crate::chat::ticket::inviter_digest;
 use crate::chat::{Command, DialTarget, Event, Notice};
 use crate::identity;
@@ -547,8 +548,7 @@ impl RoomChat {
                 }
             };
             if text.len() > limit {
-                let notice = Event::Notice(Notice::OutgoingTooLong { limit });
-                if events.send(notice).await.is_err() {
+                if !in_pieces(events, &text, limit, &mut run).await {
                     return false;
                 }
                 continue;
@@ -572,11 +572,11 @@ impl RoomChat {
             return events.send(Event::Notice(notice)).await.is_ok();
         }
         let limit = self.max_line.min(net::MAX_ROOM_LINE);
-        let (fit, long): (Vec<String>, Vec<String>) =
-            lines.into_iter().partition(|l| l.len() <= limit);
-        if !long.is_empty() {
-            let notice = Event::Notice(Notice::OutgoingTooLong { limit });
-            if events.send(notice).await.is_err() {
+        let mut fit = Vec::with_capacity(lines.len());
+        for text in lines {
+            if text.len() <= limit {
+                fit.push(text);
+            } else if !in_pieces(events, &text, limit, &mut fit).await {
                 return false;
             }
         }
@@ -784,6 +784,19 @@ fn spawn_reconnect(
             wait = (wait * 2).min(MAX_RECONNECT_WAIT);
         }
     })
+}
+
+/// Adds `text`, over `limit`, to `run` in pieces of at most `limit`
+/// bytes, and tells the user so; false once the display is gone.
+async fn in_pieces(
+    events: &mpsc::Sender<Event>,
+    text: &str,
+    limit: usize,
+    run: &mut Vec<String>,
+) -> bool {
+    run.extend(line::pieces(text, limit).map(str::to_owned));
+    let notice = Event::Notice(Notice::OutgoingInPieces { limit });
+    events.send(notice).await.is_ok()
 }
 
 /// Adds what a command asks to send to `typed`, and its bytes to
