@@ -39,8 +39,8 @@
 //! missing; every member's peak RSS <= 64 MB.
 //!
 //! `paste`: B's stdin gets one line of `PASTE_MB` MiB (a new letter every
-//! MiB) as fast as it takes it, then `after the paste`. A must show the
-//! line in pieces of 1 MiB (the longest sent as one), each all its letter,
+//! 128 KiB) as fast as it takes it, then `after the paste`. A must show the
+//! line in pieces of 128 KiB (the longest room line), each all its letter,
 //! in order, with every byte, then `after the paste`, within 300 s. Bar:
 //! each peer's peak RSS <= 64 MB (the line is never held whole).
 //!
@@ -433,15 +433,16 @@ fn pair() -> Result<(), String> {
     Ok(())
 }
 
-/// The longest line sent as one at the default `--max-line`.
-const PIECE: usize = 1024 * 1024;
+/// The longest line sent as one in a room.
+const PIECE: usize = rust_p2p_chat::net::MAX_ROOM_LINE;
 
 /// How long A may take to show the whole paste.
 const PASTE_WAIT: Duration = Duration::from_secs(300);
 
 fn paste() -> Result<(), String> {
-    let size = env_usize("PASTE_MB", 100).max(1) * PIECE;
-    println!("\n== paste: B is fed one line of {} MiB", size / PIECE);
+    const MIB: usize = 1024 * 1024;
+    let size = env_usize("PASTE_MB", 100).max(1) * MIB;
+    println!("\n== paste: B is fed one line of {} MiB", size / MIB);
     let pair = Pair::start()?;
     let (a, b, mut b_in, mut a_out) = (pair.a, pair.b, pair.b_in, pair.a_out);
     let (idle_a, idle_b, _temp) = (pair.idle_a, pair.idle_b, pair._temp);
@@ -496,9 +497,9 @@ fn paste() -> Result<(), String> {
         .map_err(|e| format!("writing to B: {e}"))?;
     println!(
         "{} MiB in {pieces} pieces, all shown by A in {:.1} s ({:.1} MiB/s); bytes shown {}, pieces wrong or out of order: {wrong}",
-        size / PIECE,
+        size / MIB,
         took.as_secs_f64(),
-        size as f64 / PIECE as f64 / took.as_secs_f64(),
+        size as f64 / MIB as f64 / took.as_secs_f64(),
         grouped(shown as f64)
     );
     println!("{:<12} {:>8} {:>8}", "RSS (MB)", "idle", "peak");

@@ -226,9 +226,9 @@ fn a_peer_held_to_64_mb_outlives_a_flood_as_receiver_and_as_sender() {
 /// Bytes of the one-line paste.
 const PASTE: usize = 100 * 1024 * 1024;
 
-/// The longest line sent as one at the default `--max-line` (1 MiB): the
-/// paste goes out in pieces of this size.
-const PIECE: usize = 1024 * 1024;
+/// The longest line sent as one in a room: the paste goes out in pieces
+/// of this size.
+const PIECE: usize = rust_p2p_chat::net::MAX_ROOM_LINE;
 
 /// Each peer's RSS at most, as in a flood (issue 16's bar).
 const PEAK_BOUND_KIB: u64 = 64 * 1024;
@@ -287,7 +287,7 @@ fn a_paste_of_100_mib_on_one_line_goes_out_whole_and_is_never_held_whole() {
         sender_peak as f64 / 1024.0,
         receiver_peak as f64 / 1024.0
     );
-    sender.expect_stderr("it goes out in pieces of at most 1048576 bytes");
+    sender.expect_stderr(&format!("it goes out in pieces of at most {PIECE} bytes"));
     for (who, peak) in [("sender", sender_peak), ("receiver", receiver_peak)] {
         assert!(
             peak <= PEAK_BOUND_KIB,

@@ -572,9 +572,11 @@ fn a_line_over_what_others_accept_goes_in_pieces_and_later_lines_flow() {
     receiver.expect_secure_chat();
     // A line above what every member's engine takes in a room: the author
     // is told, and it arrives in pieces of a room line each, in order.
-    let half = 1024 * 1024;
+    let half = rust_p2p_chat::net::MAX_ROOM_LINE;
     sender.send(&("x".repeat(half) + &"z".repeat(half) + "end"));
-    sender.expect_stderr("longer than the 1048576-byte line limit: it goes out in pieces");
+    sender.expect_stderr(&format!(
+        "longer than the {half}-byte line limit: it goes out in pieces"
+    ));
     sender.send("after the big one");
     for piece in ["x".repeat(half), "z".repeat(half), "end".into()] {
         receiver.expect_line(&format!("Peer: {piece}"));
@@ -603,7 +605,7 @@ fn lines_of_the_largest_size_one_after_another_arrive_at_once() {
     let (da, db) = (data_dir(), data_dir());
     let (mut receiver, mut sender, _, _) =
         secure_pair(da.path(), db.path(), Introductions::Reached);
-    let longest = 1024 * 1024;
+    let longest = rust_p2p_chat::net::MAX_ROOM_LINE;
     let letters = ["a", "b", "c", "d"];
     let mut input = Vec::new();
     for letter in letters {

@@ -44,7 +44,9 @@ pub use behaviour::{
 pub use client::{ChatStreams, Client, Incoming, Outgoing, Session};
 pub use event_loop::SLOW_DROP_AFTER;
 pub use events::{NearbyPeer, NetEvent, Path, PeerInfo, PublishBacklog};
-pub use rate::{RATE_BURST, RATE_BYTES_BURST, RATE_BYTES_PER_SECOND, RATE_PER_SECOND};
+pub use rate::{
+    FORWARD_BYTES, RATE_BURST, RATE_BYTES_BURST, RATE_BYTES_PER_SECOND, RATE_PER_SECOND,
+};
 
 use crate::chat::line::DEFAULT_MAX_LINE;
 use crate::chat::{describe_io, PeerAddress};
@@ -78,7 +80,7 @@ const READ_AHEAD: usize = 8 * 1024;
 /// others' engines would refuse (which would stall its every later line),
 /// and a member with a smaller one still receives the message, in order,
 /// and drops the line with a notice.
-pub const MAX_ROOM_LINE: usize = DEFAULT_MAX_LINE;
+pub const MAX_ROOM_LINE: usize = 128 * 1024;
 
 /// How long a peer that is turned away gets to read that we are busy.
 const TURN_AWAY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -217,6 +219,14 @@ impl Error {
 ///
 /// # Panics
 ///
+/// The largest room message gossipsub takes with `config`, in bytes,
+/// with room for a read of the next: a batch holds up to `batch_bytes` of lines, or
+/// one longer line of [`MAX_ROOM_LINE`] at most; the same for every
+/// member, whatever its own line limit.
+pub fn max_room_message(config: &Config) -> usize {
+    MAX_ROOM_LINE.max(config.batch_bytes) + ROOM_OVERHEAD + READ_AHEAD
+}
+
 /// Outside a tokio runtime: the engine's tasks start on the current one.
 pub fn start(
     keypair: Keypair,
@@ -224,9 +234,7 @@ pub fn start(
 ) -> Result<(Client, mpsc::Receiver<NetEvent>), Error> {
     let local = keypair.public().to_peer_id();
     let idle = config.idle_timeout;
-    // A batch holds up to `batch_bytes` of lines, or one longer line; the
-    // same for every member, whatever its own line limit.
-    let max_transmit = MAX_ROOM_LINE.max(config.batch_bytes) + ROOM_OVERHEAD + READ_AHEAD;
+    let max_transmit = max_room_message(&config);
     let use_mdns = config.mdns;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()

@@ -28,6 +28,16 @@ pub const RATE_BYTES_BURST: f64 = 2.0 * PUBLISH_WINDOW as f64;
 /// Messages dropped over the limit before the peer is disconnected.
 pub const RATE_STRIKES: u32 = 20_000;
 
+/// What one author's room messages may keep in gossipsub's cache, in
+/// bytes: what we passed on within [`MESSAGE_HOLD`], which the cache holds
+/// to answer members that missed it. Past it a message is still taken
+/// (shown, stored, acknowledged) but not passed on, and leaves the cache
+/// at once; a member that needed it from us fetches it as any line it
+/// missed, and in a room whose members are all connected to each other
+/// each has it from its author already. So an author at its full rate
+/// costs us this, not its rate over the hold (32 MiB at the full rate).
+pub const FORWARD_BYTES: f64 = 2.0 * 1024.0 * 1024.0;
+
 /// Tokens that fill at a rate up to a burst.
 #[derive(Debug)]
 struct Bucket {
@@ -55,6 +65,9 @@ impl Bucket {
 pub(super) struct Rate {
     messages: Bucket,
     bytes: Bucket,
+    /// Bytes passed on: half of [`FORWARD_BYTES`] at once, and as much
+    /// again over [`MESSAGE_HOLD`], so never more within it.
+    forwarded: Bucket,
     last: Instant,
     strikes: u32,
 }
@@ -64,6 +77,10 @@ impl Default for Rate {
         Self {
             messages: Bucket::new(RATE_PER_SECOND, RATE_BURST),
             bytes: Bucket::new(RATE_BYTES_PER_SECOND, RATE_BYTES_BURST),
+            forwarded: Bucket::new(
+                FORWARD_BYTES / 2.0 / MESSAGE_HOLD.as_secs_f64(),
+                FORWARD_BYTES / 2.0,
+            ),
             last: Instant::now(),
             strikes: 0,
         }
@@ -95,6 +112,19 @@ impl Rate {
         self.last = now;
         self.messages.fill(seconds);
         self.bytes.fill(seconds);
+        self.forwarded.fill(seconds);
+    }
+
+    /// Whether a message of `size` bytes, let through at `now`, is passed
+    /// on (and kept in gossipsub's cache meanwhile): see [`FORWARD_BYTES`].
+    pub(super) fn pass_on(&mut self, now: Instant, size: usize) -> bool {
+        self.fill(now);
+        let size = size as f64;
+        if self.forwarded.tokens < size {
+            return false;
+        }
+        self.forwarded.tokens -= size;
+        true
     }
 
     /// Takes one message that counts for `cost` bytes, at `now`.
@@ -184,6 +214,35 @@ mod tests {
         assert!(passed as f64 <= allowed + 1.0, "{passed} > {allowed}");
         assert!(passed as f64 >= allowed * 0.9, "{passed} < {allowed}");
         assert_eq!(seen[..2], [Admit::Yes, Admit::FirstDrop], "{seen:?}");
+    }
+
+    #[test]
+    fn what_is_passed_on_within_the_hold_stays_within_its_bound() {
+        let mut rate = Rate::default();
+        let start = rate.last;
+        // Messages of 128 KiB, one a millisecond, for 3 s: what was passed
+        // on within any hold never exceeds the bound.
+        let size = 128 * 1024;
+        let mut passed: Vec<Instant> = Vec::new();
+        for i in 0..3_000 {
+            let now = start + Duration::from_millis(i);
+            if rate.pass_on(now, size) {
+                passed.push(now);
+            }
+            let within = passed.iter().filter(|&&at| at + MESSAGE_HOLD > now).count();
+            assert!(
+                (within * size) as f64 <= FORWARD_BYTES,
+                "{within} at {i} ms"
+            );
+        }
+        // ... and about that much is passed on in each hold.
+        let holds = 3.0 / MESSAGE_HOLD.as_secs_f64();
+        let expected = FORWARD_BYTES / 2.0 * (holds + 1.0) / size as f64;
+        assert!(
+            (passed.len() as f64 - expected).abs() <= 2.0,
+            "{} passed",
+            passed.len()
+        );
     }
 
     #[test]

@@ -75,12 +75,19 @@ impl EventLoop {
             _ => 0,
         };
         let cost = size + lines * LINE_OVERHEAD;
-        let admit = self.rates.entry(author).or_default().take(now, cost);
+        let rate = self.rates.entry(author).or_default();
+        let admit = rate.take(now, cost);
         if admit != Admit::Yes {
             self.refuse(&id, &source, author, admit);
             return;
         }
-        self.judge(&id, &source, gossipsub::MessageAcceptance::Accept);
+        // Taken; passed on only within what an author may have us keep.
+        let acceptance = if rate.pass_on(now, size) {
+            gossipsub::MessageAcceptance::Accept
+        } else {
+            gossipsub::MessageAcceptance::Ignore
+        };
+        self.judge(&id, &source, acceptance);
         self.emit(NetEvent::Room {
             room,
             author,
