@@ -154,7 +154,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
-    /// Longest line accepted from the peer or sent to it, in bytes.
+    /// Longest line accepted from the peer, and sent to it as one, in
+    /// bytes; a longer line of ours goes in pieces of this size (in a
+    /// room, of 128 KiB at most).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE, value_parser = parse_max_line)]
     pub max_line: usize,
 
