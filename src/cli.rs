@@ -336,9 +336,11 @@ const MAX_LINE_LIMIT: usize = 1 << 30;
 
 fn parse_max_line(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
-        Ok(n) if (1..=MAX_LINE_LIMIT).contains(&n) => Ok(n),
+        // At least one character of UTF-8 (4 bytes at most), so that a
+        // longer line is cut in pieces between characters.
+        Ok(n) if (4..=MAX_LINE_LIMIT).contains(&n) => Ok(n),
         _ => Err(format!(
-            "expected a number of bytes from 1 to {MAX_LINE_LIMIT}"
+            "expected a number of bytes from 4 to {MAX_LINE_LIMIT}"
         )),
     }
 }

@@ -578,7 +578,8 @@ fn run(options: Options, front: Front) -> anyhow::Result<()> {
                 } else {
                     let style = Style::detect(io::stdout().is_terminal());
                     let how = pipe::Input {
-                        max_line: options.longest_sent(),
+                        max_line: options.max_line,
+                        piece: options.longest_sent(),
                         commands: !options.protocol.is_plain(),
                     };
                     let input = pipe::spawn_input(how, commands_tx, events_tx.downgrade())

@@ -140,7 +140,9 @@ impl LineSplitter {
                     let end = from + offset;
                     let line_start = self.start;
                     if self.pieces && content_len(&self.buf[line_start..end]) > self.max_line {
-                        // The newline is found again by the next call.
+                        // Up to the newline is known: the next call finds
+                        // it at once, rather than scanning the line again.
+                        self.scanned = end - self.start;
                         return Some(self.take_piece());
                     }
                     self.start = end + 1;

@@ -213,20 +213,20 @@ impl Error {
     }
 }
 
+/// The largest room message gossipsub takes with `config`, in bytes,
+/// with room for a read of the next: a batch holds up to `batch_bytes` of
+/// lines, or one longer line of [`MAX_ROOM_LINE`] at most; the same for
+/// every member, whatever its own line limit.
+pub fn max_room_message(config: &Config) -> usize {
+    MAX_ROOM_LINE.max(config.batch_bytes) + ROOM_OVERHEAD + READ_AHEAD
+}
+
 /// Starts the engine with our identity; it runs until every [`Client`]
 /// clone is dropped or [`Client::shutdown`] is called: the clients own its
 /// tasks. Returns the client and what the network reports.
 ///
 /// # Panics
 ///
-/// The largest room message gossipsub takes with `config`, in bytes,
-/// with room for a read of the next: a batch holds up to `batch_bytes` of lines, or
-/// one longer line of [`MAX_ROOM_LINE`] at most; the same for every
-/// member, whatever its own line limit.
-pub fn max_room_message(config: &Config) -> usize {
-    MAX_ROOM_LINE.max(config.batch_bytes) + ROOM_OVERHEAD + READ_AHEAD
-}
-
 /// Outside a tokio runtime: the engine's tasks start on the current one.
 pub fn start(
     keypair: Keypair,

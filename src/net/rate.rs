@@ -38,6 +38,11 @@ pub const RATE_STRIKES: u32 = 20_000;
 /// costs us this, not its rate over the hold (32 MiB at the full rate).
 pub const FORWARD_BYTES: f64 = 2.0 * 1024.0 * 1024.0;
 
+/// What a message counts for in [`FORWARD_BYTES`] beyond its data: what
+/// the cache keeps beside it (its signature, author, topic and id, and the
+/// cache's entries for it), so that many small messages are not free.
+pub const FORWARD_OVERHEAD: usize = 512;
+
 /// Tokens that fill at a rate up to a burst.
 #[derive(Debug)]
 struct Bucket {
@@ -119,7 +124,7 @@ impl Rate {
     /// on (and kept in gossipsub's cache meanwhile): see [`FORWARD_BYTES`].
     pub(super) fn pass_on(&mut self, now: Instant, size: usize) -> bool {
         self.fill(now);
-        let size = size as f64;
+        let size = (size + FORWARD_OVERHEAD) as f64;
         if self.forwarded.tokens < size {
             return false;
         }
@@ -223,6 +228,7 @@ mod tests {
         // Messages of 128 KiB, one a millisecond, for 3 s: what was passed
         // on within any hold never exceeds the bound.
         let size = 128 * 1024;
+        let cost = size + FORWARD_OVERHEAD;
         let mut passed: Vec<Instant> = Vec::new();
         for i in 0..3_000 {
             let now = start + Duration::from_millis(i);
@@ -231,13 +237,13 @@ mod tests {
             }
             let within = passed.iter().filter(|&&at| at + MESSAGE_HOLD > now).count();
             assert!(
-                (within * size) as f64 <= FORWARD_BYTES,
+                (within * cost) as f64 <= FORWARD_BYTES,
                 "{within} at {i} ms"
             );
         }
         // ... and about that much is passed on in each hold.
         let holds = 3.0 / MESSAGE_HOLD.as_secs_f64();
-        let expected = FORWARD_BYTES / 2.0 * (holds + 1.0) / size as f64;
+        let expected = FORWARD_BYTES / 2.0 * (holds + 1.0) / cost as f64;
         assert!(
             (passed.len() as f64 - expected).abs() <= 2.0,
             "{} passed",

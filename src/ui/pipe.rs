@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::{Style, READ_CHUNK};
 use crate::app::Shutdown;
 use crate::chat::command;
-use crate::chat::line::{Frame, LineSplitter, Lines};
+use crate::chat::line::{self, Frame, LineSplitter, Lines};
 use crate::chat::{Command, Event, Notice};
 
 /// A batch of output is written once it reaches this size, even if more
@@ -57,24 +57,28 @@ pub fn spawn_input(
 /// How the input is read.
 #[derive(Debug, Clone, Copy)]
 pub struct Input {
-    /// The longest line sent as one; a longer one goes in pieces of this
-    /// many bytes at most.
+    /// The longest line read whole (`--max-line`): a command longer than
+    /// this is refused, a text longer than this is read a piece at a time.
     pub max_line: usize,
+    /// The longest text sent as one line (`--max-line`, and in the secure
+    /// mode a room line at most): a longer one goes in pieces of this many
+    /// bytes at most.
+    pub piece: usize,
     /// Whether the app takes a line that starts with `/` for a command
     /// (the secure mode; the plain one sends every line as it is). A
-    /// command is not cut in pieces but refused, and a piece of text that
-    /// starts with `/` goes as `//…`, which the app takes for text.
+    /// command is never cut in pieces, and a piece of text that starts
+    /// with `/` goes as `//…`, which the app takes for text.
     pub commands: bool,
 }
 
-/// What becomes of the line being read.
+/// What becomes of the line being read in pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Long {
-    /// It fits.
+    /// No line is being read in pieces.
     No,
-    /// It goes out in pieces.
+    /// Text: it goes out in pieces.
     Text,
-    /// It is a command over the limit: dropped, as it is read.
+    /// A command over the limit: dropped, as it is read.
     Command,
 }
 
@@ -88,40 +92,60 @@ fn read_input(
     // READ_CHUNK), sent before any notice that follows them.
     let batch = std::cell::RefCell::new(Lines::default());
     let mut long = Long::No;
-    let limit = how.max_line;
-    let as_text = |piece: String| match piece.starts_with('/') {
-        true if how.commands => format!("/{piece}"),
-        _ => piece,
+    // The user was told that the line being read goes in pieces.
+    let mut told = false;
+    let is_command = |text: &str| how.commands && command::parse(text).is_command();
+    // Sends text of a line over the limit in pieces of `how.piece` at most
+    // (decoding may have made a piece read longer), telling the user once
+    // per line; `start` says whether it begins the line, which alone may
+    // be taken for a command.
+    let send_text = |batch: &mut Lines, text: String, start: bool, told: &mut bool| {
+        if !send_lines(commands, batch) {
+            return false;
+        }
+        if !std::mem::replace(told, true) {
+            let notice = Notice::OutgoingInPieces { limit: how.piece };
+            if !super::notice_from_input(events, notice) {
+                return false;
+            }
+        }
+        line::pieces(&text, how.piece).enumerate().all(|(i, part)| {
+            let part = match part.starts_with('/') {
+                true if how.commands && (i > 0 || !start) => format!("/{part}"),
+                _ => part.to_owned(),
+            };
+            commands.blocking_send(Command::Send(part)).is_ok()
+        })
     };
     let each = |frame: Frame| {
         let mut batch = batch.borrow_mut();
         match frame {
             Frame::Piece { text, first } => {
                 if first {
-                    let command = how.commands && command::parse(&text).is_command();
-                    long = if command { Long::Command } else { Long::Text };
-                    let notice = match long {
-                        Long::Command => Notice::OutgoingTooLong { limit },
-                        _ => Notice::OutgoingInPieces { limit },
+                    told = false;
+                    long = if is_command(&text) {
+                        Long::Command
+                    } else {
+                        Long::Text
                     };
-                    if !(send_lines(commands, &mut batch)
-                        && super::notice_from_input(events, notice))
-                    {
-                        return false;
-                    }
-                    if long == Long::Text {
-                        // The first piece is taken as the line would be.
-                        return commands.blocking_send(Command::Send(text)).is_ok();
+                    if long == Long::Command {
+                        let notice = Notice::OutgoingTooLong {
+                            limit: how.max_line,
+                        };
+                        return send_lines(commands, &mut batch)
+                            && super::notice_from_input(events, notice);
                     }
                 }
-                // Every piece is a line's worth: it goes as it is.
-                long == Long::Command
-                    || commands.blocking_send(Command::Send(as_text(text))).is_ok()
+                long == Long::Command || send_text(&mut batch, text, first, &mut told)
             }
-            // The last part of a long line.
+            // The last part of a line read in pieces.
             Frame::Line(text) if long != Long::No => {
                 let was = std::mem::replace(&mut long, Long::No);
-                was == Long::Command || commands.blocking_send(Command::Send(as_text(text))).is_ok()
+                was == Long::Command || send_text(&mut batch, text, false, &mut told)
+            }
+            Frame::Line(text) if text.len() > how.piece && !is_command(&text) => {
+                told = false;
+                send_text(&mut batch, text, true, &mut told)
             }
             // A long line goes as it is, not copied into a batch.
             Frame::Line(text) if text.len() >= READ_CHUNK => {
@@ -139,7 +163,7 @@ fn read_input(
     let after_read = || send_lines(commands, &mut batch.borrow_mut());
     super::each_frame(
         input,
-        LineSplitter::in_pieces(limit),
+        LineSplitter::in_pieces(how.max_line),
         || commands.is_closed(),
         each,
         after_read,
@@ -232,6 +256,7 @@ mod tests {
     fn secure(max_line: usize) -> Input {
         Input {
             max_line,
+            piece: max_line,
             commands: true,
         }
     }
@@ -258,11 +283,65 @@ mod tests {
     }
 
     #[test]
+    fn a_command_up_to_the_line_limit_goes_whole_and_text_in_room_sized_pieces() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (etx, mut erx) = mpsc::channel(16);
+        let how = Input {
+            max_line: 64,
+            piece: 8,
+            commands: true,
+        };
+        let input = b"/msg bob 0123456789abcdef\n0123456789abcdef/YZ\n";
+        read_input(&input[..], how, &tx, &etx.downgrade());
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(command) = rx.blocking_recv() {
+            sent.extend(command.texts().map(str::to_owned));
+        }
+        assert_eq!(
+            sent,
+            ["/msg bob 0123456789abcdef", "01234567", "89abcdef", "//YZ"]
+        );
+        assert_eq!(
+            erx.try_recv().ok(),
+            Some(Event::Notice(Notice::OutgoingInPieces { limit: 8 }))
+        );
+        assert!(erx.try_recv().is_err(), "one notice for the long line");
+    }
+
+    #[test]
+    fn pieces_that_decoding_made_longer_are_cut_again_with_one_notice() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (etx, mut erx) = mpsc::channel(16);
+        let how = Input {
+            max_line: 4,
+            piece: 4,
+            commands: false,
+        };
+        read_input(
+            &b"\xff\xff\xff\xff\xff\xff\n"[..],
+            how,
+            &tx,
+            &etx.downgrade(),
+        );
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(command) = rx.blocking_recv() {
+            sent.extend(command.texts().map(str::to_owned));
+        }
+        assert_eq!(sent.concat(), "\u{fffd}".repeat(6));
+        assert!(sent.iter().all(|part| part.len() <= 4), "{sent:?}");
+        assert!(erx.try_recv().is_ok());
+        assert!(erx.try_recv().is_err(), "one notice for the long line");
+    }
+
+    #[test]
     fn in_the_plain_mode_pieces_go_as_they_are() {
         let (tx, mut rx) = mpsc::channel(16);
         let (etx, _erx) = mpsc::channel(16);
         let how = Input {
             max_line: 4,
+            piece: 4,
             commands: false,
         };
         read_input(&b"ab/cdef\n"[..], how, &tx, &etx.downgrade());

@@ -81,8 +81,11 @@ impl EventLoop {
             self.refuse(&id, &source, author, admit);
             return;
         }
-        // Taken; passed on only within what an author may have us keep.
-        let acceptance = if rate.pass_on(now, size) {
+        // Taken; its lines passed on only within what an author may have
+        // us keep. What else it says (hello, have, leave) is always passed
+        // on: a member may hear it only through us, and nothing fetches it.
+        let lines_said = matches!(said, Said::Lines { .. });
+        let acceptance = if !lines_said || rate.pass_on(now, size) {
             gossipsub::MessageAcceptance::Accept
         } else {
             gossipsub::MessageAcceptance::Ignore
