@@ -687,6 +687,9 @@ impl RoomChat {
         };
         let limit = limit.clamp(1, HISTORY_PAGE_MAX);
         let conversation = conversation(&room);
+        // Lines already reported delivered are read back as delivered: the
+        // marks on their way to the store are written first.
+        while self.marking.join_next().await.is_some() {}
         let kept = match &before {
             // Only lines of this room are paged through.
             Some(id)
