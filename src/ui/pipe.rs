@@ -92,18 +92,16 @@ fn read_input(
     // READ_CHUNK), sent before any notice that follows them.
     let batch = std::cell::RefCell::new(Lines::default());
     let mut long = Long::No;
-    // The user was told that the line being read goes in pieces.
-    let mut told = false;
     let is_command = |text: &str| how.commands && command::parse(text).is_command();
     // Sends text of a line over the limit in pieces of `how.piece` at most
-    // (decoding may have made a piece read longer), telling the user once
-    // per line; `start` says whether it begins the line, which alone may
-    // be taken for a command.
-    let send_text = |batch: &mut Lines, text: String, start: bool, told: &mut bool| {
+    // (decoding may have made a piece read longer); `start` says whether
+    // it begins the line, which alone may be taken for a command, and is
+    // when the user is told (once per line).
+    let send_text = |batch: &mut Lines, text: String, start: bool| {
         if !send_lines(commands, batch) {
             return false;
         }
-        if !std::mem::replace(told, true) {
+        if start {
             let notice = Notice::OutgoingInPieces { limit: how.piece };
             if !super::notice_from_input(events, notice) {
                 return false;
@@ -122,7 +120,6 @@ fn read_input(
         match frame {
             Frame::Piece { text, first } => {
                 if first {
-                    told = false;
                     long = if is_command(&text) {
                         Long::Command
                     } else {
@@ -136,16 +133,15 @@ fn read_input(
                             && super::notice_from_input(events, notice);
                     }
                 }
-                long == Long::Command || send_text(&mut batch, text, first, &mut told)
+                long == Long::Command || send_text(&mut batch, text, first)
             }
             // The last part of a line read in pieces.
             Frame::Line(text) if long != Long::No => {
                 let was = std::mem::replace(&mut long, Long::No);
-                was == Long::Command || send_text(&mut batch, text, false, &mut told)
+                was == Long::Command || send_text(&mut batch, text, false)
             }
             Frame::Line(text) if text.len() > how.piece && !is_command(&text) => {
-                told = false;
-                send_text(&mut batch, text, true, &mut told)
+                send_text(&mut batch, text, true)
             }
             // A long line goes as it is, not copied into a batch.
             Frame::Line(text) if text.len() >= READ_CHUNK => {
@@ -261,113 +257,87 @@ mod tests {
         }
     }
 
-    #[test]
-    fn input_lines_become_commands_and_long_lines_go_in_pieces() {
+    /// Reads `input` as `how` says; the texts it sent, in order, and the
+    /// notices it gave.
+    fn texts_and_notices(input: &[u8], how: Input) -> (Vec<String>, Vec<Event>) {
         let (tx, mut rx) = mpsc::channel(16);
         let (etx, mut erx) = mpsc::channel(16);
-        let input: &[u8] = b"hello\r\n0123456789abcdef/x\nlast";
-        read_input(input, secure(8), &tx, &etx.downgrade());
+        read_input(input, how, &tx, &etx.downgrade());
         drop(tx);
         let mut sent = Vec::new();
         while let Some(command) = rx.blocking_recv() {
             sent.extend(command.texts().map(str::to_owned));
         }
+        let notices = std::iter::from_fn(|| erx.try_recv().ok()).collect();
+        (sent, notices)
+    }
+
+    #[test]
+    fn input_lines_become_commands_and_long_lines_go_in_pieces() {
+        let input = b"hello\r\n0123456789abcdef/x\nlast";
+        let (sent, notices) = texts_and_notices(input, secure(8));
         // The long line in pieces of 8 bytes at most; its piece that
         // starts with `/` is escaped, so that it is text.
         assert_eq!(sent, ["hello", "01234567", "89abcdef", "//x", "last"]);
+        // One notice for the long line.
         assert_eq!(
-            erx.try_recv().ok(),
-            Some(Event::Notice(Notice::OutgoingInPieces { limit: 8 }))
+            notices,
+            [Event::Notice(Notice::OutgoingInPieces { limit: 8 })]
         );
-        assert!(erx.try_recv().is_err(), "one notice for the long line");
     }
 
     #[test]
     fn a_command_up_to_the_line_limit_goes_whole_and_text_in_room_sized_pieces() {
-        let (tx, mut rx) = mpsc::channel(16);
-        let (etx, mut erx) = mpsc::channel(16);
         let how = Input {
             max_line: 64,
             piece: 8,
             commands: true,
         };
         let input = b"/msg bob 0123456789abcdef\n0123456789abcdef/YZ\n";
-        read_input(&input[..], how, &tx, &etx.downgrade());
-        drop(tx);
-        let mut sent = Vec::new();
-        while let Some(command) = rx.blocking_recv() {
-            sent.extend(command.texts().map(str::to_owned));
-        }
+        let (sent, notices) = texts_and_notices(input, how);
         assert_eq!(
             sent,
             ["/msg bob 0123456789abcdef", "01234567", "89abcdef", "//YZ"]
         );
+        // One notice for the long line.
         assert_eq!(
-            erx.try_recv().ok(),
-            Some(Event::Notice(Notice::OutgoingInPieces { limit: 8 }))
+            notices,
+            [Event::Notice(Notice::OutgoingInPieces { limit: 8 })]
         );
-        assert!(erx.try_recv().is_err(), "one notice for the long line");
     }
 
     #[test]
     fn pieces_that_decoding_made_longer_are_cut_again_with_one_notice() {
-        let (tx, mut rx) = mpsc::channel(16);
-        let (etx, mut erx) = mpsc::channel(16);
         let how = Input {
             max_line: 4,
             piece: 4,
             commands: false,
         };
-        read_input(
-            &b"\xff\xff\xff\xff\xff\xff\n"[..],
-            how,
-            &tx,
-            &etx.downgrade(),
-        );
-        drop(tx);
-        let mut sent = Vec::new();
-        while let Some(command) = rx.blocking_recv() {
-            sent.extend(command.texts().map(str::to_owned));
-        }
+        let (sent, notices) = texts_and_notices(b"\xff\xff\xff\xff\xff\xff\n", how);
         assert_eq!(sent.concat(), "\u{fffd}".repeat(6));
         assert!(sent.iter().all(|part| part.len() <= 4), "{sent:?}");
-        assert!(erx.try_recv().is_ok());
-        assert!(erx.try_recv().is_err(), "one notice for the long line");
+        assert_eq!(notices.len(), 1, "one notice for the long line");
     }
 
     #[test]
     fn in_the_plain_mode_pieces_go_as_they_are() {
-        let (tx, mut rx) = mpsc::channel(16);
-        let (etx, _erx) = mpsc::channel(16);
         let how = Input {
             max_line: 4,
             piece: 4,
             commands: false,
         };
-        read_input(&b"ab/cdef\n"[..], how, &tx, &etx.downgrade());
-        drop(tx);
-        let mut sent = Vec::new();
-        while let Some(command) = rx.blocking_recv() {
-            sent.extend(command.texts().map(str::to_owned));
-        }
+        let (sent, _) = texts_and_notices(b"ab/cdef\n", how);
         assert_eq!(sent, ["ab/c", "def"]);
     }
 
     #[test]
     fn a_command_over_the_limit_is_not_run_nor_sent() {
-        let (tx, mut rx) = mpsc::channel(16);
-        let (etx, mut erx) = mpsc::channel(16);
         let input = format!("/msg bob {}\nafter\n", "x".repeat(40));
-        read_input(input.as_bytes(), secure(16), &tx, &etx.downgrade());
-        drop(tx);
-        let mut sent = Vec::new();
-        while let Some(command) = rx.blocking_recv() {
-            sent.extend(command.texts().map(str::to_owned));
-        }
+        let (sent, notices) = texts_and_notices(input.as_bytes(), secure(16));
         assert_eq!(sent, ["after"]);
         assert_eq!(
-            erx.try_recv().ok(),
-            Some(Event::Notice(Notice::OutgoingTooLong { limit: 16 }))
+            notices,
+            [Event::Notice(Notice::OutgoingTooLong { limit: 16 })]
         );
     }
 
