@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rust_p2p_chat::chat::delivery::{
     self, Action, Delivery, Failure, FetchAsk, Fetched, Held, Input, Lines, Now, Report, Resume,
-    Said, StoredStream, StreamId,
+    Said, StoredStream, StreamId, GAP_WAIT,
 };
 
 /// Seeds run by `cargo test`.
@@ -32,7 +32,7 @@ const ROOM: &str = "r";
 const MAX_LINE: usize = 1024;
 
 /// Faults happen in the first part of a run...
-const FAULTS_FOR: Duration = Duration::from_secs(20);
+const FAULTS_FOR: Duration = Duration::from_secs(GAP_WAIT.as_secs() + 10);
 
 /// ... then the network heals, and everything must settle within this.
 const SETTLE_FOR: Duration = Duration::from_secs(150);
@@ -743,14 +743,15 @@ impl Sim {
         for _ in 0..self.rng.below(3) {
             let after = self.rng.ms(0, FAULTS_FOR.as_millis() as u64 - 2_000);
             self.at(after, Ev::Split);
-            let after = after + self.rng.ms(500, 12_000);
+            // Some last longer than a gap is waited for.
+            let after = after + self.rng.ms(500, GAP_WAIT.as_millis() as u64 + 4_000);
             self.at(after, Ev::Heal);
         }
         for _ in 0..self.rng.below(3) {
             let member = self.rng.below(n as u64) as usize;
             let after = self.rng.ms(0, FAULTS_FOR.as_millis() as u64);
             self.at(after, Ev::Kill { member });
-            let after = after + self.rng.ms(100, 15_000);
+            let after = after + self.rng.ms(100, GAP_WAIT.as_millis() as u64 + 5_000);
             self.at(after, Ev::Restart { member });
         }
         self.settle()

@@ -40,8 +40,13 @@ pub use recent::{Recent, Take};
 use refused::Refused;
 
 /// How long a gap in a member's lines is waited for (and fetched) before
-/// what came after it is shown anyway and the rest reported lost.
-pub const GAP_WAIT: Duration = Duration::from_secs(10);
+/// what came after it is shown anyway and the rest reported lost. As long
+/// as a message may wait in a queue on its way (the network layer keeps a
+/// publish that long, and waits that long for a slow member before
+/// dropping it): in a flooded room a member that reads slowly gets lines
+/// by one path well after later ones by another, and they are late, not
+/// lost. A holder that has them answers a fetch long before.
+pub const GAP_WAIT: Duration = Duration::from_secs(30);
 
 /// Missing lines are asked for again this often while waited for.
 pub const FETCH_RETRY: Duration = Duration::from_secs(1);

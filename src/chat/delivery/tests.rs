@@ -175,7 +175,7 @@ fn a_gap_is_filled_by_a_fetch_and_what_waited_behind_it_follows_in_order() {
         vec![(2, texts(&["2", "3"])), (4, texts(&["4"]))]
     );
     // No gap is left to give up on.
-    d.handle(at(20_000), Input::Tick);
+    d.handle(at(GAP_WAIT.as_millis() as u64 + 10_000), Input::Tick);
     assert!(!actions(&mut d)
         .iter()
         .any(|a| matches!(a, Action::Report(Report::Lost { .. }))));
@@ -193,17 +193,22 @@ fn a_gap_given_up_on_is_reported_and_recovered_later_from_a_summary() {
     // Nobody answers: asked again every second, then given up on.
     d.handle(at(1_003), Input::Tick);
     assert_eq!(fetches(&actions(&mut d)).len(), 1);
-    d.handle(at(10_003), Input::Tick);
+    let wait = GAP_WAIT.as_millis() as u64;
+    d.handle(at(2 + wait), Input::Tick);
+    assert!(!actions(&mut d)
+        .iter()
+        .any(|a| matches!(a, Action::Report(Report::Lost { .. }))));
+    d.handle(at(3 + wait), Input::Tick);
     let acts = actions(&mut d);
     assert!(acts.contains(&Action::Report(Report::Lost {
         stream: StreamId::new(ROOM, "a", 1),
         count: 3
     })));
-    let acts = store_ok(&mut d, at(10_004), &acts);
+    let acts = store_ok(&mut d, at(4 + wait), &acts);
     assert_eq!(shown(&acts), vec![(5, texts(&["5"]))]);
     // The author's next summary says it has them: asked for, shown late.
     d.handle(
-        at(12_000),
+        at(2_000 + wait),
         Input::Received {
             room: ROOM.into(),
             from: "a".into(),
@@ -226,7 +231,7 @@ fn a_gap_given_up_on_is_reported_and_recovered_later_from_a_summary() {
         nick: None,
     };
     d.handle(
-        at(12_001),
+        at(2_001 + wait),
         Input::Fetched {
             ask,
             reply: Some(reply),
@@ -237,7 +242,7 @@ fn a_gap_given_up_on_is_reported_and_recovered_later_from_a_summary() {
         stream: StreamId::new(ROOM, "a", 1),
         count: 3
     })));
-    let acts = store_ok(&mut d, at(12_002), &acts);
+    let acts = store_ok(&mut d, at(2_002 + wait), &acts);
     assert_eq!(shown(&acts), vec![(2, texts(&["2", "3", "4"]))]);
 }
 
