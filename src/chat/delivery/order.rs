@@ -8,18 +8,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::{line_cost, StreamId, Time};
+use super::{StreamId, Time};
 
 /// Batches held while waiting for a gap before them to be filled, per
 /// author.
 pub const MAX_HELD_BATCHES: usize = 256;
-
-/// Bytes of batches held behind gaps, every author's together (counted
-/// as [`line_cost`]). A batch past it is not held: once the gap before it
-/// is filled, it is a gap of its own and fetched like any other, so
-/// authors that send many batches out of order, by a slow path or on
-/// purpose, cost at most this much.
-pub const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
 
 /// Runs of lines given up on (see [`Ordering::holes`]) remembered per
 /// author session, at most; beyond it the earliest are forgotten.
@@ -55,8 +48,6 @@ pub struct Ordering {
     /// Sessions of authors that left, oldest departure first (an entry
     /// may be stale: the author came back, or left twice).
     departed: VecDeque<StreamId>,
-    /// Bytes of every author's held batches (see [`MAX_HELD_BYTES`]).
-    held_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -140,11 +131,8 @@ impl Ordering {
             return Accepted::Duplicate;
         }
         if first > state.next {
-            let cost = line_cost(&texts);
-            let room = self.held_bytes + cost <= MAX_HELD_BYTES;
-            if room && state.held.len() < MAX_HELD_BATCHES && !state.held.contains_key(&first) {
-                state.held.insert(first, texts);
-                self.held_bytes += cost;
+            if state.held.len() < MAX_HELD_BATCHES {
+                state.held.entry(first).or_insert(texts);
             }
             return Accepted::Gap {
                 from: state.next,
@@ -163,7 +151,6 @@ impl Ordering {
                 break;
             }
             let mut held = entry.remove();
-            self.held_bytes -= line_cost(&held);
             let held_end = held_first + held.len() as u64;
             if held_end > state.next {
                 held.drain(..(state.next - held_first) as usize);
@@ -195,7 +182,6 @@ impl Ordering {
         let mut shown: Vec<(u64, Vec<String>)> = Vec::new();
         let mut lost = 0;
         while let Some((first, mut texts)) = state.held.pop_first() {
-            self.held_bytes -= line_cost(&texts);
             let end = first + texts.len() as u64;
             if end <= state.next {
                 continue;
@@ -354,12 +340,6 @@ impl Ordering {
         asked
     }
 
-    /// Bytes held behind gaps, every author's together (at most
-    /// [`MAX_HELD_BYTES`]).
-    pub fn held_bytes(&self) -> usize {
-        self.held_bytes
-    }
-
     /// Whether anything is held for `author`'s session.
     pub fn has_gap(&self, stream: &StreamId) -> bool {
         self.authors.get(stream).is_some_and(|a| !a.held.is_empty())
@@ -371,14 +351,9 @@ impl Ordering {
     /// not a new start. The places of the [`MAX_DEPARTED`] latest
     /// departures are kept; older ones are forgotten.
     pub fn depart(&mut self, room: &str, author: &str) {
-        let Ordering {
-            authors,
-            departed,
-            held_bytes,
-        } = self;
+        let Ordering { authors, departed } = self;
         let theirs = |s: &&StreamId| s.room == room && s.author == author;
         for (key, state) in authors.iter_mut().filter(|(s, _)| theirs(s)) {
-            *held_bytes -= state.held.values().map(|t| line_cost(t)).sum::<usize>();
             state.held = BTreeMap::new();
             if !state.departed {
                 state.departed = true;
@@ -610,50 +585,6 @@ mod tests {
             Accepted::Show(2, texts(&["2", "3", "4", "5"]))
         );
         assert!(!order.has_gap(&s("a", 1)));
-    }
-
-    #[test]
-    fn what_gaps_hold_is_bounded_in_bytes_across_authors_and_the_rest_is_fetched() {
-        let mut order = Ordering::default();
-        let batch = |n: usize| vec!["x".repeat(64 * 1024); n];
-        let per_batch = line_cost(&batch(1));
-        for author in ["a", "b"] {
-            order.accept(&s(author, 1), 1, batch(1));
-        }
-        // Each author sends ahead of a missing line 2 until the bound is
-        // reached: from then on nothing more is held, for either.
-        let mut first = 3;
-        while order.held_bytes() + per_batch <= MAX_HELD_BYTES {
-            order.accept(&s("a", 1), first, batch(1));
-            first += 1;
-        }
-        let full = order.held_bytes();
-        assert!(full > MAX_HELD_BYTES - per_batch && full <= MAX_HELD_BYTES);
-        let gap = |to| Accepted::Gap { from: 2, to };
-        assert_eq!(order.accept(&s("b", 1), 3, batch(1)), gap(2));
-        assert_eq!(order.accept(&s("a", 1), first, batch(1)), gap(first - 1));
-        assert_eq!(order.held_bytes(), full);
-        // The gap filled: what was held follows, and the batch that was
-        // not held is a gap of its own.
-        let Accepted::Show(2, shown) = order.accept(&s("a", 1), 2, batch(1)) else {
-            panic!("the gap filled shows what it held");
-        };
-        assert_eq!(shown.len() as u64, first - 2);
-        assert_eq!(order.held_bytes(), 0);
-        assert_eq!(
-            order.accept(&s("a", 1), first + 1, batch(1)),
-            Accepted::Gap {
-                from: first,
-                to: first
-            }
-        );
-        // Given up on, or the author gone: what was held is let go.
-        assert_eq!(order.held_bytes(), per_batch);
-        order.skip_gap(&s("a", 1));
-        assert_eq!(order.held_bytes(), 0);
-        order.accept(&s("b", 1), 3, batch(1));
-        order.depart("r", "b");
-        assert_eq!(order.held_bytes(), 0);
     }
 
     #[test]
