@@ -124,7 +124,7 @@ impl Behaviour {
             .connection_handler_queue_len(QUEUE_LEN)
             // Publishes wait in a queue as long as the app waits for a
             // slow member before dropping it.
-            .publish_queue_duration(Duration::from_secs(30))
+            .publish_queue_duration(super::SLOW_DROP_AFTER)
             // Chat messages are small, and each copy received costs a
             // signature check: tell the mesh at once which we have (and
             // that a message we publish need not come back), so fewer

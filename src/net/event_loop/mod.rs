@@ -668,6 +668,12 @@ const MAX_INTRODUCED: usize = 8;
 
 /// A slow member is dropped after being slow this long.
 pub const SLOW_DROP_AFTER: Duration = Duration::from_secs(30);
+
+// A line may be that late on its way (in gossipsub's publish queue, or
+// behind a member not yet dropped): the core must wait at least as long
+// for a gap before calling what is missing lost.
+const _: () = assert!(crate::chat::delivery::GAP_WAIT.as_secs() >= SLOW_DROP_AFTER.as_secs());
+
 /// A slow member not reported for this long is fine again.
 const SLOW_RESET: Duration = Duration::from_secs(5);
 
