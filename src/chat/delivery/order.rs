@@ -8,11 +8,23 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::{StreamId, Time};
+use super::{line_cost, StreamId, Time};
 
 /// Batches held while waiting for a gap before them to be filled, per
-/// author.
+/// author session.
 pub const MAX_HELD_BATCHES: usize = 256;
+
+/// Bytes of batches held behind gaps, every author session's together
+/// (counted as [`line_cost`]). Sessions are the author's to number, so
+/// without it an author could make us hold [`MAX_HELD_BATCHES`] in each
+/// of as many sessions as it likes. It is large enough for the backlog a
+/// reader stopped under a flood gets out of order once it reads again.
+/// When it is reached, the session holding the most lets go of its last
+/// batches, never one holding less than the newcomer would: a flood ahead
+/// of a gap cannot push out an honest author's few batches. A batch let
+/// go of is not lost: once the gap before it is filled, it is a gap of its
+/// own and is fetched like any other.
+pub const MAX_HELD_BYTES: usize = 32 * 1024 * 1024;
 
 /// Runs of lines given up on (see [`Ordering::holes`]) remembered per
 /// author session, at most; beyond it the earliest are forgotten.
@@ -48,6 +60,8 @@ pub struct Ordering {
     /// Sessions of authors that left, oldest departure first (an entry
     /// may be stale: the author came back, or left twice).
     departed: VecDeque<StreamId>,
+    /// Bytes of every session's held batches (see [`MAX_HELD_BYTES`]).
+    held_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +73,8 @@ struct Author {
     next: u64,
     /// Batches that arrived early, by first sequence number.
     held: BTreeMap<u64, Vec<String>>,
+    /// What `held` counts for (see [`line_cost`]).
+    held_bytes: usize,
     /// Lines given up on, first to end (exclusive), all below `next`.
     holes: BTreeMap<u64, u64>,
     /// When holes may be asked for again (see [`Ordering::holes_to_ask`]).
@@ -73,6 +89,7 @@ impl Author {
             floor: first,
             next: first,
             held: BTreeMap::new(),
+            held_bytes: 0,
             holes: BTreeMap::new(),
             ask_after: None,
             departed: false,
@@ -131,11 +148,10 @@ impl Ordering {
             return Accepted::Duplicate;
         }
         if first > state.next {
-            if state.held.len() < MAX_HELD_BATCHES {
-                state.held.entry(first).or_insert(texts);
-            }
+            let from = state.next;
+            self.hold(stream, first, texts);
             return Accepted::Gap {
-                from: state.next,
+                from,
                 to: first - 1,
             };
         }
@@ -151,6 +167,9 @@ impl Ordering {
                 break;
             }
             let mut held = entry.remove();
+            let cost = line_cost(&held);
+            state.held_bytes -= cost;
+            self.held_bytes -= cost;
             let held_end = held_first + held.len() as u64;
             if held_end > state.next {
                 held.drain(..(state.next - held_first) as usize);
@@ -181,6 +200,8 @@ impl Ordering {
         };
         let mut shown: Vec<(u64, Vec<String>)> = Vec::new();
         let mut lost = 0;
+        self.held_bytes -= state.held_bytes;
+        state.held_bytes = 0;
         while let Some((first, mut texts)) = state.held.pop_first() {
             let end = first + texts.len() as u64;
             if end <= state.next {
@@ -340,6 +361,60 @@ impl Ordering {
         asked
     }
 
+    /// Holds a batch that came ahead of a gap in `stream`, within
+    /// [`MAX_HELD_BATCHES`] and [`MAX_HELD_BYTES`], letting go of the last
+    /// batches of the session holding the most to make room when that
+    /// session holds more than this one would (see [`MAX_HELD_BYTES`]).
+    fn hold(&mut self, stream: &StreamId, first: u64, texts: Vec<String>) {
+        let cost = line_cost(&texts);
+        let Some(state) = self.authors.get(stream) else {
+            return;
+        };
+        if state.held.contains_key(&first) || state.held.len() >= MAX_HELD_BATCHES {
+            return;
+        }
+        let would_hold = state.held_bytes + cost;
+        while self.held_bytes + cost > MAX_HELD_BYTES {
+            let Some((most, most_bytes)) = self
+                .authors
+                .iter()
+                .max_by_key(|(_, a)| a.held_bytes)
+                .map(|(s, a)| (s.clone(), a.held_bytes))
+            else {
+                return;
+            };
+            let Some(victim) = self.authors.get_mut(&most) else {
+                return;
+            };
+            let Some(entry) = victim.held.last_entry() else {
+                return;
+            };
+            let take = if most == *stream {
+                // Ours: the batch further on goes, the nearer one stays.
+                *entry.key() > first
+            } else {
+                most_bytes > would_hold
+            };
+            if !take {
+                return;
+            }
+            let let_go = line_cost(&entry.remove());
+            victim.held_bytes -= let_go;
+            self.held_bytes -= let_go;
+        }
+        if let Some(state) = self.authors.get_mut(stream) {
+            state.held.insert(first, texts);
+            state.held_bytes += cost;
+            self.held_bytes += cost;
+        }
+    }
+
+    /// Bytes held behind gaps, every session's together (at most
+    /// [`MAX_HELD_BYTES`]).
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
     /// Whether anything is held for `author`'s session.
     pub fn has_gap(&self, stream: &StreamId) -> bool {
         self.authors.get(stream).is_some_and(|a| !a.held.is_empty())
@@ -351,10 +426,16 @@ impl Ordering {
     /// not a new start. The places of the [`MAX_DEPARTED`] latest
     /// departures are kept; older ones are forgotten.
     pub fn depart(&mut self, room: &str, author: &str) {
-        let Ordering { authors, departed } = self;
+        let Ordering {
+            authors,
+            departed,
+            held_bytes,
+        } = self;
         let theirs = |s: &&StreamId| s.room == room && s.author == author;
         for (key, state) in authors.iter_mut().filter(|(s, _)| theirs(s)) {
             state.held = BTreeMap::new();
+            *held_bytes -= state.held_bytes;
+            state.held_bytes = 0;
             if !state.departed {
                 state.departed = true;
                 departed.push_back(key.clone());
@@ -585,6 +666,61 @@ mod tests {
             Accepted::Show(2, texts(&["2", "3", "4", "5"]))
         );
         assert!(!order.has_gap(&s("a", 1)));
+    }
+
+    #[test]
+    fn what_gaps_hold_is_bounded_across_sessions_and_fairly_shared() {
+        let mut order = Ordering::default();
+        // Two lines of the largest room size: 256 KiB a batch.
+        let batch = || vec!["x".repeat(128 * 1024); 2];
+        let per_batch = line_cost(&batch());
+        let gap = |from, to| Accepted::Gap { from, to };
+        for stream in [s("a", 1), s("a", 2), s("b", 1)] {
+            order.accept(&stream, 1, batch());
+        }
+        // One author, two sessions, sending ahead of their missing lines
+        // 3 and 4 until the bound: sessions do not multiply it.
+        for first in (5..21).step_by(2) {
+            assert_eq!(order.accept(&s("a", 2), first, batch()), gap(3, first - 1));
+        }
+        let mut next = 5;
+        for _ in 0..MAX_HELD_BATCHES {
+            if order.held_bytes() + per_batch > MAX_HELD_BYTES {
+                break;
+            }
+            assert_eq!(order.accept(&s("a", 1), next, batch()), gap(3, next - 1));
+            next += 2;
+        }
+        let full = order.held_bytes();
+        assert!(full > MAX_HELD_BYTES - per_batch && full <= MAX_HELD_BYTES);
+        // A batch further on than the session's last is not held.
+        assert_eq!(order.accept(&s("a", 1), next, batch()), gap(3, next - 1));
+        assert_eq!(order.held_bytes(), full);
+        // An author holding nothing is not pushed out by the flood: the
+        // session holding the most lets go of its last batch for it.
+        assert_eq!(order.accept(&s("b", 1), 5, batch()), gap(3, 4));
+        assert_eq!(order.held_bytes(), full);
+        let Accepted::Show(3, shown) = order.accept(&s("b", 1), 3, batch()) else {
+            panic!("b's gap filled shows what it held");
+        };
+        assert_eq!(shown.len(), 4);
+        assert_eq!(order.held_bytes(), full - per_batch);
+        // a's first session: what it held follows its filled gap; the
+        // batch let go of is a gap of its own, fetched like any other.
+        let Accepted::Show(3, shown) = order.accept(&s("a", 1), 3, batch()) else {
+            panic!("the gap filled shows what it held");
+        };
+        let shown_to = 3 + shown.len() as u64;
+        assert_eq!(shown_to, next - 2, "its last batch was let go of");
+        assert_eq!(
+            order.accept(&s("a", 1), next, batch()),
+            gap(shown_to, next - 1)
+        );
+        // Given up on, or the author gone: what was held is let go.
+        order.skip_gap(&s("a", 1));
+        assert!(order.held_bytes() > 0, "a's second session still holds");
+        order.depart("r", "a");
+        assert_eq!(order.held_bytes(), 0);
     }
 
     #[test]
