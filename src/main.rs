@@ -18,7 +18,7 @@ use rust_p2p_chat::store::{DirLock, Filter, History, KnownPeers, Relays, RoomKey
 use rust_p2p_chat::ui::{json, pipe, terminal, web, Style};
 
 fn main() -> ExitCode {
-    rust_p2p_chat::app::tune_heap();
+    rust_p2p_chat::app::one_heap();
     let args = Args::parse();
     init_diagnostics(args.log_file.as_deref());
     if args.plain && args.connect.is_some() && args.listen.is_some() {

@@ -27,7 +27,7 @@ mod secure;
 mod tasks;
 mod trim;
 
-pub use trim::tune_heap;
+pub use trim::one_heap;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -61,38 +61,23 @@ impl Trimmer {
     }
 }
 
-/// Allocations of at least this many bytes get pages of their own, which
-/// go back to the system the moment they are freed (glibc's starting
-/// value, fixed; see [`tune_heap`]).
+/// Has glibc keep one heap for every thread, before any thread starts.
+/// Lines are read on one thread and freed on another; with a heap per
+/// thread (glibc's default), each keeps pages the others freed, which a
+/// trim cannot return. The threads here are few and mostly wait, so they
+/// do not contend for one heap.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const OWN_PAGES_FROM: libc::c_int = 128 * 1024;
-
-/// Shapes glibc's heap before any thread starts.
-///
-/// One heap for every thread: lines are read on one thread and freed on
-/// another; with a heap per thread (glibc's default), each keeps pages the
-/// others freed, which a trim cannot return. The threads here are few and
-/// mostly wait, so they do not contend for one heap.
-///
-/// Large allocations (batches, read buffers, the tables of caches a flood
-/// grew) on pages of their own, from [`OWN_PAGES_FROM`] bytes: by default
-/// glibc raises that bound each time such a block is freed, so after a few
-/// floods their blocks are carved from the heap, and the small blocks
-/// still in use between them keep its pages, which no trim returns. A room
-/// member's resident memory crept after every flood that way.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn tune_heap() {
-    // SAFETY: mallopt only sets tuning values of glibc's allocator; it
+pub fn one_heap() {
+    // SAFETY: mallopt only sets a tuning value of glibc's allocator; it
     // takes no pointer and is called before other threads exist.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_PAGES_FROM);
     }
 }
 
 /// Other allocators keep their own policy.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn tune_heap() {}
+pub fn one_heap() {}
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn give_back() {
