@@ -96,6 +96,12 @@ impl Author {
         }
     }
 
+    /// Takes every held batch, with what they counted for.
+    fn take_held(&mut self) -> (BTreeMap<u64, Vec<String>>, usize) {
+        let bytes = std::mem::take(&mut self.held_bytes);
+        (std::mem::take(&mut self.held), bytes)
+    }
+
     /// Remembers that lines `first..end` were given up on.
     fn hole(&mut self, first: u64, end: u64) {
         if first >= end {
@@ -200,9 +206,9 @@ impl Ordering {
         };
         let mut shown: Vec<(u64, Vec<String>)> = Vec::new();
         let mut lost = 0;
-        self.held_bytes -= state.held_bytes;
-        state.held_bytes = 0;
-        while let Some((first, mut texts)) = state.held.pop_first() {
+        let (held, bytes) = state.take_held();
+        self.held_bytes -= bytes;
+        for (first, mut texts) in held {
             let end = first + texts.len() as u64;
             if end <= state.next {
                 continue;
@@ -433,9 +439,7 @@ impl Ordering {
         } = self;
         let theirs = |s: &&StreamId| s.room == room && s.author == author;
         for (key, state) in authors.iter_mut().filter(|(s, _)| theirs(s)) {
-            state.held = BTreeMap::new();
-            *held_bytes -= state.held_bytes;
-            state.held_bytes = 0;
+            *held_bytes -= state.take_held().1;
             if !state.departed {
                 state.departed = true;
                 departed.push_back(key.clone());
