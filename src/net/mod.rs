@@ -103,7 +103,10 @@ pub struct Config {
     pub batch_bytes: usize,
     /// Relays to hold a reservation at (`--relay`), each a multiaddr
     /// ending in `/p2p/RELAY_ID`: peers that cannot dial us reach us
-    /// through them.
+    /// through them. A reservation is made once the node listens (see
+    /// [`Client::listen`]), so that the connection to the relay leaves
+    /// from the listening port and hole punching can reach it; within
+    /// 2 s of the start, or a few seconds more, regardless.
     pub relays: Vec<Multiaddr>,
 }
 

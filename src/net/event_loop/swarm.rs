@@ -16,6 +16,8 @@ impl EventLoop {
                     let bound = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port));
                     let _ = pending.reply.send(Ok(bound));
                 }
+                self.relays.port_ready(&address, Instant::now());
+                self.listen_on_relays();
                 if let Some(relay) = self.relays.listening(listener_id).cloned() {
                     self.emit(NetEvent::Relayed {
                         relay,
