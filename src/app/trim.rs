@@ -16,34 +16,21 @@ const QUIET_BYTES: u64 = 64 * 1024;
 /// let go of them a few seconds later) frees memory of its own.
 const TRIM_AGAIN_AFTER_TICKS: u32 = 5;
 
-/// Ticks after any trim when, if lines were handled since, it is trimmed
-/// again. Between bursts a chat at a talking pace leaves freed pages
-/// behind too, and so do caches that let go of a burst's entries a minute
-/// after it (gossipsub's list of messages seen): without this, what the
-/// process keeps would creep up from burst to burst.
-const SETTLE_TICKS: u32 = 60;
-
 /// Counts the bytes of lines handled; [`Trimmer::tick`], called about once
 /// a second, trims once a burst is over (enough was handled, and less than
 /// [`QUIET_BYTES`] since the last tick), and again
-/// [`TRIM_AGAIN_AFTER_TICKS`] later; and [`SETTLE_TICKS`] after any trim
-/// if lines were handled since.
+/// [`TRIM_AGAIN_AFTER_TICKS`] later.
 #[derive(Debug, Default)]
 pub(super) struct Trimmer {
     handled: u64,
     at_last_tick: u64,
     again_in: Option<u32>,
-    /// Bytes handled since the last trim.
-    since_trim: u64,
-    /// Ticks since the last trim (or the start).
-    ticks_since_trim: u32,
 }
 
 impl Trimmer {
     /// Lines of `bytes` were shown or sent.
     pub(super) fn handled(&mut self, bytes: usize) {
         self.handled = self.handled.saturating_add(bytes as u64);
-        self.since_trim = self.since_trim.saturating_add(bytes as u64);
     }
 
     /// Trims when a burst has just ended; says whether it did.
@@ -66,12 +53,8 @@ impl Trimmer {
             self.again_in = Some(TRIM_AGAIN_AFTER_TICKS - 1);
         }
         self.at_last_tick = self.handled;
-        self.ticks_since_trim = self.ticks_since_trim.saturating_add(1);
-        let settle = self.ticks_since_trim >= SETTLE_TICKS && self.since_trim > 0;
-        let trim = burst_over || again || settle;
+        let trim = burst_over || again;
         if trim {
-            self.since_trim = 0;
-            self.ticks_since_trim = 0;
             give_back();
         }
         trim
@@ -132,30 +115,5 @@ mod tests {
         t.handled(10);
         assert!(!t.tick());
         assert!(!t.tick(), "too little for a trim");
-    }
-
-    #[test]
-    fn a_minute_after_a_trim_it_trims_again_only_if_lines_came_since() {
-        let mut t = Trimmer::default();
-        t.handled(TRIM_AFTER_BYTES as usize);
-        assert!(!t.tick(), "the burst");
-        assert!(t.tick(), "the burst's trim");
-        for _ in 1..TRIM_AGAIN_AFTER_TICKS {
-            assert!(!t.tick());
-        }
-        assert!(t.tick(), "the second one");
-        // A talking pace: a line a tick.
-        for _ in 1..SETTLE_TICKS {
-            t.handled(100);
-            assert!(!t.tick());
-        }
-        t.handled(100);
-        assert!(t.tick(), "a minute of lines since the last trim");
-        // Then silence: nothing to give back, however long.
-        for _ in 0..SETTLE_TICKS * 3 {
-            assert!(!t.tick());
-        }
-        t.handled(100);
-        assert!(t.tick(), "a minute has long passed, and a line came");
     }
 }
