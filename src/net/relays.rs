@@ -136,13 +136,9 @@ impl Relays {
     }
 }
 
-/// The IP address a multiaddr starts with, if it starts with one.
+/// The IP address of a TCP multiaddr, if it names one.
 fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
-    match addr.iter().next()? {
-        Protocol::Ip4(ip) => Some(ip.into()),
-        Protocol::Ip6(ip) => Some(ip.into()),
-        _ => None,
-    }
+    super::socket_addr(addr).map(|a| a.ip())
 }
 
 #[cfg(test)]
